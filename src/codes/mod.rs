@@ -1,0 +1,63 @@
+//! Per-batch code solvers: the codes `W_b` of a batch with the dictionary `H` fixed.
+//!
+//! [`hals`] (Frobenius, default) and [`mu`] (any beta). Both start from a given warm
+//! start or a neutral one, stop at a relative tolerance or an iteration limit, and report
+//! what they did in [`SolveStats`]; not converging is reported, never an error.
+
+pub mod hals;
+pub mod mu;
+
+pub use hals::SolveStats;
+
+use ndarray::{Array2, ArrayView2};
+
+use crate::batch::MatRef;
+use crate::float::Float;
+use crate::loss::{divergence, frobenius_from_products};
+use crate::params::{Solver, ValidParams};
+
+/// The codes of one batch and what solving them took.
+#[derive(Clone, Debug)]
+pub struct Codes<F> {
+    /// Codes `W_b` (b × k).
+    pub w: Array2<F>,
+    /// Iterations and convergence.
+    pub stats: SolveStats,
+    /// The divergence `D(X_b | W_b H)` at these codes.
+    pub loss: f64,
+}
+
+/// Solves the codes of `x` against `h` (k × p) with the solver, loss and W penalties of
+/// `params`, starting from `warm` when given.
+pub(crate) fn solve<F: Float>(
+    params: &ValidParams,
+    h: ArrayView2<F>,
+    x: MatRef<F>,
+    warm: Option<Array2<F>>,
+) -> Codes<F> {
+    let ht = h.t().as_standard_layout().into_owned();
+    let (l1, l2) = params.w_penalties(x.ncols());
+    let pen = (F::from_f64(l1), F::from_f64(l2));
+    let (max_iter, tol) = params.code_limits();
+    match params.solver() {
+        Solver::Hals => {
+            let r = x.x_ht(ht.view());
+            let g = h.dot(&h.t());
+            let mut w = warm.unwrap_or_else(|| Array2::zeros((x.nrows(), h.nrows())));
+            let stats = hals::solve(r.view(), g.view(), &mut w, pen, max_iter, tol);
+            let loss = frobenius_from_products(x.squared_norm(), w.view(), r.view(), g.view());
+            Codes { w, stats, loss }
+        }
+        Solver::Multiplicative => {
+            let loss = params.loss_kind();
+            let mut w = warm.unwrap_or_else(|| mu::initial_codes(x, h));
+            let stats = mu::solve(x, h, ht.view(), &mut w, loss, pen, max_iter, tol);
+            let value = divergence(x, w.view(), h, loss.beta());
+            Codes {
+                w,
+                stats,
+                loss: value,
+            }
+        }
+    }
+}

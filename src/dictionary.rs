@@ -1,0 +1,432 @@
+//! The dictionary `H` and the sufficient statistics it is learned from.
+//!
+//! **Frobenius** (Mairal, Bach, Ponce & Sapiro 2010): after each batch,
+//! `A ← ρA + W_bᵀW_b` (k × k) and `B ← ρB + W_bᵀX_b` (k × p), then a few sweeps of block
+//! coordinate descent on the rows of H, warm-started:
+//! `H_j ← max(0, H_j + (B_j − A_j H − l1 − l2 H_j) / (A_jj + l2))`.
+//!
+//! **Other betas** (Lefèvre, Bach & Févotte 2011; scikit-learn's `MiniBatchNMF`):
+//! `A ← ρA + W_bᵀ(V^(β−2) ⊙ X_b) ⊙ H^(1/γ)`, `B ← ρB + W_bᵀV^(β−1)`, then
+//! `H = (A / (B + l1 + l2 H))^γ`.
+//!
+//! **Passes** (SPAMS): with `purge_passes`, a new pass moves the statistics aside as "the
+//! previous pass" and starts new ones; the previous pass counts with the share of rows the
+//! current pass has not reached yet, so each row's latest codes weigh on H and the first
+//! pass's codes, solved against a poor H, stop weighing at the end of the second.
+//!
+//! **Dead atoms**: a component whose accumulated code energy `Σ w_j²` vanishes (for
+//! Frobenius, `A_jj ≈ 0`) or whose row of H is all zero is re-seeded from a random row of
+//! the current batch (seeded, logged).
+
+use ndarray::linalg::general_mat_vec_mul;
+use ndarray::{Array1, Array2, ArrayView2, Axis, Zip};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::batch::{reconstruct_into, MatRef};
+use crate::float::Float;
+use crate::loss::{Loss, CLIP};
+use crate::params::ValidParams;
+
+/// Code energy below this share of the largest atom's marks an atom as dead.
+const DEAD_SHARE: f64 = 1e-10;
+
+/// What one batch adds to the statistics, computed by a solver next to its codes.
+#[derive(Clone, Debug)]
+pub struct Contribution<F> {
+    /// Rows in the batch.
+    pub rows: usize,
+    /// Frobenius: `W_bᵀW_b` (k × k). Other betas: `W_bᵀ(V^(β−2) ⊙ X_b)` (k × p).
+    pub first: Array2<F>,
+    /// Frobenius: `W_bᵀX_b` (k × p). Other betas: `W_bᵀV^(β−1)` (k × p).
+    pub second: Array2<F>,
+    /// `Σ_i w_ij²` per component.
+    pub energy: Array1<f64>,
+}
+
+impl<F: Float> Contribution<F> {
+    /// The contribution of a batch `x` with codes `w`, solved against `h`.
+    pub fn new(loss: Loss, x: MatRef<F>, w: ArrayView2<F>, h: ArrayView2<F>) -> Self {
+        let (k, p) = h.dim();
+        let energy = w
+            .axis_iter(Axis(1))
+            .map(|c| c.iter().map(|v| v.as_f64() * v.as_f64()).sum())
+            .collect();
+        let beta = loss.beta();
+        let (first, second) = if beta == 2.0 {
+            let mut wtx = Array2::zeros((k, p));
+            x.add_wt_x(w, F::zero(), &mut wtx);
+            (w.t().dot(&w), wtx)
+        } else {
+            let wsum = w.sum_axis(Axis(0));
+            let ones_den = || Array2::from_shape_fn((k, p), |(j, _)| wsum[j]);
+            match x {
+                MatRef::Csr(_) if beta == 1.0 => {
+                    // Wᵀ(X / V) through the same nnz kernel as the codes: (X/V)ᵀ W = num of
+                    // the transposed problem. Build it row by row.
+                    let ht = h.t().as_standard_layout().into_owned();
+                    let clip = F::from_f64(CLIP);
+                    let mut acc = Array2::<F>::zeros((p, k));
+                    x.for_each_stored(|i, j, v| {
+                        let wi = w.row(i);
+                        let ratio = v / wi.dot(&ht.row(j)).max(clip);
+                        acc.row_mut(j).scaled_add(ratio, &wi);
+                    });
+                    (acc.t().as_standard_layout().into_owned(), ones_den())
+                }
+                _ => {
+                    let xd = x.to_dense();
+                    let mut v = Array2::zeros(xd.raw_dim());
+                    reconstruct_into(w, h, &mut v.view_mut());
+                    let clip = F::from_f64(CLIP);
+                    v.mapv_inplace(|e| e.max(clip));
+                    if beta == 1.0 {
+                        Zip::from(&mut v).and(&xd).for_each(|e, &xv| *e = xv / *e);
+                        (w.t().dot(&v), ones_den())
+                    } else {
+                        let q = v.mapv(|e| e.powf(F::from_f64(beta - 1.0)));
+                        let bm2 = F::from_f64(beta - 2.0);
+                        Zip::from(&mut v)
+                            .and(&xd)
+                            .for_each(|e, &xv| *e = e.powf(bm2) * xv);
+                        (w.t().dot(&v), w.t().dot(&q))
+                    }
+                }
+            }
+        };
+        Self {
+            rows: x.nrows(),
+            first,
+            second,
+            energy,
+        }
+    }
+}
+
+/// Accumulated statistics (see the [module docs](self)).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Statistics<F> {
+    /// Frobenius: `A = Σ ρ^· WᵀW`. Other betas: the numerator sum.
+    pub a: Array2<F>,
+    /// Frobenius: `B = Σ ρ^· WᵀX`. Other betas: the denominator sum.
+    pub b: Array2<F>,
+    /// Forget-weighted `Σ w_j²` per component.
+    pub energy: Array1<f64>,
+    /// Forget-weighted number of rows.
+    pub rows: f64,
+    /// Rows folded in, unweighted.
+    pub raw_rows: u64,
+}
+
+impl<F: Float> Statistics<F> {
+    fn zeros(loss: Loss, k: usize, p: usize) -> Self {
+        let a_cols = if loss.beta() == 2.0 { k } else { p };
+        Self {
+            a: Array2::zeros((k, a_cols)),
+            b: Array2::zeros((k, p)),
+            energy: Array1::zeros(k),
+            rows: 0.0,
+            raw_rows: 0,
+        }
+    }
+
+    fn fold(&mut self, rho: F, first: &Array2<F>, second: &Array2<F>, c: &Contribution<F>) {
+        let r = rho.as_f64();
+        Zip::from(&mut self.a)
+            .and(first)
+            .for_each(|s, &v| *s = rho * *s + v);
+        Zip::from(&mut self.b)
+            .and(second)
+            .for_each(|s, &v| *s = rho * *s + v);
+        Zip::from(&mut self.energy)
+            .and(&c.energy)
+            .for_each(|s, &v| *s = r * *s + v);
+        self.rows = r * self.rows + c.rows as f64;
+        self.raw_rows += c.rows as u64;
+    }
+
+    fn forget_atom(&mut self, j: usize, frobenius: bool) {
+        self.a.row_mut(j).fill(F::zero());
+        if frobenius {
+            self.a.column_mut(j).fill(F::zero());
+        }
+        self.b.row_mut(j).fill(F::zero());
+        self.energy[j] = 0.0;
+    }
+}
+
+/// What one dictionary update did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UpdateStats {
+    /// Sweeps of the H update (1 for the multiplicative update).
+    pub sweeps: usize,
+    /// Components re-seeded because they were dead.
+    pub reseeded: Vec<usize>,
+}
+
+/// The dictionary `H` (k × p) with its statistics. Owned by the model (and, in the
+/// pipeline, by the dictionary-updater thread).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Dictionary<F> {
+    h: Array2<F>,
+    loss: Loss,
+    current: Statistics<F>,
+    previous: Option<Statistics<F>>,
+    rows_in_pass: u64,
+    version: u64,
+}
+
+impl<F: Float> Dictionary<F> {
+    /// A dictionary starting from `h`, with empty statistics.
+    pub fn new(h: Array2<F>, loss: Loss) -> Self {
+        let (k, p) = h.dim();
+        Self {
+            current: Statistics::zeros(loss, k, p),
+            h,
+            loss,
+            previous: None,
+            rows_in_pass: 0,
+            version: 0,
+        }
+    }
+
+    /// H (k × p).
+    pub fn components(&self) -> ArrayView2<'_, F> {
+        self.h.view()
+    }
+
+    /// The statistics accumulated in the current pass.
+    pub fn statistics(&self) -> &Statistics<F> {
+        &self.current
+    }
+
+    /// Number of updates applied so far (the dictionary's version).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Marks the start of a new pass over the same data (see the module docs).
+    pub fn start_pass(&mut self, purge: bool) {
+        if purge && self.current.raw_rows > 0 {
+            let (k, p) = self.h.dim();
+            let fresh = Statistics::zeros(self.loss, k, p);
+            self.previous = Some(std::mem::replace(&mut self.current, fresh));
+        }
+        self.rows_in_pass = 0;
+    }
+
+    /// Folds a batch's contribution into the statistics and updates H. `x` is the batch
+    /// (used only to re-seed dead atoms) and `rng` the model's seeded generator.
+    pub fn apply(
+        &mut self,
+        mut c: Contribution<F>,
+        x: MatRef<F>,
+        params: &ValidParams,
+        rng: &mut ChaCha8Rng,
+    ) -> UpdateStats {
+        let rho = F::from_f64(params.forget_factor());
+        let frobenius = self.loss.beta() == 2.0;
+        if !frobenius {
+            let inv_gamma = F::from_f64(1.0 / self.loss.mu_exponent());
+            Zip::from(&mut c.first).and(&self.h).for_each(|n, &hv| {
+                *n *= if inv_gamma == F::one() {
+                    hv
+                } else {
+                    hv.powf(inv_gamma)
+                }
+            });
+        }
+        self.current.fold(rho, &c.first, &c.second, &c);
+        self.rows_in_pass += c.rows as u64;
+
+        // The previous pass weighs with the share of rows this pass has not reached.
+        let prev = self.previous.as_ref().and_then(|p| {
+            let left = 1.0 - self.rows_in_pass as f64 / p.raw_rows.max(1) as f64;
+            (left > 0.0).then_some((p, left))
+        });
+        let (a, b, energy, rows) = match prev {
+            None => (
+                self.current.a.clone(),
+                self.current.b.clone(),
+                self.current.energy.clone(),
+                self.current.rows,
+            ),
+            Some((p, left)) => {
+                let lf = F::from_f64(left);
+                (
+                    &self.current.a + &p.a.mapv(|v| v * lf),
+                    &self.current.b + &p.b.mapv(|v| v * lf),
+                    &self.current.energy + &(&p.energy * left),
+                    self.current.rows + left * p.rows,
+                )
+            }
+        };
+        let (l1, l2) = params.h_penalties(rows);
+        let (l1, l2) = (F::from_f64(l1), F::from_f64(l2));
+        let sweeps = if frobenius {
+            let (max_iter, tol) = params.dict_limits();
+            hals_dictionary(&mut self.h, a.view(), b.view(), (l1, l2), max_iter, tol)
+        } else {
+            let gamma = F::from_f64(self.loss.mu_exponent());
+            Zip::from(&mut self.h)
+                .and(&a)
+                .and(&b)
+                .for_each(|h, &num, &den| {
+                    let den = den + l1 + l2 * *h;
+                    if den > F::zero() {
+                        let r = num / den;
+                        *h = if gamma == F::one() { r } else { r.powf(gamma) };
+                    }
+                });
+            1
+        };
+        let reseeded = self.reseed_dead(&energy, x, rng, frobenius);
+        self.version += 1;
+        UpdateStats { sweeps, reseeded }
+    }
+
+    fn reseed_dead(
+        &mut self,
+        energy: &Array1<f64>,
+        x: MatRef<F>,
+        rng: &mut ChaCha8Rng,
+        frobenius: bool,
+    ) -> Vec<usize> {
+        let max_energy = energy.iter().cloned().fold(0.0, f64::max);
+        let norms: Vec<f64> = self
+            .h
+            .rows()
+            .into_iter()
+            .map(|r| {
+                r.iter()
+                    .map(|v| v.as_f64() * v.as_f64())
+                    .sum::<f64>()
+                    .sqrt()
+            })
+            .collect();
+        let dead: Vec<usize> = (0..self.h.nrows())
+            .filter(|&j| norms[j] == 0.0 || energy[j] <= DEAD_SHARE * max_energy)
+            .collect();
+        if dead.is_empty() {
+            return dead;
+        }
+        let live: Vec<f64> = (0..norms.len())
+            .filter(|j| !dead.contains(j))
+            .map(|j| norms[j])
+            .collect();
+        let target = if live.is_empty() {
+            1.0
+        } else {
+            live.iter().sum::<f64>() / live.len() as f64
+        };
+        let mut done = Vec::new();
+        for &j in &dead {
+            // A few tries to find a non-zero row; a batch of zeros cannot re-seed anything.
+            for _ in 0..8 {
+                let r = rng.random_range(0..x.nrows());
+                let row = x.slice_rows(r..r + 1).to_dense();
+                let norm = row.iter().map(|v| v.as_f64().powi(2)).sum::<f64>().sqrt();
+                if norm > 0.0 {
+                    let s = F::from_f64(target / norm);
+                    self.h.row_mut(j).assign(&row.row(0).mapv(|v| v * s));
+                    self.current.forget_atom(j, frobenius);
+                    if let Some(p) = self.previous.as_mut() {
+                        p.forget_atom(j, frobenius);
+                    }
+                    tracing::info!(component = j, source_row = r, "re-seeded a dead atom");
+                    done.push(j);
+                    break;
+                }
+            }
+        }
+        done
+    }
+}
+
+/// Block coordinate descent on the rows of H from statistics (A, B); returns the sweeps.
+fn hals_dictionary<F: Float>(
+    h: &mut Array2<F>,
+    a: ArrayView2<F>,
+    b: ArrayView2<F>,
+    (l1, l2): (F, F),
+    max_iter: usize,
+    tol: f64,
+) -> usize {
+    let (k, p) = h.dim();
+    let mut ah = Array1::<F>::zeros(p);
+    for sweep in 1..=max_iter {
+        let (mut delta, mut norm) = (0.0f64, 0.0f64);
+        for j in 0..k {
+            let denom = a[[j, j]] + l2;
+            if denom <= F::zero() {
+                continue;
+            }
+            // ah = A_j H (uses the rows already updated in this sweep).
+            general_mat_vec_mul(F::one(), &h.t(), &a.row(j), F::zero(), &mut ah);
+            Zip::from(h.row_mut(j))
+                .and(b.row(j))
+                .and(&ah)
+                .for_each(|hv, &bv, &av| {
+                    let new = (*hv + (bv - av - l1 - l2 * *hv) / denom).max(F::zero());
+                    let d = (new - *hv).as_f64();
+                    delta += d * d;
+                    norm += new.as_f64() * new.as_f64();
+                    *hv = new;
+                });
+        }
+        if delta <= tol * tol * norm {
+            return sweep;
+        }
+    }
+    max_iter
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::NmfParams;
+    use ndarray::array;
+    use rand::SeedableRng;
+
+    /// With exact statistics of a factorizable X and the true codes, the H update lands on
+    /// the true H.
+    #[test]
+    fn hals_update_recovers_h() {
+        let h_true = array![[1.0f64, 0.0, 2.0, 0.5], [0.0, 1.5, 0.5, 1.0]];
+        let w = array![[1.0, 0.2], [0.3, 2.0], [1.5, 1.0], [0.0, 0.7]];
+        let x = w.dot(&h_true);
+        let params = NmfParams::new(2)
+            .dict_max_iter(500)
+            .dict_tol(0.0)
+            .check()
+            .unwrap();
+        let mut d = Dictionary::new(Array2::from_elem((2, 4), 0.5), Loss::Frobenius);
+        let c = Contribution::new(Loss::Frobenius, MatRef::from(&x), w.view(), h_true.view());
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let u = d.apply(c, MatRef::from(&x), &params, &mut rng);
+        assert!(u.reseeded.is_empty());
+        for (a, b) in d.components().iter().zip(h_true.iter()) {
+            assert!((a - b).abs() < 1e-8, "{} vs {h_true}", d.components());
+        }
+    }
+
+    /// A component that no row uses is re-seeded from a batch row.
+    #[test]
+    fn dead_atom_is_reseeded() {
+        let x = array![[1.0f64, 2.0, 0.0], [0.0, 1.0, 3.0]];
+        let w = array![[1.0, 0.0], [2.0, 0.0]];
+        let h = array![[0.5, 1.0, 1.0], [1.0, 1.0, 1.0]];
+        let params = NmfParams::new(2).check().unwrap();
+        let mut d = Dictionary::new(h.clone(), Loss::Frobenius);
+        let c = Contribution::new(Loss::Frobenius, MatRef::from(&x), w.view(), h.view());
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let u = d.apply(c, MatRef::from(&x), &params, &mut rng);
+        assert_eq!(u.reseeded, vec![1]);
+        let row = d.components().row(1).to_owned();
+        let is_row0 = (row[2] == 0.0) && row[0] > 0.0;
+        let is_row1 = (row[0] == 0.0) && row[2] > 0.0;
+        assert!(is_row0 || is_row1, "{row}");
+        assert_eq!(d.statistics().a[[1, 1]], 0.0);
+    }
+}

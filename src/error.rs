@@ -1,0 +1,265 @@
+//! Errors: one enum for the whole crate, one variant per rule that input or parameters
+//! can break. Every variant about data names the row (0-based, counted over the whole
+//! input, not the batch) and the column where it applies.
+
+use std::path::PathBuf;
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in `streamnmf`.
+///
+/// Data errors carry the global row index (0-based over the whole input stream) and the
+/// column index; the I/O layer wraps them in [`Error::InFile`] to add the file name and
+/// the column's name. Not converging is never an error: it is reported in
+/// [`crate::BatchReport`] and [`crate::FitReport`].
+///
+/// ```
+/// use streamnmf::{Error, NmfParams};
+/// let err = NmfParams::new(0).check().unwrap_err();
+/// assert!(matches!(err, Error::ZeroRank));
+/// assert_eq!(err.to_string(), "rank k must be at least 1");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    // ---- data -------------------------------------------------------------------------
+    /// A value below zero: NMF needs non-negative data.
+    #[error("negative value {value} at row {row}, column {col}: NMF needs non-negative data")]
+    NegativeValue {
+        /// Row, 0-based over the whole input.
+        row: u64,
+        /// Column (feature) index.
+        col: usize,
+        /// The offending value.
+        value: f64,
+    },
+    /// NaN or ±infinity.
+    #[error("non-finite value {value} at row {row}, column {col}")]
+    NonFinite {
+        /// Row, 0-based over the whole input.
+        row: u64,
+        /// Column (feature) index.
+        col: usize,
+        /// The offending value.
+        value: f64,
+    },
+    /// A zero entry under a loss that is undefined at zero (beta <= 0, e.g. Itakura-Saito).
+    #[error(
+        "zero value at row {row}, column {col}: the beta={beta} divergence (Itakura-Saito for \
+         beta=0) is undefined at zero; add a small offset to the data or use another loss"
+    )]
+    ZeroForBeta {
+        /// Row, 0-based over the whole input.
+        row: u64,
+        /// Column (feature) index.
+        col: usize,
+        /// The loss's beta.
+        beta: f64,
+    },
+    /// The data's width p differs from the model's.
+    #[error("data has {found} columns but the model was built for {expected}")]
+    WidthMismatch {
+        /// The model's width.
+        expected: usize,
+        /// The data's width.
+        found: usize,
+    },
+    /// A batch or data set with no rows (or no columns).
+    #[error("empty batch: {rows} rows x {cols} columns")]
+    EmptyBatch {
+        /// Rows in the batch.
+        rows: usize,
+        /// Columns in the batch.
+        cols: usize,
+    },
+    /// A CSR matrix whose structure is inconsistent.
+    #[error("malformed sparse matrix at row {row}: {detail}")]
+    MalformedSparse {
+        /// Row (local to the matrix) where the inconsistency was found.
+        row: usize,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A row-id column whose length differs from the batch's row count.
+    #[error("row ids: {ids} ids for {rows} rows")]
+    RowIdsLength {
+        /// Rows in the batch.
+        rows: usize,
+        /// Ids given.
+        ids: usize,
+    },
+    /// Codes `W` whose shape does not match the model (in `inverse_transform`).
+    #[error("codes have {found} columns but the model has rank {expected}")]
+    CodesShape {
+        /// The model's rank.
+        expected: usize,
+        /// Columns of the codes given.
+        found: usize,
+    },
+    /// The model has not seen any data yet, so it has no dictionary.
+    #[error("the model has no dictionary yet: fit it on data first")]
+    NotFitted,
+
+    // ---- parameters: one variant per rule ---------------------------------------------
+    /// `rank == 0`.
+    #[error("rank k must be at least 1")]
+    ZeroRank,
+    /// `rank > p`: more components than features.
+    #[error("rank k = {rank} exceeds the number of columns p = {width}")]
+    RankTooLarge {
+        /// Requested rank.
+        rank: usize,
+        /// Data width.
+        width: usize,
+    },
+    /// `batch_size == 0`.
+    #[error("batch size must be at least 1")]
+    ZeroBatchSize,
+    /// `forget` outside (0, 1].
+    #[error("forget factor must be in (0, 1], got {0}")]
+    InvalidForget(f64),
+    /// A tolerance that is negative or not finite.
+    #[error("tolerance must be finite and >= 0, got {0}")]
+    InvalidTolerance(f64),
+    /// An iteration limit of zero.
+    #[error("{0} must be at least 1")]
+    ZeroIterations(&'static str),
+    /// A negative or non-finite regularization strength.
+    #[error("{name} must be finite and >= 0, got {value}")]
+    InvalidAlpha {
+        /// `"alpha_w"` or `"alpha_h"`.
+        name: &'static str,
+        /// The value given.
+        value: f64,
+    },
+    /// `l1_ratio` outside [0, 1].
+    #[error("l1_ratio must be in [0, 1], got {0}")]
+    InvalidL1Ratio(f64),
+    /// A non-finite beta.
+    #[error("beta must be finite, got {0}")]
+    InvalidBeta(f64),
+    /// HALS asked for with a loss other than Frobenius.
+    #[error("the HALS code solver needs the Frobenius loss (beta = 2), got beta = {0}; use the multiplicative solver")]
+    SolverNeedsFrobenius(f64),
+    /// A user-given initial dictionary with the wrong shape.
+    #[error("initial dictionary is {found_rows} x {found_cols}, expected {rank} x {width}")]
+    InitShape {
+        /// Rank k.
+        rank: usize,
+        /// Width p.
+        width: usize,
+        /// Rows given.
+        found_rows: usize,
+        /// Columns given.
+        found_cols: usize,
+    },
+    /// A user-given initial dictionary with a negative or non-finite entry.
+    #[error("initial dictionary has invalid value {value} at row {row}, column {col}")]
+    InitValue {
+        /// Component (row of H).
+        row: usize,
+        /// Feature (column of H).
+        col: usize,
+        /// The value.
+        value: f64,
+    },
+
+    // ---- files --------------------------------------------------------------------------
+    /// An error, located in a file.
+    #[error("{}: {source}", path.display())]
+    InFile {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong there.
+        #[source]
+        source: Box<Error>,
+    },
+    /// A bad value in a named column of a file.
+    #[error("row {row}, column '{column}': {message}")]
+    Column {
+        /// Row, 0-based over the whole input.
+        row: u64,
+        /// The column's name.
+        column: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Input whose schema or layout cannot be used.
+    #[error("{0}")]
+    Schema(String),
+    /// An operating-system I/O error.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The Parquet decoder failed.
+    #[error("Parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    /// The Arrow decoder failed.
+    #[error("Arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    /// A model or checkpoint file that cannot be read.
+    #[error("model file: {0}")]
+    ModelFile(String),
+    /// A worker thread panicked; the message is the panic's.
+    #[error("worker thread '{thread}' panicked: {message}")]
+    WorkerPanic {
+        /// The thread's name.
+        thread: String,
+        /// The panic payload, if it was a string.
+        message: String,
+    },
+}
+
+impl Error {
+    /// Wraps `self` with the file it happened in; a no-op if already located.
+    ///
+    /// ```
+    /// use streamnmf::Error;
+    /// let e = Error::EmptyBatch { rows: 0, cols: 3 }.in_file("data.parquet");
+    /// assert_eq!(e.to_string(), "data.parquet: empty batch: 0 rows x 3 columns");
+    /// ```
+    pub fn in_file(self, path: impl Into<PathBuf>) -> Error {
+        match self {
+            e @ Error::InFile { .. } => e,
+            e => Error::InFile {
+                path: path.into(),
+                source: Box::new(e),
+            },
+        }
+    }
+
+    /// Replaces a column index by the column's name, for errors that carry one.
+    ///
+    /// ```
+    /// use streamnmf::Error;
+    /// let e = Error::NegativeValue { row: 7, col: 1, value: -2.0 };
+    /// let named = e.with_column_names(&["a".to_string(), "b".to_string()]);
+    /// assert_eq!(named.to_string(), "row 7, column 'b': negative value -2: NMF needs non-negative data");
+    /// ```
+    pub fn with_column_names(self, names: &[String]) -> Error {
+        let (row, col, message) = match &self {
+            Error::NegativeValue { row, col, value } => (
+                *row,
+                *col,
+                format!("negative value {value}: NMF needs non-negative data"),
+            ),
+            Error::NonFinite { row, col, value } => {
+                (*row, *col, format!("non-finite value {value}"))
+            }
+            Error::ZeroForBeta { row, col, beta } => (
+                *row,
+                *col,
+                format!("zero value, undefined under the beta={beta} divergence"),
+            ),
+            _ => return self,
+        };
+        match names.get(col) {
+            Some(name) => Error::Column {
+                row,
+                column: name.clone(),
+                message,
+            },
+            None => self,
+        }
+    }
+}

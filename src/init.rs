@@ -1,0 +1,155 @@
+//! Initial dictionaries from the first batch: seeded random, NNDSVD / NNDSVDa / NNDSVDar
+//! (Boutsidis & Gallopoulos 2008, with ndarray-linalg's SVD), or user-given.
+//!
+//! The SVD runs in f64 on a dense sample of the batch's first rows, capped at about
+//! 4 M entries so a wide sparse batch never densifies whole.
+
+use ndarray::{s, Array2, ArrayView1};
+use ndarray_linalg::{JobSvd, SVDDC};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::batch::MatRef;
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::params::Init;
+
+/// Entries of the dense sample the SVD sees, at most (but never fewer than k rows).
+const SVD_SAMPLE_ENTRIES: usize = 4_000_000;
+
+/// Builds H (k × p) for data whose first batch is `x`.
+pub(crate) fn initial_dictionary<F: Float>(
+    init: &Init,
+    x: MatRef<F>,
+    k: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<Array2<F>> {
+    let p = x.ncols();
+    if k > p {
+        return Err(Error::RankTooLarge { rank: k, width: p });
+    }
+    let mean = x.sum() / (x.nrows() as f64 * p as f64);
+    let h64 = match init {
+        Init::Custom(h) => {
+            if h.dim() != (k, p) {
+                return Err(Error::InitShape {
+                    rank: k,
+                    width: p,
+                    found_rows: h.nrows(),
+                    found_cols: h.ncols(),
+                });
+            }
+            h.clone()
+        }
+        Init::Random => random(k, p, mean, rng),
+        Init::Nndsvd | Init::Nndsvda | Init::Nndsvdar => {
+            let rows = x.nrows().min((SVD_SAMPLE_ENTRIES / p).max(k));
+            if rows < k {
+                // Too few rows for k singular vectors: random is the honest fallback.
+                tracing::warn!(rows, k, "first batch has fewer rows than k: random init");
+                random(k, p, mean, rng)
+            } else {
+                let sample = x.slice_rows(0..rows).to_dense().mapv(|v| v.as_f64());
+                let mut h = nndsvd(&sample, k)?;
+                match init {
+                    Init::Nndsvda => h.mapv_inplace(|v| if v == 0.0 { mean } else { v }),
+                    Init::Nndsvdar => h.mapv_inplace(|v| {
+                        if v == 0.0 {
+                            mean / 100.0 * rng.random::<f64>()
+                        } else {
+                            v
+                        }
+                    }),
+                    _ => {}
+                }
+                h
+            }
+        }
+    };
+    Ok(h64.mapv(F::from_f64))
+}
+
+/// `sqrt(mean / k) · U(0, 2)`: the scale at which `W H` has the data's mean when W is of
+/// the same scale (scikit-learn's convention, with a uniform instead of a half-normal).
+fn random(k: usize, p: usize, mean: f64, rng: &mut ChaCha8Rng) -> Array2<f64> {
+    let scale = (mean.max(f64::MIN_POSITIVE) / k as f64).sqrt();
+    Array2::from_shape_simple_fn((k, p), || scale * 2.0 * rng.random::<f64>())
+}
+
+fn positive_part(v: ArrayView1<f64>) -> ndarray::Array1<f64> {
+    v.mapv(|e| e.max(0.0))
+}
+
+fn norm(v: &ndarray::Array1<f64>) -> f64 {
+    v.dot(v).sqrt()
+}
+
+/// The H half of NNDSVD: atom 1 from |v₁|, then for each further singular pair the
+/// positive or negative parts, whichever carries more of the pair's energy.
+fn nndsvd(x: &Array2<f64>, k: usize) -> Result<Array2<f64>> {
+    let (u, sv, vt) = x
+        .svddc(JobSvd::Some)
+        .map_err(|e| Error::Schema(format!("SVD for NNDSVD init failed: {e}")))?;
+    let (u, vt) = (u.expect("requested U"), vt.expect("requested Vᵀ"));
+    let p = x.ncols();
+    let mut h = Array2::<f64>::zeros((k, p));
+    h.row_mut(0)
+        .assign(&(vt.row(0).mapv(f64::abs) * sv[0].sqrt()));
+    for j in 1..k.min(sv.len()) {
+        let (uj, vj) = (u.column(j), vt.row(j));
+        let (up, vp) = (positive_part(uj), positive_part(vj));
+        let (un, vn) = (positive_part((-&uj).view()), positive_part((-&vj).view()));
+        let (mp, mn) = (norm(&up) * norm(&vp), norm(&un) * norm(&vn));
+        let (v, sigma) = if mp > mn { (vp, mp) } else { (vn, mn) };
+        let nv = norm(&v);
+        if nv > 0.0 {
+            let lambda = (sv[j] * sigma).sqrt();
+            h.row_mut(j).assign(&(v * (lambda / nv)));
+        }
+    }
+    // Tiny values are rounding noise: make them exact zeros (filled by the a/ar variants).
+    let tiny = 1e-12 * h.iter().cloned().fold(0.0, f64::max);
+    h.slice_mut(s![.., ..])
+        .mapv_inplace(|v| if v < tiny { 0.0 } else { v });
+    Ok(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+    use rand::SeedableRng;
+
+    /// On a rank-one non-negative matrix, NNDSVD's first atom is the exact factor (up to
+    /// scale) and the other atoms are (near) zero.
+    #[test]
+    fn nndsvd_rank_one() {
+        let w = array![[1.0], [2.0], [0.5]];
+        let h = array![[3.0, 0.0, 1.0, 2.0]];
+        let x = w.dot(&h);
+        let got = nndsvd(&x, 2).unwrap();
+        let r = got.row(0);
+        let scale = r[0] / 3.0;
+        for (a, b) in r.iter().zip(h.row(0).iter()) {
+            assert!((a - b * scale).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn variants_fill_zeros() {
+        let x = array![
+            [1.0f64, 0.0, 0.0, 2.0],
+            [0.0, 3.0, 0.0, 0.0],
+            [1.0, 0.0, 1.0, 0.0]
+        ];
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let plain = initial_dictionary(&Init::Nndsvd, MatRef::from(&x), 3, &mut rng).unwrap();
+        assert!(plain.iter().any(|&v| v == 0.0));
+        let a = initial_dictionary(&Init::Nndsvda, MatRef::from(&x), 3, &mut rng).unwrap();
+        assert!(a.iter().all(|&v| v > 0.0));
+        let ar = initial_dictionary(&Init::Nndsvdar, MatRef::from(&x), 3, &mut rng).unwrap();
+        assert!(ar.iter().all(|&v| v >= 0.0));
+        let e = initial_dictionary(&Init::Random, MatRef::from(&x), 5, &mut rng);
+        assert!(matches!(e, Err(Error::RankTooLarge { rank: 5, width: 4 })));
+    }
+}

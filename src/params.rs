@@ -1,0 +1,450 @@
+//! Hyper-parameters: a consuming builder ([`NmfParams`]) checked once into
+//! [`ValidParams`]; only checked parameters can build a model.
+//!
+//! # Regularization convention
+//! scikit-learn's: with `alpha_w`, `alpha_h` and `l1_ratio`, the objective adds
+//! `alpha_w · p · (l1_ratio ‖W‖₁ + ½(1 − l1_ratio) ‖W‖²)` and
+//! `alpha_h · n · (l1_ratio ‖H‖₁ + ½(1 − l1_ratio) ‖H‖²)`, so the penalties keep their
+//! weight relative to the data term whatever the shape. Online, `n` is the (forget-weighted)
+//! number of rows in the accumulated statistics, so each mini-batch of `b` rows brings
+//! `b`'s worth of the H penalty.
+
+use std::ops::Deref;
+
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::loss::Loss;
+
+/// How the codes `W` of a batch are solved with `H` fixed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Solver {
+    /// Hierarchical ALS / exact coordinate descent, row by row (Frobenius only; default
+    /// there). Converges in a few sweeps.
+    Hals,
+    /// Multiplicative updates (any beta; the default for beta ≠ 2).
+    Multiplicative,
+}
+
+/// How the dictionary `H` is initialized from the first batch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Init {
+    /// Seeded uniform values scaled to the data: `sqrt(mean(X) / k) · U(0, 2)`.
+    Random,
+    /// NNDSVD (Boutsidis & Gallopoulos 2008) of the first batch: sparse, with zeros.
+    Nndsvd,
+    /// NNDSVD with zeros filled by the batch mean (the default: no atom starts dead).
+    Nndsvda,
+    /// NNDSVD with zeros filled by small seeded random values.
+    Nndsvdar,
+    /// A user-given H (k × p), non-negative and finite.
+    Custom(Array2<f64>),
+}
+
+/// Parameters of an online NMF, as a consuming builder. See the [module docs](self) for
+/// the regularization convention.
+///
+/// ```
+/// use streamnmf::{Loss, NmfParams};
+/// let params = NmfParams::new(8)
+///     .loss(Loss::KullbackLeibler)
+///     .batch_size(512)
+///     .max_passes(5)
+///     .seed(7)
+///     .check()
+///     .unwrap();
+/// assert_eq!(params.rank(), 8);
+/// assert_eq!(params.solver(), streamnmf::Solver::Multiplicative);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NmfParams {
+    rank: usize,
+    loss: Loss,
+    solver: Option<Solver>,
+    init: Init,
+    batch_size: usize,
+    max_passes: usize,
+    pass_tol: f64,
+    forget: f64,
+    purge_passes: bool,
+    code_max_iter: usize,
+    code_tol: f64,
+    dict_max_iter: usize,
+    dict_tol: f64,
+    alpha_w: f64,
+    alpha_h: f64,
+    l1_ratio: f64,
+    seed: u64,
+}
+
+impl NmfParams {
+    /// Defaults for rank `k`: Frobenius loss, HALS codes, NNDSVDa init, batches of 1024
+    /// rows, up to 10 passes, forget factor 1, no regularization, seed 0.
+    pub fn new(rank: usize) -> Self {
+        Self {
+            rank,
+            loss: Loss::Frobenius,
+            solver: None,
+            init: Init::Nndsvda,
+            batch_size: 1024,
+            max_passes: 10,
+            pass_tol: 1e-4,
+            forget: 1.0,
+            purge_passes: true,
+            code_max_iter: 200,
+            code_tol: 1e-4,
+            dict_max_iter: 20,
+            dict_tol: 1e-4,
+            alpha_w: 0.0,
+            alpha_h: 0.0,
+            l1_ratio: 0.0,
+            seed: 0,
+        }
+    }
+    /// The loss to minimize.
+    pub fn loss(mut self, loss: Loss) -> Self {
+        self.loss = loss;
+        self
+    }
+    /// The code solver (default: HALS for Frobenius, multiplicative otherwise).
+    pub fn solver(mut self, solver: Solver) -> Self {
+        self.solver = Some(solver);
+        self
+    }
+    /// How H is initialized.
+    pub fn init(mut self, init: Init) -> Self {
+        self.init = init;
+        self
+    }
+    /// Rows per mini-batch in [`crate::OnlineNmf::fit`] and the pipeline.
+    pub fn batch_size(mut self, rows: usize) -> Self {
+        self.batch_size = rows;
+        self
+    }
+    /// Maximum passes over the data in `fit`.
+    pub fn max_passes(mut self, passes: usize) -> Self {
+        self.max_passes = passes;
+        self
+    }
+    /// `fit` stops when a pass improves the mean loss by less than this fraction.
+    pub fn pass_tol(mut self, tol: f64) -> Self {
+        self.pass_tol = tol;
+        self
+    }
+    /// Forget factor ρ ∈ (0, 1]: statistics are multiplied by ρ before each batch is added
+    /// (1 keeps exact sums; smaller values track drifting data).
+    pub fn forget(mut self, rho: f64) -> Self {
+        self.forget = rho;
+        self
+    }
+    /// Over several passes, keep only the current and the previous pass's statistics
+    /// (SPAMS' scheme), so codes solved against an early, poor H stop weighing on H.
+    pub fn purge_passes(mut self, purge: bool) -> Self {
+        self.purge_passes = purge;
+        self
+    }
+    /// Maximum inner iterations of the code solver per batch.
+    pub fn code_max_iter(mut self, iters: usize) -> Self {
+        self.code_max_iter = iters;
+        self
+    }
+    /// Relative change of the codes below which the solver stops.
+    pub fn code_tol(mut self, tol: f64) -> Self {
+        self.code_tol = tol;
+        self
+    }
+    /// Maximum sweeps of the dictionary update per batch (Frobenius).
+    pub fn dict_max_iter(mut self, iters: usize) -> Self {
+        self.dict_max_iter = iters;
+        self
+    }
+    /// Relative change of H below which the dictionary sweeps stop.
+    pub fn dict_tol(mut self, tol: f64) -> Self {
+        self.dict_tol = tol;
+        self
+    }
+    /// Regularization strength on W.
+    pub fn alpha_w(mut self, alpha: f64) -> Self {
+        self.alpha_w = alpha;
+        self
+    }
+    /// Regularization strength on H.
+    pub fn alpha_h(mut self, alpha: f64) -> Self {
+        self.alpha_h = alpha;
+        self
+    }
+    /// Share of L1 in the regularization (0 = pure L2, 1 = pure L1).
+    pub fn l1_ratio(mut self, ratio: f64) -> Self {
+        self.l1_ratio = ratio;
+        self
+    }
+    /// Seed of every random choice (initialization, dead-atom re-seeding).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Checks every rule once; each broken rule has its own [`Error`] variant.
+    ///
+    /// ```
+    /// use streamnmf::{Error, NmfParams};
+    /// assert!(matches!(NmfParams::new(4).forget(0.0).check(), Err(Error::InvalidForget(_))));
+    /// ```
+    pub fn check(mut self) -> Result<ValidParams> {
+        if self.rank == 0 {
+            return Err(Error::ZeroRank);
+        }
+        if self.batch_size == 0 {
+            return Err(Error::ZeroBatchSize);
+        }
+        if !(self.forget > 0.0 && self.forget <= 1.0) {
+            return Err(Error::InvalidForget(self.forget));
+        }
+        for tol in [self.pass_tol, self.code_tol, self.dict_tol] {
+            if !(tol.is_finite() && tol >= 0.0) {
+                return Err(Error::InvalidTolerance(tol));
+            }
+        }
+        for (name, n) in [
+            ("max_passes", self.max_passes),
+            ("code_max_iter", self.code_max_iter),
+            ("dict_max_iter", self.dict_max_iter),
+        ] {
+            if n == 0 {
+                return Err(Error::ZeroIterations(name));
+            }
+        }
+        for (name, value) in [("alpha_w", self.alpha_w), ("alpha_h", self.alpha_h)] {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(Error::InvalidAlpha { name, value });
+            }
+        }
+        if !(0.0..=1.0).contains(&self.l1_ratio) {
+            return Err(Error::InvalidL1Ratio(self.l1_ratio));
+        }
+        let beta = self.loss.beta();
+        if !beta.is_finite() {
+            return Err(Error::InvalidBeta(beta));
+        }
+        self.loss = Loss::from_beta(beta);
+        if self.solver == Some(Solver::Hals) && beta != 2.0 {
+            return Err(Error::SolverNeedsFrobenius(beta));
+        }
+        if let Init::Custom(h) = &self.init {
+            if h.nrows() != self.rank {
+                return Err(Error::InitShape {
+                    rank: self.rank,
+                    width: h.ncols(),
+                    found_rows: h.nrows(),
+                    found_cols: h.ncols(),
+                });
+            }
+            if let Some(((row, col), &value)) = h
+                .indexed_iter()
+                .find(|(_, v)| !(v.is_finite() && **v >= 0.0))
+            {
+                return Err(Error::InitValue { row, col, value });
+            }
+        }
+        Ok(ValidParams(self))
+    }
+
+    /// Rank k.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+    /// The loss.
+    pub fn loss_kind(&self) -> Loss {
+        self.loss
+    }
+    /// The init.
+    pub fn init_kind(&self) -> &Init {
+        &self.init
+    }
+    /// Rows per mini-batch.
+    pub fn batch_rows(&self) -> usize {
+        self.batch_size
+    }
+    /// Maximum passes in `fit`.
+    pub fn passes(&self) -> usize {
+        self.max_passes
+    }
+    /// Relative pass improvement that ends `fit`.
+    pub fn pass_tolerance(&self) -> f64 {
+        self.pass_tol
+    }
+    /// Forget factor ρ.
+    pub fn forget_factor(&self) -> f64 {
+        self.forget
+    }
+    /// Whether statistics older than the previous pass are dropped.
+    pub fn purges_passes(&self) -> bool {
+        self.purge_passes
+    }
+    /// Code solver iterations and tolerance.
+    pub fn code_limits(&self) -> (usize, f64) {
+        (self.code_max_iter, self.code_tol)
+    }
+    /// Dictionary sweeps and tolerance.
+    pub fn dict_limits(&self) -> (usize, f64) {
+        (self.dict_max_iter, self.dict_tol)
+    }
+    /// The seed.
+    pub fn seed_value(&self) -> u64 {
+        self.seed
+    }
+    /// `(l1, l2)` penalties on each code row for data of width `p`.
+    pub fn w_penalties(&self, p: usize) -> (f64, f64) {
+        let a = self.alpha_w * p as f64;
+        (a * self.l1_ratio, a * (1.0 - self.l1_ratio))
+    }
+    /// `(l1, l2)` penalties on H for statistics accumulated over `rows` rows.
+    pub fn h_penalties(&self, rows: f64) -> (f64, f64) {
+        let a = self.alpha_h * rows;
+        (a * self.l1_ratio, a * (1.0 - self.l1_ratio))
+    }
+}
+
+/// Parameters that passed [`NmfParams::check`]. Derefs to [`NmfParams`] for the getters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ValidParams(NmfParams);
+
+impl ValidParams {
+    /// The code solver in effect (the default resolved).
+    pub fn solver(&self) -> Solver {
+        self.0.solver.unwrap_or(if self.0.loss.beta() == 2.0 {
+            Solver::Hals
+        } else {
+            Solver::Multiplicative
+        })
+    }
+    /// Back to a builder, to change a setting and check again.
+    pub fn into_builder(self) -> NmfParams {
+        self.0
+    }
+}
+
+impl Deref for ValidParams {
+    type Target = NmfParams;
+    fn deref(&self) -> &NmfParams {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // One test per validation rule.
+    #[test]
+    fn zero_rank() {
+        assert!(matches!(NmfParams::new(0).check(), Err(Error::ZeroRank)));
+    }
+    #[test]
+    fn zero_batch() {
+        assert!(matches!(
+            NmfParams::new(2).batch_size(0).check(),
+            Err(Error::ZeroBatchSize)
+        ));
+    }
+    #[test]
+    fn forget_range() {
+        for rho in [0.0, -0.5, 1.5, f64::NAN] {
+            assert!(matches!(
+                NmfParams::new(2).forget(rho).check(),
+                Err(Error::InvalidForget(_))
+            ));
+        }
+        NmfParams::new(2).forget(0.5).check().unwrap();
+    }
+    #[test]
+    fn tolerances() {
+        assert!(matches!(
+            NmfParams::new(2).code_tol(-1.0).check(),
+            Err(Error::InvalidTolerance(_))
+        ));
+        assert!(matches!(
+            NmfParams::new(2).pass_tol(f64::INFINITY).check(),
+            Err(Error::InvalidTolerance(_))
+        ));
+    }
+    #[test]
+    fn iterations() {
+        assert!(matches!(
+            NmfParams::new(2).code_max_iter(0).check(),
+            Err(Error::ZeroIterations("code_max_iter"))
+        ));
+        assert!(matches!(
+            NmfParams::new(2).max_passes(0).check(),
+            Err(Error::ZeroIterations("max_passes"))
+        ));
+    }
+    #[test]
+    fn alphas() {
+        assert!(matches!(
+            NmfParams::new(2).alpha_h(-1.0).check(),
+            Err(Error::InvalidAlpha {
+                name: "alpha_h",
+                ..
+            })
+        ));
+    }
+    #[test]
+    fn l1_ratio() {
+        assert!(matches!(
+            NmfParams::new(2).l1_ratio(1.5).check(),
+            Err(Error::InvalidL1Ratio(_))
+        ));
+    }
+    #[test]
+    fn beta_finite() {
+        assert!(matches!(
+            NmfParams::new(2).loss(Loss::Beta(f64::NAN)).check(),
+            Err(Error::InvalidBeta(_))
+        ));
+    }
+    #[test]
+    fn hals_needs_frobenius() {
+        assert!(matches!(
+            NmfParams::new(2)
+                .loss(Loss::KullbackLeibler)
+                .solver(Solver::Hals)
+                .check(),
+            Err(Error::SolverNeedsFrobenius(_))
+        ));
+    }
+    #[test]
+    fn custom_init_shape_and_values() {
+        let h = Array2::<f64>::ones((3, 5));
+        assert!(matches!(
+            NmfParams::new(2).init(Init::Custom(h)).check(),
+            Err(Error::InitShape { found_rows: 3, .. })
+        ));
+        let mut h = Array2::<f64>::ones((2, 5));
+        h[[1, 3]] = -1.0;
+        assert!(matches!(
+            NmfParams::new(2).init(Init::Custom(h)).check(),
+            Err(Error::InitValue { row: 1, col: 3, .. })
+        ));
+    }
+    #[test]
+    fn beta_two_becomes_frobenius() {
+        let p = NmfParams::new(2).loss(Loss::Beta(2.0)).check().unwrap();
+        assert_eq!(p.loss_kind(), Loss::Frobenius);
+        assert_eq!(p.solver(), Solver::Hals);
+    }
+    #[test]
+    fn penalties_follow_the_convention() {
+        let p = NmfParams::new(2)
+            .alpha_w(0.1)
+            .alpha_h(0.2)
+            .l1_ratio(0.25)
+            .check()
+            .unwrap();
+        let (l1, l2) = p.w_penalties(100);
+        assert!((l1 - 2.5).abs() < 1e-12 && (l2 - 7.5).abs() < 1e-12);
+        let (l1, l2) = p.h_penalties(1000.0);
+        assert!((l1 - 50.0).abs() < 1e-12 && (l2 - 150.0).abs() < 1e-12);
+    }
+}
