@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::{reconstruct_into, MatRef};
 use crate::float::Float;
-use crate::loss::{Loss, CLIP};
+use crate::loss::{pow, Loss, CLIP};
 use crate::params::ValidParams;
 
 /// Code energy below this share of the largest atom's marks an atom as dead.
@@ -85,11 +85,10 @@ impl<F: Float> Contribution<F> {
                         Zip::from(&mut v).and(&xd).for_each(|e, &xv| *e = xv / *e);
                         (w.t().dot(&v), ones_den())
                     } else {
-                        let q = v.mapv(|e| e.powf(F::from_f64(beta - 1.0)));
-                        let bm2 = F::from_f64(beta - 2.0);
+                        let q = v.mapv(|e| pow(e, beta - 1.0));
                         Zip::from(&mut v)
                             .and(&xd)
-                            .for_each(|e, &xv| *e = e.powf(bm2) * xv);
+                            .for_each(|e, &xv| *e = pow(*e, beta - 2.0) * xv);
                         (w.t().dot(&v), w.t().dot(&q))
                     }
                 }
@@ -228,14 +227,10 @@ impl<F: Float> Dictionary<F> {
         let rho = F::from_f64(params.forget_factor());
         let frobenius = self.loss.beta() == 2.0;
         if !frobenius {
-            let inv_gamma = F::from_f64(1.0 / self.loss.mu_exponent());
-            Zip::from(&mut c.first).and(&self.h).for_each(|n, &hv| {
-                *n *= if inv_gamma == F::one() {
-                    hv
-                } else {
-                    hv.powf(inv_gamma)
-                }
-            });
+            let inv_gamma = 1.0 / self.loss.mu_exponent();
+            Zip::from(&mut c.first)
+                .and(&self.h)
+                .for_each(|n, &hv| *n *= pow(hv, inv_gamma));
         }
         self.current.fold(rho, &c.first, &c.second, &c);
         self.rows_in_pass += c.rows as u64;
@@ -268,7 +263,7 @@ impl<F: Float> Dictionary<F> {
             let (max_iter, tol) = params.dict_limits();
             hals_dictionary(&mut self.h, a.view(), b.view(), (l1, l2), max_iter, tol)
         } else {
-            let gamma = F::from_f64(self.loss.mu_exponent());
+            let gamma = self.loss.mu_exponent();
             Zip::from(&mut self.h)
                 .and(&a)
                 .and(&b)
@@ -276,7 +271,7 @@ impl<F: Float> Dictionary<F> {
                     let den = den + l1 + l2 * *h;
                     if den > F::zero() {
                         let r = num / den;
-                        *h = if gamma == F::one() { r } else { r.powf(gamma) };
+                        *h = pow(r, gamma);
                     }
                 });
             1

@@ -49,8 +49,19 @@ pub(crate) fn initial_dictionary<F: Float>(
                 tracing::warn!(rows, k, "first batch has fewer rows than k: random init");
                 random(k, p, mean, rng)
             } else {
-                let sample = x.slice_rows(0..rows).to_dense().mapv(|v| v.as_f64());
-                let mut h = nndsvd(&sample, k)?;
+                let dense = x.slice_rows(0..rows).to_dense();
+                let sample =
+                    Array2::from_shape_vec((rows, p), dense.iter().map(|v| v.as_f64()).collect())
+                        .expect("shape matches");
+                let mut h = match nndsvd(&sample, k) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        // LAPACK can refuse degenerate inputs (e.g. 1 x 1): a random start
+                        // still converges, so this is not worth failing the fit for.
+                        tracing::warn!(error = %e, "NNDSVD failed: random init instead");
+                        random(k, p, mean, rng)
+                    }
+                };
                 match init {
                     Init::Nndsvda => h.mapv_inplace(|v| if v == 0.0 { mean } else { v }),
                     Init::Nndsvdar => h.mapv_inplace(|v| {
@@ -71,8 +82,10 @@ pub(crate) fn initial_dictionary<F: Float>(
 
 /// `sqrt(mean / k) · U(0, 2)`: the scale at which `W H` has the data's mean when W is of
 /// the same scale (scikit-learn's convention, with a uniform instead of a half-normal).
+/// A batch of zeros says nothing about scale: then the scale is 1.
 fn random(k: usize, p: usize, mean: f64, rng: &mut ChaCha8Rng) -> Array2<f64> {
-    let scale = (mean.max(f64::MIN_POSITIVE) / k as f64).sqrt();
+    let mean = if mean > 0.0 { mean } else { 1.0 };
+    let scale = (mean / k as f64).sqrt();
     Array2::from_shape_simple_fn((k, p), || scale * 2.0 * rng.random::<f64>())
 }
 

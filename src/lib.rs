@@ -30,6 +30,9 @@
 //! ```
 #![deny(missing_docs)]
 
+// Links the system OpenBLAS behind ndarray's `blas` feature.
+extern crate blas_src;
+
 pub mod batch;
 pub mod codes;
 pub mod dictionary;
@@ -49,3 +52,8 @@ pub use float::Float;
 pub use loss::Loss;
 pub use model::{solve_batch, BatchReport, FitReport, LossReport, OnlineNmf, Solved};
 pub use params::{Init, NmfParams, Solver, ValidParams};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -59,11 +59,14 @@ impl Loss {
 
     /// The named case for `beta`, if there is one.
     pub fn from_beta(beta: f64) -> Loss {
-        match beta {
-            b if b == 2.0 => Loss::Frobenius,
-            b if b == 1.0 => Loss::KullbackLeibler,
-            b if b == 0.0 => Loss::ItakuraSaito,
-            b => Loss::Beta(b),
+        if beta == 2.0 {
+            Loss::Frobenius
+        } else if beta == 1.0 {
+            Loss::KullbackLeibler
+        } else if beta == 0.0 {
+            Loss::ItakuraSaito
+        } else {
+            Loss::Beta(beta)
         }
     }
 
@@ -109,6 +112,36 @@ impl FromStr for Loss {
     }
 }
 
+/// `v^e`, without `powf` for the exponents the usual betas produce (−2, −1, −½, ½, 1, 2):
+/// `powf` dominates the multiplicative updates otherwise.
+///
+/// ```
+/// use streamnmf::loss::pow;
+/// assert_eq!(pow(4.0f64, -2.0), 1.0 / 16.0);
+/// assert_eq!(pow(4.0f64, 0.5), 2.0);
+/// assert!((pow(4.0f64, 1.3) - 4f64.powf(1.3)).abs() < 1e-12);
+/// ```
+#[inline]
+pub fn pow<F: Float>(v: F, e: f64) -> F {
+    if e == -2.0 {
+        (v * v).recip()
+    } else if e == -1.0 {
+        v.recip()
+    } else if e == 0.0 {
+        F::one()
+    } else if e == 1.0 {
+        v
+    } else if e == 2.0 {
+        v * v
+    } else if e == 0.5 {
+        v.sqrt()
+    } else if e == -0.5 {
+        v.sqrt().recip()
+    } else {
+        v.powf(F::from_f64(e))
+    }
+}
+
 /// The divergence of one entry, `d_β(x | v)`, with `v` clipped at [`CLIP`].
 ///
 /// ```
@@ -134,8 +167,10 @@ pub fn element(x: f64, v: f64, beta: f64) -> f64 {
         let r = x / v;
         r - r.ln() - 1.0
     } else {
-        (x.powf(beta) + (beta - 1.0) * v.powf(beta) - beta * x * v.powf(beta - 1.0))
-            / (beta * (beta - 1.0))
+        // Non-negative in exact arithmetic; the formula cancels near x = v.
+        ((x.powf(beta) + (beta - 1.0) * v.powf(beta) - beta * x * v.powf(beta - 1.0))
+            / (beta * (beta - 1.0)))
+            .max(0.0)
     }
 }
 

@@ -264,11 +264,13 @@ impl<F: Float> OnlineNmf<F> {
     /// `pass_tol`. Any previous state is discarded (use `partial_fit` to keep learning).
     pub fn fit<'a>(&mut self, x: impl Into<MatRef<'a, F>>) -> Result<FitReport> {
         let x = x.into();
-        *self = Self::new(self.params.clone());
+        // Validate everything before discarding any state.
+        x.validate(0, self.params.loss_kind().beta())?;
+        let mut fresh = Self::new(self.params.clone());
         let n = x.nrows();
         let b = self.params.batch_rows();
-        self.admit(x.slice_rows(0..b.min(n)), 0)?;
-        x.validate(0, self.params.loss_kind().beta())?;
+        fresh.admit(x.slice_rows(0..b.min(n)), 0)?;
+        *self = fresh;
         let mut converged = false;
         for pass in 0..self.params.passes() {
             if pass > 0 {

@@ -10,7 +10,7 @@ use ndarray::{Array1, Array2, ArrayView2, Zip};
 use super::hals::SolveStats;
 use crate::batch::MatRef;
 use crate::float::Float;
-use crate::loss::{Loss, CLIP};
+use crate::loss::{pow, Loss, CLIP};
 
 /// Starting codes for the multiplicative updates: every code of row i equals
 /// `sum(x_i) / sum(H)`, so `W H` has the data's row sums (the KL fixed point for a
@@ -87,13 +87,12 @@ pub(crate) fn solve<F: Float>(
             } else {
                 // q = V^(β−1); v ← V^(β−2) ⊙ X
                 let qb = q.get_or_insert_with(|| Array2::zeros(v.raw_dim()));
-                let (bm1, bm2) = (F::from_f64(beta - 1.0), F::from_f64(beta - 2.0));
                 Zip::from(&mut *qb)
                     .and(&*v)
-                    .for_each(|qe, &ve| *qe = ve.powf(bm1));
+                    .for_each(|qe, &ve| *qe = pow(ve, beta - 1.0));
                 Zip::from(&mut *v)
                     .and(xd)
-                    .for_each(|ve, &xv| *ve = ve.powf(bm2) * xv);
+                    .for_each(|ve, &xv| *ve = pow(*ve, beta - 2.0) * xv);
                 (v.dot(&ht), qb.dot(&ht))
             }
         };
@@ -106,11 +105,7 @@ pub(crate) fn solve<F: Float>(
             .and(&den)
             .for_each(|wv, &n, &d| {
                 let ratio = if d > F::zero() { n / d } else { F::zero() };
-                let ratio = if gamma == F::one() {
-                    ratio
-                } else {
-                    ratio.powf(gamma)
-                };
+                let ratio = pow(ratio, gamma.as_f64());
                 let new = *wv * ratio;
                 let diff = (new - *wv).as_f64();
                 delta += diff * diff;
