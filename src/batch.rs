@@ -188,6 +188,16 @@ impl<'a, F: Float> CsrView<'a, F> {
             data: self.data,
         }
     }
+    /// An owned copy of these rows.
+    pub fn to_owned(&self) -> CsrMatrix<F> {
+        let (s, e) = (self.indptr[0], self.indptr[self.nrows()]);
+        CsrMatrix {
+            ncols: self.ncols,
+            indptr: self.indptr.iter().map(|o| o - s).collect(),
+            indices: self.indices[s..e].to_vec(),
+            data: self.data[s..e].to_vec(),
+        }
+    }
     /// The dense equivalent.
     pub fn to_dense(&self) -> Array2<F> {
         let mut out = Array2::zeros((self.nrows(), self.ncols));

@@ -36,8 +36,11 @@ pub trait Float:
     + Sync
     + Serialize
     + DeserializeOwned
+    + arrow_buffer::ArrowNativeType
     + 'static
 {
+    /// The matching Arrow type, so columns decode straight into `&[Self]`.
+    type Arrow: arrow_array::ArrowPrimitiveType<Native = Self>;
     /// The type's name as written in model files and the CLI (`"f32"` or `"f64"`).
     const NAME: &'static str;
     /// Converts from `f64`, rounding to nearest (`as` semantics: out-of-range values
@@ -48,6 +51,7 @@ pub trait Float:
 }
 
 impl Float for f32 {
+    type Arrow = arrow_array::types::Float32Type;
     const NAME: &'static str = "f32";
     #[inline]
     fn from_f64(x: f64) -> Self {
@@ -60,6 +64,7 @@ impl Float for f32 {
 }
 
 impl Float for f64 {
+    type Arrow = arrow_array::types::Float64Type;
     const NAME: &'static str = "f64";
     #[inline]
     fn from_f64(x: f64) -> Self {

@@ -39,9 +39,11 @@ pub mod dictionary;
 pub mod error;
 pub mod float;
 pub mod init;
+pub mod io;
 pub mod loss;
 pub mod model;
 pub mod params;
+pub mod pipeline;
 pub mod synth;
 
 pub use batch::{Batch, CsrMatrix, CsrView, MatRef, Matrix, RowIds};

@@ -247,16 +247,22 @@ impl<F: Float> OnlineNmf<F> {
     /// loss history and, with `purge_passes`, starts fresh statistics (see
     /// [`crate::dictionary`]).
     pub fn start_pass(&mut self) {
+        self.end_pass();
+        let purge = self.params.purges_passes();
+        if let Some(d) = self.dict.as_mut() {
+            d.start_pass(purge);
+        }
+    }
+
+    /// Closes the current pass in the loss history (its mean loss per row) without touching
+    /// the statistics; a no-op when the pass saw no rows.
+    pub fn end_pass(&mut self) {
         if self.pass_rows > 0 {
             self.history.push(self.pass_loss / self.pass_rows as f64);
             self.passes += 1;
         }
         self.pass_loss = 0.0;
         self.pass_rows = 0;
-        let purge = self.params.purges_passes();
-        if let Some(d) = self.dict.as_mut() {
-            d.start_pass(purge);
-        }
     }
 
     /// Fits from scratch on an in-memory matrix: up to `max_passes` passes of mini-batches
@@ -294,7 +300,7 @@ impl<F: Float> OnlineNmf<F> {
                 tracing::info!(pass, mean_loss = mean, "pass");
             }
         }
-        self.start_pass();
+        self.end_pass();
         Ok(FitReport {
             passes: self.passes as usize,
             batches: self.batches,

@@ -37,3 +37,158 @@ pub fn logs() {
         .with_test_writer()
         .try_init();
 }
+
+// ---- writing inputs -------------------------------------------------------------------
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    FixedSizeListBuilder, Float64Builder, Int64Builder, ListBuilder, StructBuilder,
+};
+use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch};
+use arrow_schema::{DataType, Field, Fields};
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+
+/// Record batches of `x` (one Float64 column `f{j}` per feature), `rows` rows each, with
+/// an `id` column (row index + 1000) when asked.
+pub fn dense_batches(x: &Array2<f64>, rows: usize, with_id: bool) -> Vec<RecordBatch> {
+    (0..x.nrows())
+        .step_by(rows)
+        .map(|s| {
+            let e = (s + rows).min(x.nrows());
+            let mut cols: Vec<(String, ArrayRef)> = Vec::new();
+            if with_id {
+                cols.push((
+                    "id".into(),
+                    Arc::new(Int64Array::from_iter_values(
+                        (s..e).map(|i| i as i64 + 1000),
+                    )),
+                ));
+            }
+            for j in 0..x.ncols() {
+                let v: Vec<f64> = (s..e).map(|i| x[[i, j]]).collect();
+                cols.push((format!("f{j}"), Arc::new(Float64Array::from(v))));
+            }
+            RecordBatch::try_from_iter(cols).unwrap()
+        })
+        .collect()
+}
+
+/// Writes record batches to Parquet, `group` rows per row group.
+pub fn write_parquet(path: &Path, batches: &[RecordBatch], group: usize) {
+    let props = WriterProperties::builder()
+        .set_max_row_group_size(group)
+        .build();
+    let mut w = ArrowWriter::try_new(
+        File::create(path).unwrap(),
+        batches[0].schema(),
+        Some(props),
+    )
+    .unwrap();
+    for b in batches {
+        w.write(b).unwrap();
+    }
+    w.close().unwrap();
+}
+
+/// Writes record batches as an Arrow IPC file.
+pub fn write_ipc_file(path: &Path, batches: &[RecordBatch]) {
+    let mut w =
+        arrow_ipc::writer::FileWriter::try_new(File::create(path).unwrap(), &batches[0].schema())
+            .unwrap();
+    for b in batches {
+        w.write(b).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+/// Arrow IPC stream bytes of record batches.
+pub fn ipc_stream_bytes(batches: &[RecordBatch]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    {
+        let mut w =
+            arrow_ipc::writer::StreamWriter::try_new(&mut buf, &batches[0].schema()).unwrap();
+        for b in batches {
+            w.write(b).unwrap();
+        }
+        w.finish().unwrap();
+    }
+    buf
+}
+
+/// `x` as one `FixedSizeList<Float64>` column `v`.
+pub fn fixed_list_batch(x: &Array2<f64>) -> RecordBatch {
+    let mut b = FixedSizeListBuilder::new(Float64Builder::new(), x.ncols() as i32);
+    for row in x.rows() {
+        for &v in row {
+            b.values().append_value(v);
+        }
+        b.append(true);
+    }
+    RecordBatch::try_from_iter([("v", Arc::new(b.finish()) as ArrayRef)]).unwrap()
+}
+
+/// `x`'s non-zeros as (row, col, value) triplets, with `rows` triplet rows per batch (so
+/// rows of X span record batches).
+pub fn triplet_batches(x: &Array2<f64>, rows: usize) -> Vec<RecordBatch> {
+    let mut t = Vec::new();
+    for ((i, j), &v) in x.indexed_iter() {
+        if v != 0.0 {
+            t.push((i as i64 + 7, j as i64, v));
+        }
+    }
+    t.chunks(rows)
+        .map(|c| {
+            RecordBatch::try_from_iter([
+                (
+                    "user",
+                    Arc::new(Int64Array::from_iter_values(c.iter().map(|e| e.0))) as ArrayRef,
+                ),
+                (
+                    "item",
+                    Arc::new(Int64Array::from_iter_values(c.iter().map(|e| e.1))) as ArrayRef,
+                ),
+                (
+                    "rating",
+                    Arc::new(Float64Array::from_iter_values(c.iter().map(|e| e.2))) as ArrayRef,
+                ),
+            ])
+            .unwrap()
+        })
+        .collect()
+}
+
+/// `x` as one `List<Struct{index, value}>` column `entries`.
+pub fn list_struct_batch(x: &Array2<f64>) -> RecordBatch {
+    let fields = Fields::from(vec![
+        Field::new("index", DataType::Int64, false),
+        Field::new("value", DataType::Float64, false),
+    ]);
+    let mut b = ListBuilder::new(StructBuilder::new(
+        fields.clone(),
+        vec![
+            Box::new(Int64Builder::new()),
+            Box::new(Float64Builder::new()),
+        ],
+    ));
+    for row in x.rows() {
+        // Out of order on purpose: the reader sorts each row.
+        for (j, &v) in row.iter().enumerate().rev() {
+            if v != 0.0 {
+                let s = b.values();
+                s.field_builder::<Int64Builder>(0)
+                    .unwrap()
+                    .append_value(j as i64);
+                s.field_builder::<Float64Builder>(1)
+                    .unwrap()
+                    .append_value(v);
+                s.append(true);
+            }
+        }
+        b.append(true);
+    }
+    RecordBatch::try_from_iter([("entries", Arc::new(b.finish()) as ArrayRef)]).unwrap()
+}

@@ -1,0 +1,539 @@
+//! Record batch → rows: resolves the layout against a schema once, then converts each
+//! record batch into a dense or CSR chunk, validating values with file-local row numbers
+//! and column names.
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, UInt64Type};
+use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, RecordBatch};
+use arrow_cast::cast;
+use arrow_schema::{DataType, Schema};
+use ndarray::Array2;
+
+use super::{InputOptions, Layout};
+use crate::batch::{CsrMatrix, MatRef, Matrix, RowIds};
+use crate::error::{Error, Result};
+use crate::float::Float;
+
+/// Rows converted from one record batch.
+pub(crate) struct Chunk<F> {
+    pub data: Matrix<F>,
+    pub ids: Option<RowIds>,
+}
+
+#[derive(Clone, Debug)]
+enum Resolved {
+    Columns(Vec<String>),
+    FixedList(String, usize),
+    Triplets {
+        row: String,
+        col: String,
+        value: String,
+    },
+    SparseList(String),
+}
+
+/// A layout resolved against a schema: which columns hold what.
+#[derive(Clone, Debug)]
+pub(crate) struct Converter {
+    resolved: Resolved,
+    id: Option<String>,
+    names: Vec<String>,
+    width: usize,
+    beta: f64,
+    /// Triplets: the row being assembled across record batches.
+    pending: Option<(IdValue, Vec<(u32, f64)>)>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum IdValue {
+    Int(i64),
+    Str(String),
+}
+
+fn column<'a>(rb: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
+    rb.column_by_name(name)
+        .ok_or_else(|| Error::Schema(format!("missing column '{name}'")))
+}
+
+fn first_null(a: &dyn Array) -> Option<usize> {
+    (a.null_count() > 0).then(|| (0..a.len()).find(|&i| a.is_null(i)).unwrap_or(0))
+}
+
+fn null_error(row0: u64, i: usize, name: &str) -> Error {
+    Error::Column {
+        row: row0 + i as u64,
+        column: name.to_string(),
+        message: "null value: fill or drop missing values first".into(),
+    }
+}
+
+/// Casts a numeric column to F, rejecting nulls and non-numeric types.
+fn floats<F: Float>(a: &ArrayRef, name: &str, row0: u64) -> Result<ArrayRef> {
+    if !a.data_type().is_numeric() {
+        return Err(Error::Schema(format!(
+            "column '{name}' has type {}, not a number",
+            a.data_type()
+        )));
+    }
+    if let Some(i) = first_null(a.as_ref()) {
+        return Err(null_error(row0, i, name));
+    }
+    Ok(cast(a, &F::Arrow::DATA_TYPE)?)
+}
+
+fn integers(a: &ArrayRef, name: &str, row0: u64) -> Result<Vec<i64>> {
+    if !a.data_type().is_integer() {
+        return Err(Error::Schema(format!(
+            "column '{name}' has type {}, not an integer",
+            a.data_type()
+        )));
+    }
+    if let Some(i) = first_null(a.as_ref()) {
+        return Err(null_error(row0, i, name));
+    }
+    if a.data_type() == &DataType::UInt64 {
+        // Values past i64::MAX cannot be column indices or ids we can carry.
+        let u = a.as_primitive::<UInt64Type>();
+        if let Some(i) = u.values().iter().position(|&v| v > i64::MAX as u64) {
+            return Err(Error::Column {
+                row: row0 + i as u64,
+                column: name.into(),
+                message: "value too large".into(),
+            });
+        }
+    }
+    Ok(cast(a, &DataType::Int64)?
+        .as_primitive::<Int64Type>()
+        .values()
+        .to_vec())
+}
+
+fn ids_of(a: &ArrayRef, name: &str, row0: u64) -> Result<RowIds> {
+    if let Some(i) = first_null(a.as_ref()) {
+        return Err(null_error(row0, i, name));
+    }
+    match a.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            let s = cast(a, &DataType::Utf8)?;
+            Ok(RowIds::Utf8(
+                s.as_string::<i32>()
+                    .iter()
+                    .map(|v| v.unwrap_or_default().to_string())
+                    .collect(),
+            ))
+        }
+        t if t.is_integer() => Ok(RowIds::Int64(integers(a, name, row0)?)),
+        t => Err(Error::Schema(format!(
+            "id column '{name}' has type {t}: use an integer or string column"
+        ))),
+    }
+}
+
+impl Converter {
+    /// Resolves `opts` against `schema`. `width` is required for the sparse layouts.
+    pub fn new(schema: &Schema, opts: &InputOptions, width: Option<usize>) -> Result<Self> {
+        let field = |name: &str| {
+            schema
+                .field_with_name(name)
+                .map_err(|_| Error::Schema(format!("missing column '{name}'")))
+        };
+        if let Some(id) = &opts.id_column {
+            field(id)?;
+        }
+        let need_width = || {
+            width.ok_or_else(|| {
+                Error::Schema("sparse layouts need the number of columns (--width)".into())
+            })
+        };
+        let (resolved, names) = match &opts.layout {
+            Layout::Dense => {
+                let chosen: Vec<String> = match &opts.columns {
+                    Some(cols) => cols.clone(),
+                    None => schema
+                        .fields()
+                        .iter()
+                        .filter(|f| Some(f.name()) != opts.id_column.as_ref())
+                        .filter(|f| {
+                            f.data_type().is_numeric()
+                                || matches!(f.data_type(), DataType::FixedSizeList(..))
+                        })
+                        .map(|f| f.name().clone())
+                        .collect(),
+                };
+                if chosen.is_empty() {
+                    return Err(Error::Schema("no numeric columns to factorize".into()));
+                }
+                let lists: Vec<_> = chosen
+                    .iter()
+                    .filter(|c| {
+                        matches!(
+                            schema.field_with_name(c).map(|f| f.data_type()),
+                            Ok(DataType::FixedSizeList(..))
+                        )
+                    })
+                    .collect();
+                if let (1, 1) = (chosen.len(), lists.len()) {
+                    let name = chosen[0].clone();
+                    let DataType::FixedSizeList(child, size) = field(&name)?.data_type() else {
+                        unreachable!("checked above")
+                    };
+                    if !child.data_type().is_numeric() {
+                        return Err(Error::Schema(format!(
+                            "column '{name}' is a list of {}, not numbers",
+                            child.data_type()
+                        )));
+                    }
+                    let size = *size as usize;
+                    let names = (0..size).map(|j| format!("{name}[{j}]")).collect();
+                    (Resolved::FixedList(name, size), names)
+                } else {
+                    for c in &chosen {
+                        let t = field(c)?.data_type();
+                        if !t.is_numeric() {
+                            return Err(Error::Schema(format!(
+                                "column '{c}' has type {t}, not a number"
+                            )));
+                        }
+                    }
+                    (Resolved::Columns(chosen.clone()), chosen)
+                }
+            }
+            Layout::Triplets { row, col, value } => {
+                for c in [row, col, value] {
+                    field(c)?;
+                }
+                let w = need_width()?;
+                (
+                    Resolved::Triplets {
+                        row: row.clone(),
+                        col: col.clone(),
+                        value: value.clone(),
+                    },
+                    (0..w).map(|j| j.to_string()).collect(),
+                )
+            }
+            Layout::SparseList { column } => {
+                field(column)?;
+                let w = need_width()?;
+                (
+                    Resolved::SparseList(column.clone()),
+                    (0..w).map(|j| j.to_string()).collect(),
+                )
+            }
+        };
+        let width = names.len();
+        Ok(Self {
+            resolved,
+            id: match &opts.layout {
+                Layout::Triplets { row, .. } => Some(row.clone()),
+                _ => opts.id_column.clone(),
+            },
+            names,
+            width,
+            beta: opts.beta,
+            pending: None,
+        })
+    }
+
+    /// Feature names, one per column of the data.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The columns to read (for projections), in schema order of appearance.
+    pub fn needed_columns(&self) -> Vec<String> {
+        let mut v = match &self.resolved {
+            Resolved::Columns(c) => c.clone(),
+            Resolved::FixedList(c, _) | Resolved::SparseList(c) => vec![c.clone()],
+            Resolved::Triplets { row, col, value } => vec![row.clone(), col.clone(), value.clone()],
+        };
+        if let Some(id) = &self.id {
+            if !v.contains(id) {
+                v.push(id.clone());
+            }
+        }
+        v
+    }
+
+    /// Checks that another file's schema has the same needed columns with the same types.
+    pub fn check_same_schema(&self, first: &Schema, other: &Schema) -> Result<()> {
+        for c in self.needed_columns() {
+            let a = first
+                .field_with_name(&c)
+                .ok()
+                .map(|f| f.data_type().clone());
+            match other.field_with_name(&c) {
+                Err(_) => return Err(Error::Schema(format!("missing column '{c}'"))),
+                Ok(f) if Some(f.data_type()) != a.as_ref() => {
+                    return Err(Error::Schema(format!(
+                    "schema changes between files: column '{c}' is {} here, {} in the first file",
+                    f.data_type(),
+                    a.map(|t| t.to_string()).unwrap_or_default()
+                )))
+                }
+                Ok(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Converts a record batch whose first row is the file's row `row0`. Triplet rows may
+    /// stay pending until the next call or [`Converter::finish`].
+    pub fn convert<F: Float>(&mut self, rb: &RecordBatch, row0: u64) -> Result<Option<Chunk<F>>> {
+        let n = rb.num_rows();
+        if n == 0 {
+            return Ok(None);
+        }
+        let chunk = match self.resolved.clone() {
+            Resolved::Columns(cols) => {
+                let p = cols.len();
+                let mut out = vec![F::zero(); n * p];
+                for (j, name) in cols.iter().enumerate() {
+                    let a = floats::<F>(column(rb, name)?, name, row0)?;
+                    let vals = a.as_primitive::<F::Arrow>().values();
+                    for (o, &v) in out[j..].iter_mut().step_by(p).zip(vals.iter()) {
+                        *o = v;
+                    }
+                }
+                let x = Array2::from_shape_vec((n, p), out).expect("n x p values");
+                self.validated(Matrix::Dense(x), rb, row0)?
+            }
+            Resolved::FixedList(name, size) => {
+                let a = column(rb, &name)?;
+                if let Some(i) = first_null(a.as_ref()) {
+                    return Err(null_error(row0, i, &name));
+                }
+                let list = a.as_fixed_size_list();
+                let child = list.values();
+                if child.len() != n * size {
+                    return Err(Error::Schema(format!(
+                        "column '{name}': {} values for {n} rows of {size}",
+                        child.len()
+                    )));
+                }
+                if let Some(i) = first_null(child.as_ref()) {
+                    return Err(null_error(row0, i / size, &self.names[i % size]));
+                }
+                let vals = cast(child, &F::Arrow::DATA_TYPE)?;
+                let v = vals.as_primitive::<F::Arrow>().values().to_vec();
+                let x = Array2::from_shape_vec((n, size), v).expect("n x size values");
+                self.validated(Matrix::Dense(x), rb, row0)?
+            }
+            Resolved::SparseList(name) => {
+                let a = column(rb, &name)?;
+                if let Some(i) = first_null(a.as_ref()) {
+                    return Err(null_error(row0, i, &name));
+                }
+                let (offsets, entries): (Vec<usize>, _) = match a.data_type() {
+                    DataType::List(_) => {
+                        let l = a.as_list::<i32>();
+                        (
+                            l.offsets().iter().map(|&o| o as usize).collect(),
+                            l.values().clone(),
+                        )
+                    }
+                    DataType::LargeList(_) => {
+                        let l = a.as_list::<i64>();
+                        (
+                            l.offsets().iter().map(|&o| o as usize).collect(),
+                            l.values().clone(),
+                        )
+                    }
+                    t => {
+                        return Err(Error::Schema(format!(
+                            "column '{name}' has type {t}, expected List<Struct{{index, value}}>"
+                        )))
+                    }
+                };
+                let DataType::Struct(fields) = entries.data_type() else {
+                    return Err(Error::Schema(format!(
+                        "column '{name}' must hold structs {{index, value}}"
+                    )));
+                };
+                if fields.len() != 2 {
+                    return Err(Error::Schema(format!(
+                        "column '{name}' must hold structs of two fields {{index, value}}"
+                    )));
+                }
+                let st = entries.as_struct();
+                let idx = integers(st.column(0), &name, row0)?;
+                let val = floats::<F>(st.column(1), &name, row0)?;
+                let val = val.as_primitive::<F::Arrow>().values();
+                let mut rows = Vec::with_capacity(n);
+                for i in 0..n {
+                    let (s, e) = (offsets[i], offsets[i + 1]);
+                    let entries: Vec<(i64, F)> = (s..e).map(|t| (idx[t], val[t])).collect();
+                    rows.push(entries);
+                }
+                let m = self.csr_from_rows(rows, row0, &name)?;
+                self.validated(Matrix::Csr(m), rb, row0)?
+            }
+            Resolved::Triplets { row, col, value } => {
+                return self.convert_triplets(rb, row0, &row, &col, &value);
+            }
+        };
+        Ok(Some(chunk))
+    }
+
+    fn csr_from_rows<F: Float>(
+        &self,
+        rows: Vec<Vec<(i64, F)>>,
+        row0: u64,
+        name: &str,
+    ) -> Result<CsrMatrix<F>> {
+        let mut indptr = vec![0usize];
+        let (mut indices, mut data) = (Vec::new(), Vec::new());
+        for (i, mut r) in rows.into_iter().enumerate() {
+            r.sort_by_key(|e| e.0);
+            for (t, &(c, v)) in r.iter().enumerate() {
+                if c < 0 || c as usize >= self.width {
+                    return Err(Error::Column {
+                        row: row0 + i as u64,
+                        column: name.into(),
+                        message: format!("column index {c} outside 0..{}", self.width),
+                    });
+                }
+                if t > 0 && r[t - 1].0 == c {
+                    return Err(Error::Column {
+                        row: row0 + i as u64,
+                        column: name.into(),
+                        message: format!("column index {c} appears twice in one row"),
+                    });
+                }
+                indices.push(c as u32);
+                data.push(v);
+            }
+            indptr.push(data.len());
+        }
+        CsrMatrix::try_new(self.width, indptr, indices, data)
+    }
+
+    fn convert_triplets<F: Float>(
+        &mut self,
+        rb: &RecordBatch,
+        row0: u64,
+        row: &str,
+        col: &str,
+        value: &str,
+    ) -> Result<Option<Chunk<F>>> {
+        let ids = ids_of(column(rb, row)?, row, row0)?;
+        let cols = integers(column(rb, col)?, col, row0)?;
+        let vals = floats::<F>(column(rb, value)?, value, row0)?;
+        let vals = vals.as_primitive::<F::Arrow>().values();
+        let mut done: Vec<(IdValue, Vec<(u32, f64)>)> = Vec::new();
+        for t in 0..rb.num_rows() {
+            let id = match &ids {
+                RowIds::Int64(v) => IdValue::Int(v[t]),
+                RowIds::Utf8(v) => IdValue::Str(v[t].clone()),
+            };
+            let (c, v) = (cols[t], vals[t]);
+            let at = row0 + t as u64;
+            if c < 0 || c as usize >= self.width {
+                return Err(Error::Column {
+                    row: at,
+                    column: col.into(),
+                    message: format!("column index {c} outside 0..{}", self.width),
+                });
+            }
+            check_value(v, at, value, self.beta)?;
+            match &mut self.pending {
+                Some((pid, entries)) if *pid == id => entries.push((c as u32, v.as_f64())),
+                _ => {
+                    if let Some(prev) = self.pending.take() {
+                        done.push(prev);
+                    }
+                    self.pending = Some((id, vec![(c as u32, v.as_f64())]));
+                }
+            }
+        }
+        self.triplet_rows(done, row0, col)
+    }
+
+    /// Flushes a pending triplet row at the end of a file.
+    pub fn finish<F: Float>(&mut self, row0: u64) -> Result<Option<Chunk<F>>> {
+        match self.pending.take() {
+            Some(r) => self.triplet_rows(vec![r], row0, "col"),
+            None => Ok(None),
+        }
+    }
+
+    fn triplet_rows<F: Float>(
+        &self,
+        rows: Vec<(IdValue, Vec<(u32, f64)>)>,
+        row0: u64,
+        col: &str,
+    ) -> Result<Option<Chunk<F>>> {
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let ids = match rows[0].0 {
+            IdValue::Int(_) => RowIds::Int64(
+                rows.iter()
+                    .map(|r| match r.0 {
+                        IdValue::Int(i) => i,
+                        IdValue::Str(_) => 0,
+                    })
+                    .collect(),
+            ),
+            IdValue::Str(_) => RowIds::Utf8(
+                rows.iter()
+                    .map(|r| match &r.0 {
+                        IdValue::Str(s) => s.clone(),
+                        IdValue::Int(i) => i.to_string(),
+                    })
+                    .collect(),
+            ),
+        };
+        let entries = rows
+            .into_iter()
+            .map(|(_, e)| {
+                e.into_iter()
+                    .map(|(c, v)| (c as i64, F::from_f64(v)))
+                    .collect()
+            })
+            .collect();
+        let m = self.csr_from_rows(entries, row0, col)?;
+        if self.beta <= 0.0 {
+            MatRef::Csr(m.view())
+                .validate(row0, self.beta)
+                .map_err(|e| e.with_column_names(&self.names))?;
+        }
+        Ok(Some(Chunk {
+            data: Matrix::Csr(m),
+            ids: Some(ids),
+        }))
+    }
+
+    fn validated<F: Float>(
+        &self,
+        data: Matrix<F>,
+        rb: &RecordBatch,
+        row0: u64,
+    ) -> Result<Chunk<F>> {
+        data.view()
+            .validate(row0, self.beta)
+            .map_err(|e| e.with_column_names(&self.names))?;
+        let ids = match &self.id {
+            Some(id) => Some(ids_of(column(rb, id)?, id, row0)?),
+            None => None,
+        };
+        Ok(Chunk { data, ids })
+    }
+}
+
+fn check_value<F: Float>(v: F, row: u64, column: &str, beta: f64) -> Result<()> {
+    let message = if !v.is_finite() {
+        format!("non-finite value {v}")
+    } else if v < F::zero() {
+        format!("negative value {v}: NMF needs non-negative data")
+    } else if beta <= 0.0 && v == F::zero() {
+        format!("zero value, undefined under the beta={beta} divergence")
+    } else {
+        return Ok(());
+    };
+    Err(Error::Column {
+        row,
+        column: column.into(),
+        message,
+    })
+}

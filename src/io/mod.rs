@@ -1,0 +1,149 @@
+//! Readers (Parquet, Arrow IPC file and stream, standard input) that turn record batches
+//! into validated mini-batches, and writers for codes and dictionaries.
+//!
+//! Layouts ([`Layout`]): **dense**, one numeric column per feature (default: every numeric
+//! column except the id column) or a single `FixedSizeList<number>` column; **triplets**,
+//! one row per non-zero `(row id, column index, value)`, grouped by row id; **sparse
+//! list**, one `List<Struct{index, value}>` column holding each row's non-zeros.
+//! Numbers of any integer or float type are cast to the model's float type.
+
+mod convert;
+mod source;
+mod writer;
+
+pub use source::{BatchIter, BatchSource, FileSource, MemorySource, StreamSource};
+pub use writer::{write_components, CodesWriter};
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How rows are laid out in the input's columns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Layout {
+    /// One numeric column per feature, or one `FixedSizeList<number>` column.
+    Dense,
+    /// One row per non-zero: row id, column index and value columns, grouped by row id
+    /// (a row's entries are contiguous within one file).
+    Triplets {
+        /// The row-id column (integer or string); it is also the output id.
+        row: String,
+        /// The column-index column (integer, 0-based).
+        col: String,
+        /// The value column.
+        value: String,
+    },
+    /// One `List<Struct{index, value}>` column with each row's non-zeros.
+    SparseList {
+        /// The list column.
+        column: String,
+    },
+}
+
+/// What to read from the input and how.
+///
+/// ```
+/// use streamnmf::io::{InputOptions, Layout};
+/// let opts = InputOptions::new(1024).columns(vec!["a".into(), "b".into()]).id_column("user");
+/// assert_eq!(opts.batch_rows, 1024);
+/// assert_eq!(opts.layout, Layout::Dense);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InputOptions {
+    /// Feature columns by name (dense layout); `None` takes every numeric column.
+    pub columns: Option<Vec<String>>,
+    /// A column carried through to the outputs as the row id.
+    pub id_column: Option<String>,
+    /// The layout.
+    pub layout: Layout,
+    /// Number of features for the sparse layouts (found by a pre-scan of files if `None`).
+    pub width: Option<usize>,
+    /// Rows per mini-batch handed to the solvers.
+    pub batch_rows: usize,
+    /// The loss's beta: zeros are rejected when it is <= 0.
+    pub beta: f64,
+}
+
+impl InputOptions {
+    /// Dense layout, all numeric columns, no id, Frobenius validation.
+    pub fn new(batch_rows: usize) -> Self {
+        Self {
+            columns: None,
+            id_column: None,
+            layout: Layout::Dense,
+            width: None,
+            batch_rows,
+            beta: 2.0,
+        }
+    }
+    /// Selects feature columns by name.
+    pub fn columns(mut self, columns: Vec<String>) -> Self {
+        self.columns = Some(columns);
+        self
+    }
+    /// Sets the id column.
+    pub fn id_column(mut self, name: impl Into<String>) -> Self {
+        self.id_column = Some(name.into());
+        self
+    }
+    /// Sets the layout.
+    pub fn layout(mut self, layout: Layout) -> Self {
+        self.layout = layout;
+        self
+    }
+    /// Sets the width of sparse inputs.
+    pub fn width(mut self, width: usize) -> Self {
+        self.width = Some(width);
+        self
+    }
+    /// Sets the beta used for validation.
+    pub fn beta(mut self, beta: f64) -> Self {
+        self.beta = beta;
+        self
+    }
+}
+
+/// A file's container format, told by its first bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Apache Parquet (`PAR1`).
+    Parquet,
+    /// Arrow IPC file (`ARROW1`).
+    ArrowFile,
+    /// Arrow IPC stream (starts with a continuation marker or a message).
+    ArrowStream,
+}
+
+impl Format {
+    /// Detects the format of the file at `path` from its magic bytes.
+    pub fn detect(path: &Path) -> Result<Format> {
+        let mut head = [0u8; 6];
+        let mut f = File::open(path).map_err(|e| Error::Io(e).in_file(path))?;
+        let n = read_up_to(&mut f, &mut head).map_err(|e| Error::Io(e).in_file(path))?;
+        let head = &head[..n];
+        if head.starts_with(b"PAR1") {
+            Ok(Format::Parquet)
+        } else if head.starts_with(b"ARROW1") {
+            Ok(Format::ArrowFile)
+        } else if head.starts_with(&[0xFF, 0xFF, 0xFF, 0xFF]) {
+            Ok(Format::ArrowStream)
+        } else {
+            Err(Error::Schema("not a Parquet or Arrow IPC file".into()).in_file(path))
+        }
+    }
+}
+
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            m => n += m,
+        }
+    }
+    Ok(n)
+}

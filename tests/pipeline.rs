@@ -1,0 +1,373 @@
+//! The threaded engine: equivalence with `partial_fit`, determinism whatever the timing,
+//! failure and panic propagation, and every input layout read back exactly.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use ndarray::{s, Array2};
+use streamnmf::io::{
+    BatchIter, BatchSource, FileSource, InputOptions, Layout, MemorySource, StreamSource,
+};
+use streamnmf::pipeline::{fit, transform, PipelineOptions};
+use streamnmf::synth::PlantedSpec;
+use streamnmf::{Batch, Error, Loss, MatRef, NmfParams, OnlineNmf, RowIds};
+
+fn data() -> Array2<f64> {
+    PlantedSpec::new(2000, 40, 5).seed(3).generate().x
+}
+
+fn params(loss: Loss) -> streamnmf::ValidParams {
+    NmfParams::new(5)
+        .loss(loss)
+        .batch_size(128)
+        .seed(9)
+        .check()
+        .unwrap()
+}
+
+fn opts(threads: usize, staleness: usize, epochs: usize) -> PipelineOptions {
+    PipelineOptions {
+        solver_threads: threads,
+        staleness,
+        queue_depth: 2,
+        epochs,
+        panic_in_solver_at: None,
+    }
+}
+
+/// With s = 0 the pipeline is exactly `partial_fit` in a loop, bit for bit.
+#[test]
+fn lockstep_equals_partial_fit() {
+    let x = data();
+    for loss in [Loss::Frobenius, Loss::KullbackLeibler] {
+        let mut looped = OnlineNmf::<f64>::new(params(loss));
+        for epoch in 0..3 {
+            if epoch > 0 {
+                looped.start_pass();
+            }
+            for start in (0..2000).step_by(128) {
+                looped
+                    .partial_fit(x.slice(s![start..(start + 128).min(2000), ..]))
+                    .unwrap();
+            }
+        }
+        looped.end_pass();
+        for threads in [1, 3] {
+            let mut piped = OnlineNmf::<f64>::new(params(loss));
+            let mut src = MemorySource::new(x.clone(), 128);
+            let r = fit(&mut piped, &mut src, &opts(threads, 0, 3), |_| {}).unwrap();
+            assert_eq!(r.batches, 48);
+            assert_eq!(r.rows, 6000);
+            assert_eq!(piped, looped, "{loss}, {threads} threads");
+        }
+    }
+}
+
+/// For any staleness, the result does not depend on thread timing or thread count.
+#[test]
+fn any_staleness_is_deterministic() {
+    let x = data();
+    for s in [1, 3] {
+        let run = |threads| {
+            let mut m = OnlineNmf::<f32>::new(params(Loss::Frobenius));
+            let mut src = MemorySource::new(x.mapv(|v| v as f32), 100);
+            fit(&mut m, &mut src, &opts(threads, s, 2), |_| {}).unwrap();
+            m
+        };
+        let a = run(1);
+        for _ in 0..3 {
+            assert_eq!(run(3), a, "staleness {s}");
+        }
+        assert_eq!(run(2), a, "staleness {s}");
+    }
+}
+
+/// Staleness costs little accuracy on planted data.
+#[test]
+fn stale_solves_still_converge() {
+    let d = PlantedSpec::new(4000, 60, 6).seed(5).generate();
+    let p = NmfParams::new(6).batch_size(200).seed(1).check().unwrap();
+    let err = |s| {
+        let mut m = OnlineNmf::<f64>::new(p.clone());
+        fit(
+            &mut m,
+            &mut MemorySource::new(d.x.clone(), 200),
+            &opts(2, s, 8),
+            |_| {},
+        )
+        .unwrap();
+        m.loss(&d.x).unwrap().relative_error.unwrap()
+    };
+    let (e0, e4) = (err(0), err(4));
+    assert!(e4 < 1.05 * e0, "staleness 4: {e4} vs lockstep {e0}");
+}
+
+struct FailingSource {
+    x: Array2<f64>,
+}
+
+impl BatchSource<f64> for FailingSource {
+    fn width(&self) -> usize {
+        self.x.ncols()
+    }
+    fn rewindable(&self) -> bool {
+        true
+    }
+    fn epoch(&mut self, _: usize) -> streamnmf::Result<BatchIter<f64>> {
+        let x = self.x.clone();
+        Ok(Box::new((0..100).map(move |i| {
+            if i == 3 {
+                Err(Error::Schema("disk on fire".into()))
+            } else {
+                Ok(Batch::dense(x.slice(s![0..50, ..]).to_owned()).with_first_row(i * 50))
+            }
+        })))
+    }
+}
+
+#[test]
+fn reader_error_stops_everything_promptly() {
+    let t = Instant::now();
+    let mut m = OnlineNmf::<f64>::new(params(Loss::Frobenius));
+    let err = fit(
+        &mut m,
+        &mut FailingSource { x: data() },
+        &opts(2, 1, 5),
+        |_| {},
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::Schema(s) if s == "disk on fire"),
+        "{err}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+}
+
+#[test]
+fn solver_panic_is_returned_not_hung() {
+    for threads in [1, 3] {
+        let t = Instant::now();
+        let mut m = OnlineNmf::<f64>::new(params(Loss::Frobenius));
+        let mut o = opts(threads, 1, 5);
+        o.panic_in_solver_at = Some(7);
+        let err = fit(&mut m, &mut MemorySource::new(data(), 50), &o, |_| {}).unwrap_err();
+        match &err {
+            Error::WorkerPanic { thread, message } => {
+                assert!(thread.starts_with("streamnmf-solver-"), "{thread}");
+                assert!(
+                    message.contains("injected solver panic at batch 7"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other}"),
+        }
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        // And in transform.
+        let mut fitted = OnlineNmf::<f64>::new(params(Loss::Frobenius));
+        fitted.fit(&data()).unwrap();
+        let err = transform(&fitted, &mut MemorySource::new(data(), 50), &o, |_, _| {
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(matches!(err, Error::WorkerPanic { .. }), "{err}");
+    }
+}
+
+#[test]
+fn sink_error_stops_transform() {
+    let mut m = OnlineNmf::<f64>::new(params(Loss::Frobenius));
+    m.fit(&data()).unwrap();
+    let mut calls = 0;
+    let err = transform(
+        &m,
+        &mut MemorySource::new(data(), 10),
+        &opts(2, 0, 1),
+        |_, _| {
+            calls += 1;
+            if calls == 4 {
+                Err(Error::Schema("disk full".into()))
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::Schema(_)));
+    assert_eq!(calls, 4);
+}
+
+#[test]
+fn pipeline_transform_equals_in_memory_transform() {
+    let x = data();
+    let mut m = OnlineNmf::<f64>::new(params(Loss::Frobenius));
+    m.fit(&x).unwrap();
+    let mut rows = Vec::new();
+    transform(
+        &m,
+        &mut MemorySource::new(x.clone(), 128),
+        &opts(3, 0, 1),
+        |_, w| {
+            rows.push(w);
+            Ok(())
+        },
+    )
+    .unwrap();
+    let views: Vec<_> = rows.iter().map(|w| w.view()).collect();
+    let w = ndarray::concatenate(ndarray::Axis(0), &views).unwrap();
+    assert_eq!(w, m.transform(&x).unwrap());
+}
+
+/// All batches of a source's epoch, stacked.
+fn read_all(src: &mut dyn BatchSource<f64>) -> (Array2<f64>, Vec<Batch<f64>>) {
+    let batches: Vec<Batch<f64>> = src.epoch(0).unwrap().map(|b| b.unwrap()).collect();
+    let dense: Vec<Array2<f64>> = batches.iter().map(|b| b.view().to_dense()).collect();
+    let views: Vec<_> = dense.iter().map(|d| d.view()).collect();
+    (
+        ndarray::concatenate(ndarray::Axis(0), &views).unwrap(),
+        batches,
+    )
+}
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+#[test]
+fn parquet_files_are_rechunked_across_record_batches_and_files() {
+    let x = data();
+    let dir = tmp();
+    let batches = dense_batches(&x, 300, true);
+    // Three files with row groups of 170 rows; batches of 128 span both.
+    let mut paths = Vec::new();
+    for (f, part) in batches.chunks(3).enumerate() {
+        let p = dir.path().join(format!("part-{f}.parquet"));
+        write_parquet(&p, part, 170);
+        paths.push(p);
+    }
+    let opts_in = InputOptions::new(128).id_column("id");
+    let mut src = FileSource::<f64>::open(&[dir.path().to_path_buf()], opts_in.clone()).unwrap();
+    assert_eq!(src.width(), 40);
+    assert_eq!(src.feature_names()[3], "f3");
+    let (got, bs) = read_all(&mut src);
+    assert_eq!(got, x);
+    assert!(bs[..bs.len() - 1].iter().all(|b| b.rows() == 128));
+    assert_eq!(bs[1].first_row, 128);
+    assert_eq!(bs[1].ids, Some(RowIds::Int64((1128..1256).collect())));
+
+    // Fitting from the files equals fitting from memory in the same batches.
+    let mut a = OnlineNmf::<f64>::new(params(Loss::Frobenius));
+    fit(&mut a, &mut src, &opts(2, 1, 2), |_| {}).unwrap();
+    let mut b = OnlineNmf::<f64>::new(params(Loss::Frobenius));
+    fit(
+        &mut b,
+        &mut MemorySource::new(x.clone(), 128),
+        &opts(1, 1, 2),
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(a, b);
+
+    // Column selection by name.
+    let sel = InputOptions::new(500).columns(vec!["f7".into(), "f2".into()]);
+    let (got, _) = read_all(&mut FileSource::<f64>::open(&paths, sel).unwrap());
+    assert_eq!(got.column(0), x.column(7));
+    assert_eq!(got.column(1), x.column(2));
+}
+
+#[test]
+fn arrow_ipc_file_and_stream() {
+    let x = data();
+    let dir = tmp();
+    let batches = dense_batches(&x, 333, false);
+    let file = dir.path().join("x.arrow");
+    write_ipc_file(&file, &batches);
+    let (got, _) = read_all(&mut FileSource::<f64>::open(&[file], InputOptions::new(100)).unwrap());
+    assert_eq!(got, x);
+
+    let stream = dir.path().join("x.arrows");
+    std::fs::write(&stream, ipc_stream_bytes(&batches)).unwrap();
+    let (got, _) =
+        read_all(&mut FileSource::<f64>::open(&[stream], InputOptions::new(100)).unwrap());
+    assert_eq!(got, x);
+
+    // A live stream (any reader, e.g. stdin): one epoch only.
+    let bytes = ipc_stream_bytes(&batches);
+    let mut live = StreamSource::<f32>::new(
+        Box::new(std::io::Cursor::new(bytes)),
+        "<stdin>",
+        InputOptions::new(64),
+    )
+    .unwrap();
+    assert!(!live.rewindable());
+    let mut m = OnlineNmf::<f32>::new(params(Loss::Frobenius));
+    let err = fit(&mut m, &mut live, &opts(1, 1, 2), |_| {}).unwrap_err();
+    assert!(err.to_string().contains("only once"), "{err}");
+    let r = fit(&mut m, &mut live, &opts(2, 1, 1), |_| {}).unwrap();
+    assert_eq!(r.rows, 2000);
+}
+
+#[test]
+fn fixed_size_list_triplets_and_list_of_structs() {
+    let mut x = data();
+    x.mapv_inplace(|v| if v < 0.3 { 0.0 } else { v });
+    let x = x.slice(s![..500, ..]).to_owned();
+    let dir = tmp();
+
+    let fl = dir.path().join("fl.parquet");
+    write_parquet(&fl, &[fixed_list_batch(&x)], 128);
+    let mut src = FileSource::<f64>::open(&[fl], InputOptions::new(64)).unwrap();
+    assert_eq!(src.feature_names()[2], "v[2]");
+    assert_eq!(read_all(&mut src).0, x);
+
+    let tr = dir.path().join("tr.parquet");
+    write_parquet(&tr, &triplet_batches(&x, 97), 1000);
+    let layout = Layout::Triplets {
+        row: "user".into(),
+        col: "item".into(),
+        value: "rating".into(),
+    };
+    // Width found by a pre-scan (x's last column has non-zeros).
+    assert!(x.column(39).iter().any(|&v| v > 0.0));
+    let mut src = FileSource::<f64>::open(&[tr], InputOptions::new(50).layout(layout)).unwrap();
+    let (got, bs) = read_all(&mut src);
+    let nonzero_rows: Vec<usize> = (0..500)
+        .filter(|&i| x.row(i).iter().any(|&v| v > 0.0))
+        .collect();
+    assert_eq!(got, x.select(ndarray::Axis(0), &nonzero_rows));
+    assert!(matches!(bs[0].view(), MatRef::Csr(_)));
+    assert_eq!(bs[0].ids.as_ref().map(|i| i.len()), Some(50));
+
+    let ls = dir.path().join("ls.parquet");
+    write_parquet(&ls, &[list_struct_batch(&x)], 100);
+    let opts_in = InputOptions::new(64)
+        .layout(Layout::SparseList {
+            column: "entries".into(),
+        })
+        .width(40);
+    let (got, _) = read_all(&mut FileSource::<f64>::open(&[ls], opts_in).unwrap());
+    assert_eq!(got, x);
+}
+
+#[test]
+fn schema_change_between_files_is_caught_before_reading() {
+    let x = data();
+    let dir = tmp();
+    let a = dir.path().join("a.parquet");
+    let b = dir.path().join("b.parquet");
+    write_parquet(&a, &dense_batches(&x, 100, false), 100);
+    let narrow = x.slice(s![.., ..39]).to_owned();
+    write_parquet(&b, &dense_batches(&narrow, 100, false), 100);
+    let err = FileSource::<f64>::open(
+        &[a, b.clone()],
+        InputOptions::new(10).columns((0..40).map(|j| format!("f{j}")).collect()),
+    )
+    .err()
+    .unwrap();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("b.parquet") && msg.contains("missing column 'f39'"),
+        "{msg}"
+    );
+}
