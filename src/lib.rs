@@ -34,6 +34,7 @@
 extern crate blas_src;
 
 pub mod batch;
+pub mod checkpoint;
 pub mod codes;
 pub mod dictionary;
 pub mod error;

@@ -208,21 +208,34 @@ pub fn match_components(truth: ArrayView2<f64>, learned: ArrayView2<f64>) -> Vec
 /// `‖X − X_k‖_F / ‖X‖_F` for the rank-k truncated SVD `X_k`: no rank-k factorization,
 /// non-negative or not, does better.
 pub fn svd_relative_error_bound(x: ArrayView2<f64>, k: usize) -> Result<f64> {
-    // The singular values of X equal those of the small Gram matrix's square roots; use
-    // XᵀX (p × p) when n ≫ p.
     let total: f64 = x.iter().map(|v| v * v).sum();
-    let s = if x.nrows() > x.ncols() {
-        let g = x.t().dot(&x);
-        let (_, s, _) = g
-            .svddc(JobSvd::None)
-            .map_err(|e| Error::Schema(format!("SVD failed: {e}")))?;
-        s
-    } else {
-        let (_, s, _) = x
-            .svddc(JobSvd::None)
-            .map_err(|e| Error::Schema(format!("SVD failed: {e}")))?;
-        s.mapv(|v| v * v)
-    };
+    if x.nrows() > x.ncols() {
+        return gram_error_bound(x.t().dot(&x).view(), total, k);
+    }
+    let (_, s, _) = x
+        .svddc(JobSvd::None)
+        .map_err(|e| Error::Schema(format!("SVD failed: {e}")))?;
+    let kept: f64 = s.iter().take(k).map(|v| v * v).sum();
+    Ok(((total - kept).max(0.0) / total).sqrt())
+}
+
+/// The same bound from the Gram matrix `XᵀX` (p × p) and `‖X‖²_F`, which can be
+/// accumulated chunk by chunk over data that never sits in memory at once: the squared
+/// singular values of X are the eigenvalues of `XᵀX`.
+///
+/// ```
+/// use ndarray::array;
+/// use streamnmf::synth::{gram_error_bound, svd_relative_error_bound};
+/// let x = array![[3.0, 0.0], [0.0, 4.0], [0.0, 0.0]];
+/// let g = x.t().dot(&x);
+/// let b = gram_error_bound(g.view(), 25.0, 1).unwrap();
+/// assert!((b - 0.6).abs() < 1e-12);
+/// assert!((svd_relative_error_bound(x.view(), 1).unwrap() - 0.6).abs() < 1e-12);
+/// ```
+pub fn gram_error_bound(gram: ArrayView2<f64>, total: f64, k: usize) -> Result<f64> {
+    let (_, s, _) = gram
+        .svddc(JobSvd::None)
+        .map_err(|e| Error::Schema(format!("SVD failed: {e}")))?;
     let kept: f64 = s.iter().take(k).sum();
     Ok(((total - kept).max(0.0) / total).sqrt())
 }

@@ -12,6 +12,7 @@ mod source;
 mod writer;
 
 pub use source::{BatchIter, BatchSource, FileSource, MemorySource, StreamSource};
+pub(crate) use writer::persist;
 pub use writer::{write_components, CodesWriter};
 
 use std::fs::File;

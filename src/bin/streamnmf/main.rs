@@ -1,6 +1,11 @@
 //! The `streamnmf` command line: `main → run → subcommand`.
 
 mod demo;
+mod fit;
+mod input;
+mod inspect;
+mod progress;
+mod transform;
 
 use std::process::ExitCode;
 
@@ -16,7 +21,13 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Generate a planted data set, fit it, and report recovery quality and throughput.
+    /// Learn a model from Parquet / Arrow IPC files or an Arrow IPC stream on stdin.
+    Fit(fit::FitArgs),
+    /// Codes of new rows with a saved model fixed, written to Parquet.
+    Transform(transform::TransformArgs),
+    /// Show a model file: parameters, loss history, top features per component.
+    Inspect(inspect::InspectArgs),
+    /// Generate planted data as Parquet, fit it through the pipeline, report quality.
     Demo(demo::DemoArgs),
 }
 
@@ -34,7 +45,10 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Demo(args) => demo::run(args),
+        Command::Fit(a) => fit::run(a),
+        Command::Transform(a) => transform::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Demo(a) => demo::run(a),
     }
 }
 

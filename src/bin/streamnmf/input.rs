@@ -1,0 +1,77 @@
+//! Input flags shared by `fit` and `transform`, turned into a batch source.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use streamnmf::io::{BatchSource, FileSource, InputOptions, Layout, StreamSource};
+use streamnmf::Float;
+
+/// Where rows come from and how they are laid out.
+#[derive(Args, Debug, Clone)]
+pub struct InputArgs {
+    /// Parquet or Arrow IPC files or directories; `-` reads an Arrow IPC stream from stdin.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Feature columns, comma-separated (default: every numeric column but the id).
+    #[arg(long, value_delimiter = ',')]
+    pub columns: Option<Vec<String>>,
+    /// A column carried through to the codes as the row id.
+    #[arg(long)]
+    pub id_column: Option<String>,
+    /// `dense` (default), `triplets:ROW,COL,VALUE` or `list:COLUMN` (List<Struct{index, value}>).
+    #[arg(long, default_value = "dense")]
+    pub layout: String,
+    /// Number of features of a sparse layout (default: scanned from the files).
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Rows per mini-batch.
+    #[arg(long, default_value_t = 1024)]
+    pub batch_size: usize,
+}
+
+pub fn parse_layout(s: &str) -> Result<Layout> {
+    if s == "dense" {
+        return Ok(Layout::Dense);
+    }
+    if let Some(rest) = s.strip_prefix("triplets:") {
+        let parts: Vec<&str> = rest.split(',').collect();
+        if let [row, col, value] = parts[..] {
+            return Ok(Layout::Triplets {
+                row: row.into(),
+                col: col.into(),
+                value: value.into(),
+            });
+        }
+    }
+    if let Some(col) = s.strip_prefix("list:") {
+        if !col.is_empty() {
+            return Ok(Layout::SparseList { column: col.into() });
+        }
+    }
+    bail!("unknown layout '{s}': expected dense, triplets:ROW,COL,VALUE or list:COLUMN")
+}
+
+impl InputArgs {
+    pub fn options(&self, beta: f64) -> Result<InputOptions> {
+        let mut o = InputOptions::new(self.batch_size)
+            .layout(parse_layout(&self.layout)?)
+            .beta(beta);
+        o.columns = self.columns.clone();
+        o.id_column = self.id_column.clone();
+        o.width = self.width;
+        Ok(o)
+    }
+
+    /// Opens the inputs: stdin as a stream, everything else as files.
+    pub fn open<F: Float>(&self, opts: InputOptions) -> Result<Box<dyn BatchSource<F>>> {
+        if self.inputs.iter().any(|p| p.as_os_str() == "-") {
+            if self.inputs.len() > 1 {
+                bail!("`-` (stdin) cannot be combined with other inputs");
+            }
+            let stdin = Box::new(std::io::stdin());
+            return Ok(Box::new(StreamSource::<F>::new(stdin, "<stdin>", opts)?));
+        }
+        Ok(Box::new(FileSource::<F>::open(&self.inputs, opts)?))
+    }
+}

@@ -1,0 +1,103 @@
+//! `streamnmf inspect`: what a model file holds.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use serde_json::json;
+use streamnmf::checkpoint;
+use streamnmf::Float;
+
+/// Options of `inspect`.
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// The model file.
+    pub model: PathBuf,
+    /// Features listed per component.
+    #[arg(long, default_value_t = 8)]
+    pub top: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: InspectArgs) -> Result<()> {
+    let bytes = std::fs::read(&a.model).map_err(|e| streamnmf::Error::Io(e).in_file(&a.model))?;
+    match checkpoint::float_type(&bytes)
+        .map_err(|e| e.in_file(&a.model))?
+        .as_str()
+    {
+        "f64" => inspect::<f64>(a, &bytes),
+        _ => inspect::<f32>(a, &bytes),
+    }
+}
+
+fn inspect<F: Float>(a: InspectArgs, bytes: &[u8]) -> Result<()> {
+    let (model, meta) = checkpoint::decode::<F>(bytes).map_err(|e| e.in_file(&a.model))?;
+    let h = model.components()?;
+    let top: Vec<Vec<(String, f64)>> = h
+        .rows()
+        .into_iter()
+        .map(|row| {
+            let mut idx: Vec<usize> = (0..row.len()).collect();
+            idx.sort_by(|&i, &j| row[j].as_f64().total_cmp(&row[i].as_f64()));
+            idx.into_iter()
+                .take(a.top)
+                .map(|j| {
+                    let name = meta
+                        .feature_names
+                        .get(j)
+                        .cloned()
+                        .unwrap_or_else(|| j.to_string());
+                    (name, row[j].as_f64())
+                })
+                .collect()
+        })
+        .collect();
+    if a.json {
+        let s = json!({
+            "float": F::NAME,
+            "params": model.params(),
+            "width": h.ncols(),
+            "batches_seen": model.batches_seen(),
+            "rows_seen": model.rows_seen(),
+            "loss_history": model.loss_history(),
+            "top_features": top,
+            "writer": meta.writer,
+        });
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    let p = model.params();
+    println!(
+        "model {} ({}; written by {})",
+        a.model.display(),
+        F::NAME,
+        meta.writer
+    );
+    println!(
+        "rank {}, width {}, loss {}, solver {:?}, batch {}, forget {}",
+        p.rank(),
+        h.ncols(),
+        p.loss_kind(),
+        p.solver(),
+        p.batch_rows(),
+        p.forget_factor()
+    );
+    println!(
+        "seen {} batches, {} rows",
+        model.batches_seen(),
+        model.rows_seen()
+    );
+    let hist: Vec<String> = model
+        .loss_history()
+        .iter()
+        .map(|v| format!("{v:.4e}"))
+        .collect();
+    println!("loss per row by pass: [{}]", hist.join(", "));
+    for (j, feats) in top.iter().enumerate() {
+        let list: Vec<String> = feats.iter().map(|(n, v)| format!("{n} {v:.3}")).collect();
+        println!("component {j}: {}", list.join(", "));
+    }
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! `streamnmf transform`: codes of new rows with a saved model's H fixed, streamed.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use serde_json::json;
+use streamnmf::checkpoint;
+use streamnmf::io::{CodesWriter, Layout};
+use streamnmf::pipeline;
+use streamnmf::Float;
+
+use crate::fit::pipeline_options;
+use crate::input::{parse_layout, InputArgs};
+use crate::progress::{peak_rss_bytes, Progress};
+
+/// Options of `transform`.
+#[derive(Args, Debug)]
+pub struct TransformArgs {
+    /// The model file.
+    #[arg(long)]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Codes file to write (Parquet: `id` if the input has one, then c0..c{k-1}).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Solver threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub fn run(a: TransformArgs) -> Result<()> {
+    let bytes = std::fs::read(&a.model).map_err(|e| streamnmf::Error::Io(e).in_file(&a.model))?;
+    match checkpoint::float_type(&bytes)
+        .map_err(|e| e.in_file(&a.model))?
+        .as_str()
+    {
+        "f64" => transform::<f64>(a, &bytes),
+        _ => transform::<f32>(a, &bytes),
+    }
+}
+
+fn transform<F: Float>(a: TransformArgs, bytes: &[u8]) -> Result<()> {
+    let (model, meta) = checkpoint::decode::<F>(bytes).map_err(|e| e.in_file(&a.model))?;
+    let k = model.params().rank();
+    let mut opts = a.input.options(model.params().loss_kind().beta())?;
+    // Dense inputs default to the columns the model was trained on, by name.
+    let named = !meta.feature_names.is_empty()
+        && !meta.feature_names[0].contains('[')
+        && meta.feature_names[0].parse::<usize>().is_err();
+    if opts.columns.is_none() && parse_layout(&a.input.layout)? == Layout::Dense && named {
+        opts.columns = Some(meta.feature_names.clone());
+    }
+    if opts.width.is_none() {
+        opts.width = Some(model.components()?.ncols());
+    }
+    let mut source = a.input.open::<F>(opts)?;
+    let mut progress = Progress::new(None, a.quiet);
+    let mut writer: Option<CodesWriter<F>> = None;
+    let popts = pipeline_options(a.threads, None, 2, 1);
+    let report = pipeline::transform(&model, source.as_mut(), &popts, |b, w| {
+        progress.rows(w.nrows() as u64);
+        let wr = match writer.as_mut() {
+            Some(w) => w,
+            None => writer.insert(CodesWriter::create(&a.out, k, b.ids.as_ref())?),
+        };
+        wr.write(w.view(), b.ids.as_ref())
+    })?;
+    progress.finish();
+    let rows = match writer {
+        Some(w) => w.finish()?,
+        None => CodesWriter::<F>::create(&a.out, k, None)?.finish()?,
+    };
+    if a.json {
+        let s = json!({
+            "rows": rows,
+            "seconds": report.seconds,
+            "rows_per_second": rows as f64 / report.seconds.max(1e-9),
+            "peak_rss_bytes": peak_rss_bytes(),
+            "codes": a.out,
+        });
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else if !a.quiet {
+        eprintln!("wrote codes of {rows} rows to {}", a.out.display());
+    }
+    Ok(())
+}
