@@ -508,6 +508,67 @@ impl<F: Float> Matrix<F> {
     }
 }
 
+/// Gathers `rows` (pairs of batch index and row) from `batches` (all dense or all CSR,
+/// same width) into one matrix, in that order.
+pub(crate) fn gather_rows<F: Float>(
+    batches: &[Batch<F>],
+    rows: &[(usize, usize)],
+) -> (Matrix<F>, Option<RowIds>) {
+    let ids = batches
+        .first()
+        .and_then(|b| b.ids.as_ref())
+        .map(|first| match first {
+            RowIds::Int64(_) => RowIds::Int64(
+                rows.iter()
+                    .map(|&(b, r)| match &batches[b].ids {
+                        Some(RowIds::Int64(v)) => v[r],
+                        _ => 0,
+                    })
+                    .collect(),
+            ),
+            RowIds::Utf8(_) => RowIds::Utf8(
+                rows.iter()
+                    .map(|&(b, r)| match &batches[b].ids {
+                        Some(RowIds::Utf8(v)) => v[r].clone(),
+                        Some(RowIds::Int64(v)) => v[r].to_string(),
+                        None => String::new(),
+                    })
+                    .collect(),
+            ),
+        });
+    let data = match batches.first().map(|b| &b.data) {
+        Some(Matrix::Csr(first)) => {
+            let mut indptr = vec![0];
+            let (mut indices, mut data) = (Vec::new(), Vec::new());
+            for &(b, r) in rows {
+                if let Matrix::Csr(m) = &batches[b].data {
+                    let (c, v) = m.view().row(r);
+                    indices.extend_from_slice(c);
+                    data.extend_from_slice(v);
+                }
+                indptr.push(data.len());
+            }
+            Matrix::Csr(CsrMatrix {
+                ncols: first.ncols(),
+                indptr,
+                indices,
+                data,
+            })
+        }
+        _ => {
+            let p = batches.first().map_or(0, |b| b.view().ncols());
+            let mut out = Array2::zeros((rows.len(), p));
+            for (mut o, &(b, r)) in out.rows_mut().into_iter().zip(rows) {
+                if let Matrix::Dense(x) = &batches[b].data {
+                    o.assign(&x.row(r));
+                }
+            }
+            Matrix::Dense(out)
+        }
+    };
+    (data, ids)
+}
+
 /// One mini-batch: data rows, optional row ids, and the global index of its first row.
 ///
 /// ```

@@ -153,10 +153,25 @@ fn lower(v: &mut Value, blocks: &[u8]) -> Result<()> {
 
 /// Encodes a model and its metadata as model-file bytes.
 pub fn encode<F: Float>(model: &OnlineNmf<F>, meta: &Metadata) -> Result<Vec<u8>> {
-    let mut state = serde_json::to_value(model).map_err(|e| Error::ModelFile(e.to_string()))?;
+    encode_run(model, meta, None)
+}
+
+/// Encodes a model, its metadata and (in checkpoints) the state of the run.
+pub fn encode_run<F: Float>(
+    model: &OnlineNmf<F>,
+    meta: &Metadata,
+    run: Option<&RunState<F>>,
+) -> Result<Vec<u8>> {
+    let json_err = |e: serde_json::Error| Error::ModelFile(e.to_string());
+    let mut state = serde_json::to_value(model).map_err(json_err)?;
+    let mut run = serde_json::to_value(run).map_err(json_err)?;
     let (mut blocks, mut count) = (Vec::new(), 0);
     lift(&mut state, &mut blocks, &mut count)?;
-    let header = json!({"float": F::NAME, "meta": meta, "model": state});
+    lift(&mut run, &mut blocks, &mut count)?;
+    let mut header = json!({"float": F::NAME, "meta": meta, "model": state});
+    if !run.is_null() {
+        header["run"] = run;
+    }
     let header = serde_json::to_vec(&header).map_err(|e| Error::ModelFile(e.to_string()))?;
     let mut out = Vec::with_capacity(24 + header.len() + blocks.len());
     out.extend_from_slice(MAGIC);
@@ -208,6 +223,11 @@ pub fn float_type(bytes: &[u8]) -> Result<String> {
 
 /// Decodes model-file bytes into a model of element type `F`.
 pub fn decode<F: Float>(bytes: &[u8]) -> Result<(OnlineNmf<F>, Metadata)> {
+    decode_run(bytes).map(|(m, meta, _)| (m, meta))
+}
+
+/// Decodes a model, its metadata and the run state (present in checkpoints).
+pub fn decode_run<F: Float>(bytes: &[u8]) -> Result<(OnlineNmf<F>, Metadata, Option<RunState<F>>)> {
     let (mut header, blocks) = open_bytes(bytes)?;
     if header["float"].as_str() != Some(F::NAME) {
         return Err(Error::ModelFile(format!(
@@ -222,14 +242,24 @@ pub fn decode<F: Float>(bytes: &[u8]) -> Result<(OnlineNmf<F>, Metadata)> {
     lower(&mut state, blocks)?;
     let model =
         serde_json::from_value(state).map_err(|e| Error::ModelFile(format!("model: {e}")))?;
-    Ok((model, meta))
+    let mut run = header["run"].take();
+    lower(&mut run, blocks)?;
+    let run = serde_json::from_value(run).map_err(|e| Error::ModelFile(format!("run: {e}")))?;
+    Ok((model, meta, run))
 }
 
 /// Writes a model file atomically: temp file in the same directory, fsync, rename, fsync
 /// of the directory.
 pub fn save<F: Float>(path: &Path, model: &OnlineNmf<F>, meta: &Metadata) -> Result<()> {
+    write_atomic(path, &encode(model, meta)?)
+}
+
+/// Test hook: milliseconds to pause halfway through writing a checkpoint, so a test can
+/// kill the process mid-write.
+const PAUSE_ENV: &str = "STREAMNMF_TEST_CHECKPOINT_PAUSE_MS";
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let bytes = encode(model, meta)?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -238,9 +268,118 @@ pub fn save<F: Float>(path: &Path, model: &OnlineNmf<F>, meta: &Metadata) -> Res
         .prefix(".streamnmf-")
         .tempfile_in(&dir)
         .map_err(|e| Error::Io(e).in_file(path))?;
-    tmp.write_all(&bytes)
+    let (head, tail) = bytes.split_at(bytes.len() / 2);
+    tmp.write_all(head)
+        .map_err(|e| Error::Io(e).in_file(path))?;
+    if let Some(ms) = std::env::var(PAUSE_ENV).ok().and_then(|v| v.parse().ok()) {
+        tmp.flush().map_err(|e| Error::Io(e).in_file(path))?;
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+    tmp.write_all(tail)
         .map_err(|e| Error::Io(e).in_file(path))?;
     crate::io::persist(tmp, path)
+}
+
+/// The pipeline's state at a checkpoint, beyond the model: what is needed to continue
+/// bit for bit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunState<F> {
+    /// Sequence number of the next batch (batches applied in this run so far).
+    pub next_seq: u64,
+    /// Where the input stood.
+    pub position: InputPosition,
+    /// The dictionary versions later batches may still be solved against (staleness):
+    /// `(version, H)` for versions `next_seq - s ..= next_seq`.
+    pub recent: Vec<(u64, ndarray::Array2<F>)>,
+}
+
+/// A directory of numbered checkpoints, `ckpt-<batches>.snmf`, keeping the newest `keep`.
+#[derive(Clone, Debug)]
+pub struct CheckpointDir {
+    dir: std::path::PathBuf,
+    keep: usize,
+}
+
+impl CheckpointDir {
+    /// Uses (and creates) `dir`, keeping the newest `keep` checkpoints (at least 1).
+    pub fn new(dir: &Path, keep: usize) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io(e).in_file(dir))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            keep: keep.max(1),
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Checkpoint files, newest first.
+    pub fn list(&self) -> Result<Vec<std::path::PathBuf>> {
+        let mut v: Vec<std::path::PathBuf> = std::fs::read_dir(&self.dir)
+            .map_err(|e| Error::Io(e).in_file(&self.dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("ckpt-") && n.ends_with(".snmf"))
+            })
+            .collect();
+        v.sort();
+        v.reverse();
+        Ok(v)
+    }
+
+    /// Writes a checkpoint atomically and drops the oldest beyond `keep`.
+    pub fn write<F: Float>(
+        &self,
+        model: &OnlineNmf<F>,
+        meta: &Metadata,
+        run: &RunState<F>,
+    ) -> Result<std::path::PathBuf> {
+        let path = self
+            .dir
+            .join(format!("ckpt-{:012}.snmf", model.batches_seen()));
+        write_atomic(&path, &encode_run(model, meta, Some(run))?)?;
+        for old in self.list()?.into_iter().skip(self.keep) {
+            let _ = std::fs::remove_file(old);
+        }
+        tracing::debug!(path = %path.display(), "checkpoint written");
+        Ok(path)
+    }
+
+    /// The newest checkpoint that loads, skipping (with a warning) any that are truncated
+    /// or corrupt, and removing temp files left by a write that was cut short.
+    pub fn latest<F: Float>(&self) -> Result<(OnlineNmf<F>, Metadata, RunState<F>)> {
+        if let Ok(rd) = std::fs::read_dir(&self.dir) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with(".streamnmf-") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        for path in self.list()? {
+            let loaded = std::fs::read(&path)
+                .map_err(Error::Io)
+                .and_then(|b| decode_run::<F>(&b));
+            match loaded {
+                Ok((m, meta, Some(run))) => return Ok((m, meta, run)),
+                Ok((_, _, None)) => {
+                    tracing::warn!(path = %path.display(), "not a checkpoint (no run state): skipped")
+                }
+                Err(e) => tracing::warn!(
+                    path = %path.display(),
+                    error = %e,
+                    "unreadable checkpoint: falling back to an older one"
+                ),
+            }
+        }
+        Err(Error::ModelFile(format!(
+            "no valid checkpoint in {}",
+            self.dir.display()
+        )))
+    }
 }
 
 /// Reads a model file of element type `F`.

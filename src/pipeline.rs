@@ -31,6 +31,7 @@ use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use crate::batch::Batch;
+use crate::checkpoint::{CheckpointDir, InputPosition, Metadata, RunState};
 use crate::codes;
 use crate::error::{Error, Result};
 use crate::float::Float;
@@ -78,6 +79,28 @@ pub struct PipelineReport {
     pub rows: u64,
     /// Wall-clock seconds.
     pub seconds: f64,
+}
+
+/// Where a run starts: the first sequence number, epoch, and batches of that epoch to
+/// skip (already applied before a checkpoint).
+struct Start {
+    seq: u64,
+    epoch: usize,
+    skip: u64,
+}
+
+/// When and where the dictionary updater writes checkpoints: every `every_batches`
+/// batches and/or every `every` of wall-clock time, and at the end of the run.
+#[derive(Clone, Debug)]
+pub struct Checkpointing {
+    /// Where.
+    pub dir: CheckpointDir,
+    /// Every so many batches.
+    pub every_batches: Option<u64>,
+    /// Every so much time.
+    pub every: Option<Duration>,
+    /// Written into each checkpoint (feature names, fingerprint of the run).
+    pub meta: Metadata,
 }
 
 /// One batch on its way through the threads.
@@ -135,6 +158,13 @@ impl<F> Versions<F> {
             l.pop_front();
         }
         self.changed.notify_all();
+    }
+    fn snapshot(&self) -> Vec<(u64, Array2<F>)>
+    where
+        F: Clone,
+    {
+        let l = self.list.lock().unwrap_or_else(|p| p.into_inner());
+        l.iter().map(|(v, h)| (*v, (**h).clone())).collect()
     }
     fn wake(&self) {
         let _l = self.list.lock().unwrap_or_else(|p| p.into_inner());
@@ -198,6 +228,7 @@ fn check_options(opts: &PipelineOptions) -> Result<()> {
 fn run_ordered<F, R, W, C>(
     first: Option<Batch<F>>,
     epoch0: BatchIter<F>,
+    start: &Start,
     source: &mut dyn BatchSource<F>,
     opts: &PipelineOptions,
     shared: &Shared,
@@ -222,11 +253,11 @@ where
         let reader = move || {
             let _g = reader_span.entered();
             let _guard = QuitOnPanic(shared, wake);
-            let mut seq = 0u64;
+            let mut seq = start.seq;
             let mut epoch0 = Some(epoch0);
             let mut first = first;
-            'epochs: for epoch in 0..opts.epochs {
-                let iter = match epoch0.take() {
+            'epochs: for epoch in start.epoch..opts.epochs {
+                let mut iter = match epoch0.take() {
                     Some(it) => it,
                     None => match source.epoch(epoch) {
                         Ok(it) => it,
@@ -237,6 +268,20 @@ where
                         }
                     },
                 };
+                if epoch == start.epoch {
+                    // Resuming: these batches are already in the model.
+                    for _ in 0..start.skip {
+                        match iter.next() {
+                            Some(Ok(_)) => {}
+                            Some(Err(e)) => {
+                                shared.fail(e);
+                                wake();
+                                break 'epochs;
+                            }
+                            None => break,
+                        }
+                    }
+                }
                 for b in first.take().map(Ok).into_iter().chain(iter) {
                     if shared.quitting() {
                         break 'epochs;
@@ -309,7 +354,7 @@ where
 
         // The consumer, here: strictly in sequence order.
         let mut pending = BTreeMap::new();
-        let mut next = 0u64;
+        let mut next = start.seq;
         'recv: for (item, r) in solved_rx.iter() {
             if shared.quitting() {
                 break;
@@ -373,6 +418,21 @@ pub fn fit<F: Float>(
     model: &mut OnlineNmf<F>,
     source: &mut dyn BatchSource<F>,
     opts: &PipelineOptions,
+    on_batch: impl FnMut(&BatchReport),
+) -> Result<PipelineReport> {
+    fit_with(model, source, opts, None, None, on_batch)
+}
+
+/// [`fit`], resuming from a checkpoint's run state (`resume`, with the model loaded from
+/// the same checkpoint) and/or writing checkpoints. A resumed run ends with bitwise the
+/// same model as an uninterrupted one on the same input, parameters and pipeline options
+/// (the thread count may differ).
+pub fn fit_with<F: Float>(
+    model: &mut OnlineNmf<F>,
+    source: &mut dyn BatchSource<F>,
+    opts: &PipelineOptions,
+    resume: Option<RunState<F>>,
+    checkpoints: Option<&Checkpointing>,
     mut on_batch: impl FnMut(&BatchReport),
 ) -> Result<PipelineReport> {
     check_options(opts)?;
@@ -389,19 +449,62 @@ pub fn fit<F: Float>(
             });
         }
     }
-    let start = Instant::now();
-    let mut it0 = source.epoch(0)?;
-    let first = match it0.next() {
-        Some(b) => b?,
+    let start_time = Instant::now();
+    let s = opts.staleness as u64;
+    let shared = Shared::new();
+    let versions = Versions::new();
+    let (start, mut position, first, it0) = match resume {
+        Some(run) => {
+            if model.components().is_err() {
+                return Err(Error::ModelFile("checkpoint holds no dictionary".into()));
+            }
+            for (v, h) in run.recent {
+                versions.publish(v, Arc::new(h), run.next_seq.saturating_sub(s));
+            }
+            let start = Start {
+                seq: run.next_seq,
+                epoch: run.position.epoch,
+                skip: run.position.batches_in_epoch,
+            };
+            if start.epoch >= opts.epochs {
+                model.end_pass();
+                return Ok(PipelineReport {
+                    epochs: opts.epochs,
+                    batches: 0,
+                    rows: 0,
+                    seconds: 0.0,
+                });
+            }
+            let it0 = source.epoch(start.epoch)?;
+            (start, run.position, None, it0)
+        }
         None => {
-            return Err(Error::EmptyBatch {
-                rows: 0,
-                cols: source.width(),
-            })
+            let mut it0 = source.epoch(0)?;
+            let first = if model.components().is_err() {
+                let first = match it0.next() {
+                    Some(b) => b?,
+                    None => {
+                        return Err(Error::EmptyBatch {
+                            rows: 0,
+                            cols: source.width(),
+                        })
+                    }
+                };
+                // The first batch initializes the dictionary before any solve.
+                model.admit(first.view(), first.first_row)?;
+                Some(first)
+            } else {
+                None
+            };
+            versions.publish(0, Arc::new(model.components()?.to_owned()), 0);
+            let start = Start {
+                seq: 0,
+                epoch: 0,
+                skip: 0,
+            };
+            (start, InputPosition::default(), first, it0)
         }
     };
-    // The first batch initializes the dictionary (if the model is new) before any solve.
-    model.admit(first.view(), first.first_row)?;
 
     let span = tracing::info_span!(
         "fit",
@@ -409,16 +512,31 @@ pub fn fit<F: Float>(
         staleness = opts.staleness
     );
     let _g = span.enter();
-    let s = opts.staleness as u64;
-    let shared = Shared::new();
-    let versions = Versions::new();
-    versions.publish(0, Arc::new(model.components()?.to_owned()), 0);
     let wake = || versions.wake();
     let params = model.params().clone();
-    let (mut epoch, mut batches, mut rows) = (0usize, 0u64, 0u64);
+    let (mut batches, mut rows) = (0u64, 0u64);
+    let mut since_checkpoint = (0u64, Instant::now());
+    let write_checkpoint =
+        |model: &OnlineNmf<F>, position: &InputPosition, next_seq: u64| match checkpoints {
+            Some(c) => {
+                let run = RunState {
+                    next_seq,
+                    position: position.clone(),
+                    recent: versions.snapshot(),
+                };
+                let meta = Metadata {
+                    position: Some(position.clone()),
+                    ..c.meta.clone()
+                };
+                c.dir.write(model, &meta, &run).map(|_| ())
+            }
+            None => Ok(()),
+        };
+    let mut next_seq = start.seq;
     run_ordered(
-        Some(first),
+        first,
         it0,
+        &start,
         source,
         opts,
         &shared,
@@ -433,25 +551,41 @@ pub fn fit<F: Float>(
             Ok(Some(solve_batch(&params, h.view(), item.batch.view())))
         },
         |item, solved| {
-            if item.epoch != epoch {
+            if item.epoch != position.epoch {
                 model.start_pass();
-                epoch = item.epoch;
+                position = InputPosition {
+                    epoch: item.epoch,
+                    ..Default::default()
+                };
             }
             let report = model.absorb(solved, item.batch.view())?;
             batches += 1;
             rows += report.rows as u64;
+            position.batches_in_epoch += 1;
+            position.rows_in_epoch += report.rows as u64;
             on_batch(&report);
             let h = Arc::new(model.components()?.to_owned());
-            versions.publish(item.seq + 1, h, (item.seq + 1).saturating_sub(s));
+            next_seq = item.seq + 1;
+            versions.publish(next_seq, h, next_seq.saturating_sub(s));
+            if let Some(c) = checkpoints {
+                since_checkpoint.0 += 1;
+                let due = c.every_batches.is_some_and(|n| since_checkpoint.0 >= n)
+                    || c.every.is_some_and(|t| since_checkpoint.1.elapsed() >= t);
+                if due {
+                    write_checkpoint(model, &position, next_seq)?;
+                    since_checkpoint = (0, Instant::now());
+                }
+            }
             Ok(())
         },
     )?;
     model.end_pass();
+    write_checkpoint(model, &position, next_seq)?;
     Ok(PipelineReport {
-        epochs: epoch + 1,
+        epochs: position.epoch + 1,
         batches,
         rows,
-        seconds: start.elapsed().as_secs_f64(),
+        seconds: start_time.elapsed().as_secs_f64(),
     })
 }
 
@@ -501,6 +635,11 @@ pub fn transform<F: Float>(
     run_ordered(
         None,
         it0,
+        &Start {
+            seq: 0,
+            epoch: 0,
+            skip: 0,
+        },
         source,
         &one,
         &shared,

@@ -17,8 +17,8 @@ use common::*;
 use ndarray::Array2;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
-use streamnmf::synth::PlantedSpec;
 use streamnmf::checkpoint;
+use streamnmf::synth::PlantedSpec;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_streamnmf"))

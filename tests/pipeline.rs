@@ -371,3 +371,55 @@ fn schema_change_between_files_is_caught_before_reading() {
         "{msg}"
     );
 }
+
+#[test]
+fn shuffle_buffer_is_seeded_per_epoch_and_keeps_every_row() {
+    let x = data();
+    let dir = tmp();
+    let path = dir.path().join("x.parquet");
+    write_parquet(&path, &dense_batches(&x, 500, true), 400);
+    let open = |seed| {
+        FileSource::<f64>::open(
+            std::slice::from_ref(&path),
+            InputOptions::new(100).id_column("id").shuffle(700, seed),
+        )
+        .unwrap()
+    };
+    let ids_of = |src: &mut FileSource<f64>, epoch| -> Vec<i64> {
+        src.epoch(epoch)
+            .unwrap()
+            .flat_map(|b| match b.unwrap().ids {
+                Some(RowIds::Int64(v)) => v,
+                _ => panic!("ids"),
+            })
+            .collect()
+    };
+    let mut a = open(5);
+    let (e0, e1) = (ids_of(&mut a, 0), ids_of(&mut a, 1));
+    assert_ne!(e0, e1, "each epoch gets its own order");
+    assert_eq!(e0, ids_of(&mut open(5), 0), "same seed, same order");
+    assert_ne!(e0, ids_of(&mut open(6), 0));
+    let mut sorted = e0.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        (1000..3000).collect::<Vec<i64>>(),
+        "every row exactly once"
+    );
+    // Rows travel with their ids.
+    let b = a.epoch(0).unwrap().next().unwrap().unwrap();
+    let Some(RowIds::Int64(ids)) = &b.ids else {
+        panic!()
+    };
+    let d = b.view().to_dense();
+    for (r, &id) in ids.iter().enumerate() {
+        assert_eq!(d.row(r), x.row((id - 1000) as usize));
+    }
+    // And a shuffled fit is deterministic across thread counts.
+    let fit_with = |threads| {
+        let mut m = OnlineNmf::<f64>::new(params(Loss::Frobenius));
+        fit(&mut m, &mut open(5), &opts(threads, 1, 2), |_| {}).unwrap();
+        m
+    };
+    assert_eq!(fit_with(1), fit_with(2));
+}

@@ -67,6 +67,9 @@ pub struct InputOptions {
     pub batch_rows: usize,
     /// The loss's beta: zeros are rejected when it is <= 0.
     pub beta: f64,
+    /// File inputs only: shuffle rows within a pool of this many rows, in a seeded order
+    /// that changes every epoch (`(pool rows, seed)`).
+    pub shuffle: Option<(usize, u64)>,
 }
 
 impl InputOptions {
@@ -79,6 +82,7 @@ impl InputOptions {
             width: None,
             batch_rows,
             beta: 2.0,
+            shuffle: None,
         }
     }
     /// Selects feature columns by name.
@@ -99,6 +103,11 @@ impl InputOptions {
     /// Sets the width of sparse inputs.
     pub fn width(mut self, width: usize) -> Self {
         self.width = Some(width);
+        self
+    }
+    /// Shuffles rows within a pool of `rows` rows, seeded (file inputs).
+    pub fn shuffle(mut self, rows: usize, seed: u64) -> Self {
+        self.shuffle = (rows > 0).then_some((rows, seed));
         self
     }
     /// Sets the beta used for validation.

@@ -295,7 +295,7 @@ impl<F: Float> BatchSource<F> for FileSource<F> {
     fn feature_names(&self) -> Vec<String> {
         self.converter.names().to_vec()
     }
-    fn epoch(&mut self, _epoch: usize) -> Result<BatchIter<F>> {
+    fn epoch(&mut self, epoch: usize) -> Result<BatchIter<F>> {
         let columns = self.converter.needed_columns();
         let decode_rows = self.opts.batch_rows.clamp(1, 8192);
         let files = self.files.clone();
@@ -334,7 +334,94 @@ impl<F: Float> BatchSource<F> for FileSource<F> {
                 }
             }
         });
-        Ok(Box::new(Rechunk::new(records, self.opts.batch_rows)))
+        let batches = Rechunk::new(records, self.opts.batch_rows);
+        Ok(match self.opts.shuffle {
+            Some((pool, seed)) => Box::new(Shuffle::new(
+                batches,
+                pool,
+                self.opts.batch_rows,
+                seed,
+                epoch,
+            )),
+            None => Box::new(batches),
+        })
+    }
+}
+
+/// Shuffles rows within a pool of about `pool` rows: fills the pool with batches, permutes
+/// its rows with a generator seeded by `(seed, epoch)`, and hands them out in batches.
+struct Shuffle<I, F> {
+    inner: I,
+    pool_rows: usize,
+    batch_rows: usize,
+    rng: rand_chacha::ChaCha8Rng,
+    out: std::collections::VecDeque<Batch<F>>,
+    next_row: u64,
+    done: bool,
+}
+
+impl<I: Iterator<Item = Result<Batch<F>>>, F: Float> Shuffle<I, F> {
+    fn new(inner: I, pool_rows: usize, batch_rows: usize, seed: u64, epoch: usize) -> Self {
+        use rand::SeedableRng;
+        let stream = seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        Self {
+            inner,
+            pool_rows: pool_rows.max(batch_rows),
+            batch_rows,
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(stream),
+            out: std::collections::VecDeque::new(),
+            next_row: 0,
+            done: false,
+        }
+    }
+
+    /// Fills and shuffles the next pool; `Err` stops the epoch.
+    fn refill(&mut self) -> Result<()> {
+        use rand::seq::SliceRandom;
+        let mut pool = Vec::new();
+        let mut rows = 0;
+        while rows < self.pool_rows {
+            match self.inner.next() {
+                Some(b) => {
+                    let b = b?;
+                    rows += b.rows();
+                    pool.push(b);
+                }
+                None => {
+                    self.done = true;
+                    break;
+                }
+            }
+        }
+        let mut order: Vec<(usize, usize)> = pool
+            .iter()
+            .enumerate()
+            .flat_map(|(b, batch)| (0..batch.rows()).map(move |r| (b, r)))
+            .collect();
+        order.shuffle(&mut self.rng);
+        for chunk in order.chunks(self.batch_rows) {
+            let (data, ids) = crate::batch::gather_rows(&pool, chunk);
+            self.out.push_back(Batch {
+                data,
+                ids,
+                first_row: self.next_row,
+            });
+            self.next_row += chunk.len() as u64;
+        }
+        Ok(())
+    }
+}
+
+impl<I: Iterator<Item = Result<Batch<F>>>, F: Float> Iterator for Shuffle<I, F> {
+    type Item = Result<Batch<F>>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.out.is_empty() && !self.done {
+            if let Err(e) = self.refill() {
+                self.done = true;
+                return Some(Err(e));
+            }
+        }
+        self.out.pop_front().map(Ok)
     }
 }
 

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use serde_json::json;
-use streamnmf::checkpoint::{self, Metadata};
+use streamnmf::checkpoint::{self, CheckpointDir, Metadata};
 use streamnmf::io::CodesWriter;
-use streamnmf::pipeline::{self, PipelineOptions};
+use streamnmf::pipeline::{self, Checkpointing, PipelineOptions};
 use streamnmf::{Float, Init, Loss, NmfParams, OnlineNmf};
 
 use crate::input::InputArgs;
@@ -36,9 +36,9 @@ pub enum InitArg {
 pub struct FitArgs {
     #[command(flatten)]
     pub input: InputArgs,
-    /// Rank k: number of components.
-    #[arg(long, short = 'k')]
-    pub rank: usize,
+    /// Rank k: number of components (taken from the model with --model).
+    #[arg(long, short = 'k', required_unless_present_any = ["model", "resume"])]
+    pub rank: Option<usize>,
     /// Loss: fro, kl, is or beta=X.
     #[arg(long, default_value = "fro")]
     pub loss: Loss,
@@ -84,6 +84,25 @@ pub struct FitArgs {
     /// Also write the codes W of every input row as Parquet (one more pass; files only).
     #[arg(long)]
     pub codes_out: Option<PathBuf>,
+    /// Keep learning from a saved model (its parameters, statistics and forget factor).
+    #[arg(long, conflicts_with = "resume")]
+    pub model: Option<PathBuf>,
+    /// Write checkpoints into this directory.
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Checkpoint every N batches.
+    #[arg(long)]
+    pub checkpoint_every: Option<u64>,
+    /// Checkpoint every T seconds.
+    #[arg(long)]
+    pub checkpoint_seconds: Option<f64>,
+    /// Checkpoints kept (the newest).
+    #[arg(long, default_value_t = 3)]
+    pub keep_checkpoints: usize,
+    /// Continue a run from the newest valid checkpoint in this directory (same input and
+    /// settings); checkpoints continue there unless --checkpoint-dir says otherwise.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
     /// Print a JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
@@ -123,36 +142,188 @@ pub fn pipeline_options(
     }
 }
 
+/// What a run is, for telling whether a checkpoint belongs to it: the inputs (paths and
+/// sizes), reading settings, parameters and staleness. Thread counts may differ.
+fn fingerprint(
+    a: &FitArgs,
+    params: &serde_json::Value,
+    staleness: usize,
+    float: &str,
+) -> serde_json::Value {
+    let inputs: Vec<serde_json::Value> = a
+        .input
+        .inputs
+        .iter()
+        .map(|p| json!([p, std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)]))
+        .collect();
+    json!({
+        "inputs": inputs,
+        "layout": a.input.layout,
+        "columns": a.input.columns,
+        "id_column": a.input.id_column,
+        "width": a.input.width,
+        "batch_size": a.input.batch_size,
+        "shuffle_rows": a.input.shuffle_rows,
+        "params": params,
+        "staleness": staleness,
+        "float": float,
+    })
+}
+
+/// The first setting that differs between two fingerprints, as `key: a vs b`.
+fn first_difference(
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+    path: &str,
+) -> Option<String> {
+    match (old, new) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            keys.into_iter().find_map(|k| {
+                let (x, y) = (
+                    a.get(k).unwrap_or(&serde_json::Value::Null),
+                    b.get(k).unwrap_or(&serde_json::Value::Null),
+                );
+                first_difference(
+                    x,
+                    y,
+                    &if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    },
+                )
+            })
+        }
+        (a, b) if a != b => Some(format!("{path}: checkpoint has {a}, this run has {b}")),
+        _ => None,
+    }
+}
+
 fn fit<F: Float>(a: FitArgs) -> Result<()> {
     let stream = a.input.inputs.iter().any(|p| p.as_os_str() == "-");
     if stream && a.codes_out.is_some() {
         bail!("--codes-out needs file input: a stream cannot be read twice (use `streamnmf transform`)");
     }
     let epochs = a.epochs.unwrap_or(if stream { 1 } else { 10 });
-    let params = NmfParams::new(a.rank)
-        .loss(a.loss)
-        .batch_size(a.input.batch_size)
-        .max_passes(epochs)
-        .forget(a.forget)
-        .init(init(a.init))
-        .seed(a.seed)
-        .alpha_w(a.alpha_w)
-        .alpha_h(a.alpha_h)
-        .l1_ratio(a.l1_ratio)
-        .check()?;
-    let mut source = a.input.open::<F>(a.input.options(a.loss.beta())?)?;
-    if a.rank > source.width() {
+    let (mut model, resume_from) = match (&a.model, &a.resume) {
+        (Some(path), _) => {
+            let (m, _) = checkpoint::load::<F>(path)?;
+            if a.rank.is_some_and(|k| k != m.params().rank()) {
+                bail!(
+                    "--rank {} differs from the model's rank {}",
+                    a.rank.unwrap_or(0),
+                    m.params().rank()
+                );
+            }
+            (m, None)
+        }
+        (None, Some(dir)) => {
+            let (m, meta, run) = CheckpointDir::new(dir, a.keep_checkpoints)?.latest::<F>()?;
+            (m, Some((meta, run)))
+        }
+        (None, None) => {
+            let params = NmfParams::new(a.rank.unwrap_or(0))
+                .loss(a.loss)
+                .batch_size(a.input.batch_size)
+                .max_passes(epochs)
+                .forget(a.forget)
+                .init(init(a.init))
+                .seed(a.seed)
+                .alpha_w(a.alpha_w)
+                .alpha_h(a.alpha_h)
+                .l1_ratio(a.l1_ratio)
+                .check()?;
+            (OnlineNmf::<F>::new(params), None)
+        }
+    };
+    let loss = model.params().loss_kind();
+    let rank = model.params().rank();
+    let mut source = a.input.open::<F>(a.input.options(loss.beta(), a.seed)?)?;
+    if rank > source.width() {
         bail!(
-            "rank k = {} exceeds the number of columns p = {}",
-            a.rank,
+            "rank k = {rank} exceeds the number of columns p = {}",
             source.width()
         );
     }
     let names = source.feature_names();
-    let mut model = OnlineNmf::<F>::new(params);
     let popts = pipeline_options(a.threads, a.staleness, a.queue_depth, epochs);
+
+    // What this run is; a resumed run must be the same run.
+    let this_run = if resume_from.is_some() {
+        // Compare with the parameters this command line asks for.
+        let asked = NmfParams::new(a.rank.unwrap_or(0))
+            .loss(a.loss)
+            .batch_size(a.input.batch_size)
+            .max_passes(epochs)
+            .forget(a.forget)
+            .init(init(a.init))
+            .seed(a.seed)
+            .alpha_w(a.alpha_w)
+            .alpha_h(a.alpha_h)
+            .l1_ratio(a.l1_ratio)
+            .check()?;
+        let mut p = serde_json::to_value(&asked)?;
+        p["max_passes"] = json!(null);
+        fingerprint(&a, &p, popts.staleness, F::NAME)
+    } else {
+        let mut p = serde_json::to_value(model.params())?;
+        p["max_passes"] = json!(null);
+        fingerprint(&a, &p, popts.staleness, F::NAME)
+    };
+    let resume = match resume_from {
+        Some((meta, run)) => {
+            let old: serde_json::Value = meta
+                .fingerprint
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()?
+                .unwrap_or(serde_json::Value::Null);
+            if let Some(diff) = first_difference(&old, &this_run, "") {
+                bail!(
+                    "cannot resume from {}: a different run ({diff})",
+                    a.resume
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                );
+            }
+            if !a.quiet {
+                eprintln!(
+                    "resuming at epoch {}, batch {} of that epoch ({} batches done)",
+                    run.position.epoch, run.position.batches_in_epoch, run.next_seq
+                );
+            }
+            Some(run)
+        }
+        None => None,
+    };
+    let checkpoint_dir = a.checkpoint_dir.clone().or_else(|| a.resume.clone());
+    let checkpointing = match &checkpoint_dir {
+        Some(dir) => Some(Checkpointing {
+            dir: CheckpointDir::new(dir, a.keep_checkpoints)?,
+            every_batches: a.checkpoint_every,
+            every: a.checkpoint_seconds.map(std::time::Duration::from_secs_f64),
+            meta: Metadata {
+                feature_names: names.clone(),
+                fingerprint: Some(this_run.to_string()),
+                writer: format!("streamnmf {}", env!("CARGO_PKG_VERSION")),
+                ..Default::default()
+            },
+        }),
+        None => None,
+    };
     let mut progress = Progress::new(None, a.quiet);
-    let report = pipeline::fit(&mut model, source.as_mut(), &popts, |r| progress.batch(r))?;
+    let report = pipeline::fit_with(
+        &mut model,
+        source.as_mut(),
+        &popts,
+        resume,
+        checkpointing.as_ref(),
+        |r| progress.batch(r),
+    )?;
     progress.finish();
 
     let meta = Metadata {
@@ -166,18 +337,20 @@ fn fit<F: Float>(a: FitArgs) -> Result<()> {
     }
     let mut codes_rows = None;
     if let Some(path) = &a.codes_out {
-        let mut src = a.input.open::<F>(a.input.options(a.loss.beta())?)?;
+        let mut opts = a.input.options(loss.beta(), a.seed)?;
+        opts.shuffle = None; // codes in input order
+        let mut src = a.input.open::<F>(opts)?;
         let mut writer: Option<CodesWriter<F>> = None;
         pipeline::transform(&model, src.as_mut(), &popts, |b, w| {
             let wr = match writer.as_mut() {
                 Some(w) => w,
-                None => writer.insert(CodesWriter::create(path, a.rank, b.ids.as_ref())?),
+                None => writer.insert(CodesWriter::create(path, rank, b.ids.as_ref())?),
             };
             wr.write(w.view(), b.ids.as_ref())
         })?;
         codes_rows = match writer {
             Some(w) => Some(w.finish()?),
-            None => Some(CodesWriter::<F>::create(path, a.rank, None)?.finish()?),
+            None => Some(CodesWriter::<F>::create(path, rank, None)?.finish()?),
         };
     }
 
@@ -203,7 +376,7 @@ fn fit<F: Float>(a: FitArgs) -> Result<()> {
     } else if !a.quiet {
         eprintln!(
             "fitted rank {} on {} rows ({} passes, {} batches) in {:.2} s, {:.0} rows/s; loss/row {:.5e}; model written to {}",
-            a.rank,
+            rank,
             report.rows,
             report.epochs,
             report.batches,

@@ -28,6 +28,9 @@ pub struct InputArgs {
     /// Rows per mini-batch.
     #[arg(long, default_value_t = 1024)]
     pub batch_size: usize,
+    /// Shuffle rows within a pool of this many rows, seeded by --seed (files; 0 = off).
+    #[arg(long, default_value_t = 0)]
+    pub shuffle_rows: usize,
 }
 
 pub fn parse_layout(s: &str) -> Result<Layout> {
@@ -53,10 +56,11 @@ pub fn parse_layout(s: &str) -> Result<Layout> {
 }
 
 impl InputArgs {
-    pub fn options(&self, beta: f64) -> Result<InputOptions> {
+    pub fn options(&self, beta: f64, seed: u64) -> Result<InputOptions> {
         let mut o = InputOptions::new(self.batch_size)
             .layout(parse_layout(&self.layout)?)
-            .beta(beta);
+            .beta(beta)
+            .shuffle(self.shuffle_rows, seed);
         o.columns = self.columns.clone();
         o.id_column = self.id_column.clone();
         o.width = self.width;

@@ -50,7 +50,9 @@ pub fn run(a: TransformArgs) -> Result<()> {
 fn transform<F: Float>(a: TransformArgs, bytes: &[u8]) -> Result<()> {
     let (model, meta) = checkpoint::decode::<F>(bytes).map_err(|e| e.in_file(&a.model))?;
     let k = model.params().rank();
-    let mut opts = a.input.options(model.params().loss_kind().beta())?;
+    let mut opts = a.input.options(model.params().loss_kind().beta(), 0)?;
+    // Codes come out in input order.
+    opts.shuffle = None;
     // Dense inputs default to the columns the model was trained on, by name.
     let named = !meta.feature_names.is_empty()
         && !meta.feature_names[0].contains('[')
