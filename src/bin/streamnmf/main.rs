@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Learn a model from Parquet / Arrow IPC files or an Arrow IPC stream on stdin.
-    Fit(fit::FitArgs),
+    Fit(Box<fit::FitArgs>),
     /// Codes of new rows with a saved model fixed, written to Parquet.
     Transform(transform::TransformArgs),
     /// Show a model file: parameters, loss history, top features per component.
@@ -45,7 +45,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Fit(a) => fit::run(a),
+        Command::Fit(a) => fit::run(*a),
         Command::Transform(a) => transform::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Demo(a) => demo::run(a),
