@@ -45,7 +45,15 @@ pub(crate) fn solve<F: Float>(
         iterations: 0,
         converged: true,
     };
+    let mut grad = vec![F::zero(); k];
     for (wi, ri) in ws.chunks_exact_mut(k).zip(rs.chunks_exact(k)) {
+        // grad = r − w G − l1 − l2 w, kept up to date as coordinates move: each move is an
+        // axpy (vectorizes) instead of a dot product per coordinate.
+        for (j, gj) in grad.iter_mut().enumerate() {
+            let row = &gs[j * k..(j + 1) * k];
+            let wg = wi.iter().zip(row).fold(F::zero(), |s, (&a, &b)| s + a * b);
+            *gj = ri[j] - wg - l1 - l2 * wi[j];
+        }
         let mut converged = false;
         let mut it = 0;
         while it < max_iter {
@@ -56,14 +64,20 @@ pub(crate) fn solve<F: Float>(
                 let denom = gj[j] + l2;
                 let old = wi[j];
                 let new = if denom > F::zero() {
-                    let dot = wi.iter().zip(gj).fold(F::zero(), |s, (&a, &b)| s + a * b);
-                    (old + (ri[j] - dot - l1 - l2 * old) / denom).max(F::zero())
+                    (old + grad[j] / denom).max(F::zero())
                 } else {
                     // A zero atom explains nothing: its code is irrelevant, keep it at 0.
                     F::zero()
                 };
-                wi[j] = new;
-                delta += (new - old) * (new - old);
+                let d = new - old;
+                if d != F::zero() {
+                    wi[j] = new;
+                    for (g, &gjl) in grad.iter_mut().zip(gj) {
+                        *g -= d * gjl;
+                    }
+                    grad[j] -= d * l2;
+                    delta += d * d;
+                }
                 norm += new * new;
             }
             if delta <= tol2 * norm {

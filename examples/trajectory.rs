@@ -1,0 +1,137 @@
+//! The in-memory API's convergence trajectory on a data set: loads a Parquet file (dense
+//! columns, or triplets for sparse data) into memory, fits pass by pass, and after each pass
+//! prints a JSON line with the cumulative fit time (evaluation excluded), the relative
+//! Frobenius error and the divergence over the whole data. Used by `benches/peers`.
+//!
+//! `cargo run --release --example trajectory -- FILE.parquet --rank 20 --passes 10`
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Parser;
+use ndarray::Array2;
+use streamnmf::io::{BatchSource, FileSource, InputOptions, Layout};
+use streamnmf::{Batch, CsrMatrix, Loss, MatRef, Matrix, NmfParams, OnlineNmf};
+
+#[derive(Parser)]
+struct Args {
+    /// The data (Parquet).
+    file: PathBuf,
+    #[arg(long)]
+    rank: usize,
+    #[arg(long, default_value_t = 10)]
+    passes: usize,
+    #[arg(long, default_value_t = 1024)]
+    batch_size: usize,
+    #[arg(long, default_value = "fro")]
+    loss: Loss,
+    /// Triplet columns `row,col,value` for sparse data.
+    #[arg(long)]
+    triplets: Option<String>,
+    /// Width of sparse data.
+    #[arg(long)]
+    width: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+/// Stacks all batches into one matrix (dense or CSR).
+fn load(batches: Vec<Batch<f32>>, width: usize) -> Matrix<f32> {
+    match batches.first().map(|b| &b.data) {
+        Some(Matrix::Csr(_)) => {
+            let (mut indptr, mut indices, mut data) = (vec![0], Vec::new(), Vec::new());
+            for b in &batches {
+                if let MatRef::Csr(v) = b.view() {
+                    for i in 0..v.nrows() {
+                        let (c, x) = v.row(i);
+                        indices.extend_from_slice(c);
+                        data.extend_from_slice(x);
+                        indptr.push(data.len());
+                    }
+                }
+            }
+            Matrix::Csr(CsrMatrix::try_new(width, indptr, indices, data).expect("valid rows"))
+        }
+        _ => {
+            let views: Vec<_> = batches
+                .iter()
+                .filter_map(|b| match &b.data {
+                    Matrix::Dense(x) => Some(x.view()),
+                    _ => None,
+                })
+                .collect();
+            Matrix::Dense(
+                ndarray::concatenate(ndarray::Axis(0), &views)
+                    .unwrap_or_else(|_| Array2::zeros((0, width))),
+            )
+        }
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let a = Args::parse();
+    let mut opts = InputOptions::new(65_536).beta(a.loss.beta());
+    if let Some(t) = &a.triplets {
+        let p: Vec<&str> = t.split(',').collect();
+        opts = opts.layout(Layout::Triplets {
+            row: p[0].into(),
+            col: p[1].into(),
+            value: p[2].into(),
+        });
+        opts.width = a.width;
+    }
+    let t = Instant::now();
+    let mut src = FileSource::<f32>::open(std::slice::from_ref(&a.file), opts)?;
+    let width = src.width();
+    let batches: Vec<Batch<f32>> = src.epoch(0)?.collect::<Result<_, _>>()?;
+    let x = load(batches, width);
+    let xv = x.view();
+    let x_sq = xv.squared_norm();
+    eprintln!(
+        "loaded {} x {} ({} stored) in {:.1} s",
+        xv.nrows(),
+        xv.ncols(),
+        xv.nnz(),
+        t.elapsed().as_secs_f64()
+    );
+
+    let params = NmfParams::new(a.rank)
+        .loss(a.loss)
+        .batch_size(a.batch_size)
+        .seed(a.seed)
+        .check()?;
+    let mut model = OnlineNmf::<f32>::new(params);
+    let (n, b) = (xv.nrows(), a.batch_size);
+    let mut fit_secs = 0.0;
+    for pass in 0..a.passes {
+        let t = Instant::now();
+        if pass > 0 {
+            model.start_pass();
+        }
+        for start in (0..n).step_by(b) {
+            model.partial_fit(xv.slice_rows(start..(start + b).min(n)))?;
+        }
+        fit_secs += t.elapsed().as_secs_f64();
+        let l = model.loss(xv)?;
+        let rel = if a.loss.beta() == 2.0 {
+            (2.0 * l.loss / x_sq).sqrt()
+        } else {
+            f64::NAN
+        };
+        println!(
+            "{{\"pass\": {}, \"seconds\": {fit_secs:.4}, \"rel_error\": {rel:.6e}, \"loss\": {:.8e}}}",
+            pass + 1,
+            l.loss
+        );
+    }
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    println!("{{\"peak_rss_bytes\": {}}}", rss * 1024);
+    Ok(())
+}
