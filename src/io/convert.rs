@@ -287,16 +287,57 @@ impl Converter {
         let chunk = match self.resolved.clone() {
             Resolved::Columns(cols) => {
                 let p = cols.len();
+                // Column positions by name, once per record batch (a name lookup per
+                // column would cost O(p²) string comparisons).
+                let schema = rb.schema();
+                let index: std::collections::HashMap<&str, usize> = schema
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| (f.name().as_str(), i))
+                    .collect();
+                let mut columns = Vec::with_capacity(p);
+                for name in &cols {
+                    let col = index
+                        .get(name.as_str())
+                        .map(|&i| rb.column(i))
+                        .ok_or_else(|| Error::Schema(format!("missing column '{name}'")))?;
+                    columns.push(floats::<F>(col, name, row0)?);
+                }
+                let vals: Vec<&[F]> = columns
+                    .iter()
+                    .map(|a| a.as_primitive::<F::Arrow>().values().as_ref())
+                    .collect();
+                // Column-major to row-major in blocks of rows, so the destination rows stay
+                // in cache while the columns stream through; values are checked on the way.
                 let mut out = vec![F::zero(); n * p];
-                for (j, name) in cols.iter().enumerate() {
-                    let a = floats::<F>(column(rb, name)?, name, row0)?;
-                    let vals = a.as_primitive::<F::Arrow>().values();
-                    for (o, &v) in out[j..].iter_mut().step_by(p).zip(vals.iter()) {
-                        *o = v;
+                const BLOCK: usize = 64;
+                for r0 in (0..n).step_by(BLOCK) {
+                    let r1 = (r0 + BLOCK).min(n);
+                    for (j, col) in vals.iter().enumerate() {
+                        for (i, &v) in col[r0..r1].iter().enumerate() {
+                            out[(r0 + i) * p + j] = v;
+                        }
+                        if col[r0..r1].iter().any(|&v| {
+                            !(v >= F::zero() && v.is_finite())
+                                || (self.beta <= 0.0 && v == F::zero())
+                        }) {
+                            let i = (r0..r1)
+                                .find(|&i| {
+                                    let v = col[i];
+                                    !(v >= F::zero() && v.is_finite())
+                                        || (self.beta <= 0.0 && v == F::zero())
+                                })
+                                .expect("found above");
+                            check_value(col[i], row0 + i as u64, &cols[j], self.beta)?;
+                        }
                     }
                 }
                 let x = Array2::from_shape_vec((n, p), out).expect("n x p values");
-                self.validated(Matrix::Dense(x), rb, row0)?
+                Chunk {
+                    data: Matrix::Dense(x),
+                    ids: self.ids(rb, row0)?,
+                }
             }
             Resolved::FixedList(name, size) => {
                 let a = column(rb, &name)?;
@@ -513,11 +554,17 @@ impl Converter {
         data.view()
             .validate(row0, self.beta)
             .map_err(|e| e.with_column_names(&self.names))?;
-        let ids = match &self.id {
-            Some(id) => Some(ids_of(column(rb, id)?, id, row0)?),
-            None => None,
-        };
-        Ok(Chunk { data, ids })
+        Ok(Chunk {
+            data,
+            ids: self.ids(rb, row0)?,
+        })
+    }
+
+    fn ids(&self, rb: &RecordBatch, row0: u64) -> Result<Option<RowIds>> {
+        match &self.id {
+            Some(id) => Ok(Some(ids_of(column(rb, id)?, id, row0)?)),
+            None => Ok(None),
+        }
     }
 }
 

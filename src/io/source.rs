@@ -695,8 +695,9 @@ impl<I: Iterator<Item = Result<Chunk<F>>>, F: Float> Iterator for Rechunk<I, F> 
             }
             match self.chunks.next() {
                 Some(Ok(c)) => match self.buf.as_mut() {
-                    Some(b) => b.push(c),
-                    None => self.buf = Some(Buffer::from_chunk(c)),
+                    // An emptied buffer takes the chunk's storage instead of copying it.
+                    Some(b) if b.rows() > 0 => b.push(c),
+                    _ => self.buf = Some(Buffer::from_chunk(c)),
                 },
                 Some(Err(e)) => {
                     self.done = true;

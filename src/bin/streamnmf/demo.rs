@@ -53,6 +53,13 @@ pub struct DemoArgs {
 
 const CHUNK: usize = 65_536;
 
+impl DemoArgs {
+    /// Solver threads asked for.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+}
+
 pub fn run(a: DemoArgs) -> Result<()> {
     let tmp = tempfile::tempdir().context("temporary directory")?;
     let dir = a.keep.clone().unwrap_or_else(|| tmp.path().to_path_buf());
