@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -164,7 +163,10 @@ def worker(args):
                 out["target_seconds"] = dt
                 break
             it *= 2
-    out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # VmHWM, not ru_maxrss: on Linux ru_maxrss survives exec and would report the parent's.
+    with open("/proc/self/status") as f:
+        hwm = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
+    out["peak_rss_bytes"] = hwm * 1024
     out["blas"] = sorted({f"{i.get('internal_api')}:{i.get('architecture')}:{i.get('num_threads')}"
                           for i in threadpool_info()})
     print(json.dumps(out))

@@ -8,7 +8,7 @@ use serde_json::json;
 use streamnmf::checkpoint::{self, CheckpointDir, Metadata};
 use streamnmf::io::CodesWriter;
 use streamnmf::pipeline::{self, Checkpointing, PipelineOptions};
-use streamnmf::{Float, Init, Loss, NmfParams, OnlineNmf};
+use streamnmf::{Float, Init, Loss, NmfParams, OnlineNmf, ValidParams};
 
 use crate::input::InputArgs;
 use crate::progress::{peak_rss_bytes, Progress};
@@ -202,6 +202,21 @@ fn first_difference(
     }
 }
 
+/// The parameters this command line asks for.
+fn asked_params(a: &FitArgs, epochs: usize) -> Result<ValidParams> {
+    Ok(NmfParams::new(a.rank.unwrap_or(0))
+        .loss(a.loss)
+        .batch_size(a.input.batch_size)
+        .max_passes(epochs)
+        .forget(a.forget)
+        .init(init(a.init))
+        .seed(a.seed)
+        .alpha_w(a.alpha_w)
+        .alpha_h(a.alpha_h)
+        .l1_ratio(a.l1_ratio)
+        .check()?)
+}
+
 fn fit<F: Float>(a: FitArgs) -> Result<()> {
     let stream = a.input.inputs.iter().any(|p| p.as_os_str() == "-");
     if stream && a.codes_out.is_some() {
@@ -224,20 +239,7 @@ fn fit<F: Float>(a: FitArgs) -> Result<()> {
             let (m, meta, run) = CheckpointDir::new(dir, a.keep_checkpoints)?.latest::<F>()?;
             (m, Some((meta, run)))
         }
-        (None, None) => {
-            let params = NmfParams::new(a.rank.unwrap_or(0))
-                .loss(a.loss)
-                .batch_size(a.input.batch_size)
-                .max_passes(epochs)
-                .forget(a.forget)
-                .init(init(a.init))
-                .seed(a.seed)
-                .alpha_w(a.alpha_w)
-                .alpha_h(a.alpha_h)
-                .l1_ratio(a.l1_ratio)
-                .check()?;
-            (OnlineNmf::<F>::new(params), None)
-        }
+        (None, None) => (OnlineNmf::<F>::new(asked_params(&a, epochs)?), None),
     };
     let loss = model.params().loss_kind();
     let rank = model.params().rank();
@@ -254,18 +256,7 @@ fn fit<F: Float>(a: FitArgs) -> Result<()> {
     // What this run is; a resumed run must be the same run.
     let this_run = if resume_from.is_some() {
         // Compare with the parameters this command line asks for.
-        let asked = NmfParams::new(a.rank.unwrap_or(0))
-            .loss(a.loss)
-            .batch_size(a.input.batch_size)
-            .max_passes(epochs)
-            .forget(a.forget)
-            .init(init(a.init))
-            .seed(a.seed)
-            .alpha_w(a.alpha_w)
-            .alpha_h(a.alpha_h)
-            .l1_ratio(a.l1_ratio)
-            .check()?;
-        let mut p = serde_json::to_value(&asked)?;
+        let mut p = serde_json::to_value(asked_params(&a, epochs)?)?;
         p["max_passes"] = json!(null);
         fingerprint(&a, &p, popts.staleness, F::NAME)
     } else {

@@ -22,13 +22,11 @@ pub struct InspectArgs {
 }
 
 pub fn run(a: InspectArgs) -> Result<()> {
-    let bytes = std::fs::read(&a.model).map_err(|e| streamnmf::Error::Io(e).in_file(&a.model))?;
-    match checkpoint::float_type(&bytes)
-        .map_err(|e| e.in_file(&a.model))?
-        .as_str()
-    {
-        "f64" => inspect::<f64>(a, &bytes),
-        _ => inspect::<f32>(a, &bytes),
+    let (bytes, f64) = crate::read_model(&a.model)?;
+    if f64 {
+        inspect::<f64>(a, &bytes)
+    } else {
+        inspect::<f32>(a, &bytes)
     }
 }
 

@@ -72,6 +72,13 @@ fn one_line(e: &anyhow::Error) -> String {
     msg.replace('\n', " ")
 }
 
+/// Reads a model file and tells its element type: `(bytes, is_f64)`.
+fn read_model(path: &std::path::Path) -> anyhow::Result<(Vec<u8>, bool)> {
+    let bytes = std::fs::read(path).map_err(|e| streamnmf::Error::Io(e).in_file(path))?;
+    let f64 = streamnmf::checkpoint::float_type(&bytes).map_err(|e| e.in_file(path))? == "f64";
+    Ok((bytes, f64))
+}
+
 extern "C" {
     // OpenBLAS's own API (the binary links the system libopenblas).
     fn openblas_set_num_threads(n: std::os::raw::c_int);

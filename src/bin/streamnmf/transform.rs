@@ -37,13 +37,11 @@ pub struct TransformArgs {
 }
 
 pub fn run(a: TransformArgs) -> Result<()> {
-    let bytes = std::fs::read(&a.model).map_err(|e| streamnmf::Error::Io(e).in_file(&a.model))?;
-    match checkpoint::float_type(&bytes)
-        .map_err(|e| e.in_file(&a.model))?
-        .as_str()
-    {
-        "f64" => transform::<f64>(a, &bytes),
-        _ => transform::<f32>(a, &bytes),
+    let (bytes, f64) = crate::read_model(&a.model)?;
+    if f64 {
+        transform::<f64>(a, &bytes)
+    } else {
+        transform::<f32>(a, &bytes)
     }
 }
 
