@@ -33,6 +33,12 @@ struct Args {
     width: Option<usize>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Dictionary sweeps per batch (default: the library's).
+    #[arg(long)]
+    dict_iter: Option<usize>,
+    /// Code solver tolerance (default: the library's).
+    #[arg(long)]
+    code_tol: Option<f64>,
 }
 
 /// Stacks all batches into one matrix (dense or CSR).

@@ -329,8 +329,22 @@ impl<'a, F: Float> MatRef<'a, F> {
                 cols: self.ncols(),
             });
         }
-        let mut err = None;
         let zero_bad = beta <= 0.0;
+        // Fast path: a contiguous dense batch is checked with a vectorizable scan; the
+        // element-by-element walk below only runs to locate a bad value.
+        if let MatRef::Dense(x) = self {
+            if let Some(vals) = x.as_slice() {
+                let ok = if zero_bad {
+                    vals.iter().all(|&v| v > F::zero() && v.is_finite())
+                } else {
+                    vals.iter().all(|&v| v >= F::zero() && v.is_finite())
+                };
+                if ok {
+                    return Ok(());
+                }
+            }
+        }
+        let mut err = None;
         let mut check = |i: usize, j: usize, v: F| {
             if err.is_some() {
                 return;
@@ -379,6 +393,24 @@ impl<'a, F: Float> MatRef<'a, F> {
 
     /// Σ x², accumulated in f64.
     pub fn squared_norm(&self) -> f64 {
+        if let MatRef::Dense(x) = self {
+            if let Some(vals) = x.as_slice() {
+                // Eight lanes summed in a fixed order: vectorizes, and stays deterministic.
+                let mut lanes = [0.0f64; 8];
+                let mut chunks = vals.chunks_exact(8);
+                for c in &mut chunks {
+                    for (l, &v) in lanes.iter_mut().zip(c) {
+                        *l += v.as_f64() * v.as_f64();
+                    }
+                }
+                let tail: f64 = chunks
+                    .remainder()
+                    .iter()
+                    .map(|v| v.as_f64() * v.as_f64())
+                    .sum();
+                return lanes.iter().sum::<f64>() + tail;
+            }
+        }
         let mut s = 0.0;
         self.for_each_stored(|_, _, v| s += v.as_f64() * v.as_f64());
         s

