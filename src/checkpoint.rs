@@ -427,6 +427,30 @@ mod tests {
         assert!(matches!(decode::<f32>(&bytes), Err(Error::ModelFile(_))));
     }
 
+    /// Many loss-history floats in the JSON header: every one must come back exactly
+    /// (serde_json needs `float_roundtrip` for that; without it about one value in a few
+    /// hundred comes back one ULP off).
+    #[test]
+    fn header_floats_round_trip_exactly() {
+        for seed in 0..8 {
+            let x = Array2::from_shape_fn((400, 9), |(i, j)| {
+                ((i * 31 + j * 7 + seed) % 11) as f64 * 0.37
+            });
+            let p = NmfParams::new(3)
+                .batch_size(16)
+                .max_passes(40)
+                .pass_tol(0.0)
+                .seed(seed as u64);
+            let mut m = OnlineNmf::<f64>::new(p.check().unwrap());
+            m.fit(&x).unwrap();
+            assert_eq!(m.loss_history().len(), 40);
+            let bytes = encode(&m, &Metadata::default()).unwrap();
+            let (back, meta) = decode::<f64>(&bytes).unwrap();
+            assert_eq!(back.loss_history(), m.loss_history());
+            assert_eq!(encode(&back, &meta).unwrap(), bytes, "seed {seed}");
+        }
+    }
+
     #[test]
     fn corruption_and_truncation_are_detected() {
         let bytes = encode(&fitted::<f64>(), &Metadata::default()).unwrap();
