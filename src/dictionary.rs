@@ -18,6 +18,8 @@
 //! Frobenius, `A_jj ≈ 0`) or whose row of H is all zero is re-seeded from a random row of
 //! the current batch (seeded, logged).
 
+use std::borrow::Cow;
+
 use ndarray::linalg::general_mat_vec_mul;
 use ndarray::{Array1, Array2, ArrayView2, Axis, Zip};
 use rand::Rng;
@@ -240,18 +242,24 @@ impl<F: Float> Dictionary<F> {
             let left = 1.0 - self.rows_in_pass as f64 / p.raw_rows.max(1) as f64;
             (left > 0.0).then_some((p, left))
         });
+        // Borrow the statistics in the common case (no previous pass): no per-batch copy.
         let (a, b, energy, rows) = match prev {
             None => (
-                self.current.a.clone(),
-                self.current.b.clone(),
+                Cow::Borrowed(&self.current.a),
+                Cow::Borrowed(&self.current.b),
                 self.current.energy.clone(),
                 self.current.rows,
             ),
             Some((p, left)) => {
                 let lf = F::from_f64(left);
+                let combine = |cur: &Array2<F>, old: &Array2<F>| {
+                    let mut out = cur.clone();
+                    Zip::from(&mut out).and(old).for_each(|x, &y| *x += y * lf);
+                    Cow::Owned(out)
+                };
                 (
-                    &self.current.a + &p.a.mapv(|v| v * lf),
-                    &self.current.b + &p.b.mapv(|v| v * lf),
+                    combine(&self.current.a, &p.a),
+                    combine(&self.current.b, &p.b),
                     &self.current.energy + &(&p.energy * left),
                     self.current.rows + left * p.rows,
                 )
@@ -265,8 +273,8 @@ impl<F: Float> Dictionary<F> {
         } else {
             let gamma = self.loss.mu_exponent();
             Zip::from(&mut self.h)
-                .and(&a)
-                .and(&b)
+                .and(&*a)
+                .and(&*b)
                 .for_each(|h, &num, &den| {
                     let den = den + l1 + l2 * *h;
                     if den > F::zero() {
@@ -276,6 +284,7 @@ impl<F: Float> Dictionary<F> {
                 });
             1
         };
+        drop((a, b));
         let reseeded = self.reseed_dead(&energy, x, rng, frobenius);
         self.version += 1;
         UpdateStats { sweeps, reseeded }
