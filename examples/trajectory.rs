@@ -11,7 +11,7 @@ use std::time::Instant;
 use clap::Parser;
 use ndarray::Array2;
 use streamnmf::io::{BatchSource, FileSource, InputOptions, Layout};
-use streamnmf::{Batch, CsrMatrix, Loss, MatRef, Matrix, NmfParams, OnlineNmf};
+use streamnmf::{Batch, CsrMatrix, Init, Loss, MatRef, Matrix, NmfParams, OnlineNmf};
 
 #[derive(Parser)]
 struct Args {
@@ -36,6 +36,15 @@ struct Args {
     /// Dictionary sweeps per batch (default: the library's).
     #[arg(long)]
     dict_iter: Option<usize>,
+    /// Threads per batch (the model does not depend on it).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Skip the per-pass evaluation (for profiling the fit alone).
+    #[arg(long)]
+    no_eval: bool,
+    /// Initialization: random, nndsvd, nndsvda or nndsvdar.
+    #[arg(long, default_value = "nndsvda")]
+    init: String,
     /// Code solver tolerance (default: the library's).
     #[arg(long)]
     code_tol: Option<f64>,
@@ -101,12 +110,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         t.elapsed().as_secs_f64()
     );
 
-    let params = NmfParams::new(a.rank)
+    let mut params = NmfParams::new(a.rank);
+    if let Some(it) = a.dict_iter {
+        params = params.dict_max_iter(it);
+    }
+    if let Some(tol) = a.code_tol {
+        params = params.code_tol(tol);
+    }
+    let params = params
         .loss(a.loss)
         .batch_size(a.batch_size)
         .seed(a.seed)
+        .init(match a.init.as_str() {
+            "random" => Init::Random,
+            "nndsvd" => Init::Nndsvd,
+            "nndsvdar" => Init::Nndsvdar,
+            _ => Init::Nndsvda,
+        })
         .check()?;
-    let mut model = OnlineNmf::<f32>::new(params);
+    let mut model = OnlineNmf::<f32>::new(params).with_threads(a.threads);
     let (n, b) = (xv.nrows(), a.batch_size);
     let mut fit_secs = 0.0;
     for pass in 0..a.passes {
@@ -118,6 +140,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             model.partial_fit(xv.slice_rows(start..(start + b).min(n)))?;
         }
         fit_secs += t.elapsed().as_secs_f64();
+        if a.no_eval {
+            println!("{{\"pass\": {}, \"seconds\": {fit_secs:.4}}}", pass + 1);
+            continue;
+        }
         let l = model.loss(xv)?;
         let rel = if a.loss.beta() == 2.0 {
             (2.0 * l.loss / x_sq).sqrt()

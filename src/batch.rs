@@ -334,11 +334,7 @@ impl<'a, F: Float> MatRef<'a, F> {
         // element-by-element walk below only runs to locate a bad value.
         if let MatRef::Dense(x) = self {
             if let Some(vals) = x.as_slice() {
-                let ok = if zero_bad {
-                    vals.iter().all(|&v| v > F::zero() && v.is_finite())
-                } else {
-                    vals.iter().all(|&v| v >= F::zero() && v.is_finite())
-                };
+                let ok = crate::kernels::all_valid(vals, zero_bad);
                 if ok {
                     return Ok(());
                 }
@@ -395,20 +391,7 @@ impl<'a, F: Float> MatRef<'a, F> {
     pub fn squared_norm(&self) -> f64 {
         if let MatRef::Dense(x) = self {
             if let Some(vals) = x.as_slice() {
-                // Eight lanes summed in a fixed order: vectorizes, and stays deterministic.
-                let mut lanes = [0.0f64; 8];
-                let mut chunks = vals.chunks_exact(8);
-                for c in &mut chunks {
-                    for (l, &v) in lanes.iter_mut().zip(c) {
-                        *l += v.as_f64() * v.as_f64();
-                    }
-                }
-                let tail: f64 = chunks
-                    .remainder()
-                    .iter()
-                    .map(|v| v.as_f64() * v.as_f64())
-                    .sum();
-                return lanes.iter().sum::<f64>() + tail;
+                return crate::kernels::sum_squares(vals);
             }
         }
         let mut s = 0.0;

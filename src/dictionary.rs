@@ -103,6 +103,14 @@ impl<F: Float> Contribution<F> {
             energy,
         }
     }
+
+    /// Adds another batch's (or chunk's) contribution to this one.
+    pub fn add(&mut self, other: &Self) {
+        self.rows += other.rows;
+        self.first += &other.first;
+        self.second += &other.second;
+        self.energy += &other.energy;
+    }
 }
 
 /// Accumulated statistics (see the [module docs](self)).

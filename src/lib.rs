@@ -41,8 +41,10 @@ pub mod error;
 pub mod float;
 pub mod init;
 pub mod io;
+mod kernels;
 pub mod loss;
 pub mod model;
+pub mod parallel;
 pub mod params;
 pub mod pipeline;
 pub mod synth;
@@ -53,7 +55,9 @@ pub use dictionary::{Contribution, Dictionary, Statistics};
 pub use error::{Error, Result};
 pub use float::Float;
 pub use loss::Loss;
-pub use model::{solve_batch, BatchReport, FitReport, LossReport, OnlineNmf, Solved};
+pub use model::{
+    solve_batch, solve_batch_threads, BatchReport, FitReport, LossReport, OnlineNmf, Solved,
+};
 pub use params::{Init, NmfParams, Solver, ValidParams};
 
 /// The README's examples, compiled and run as doctests.

@@ -7,12 +7,13 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::batch::MatRef;
-use crate::codes::{self, Codes};
+use crate::codes::{self, Codes, Prepared};
 use crate::dictionary::{Contribution, Dictionary, Statistics};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::init::initial_dictionary;
 use crate::loss::divergence;
+use crate::parallel;
 use crate::params::ValidParams;
 
 /// What one `partial_fit` did. The loss is measured on the batch against the dictionary
@@ -71,10 +72,65 @@ pub struct Solved<F> {
 
 /// The solver step: codes of `x` against `h`, and their contribution.
 pub fn solve_batch<F: Float>(params: &ValidParams, h: ArrayView2<F>, x: MatRef<F>) -> Solved<F> {
-    let codes = codes::solve(params, h, x, None);
-    let contribution = Contribution::new(params.loss_kind(), x, codes.w.view(), h);
+    solve_batch_threads(params, h, x, 1)
+}
+
+/// [`solve_batch`] on up to `threads` threads. The batch is cut into fixed chunks of
+/// [`CHUNK_ROWS`](crate::parallel::CHUNK_ROWS) rows whose results are combined in order,
+/// so the answer is bitwise the same for every thread count.
+///
+/// ```
+/// use ndarray::Array2;
+/// use streamnmf::{solve_batch_threads, NmfParams};
+/// let params = NmfParams::new(2).check().unwrap();
+/// let h = ndarray::array![[1.0f64, 0.0, 1.0], [0.0, 1.0, 1.0]];
+/// let x = Array2::from_shape_fn((600, 3), |(i, j)| ((i + j) % 4) as f64);
+/// let one = solve_batch_threads(&params, h.view(), (&x).into(), 1);
+/// let two = solve_batch_threads(&params, h.view(), (&x).into(), 2);
+/// assert_eq!(one.codes.w, two.codes.w);
+/// assert_eq!(one.contribution.second, two.contribution.second);
+/// ```
+pub fn solve_batch_threads<F: Float>(
+    params: &ValidParams,
+    h: ArrayView2<F>,
+    x: MatRef<F>,
+    threads: usize,
+) -> Solved<F> {
+    let prep = Prepared::new(params, h);
+    let ranges: Vec<_> = parallel::chunks(x.nrows()).collect();
+    let parts = parallel::map_indexed(ranges.len(), threads, |c| {
+        let xc = x.slice_rows(ranges[c].clone());
+        let codes = codes::solve_prepared(params, &prep, h, xc, None);
+        let contribution = Contribution::new(params.loss_kind(), xc, codes.w.view(), h);
+        (codes, contribution)
+    });
+    let mut parts = parts.into_iter();
+    let Some((first_codes, mut contribution)) = parts.next() else {
+        // An empty batch (validation rejects these before a fit gets here).
+        let codes = codes::solve_prepared(params, &prep, h, x, None);
+        let contribution = Contribution::new(params.loss_kind(), x, codes.w.view(), h);
+        return Solved {
+            codes,
+            contribution,
+        };
+    };
+    let (k, n) = (h.nrows(), x.nrows());
+    let mut w = Array2::zeros((n, k));
+    let mut stats = first_codes.stats;
+    let mut loss = first_codes.loss;
+    let mut row = first_codes.w.nrows();
+    w.slice_mut(s![..row, ..]).assign(&first_codes.w);
+    for (codes, part) in parts {
+        let rows = codes.w.nrows();
+        w.slice_mut(s![row..row + rows, ..]).assign(&codes.w);
+        row += rows;
+        stats.iterations = stats.iterations.max(codes.stats.iterations);
+        stats.converged &= codes.stats.converged;
+        loss += codes.loss;
+        contribution.add(&part);
+    }
     Solved {
-        codes,
+        codes: Codes { w, stats, loss },
         contribution,
     }
 }
@@ -108,6 +164,25 @@ pub struct OnlineNmf<F> {
     pass_loss: f64,
     pass_rows: u64,
     history: Vec<f64>,
+    #[serde(skip)]
+    threads: Threads,
+}
+
+/// Threads for one batch's solve. An execution setting, not model state: never saved,
+/// and ignored when models are compared, since no result depends on it.
+#[derive(Clone, Copy, Debug)]
+struct Threads(usize);
+
+impl Default for Threads {
+    fn default() -> Self {
+        Self(1)
+    }
+}
+
+impl PartialEq for Threads {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl<F: Float> OnlineNmf<F> {
@@ -123,7 +198,38 @@ impl<F: Float> OnlineNmf<F> {
             pass_loss: 0.0,
             pass_rows: 0,
             history: Vec::new(),
+            threads: Threads::default(),
         }
+    }
+
+    /// Solves each batch on up to `threads` threads (default 1). The model learned is
+    /// bitwise the same for any thread count (see [`solve_batch_threads`]).
+    ///
+    /// ```
+    /// use ndarray::Array2;
+    /// use streamnmf::{NmfParams, OnlineNmf};
+    /// let x = Array2::from_shape_fn((1000, 6), |(i, j)| ((i * 3 + j) % 5) as f32);
+    /// let params = NmfParams::new(2).max_passes(3).check().unwrap();
+    /// let mut one = OnlineNmf::<f32>::new(params.clone());
+    /// let mut two = OnlineNmf::<f32>::new(params).with_threads(2);
+    /// one.fit(&x).unwrap();
+    /// two.fit(&x).unwrap();
+    /// assert_eq!(one, two);
+    /// assert_eq!(one.components().unwrap(), two.components().unwrap());
+    /// ```
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.set_threads(threads);
+        self
+    }
+
+    /// Sets the threads per batch (at least 1); see [`with_threads`](Self::with_threads).
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = Threads(threads.max(1));
+    }
+
+    /// Threads per batch.
+    pub fn threads(&self) -> usize {
+        self.threads.0
     }
 
     /// The parameters.
@@ -177,7 +283,7 @@ impl<F: Float> OnlineNmf<F> {
                 });
             }
         }
-        x.validate(first_row, self.params.loss_kind().beta())?;
+        parallel::validate(x, first_row, self.params.loss_kind().beta(), self.threads.0)?;
         if self.dict.is_none() {
             let h = initial_dictionary(
                 self.params.init_kind(),
@@ -239,7 +345,7 @@ impl<F: Float> OnlineNmf<F> {
         let x = x.into();
         self.admit(x, self.rows)?;
         let h = self.components()?;
-        let solved = solve_batch(&self.params, h, x);
+        let solved = solve_batch_threads(&self.params, h, x, self.threads.0);
         self.absorb(solved, x)
     }
 
@@ -271,8 +377,8 @@ impl<F: Float> OnlineNmf<F> {
     pub fn fit<'a>(&mut self, x: impl Into<MatRef<'a, F>>) -> Result<FitReport> {
         let x = x.into();
         // Validate everything before discarding any state.
-        x.validate(0, self.params.loss_kind().beta())?;
-        let mut fresh = Self::new(self.params.clone());
+        parallel::validate(x, 0, self.params.loss_kind().beta(), self.threads.0)?;
+        let mut fresh = Self::new(self.params.clone()).with_threads(self.threads.0);
         let n = x.nrows();
         let b = self.params.batch_rows();
         fresh.admit(x.slice_rows(0..b.min(n)), 0)?;
@@ -285,7 +391,7 @@ impl<F: Float> OnlineNmf<F> {
             for start in (0..n).step_by(b) {
                 let xb = x.slice_rows(start..(start + b).min(n));
                 let h = self.components()?;
-                let solved = solve_batch(&self.params, h, xb);
+                let solved = solve_batch_threads(&self.params, h, xb, self.threads.0);
                 self.absorb(solved, xb)?;
             }
             let mean = self.pass_loss / self.pass_rows.max(1) as f64;
@@ -366,17 +472,24 @@ impl<F: Float> OnlineNmf<F> {
                 found: x.ncols(),
             });
         }
-        x.validate(0, self.params.loss_kind().beta())?;
+        parallel::validate(x, 0, self.params.loss_kind().beta(), self.threads.0)?;
         let (n, b) = (x.nrows(), self.params.batch_rows());
-        let mut w = Array2::zeros((n, h.nrows()));
-        let mut loss = 0.0;
-        for start in (0..n).step_by(b) {
-            let end = (start + b).min(n);
+        let starts: Vec<usize> = (0..n).step_by(b).collect();
+        let prep = Prepared::new(&self.params, h);
+        let beta = self.params.loss_kind().beta();
+        let parts = parallel::map_indexed(starts.len(), self.threads.0, |c| {
+            let (start, end) = (starts[c], (starts[c] + b).min(n));
             let xb = x.slice_rows(start..end);
             let warm = w0.map(|w0| w0.slice(s![start..end, ..]).to_owned());
-            let Codes { w: wb, .. } = codes::solve(&self.params, h, xb, warm);
-            loss += divergence(xb, wb.view(), h, self.params.loss_kind().beta());
-            w.slice_mut(s![start..end, ..]).assign(&wb);
+            let Codes { w: wb, .. } = codes::solve_prepared(&self.params, &prep, h, xb, warm);
+            let loss = divergence(xb, wb.view(), h, beta);
+            (wb, loss)
+        });
+        let mut w = Array2::zeros((n, h.nrows()));
+        let mut loss = 0.0;
+        for (start, (wb, l)) in starts.into_iter().zip(parts) {
+            w.slice_mut(s![start..start + wb.nrows(), ..]).assign(&wb);
+            loss += l;
         }
         Ok((w, loss))
     }

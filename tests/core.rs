@@ -188,6 +188,37 @@ fn same_seed_is_bitwise_identical() {
     assert_ne!(with_seed(1), with_seed(2));
 }
 
+/// Threads only decide who solves which chunk of a batch: the model, the codes and the
+/// loss are bitwise the same for 1, 2 or 3 threads, dense or sparse, HALS or MU.
+#[test]
+fn thread_count_never_changes_the_model() {
+    let d = planted();
+    let x =
+        d.x.slice(s![..2500, ..])
+            .mapv(|v| if v < 0.05 { 0.0 } else { v as f32 });
+    let csr = CsrMatrix::from_dense(x.view());
+    for loss in [Loss::Frobenius, Loss::KullbackLeibler] {
+        let params = fro_params(1000, 2).loss(loss).check().unwrap();
+        for data in [MatRef::from(&x), MatRef::from(&csr)] {
+            let run = |threads| {
+                let mut m = OnlineNmf::<f32>::new(params.clone()).with_threads(threads);
+                m.fit(data).unwrap();
+                m.partial_fit(data.slice_rows(0..700)).unwrap();
+                let w = m.transform(data).unwrap();
+                let loss = m.loss(data).unwrap().loss;
+                (m, w, loss)
+            };
+            let (m1, w1, l1) = run(1);
+            for threads in [2, 3] {
+                let (m, w, l) = run(threads);
+                assert_eq!(m.dictionary(), m1.dictionary(), "{loss}, {threads} threads");
+                assert_eq!(w, w1);
+                assert_eq!(l.to_bits(), l1.to_bits());
+            }
+        }
+    }
+}
+
 #[test]
 fn partial_fit_keeps_learning_and_inverse_transform_reconstructs() {
     let d = planted();

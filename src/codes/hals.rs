@@ -5,8 +5,8 @@
 //! sweep over coordinates `j` is (Cichocki & Phan 2009)
 //! `w_j ← max(0, w_j + (r_j − (w G)_j − l1 − l2 w_j) / (G_jj + l2))`, the exact minimizer
 //! along coordinate j.
-//! Working row by row keeps `w`, `r` and `G` in cache and lets each row stop when its
-//! own relative change falls below the tolerance.
+//! Rows are solved 64 at a time, one lane per row: the same arithmetic as a row-by-row
+//! sweep, with each coordinate step applied to 64 rows by a few vector instructions.
 
 use ndarray::{Array2, ArrayView2};
 
@@ -22,6 +22,12 @@ pub struct SolveStats {
     pub converged: bool,
 }
 
+/// Rows solved together: each coordinate step updates this many rows at once, so the
+/// step is a vector operation across rows instead of a chain of scalar ones. 64 keeps the
+/// lane loops long enough that the compiler vectorizes them along the rows (with 8 it
+/// vectorized across coordinates instead, with shuffles, at half the speed).
+const ROWS: usize = 64;
+
 /// Runs coordinate descent on every row of `w` (b × k, warm start; zeros are fine).
 pub(crate) fn solve<F: Float>(
     r: ArrayView2<F>,
@@ -31,58 +37,117 @@ pub(crate) fn solve<F: Float>(
     max_iter: usize,
     tol: f64,
 ) -> SolveStats {
-    let k = g.nrows();
     let g = g.as_standard_layout();
-    let gs = g.as_slice().expect("standard layout");
     let r = r.as_standard_layout();
-    let rs = r.as_slice().expect("standard layout");
     if !w.is_standard_layout() {
         *w = w.as_standard_layout().into_owned();
     }
+    let gs = g.as_slice().expect("standard layout");
+    let rs = r.as_slice().expect("standard layout");
     let ws = w.as_slice_mut().expect("standard layout");
-    let tol2 = F::from_f64(tol * tol);
+    solve_rows(gs, rs, ws, l1, l2, max_iter, F::from_f64(tol * tol))
+}
+
+crate::kernels::dispatch_avx2!(fn solve_rows<F>(
+    gs: &[F], rs: &[F], ws: &mut [F], l1: F, l2: F, max_iter: usize, tol2: F,
+) -> SolveStats => solve_rows_body);
+
+/// The solver over row-major slices: `gs` (k × k), `rs` and `ws` (b × k).
+///
+/// Rows go in blocks of [`ROWS`], transposed so that lane `l` of every vector belongs to
+/// row `l` of the block. A block iterates until each of its rows meets the tolerance
+/// (rows that already did keep refining, which only makes them more exact); the missing
+/// rows of a short last block are zeros, which stay zero.
+#[inline(always)]
+fn solve_rows_body<F: Float>(
+    gs: &[F],
+    rs: &[F],
+    ws: &mut [F],
+    l1: F,
+    l2: F,
+    max_iter: usize,
+    tol2: F,
+) -> SolveStats {
+    let k = (gs.len() as f64).sqrt() as usize;
+    let zero = F::zero();
     let mut stats = SolveStats {
         iterations: 0,
         converged: true,
     };
-    let mut grad = vec![F::zero(); k];
-    for (wi, ri) in ws.chunks_exact_mut(k).zip(rs.chunks_exact(k)) {
-        // grad = r − w G − l1 − l2 w, kept up to date as coordinates move: each move is an
-        // axpy (vectorizes) instead of a dot product per coordinate.
-        for (j, gj) in grad.iter_mut().enumerate() {
-            let row = &gs[j * k..(j + 1) * k];
-            let wg = wi.iter().zip(row).fold(F::zero(), |s, (&a, &b)| s + a * b);
-            *gj = ri[j] - wg - l1 - l2 * wi[j];
+    if k == 0 {
+        return stats;
+    }
+    // With G' = G + l2 I the L2 term folds into the Gram matrix: the gradient is
+    // r − l1 − w G' and each coordinate's step divides by G'_jj.
+    let mut gp = gs.to_vec();
+    for j in 0..k {
+        gp[j * k + j] += l2;
+    }
+    let gs = &gp[..];
+    let denom: Vec<F> = (0..k).map(|j| gs[j * k + j]).collect();
+    // wt[j][l] = w_(row l)j; grad[j][l] = r − l1 − w G', kept up to date as coordinates
+    // move.
+    let mut wt = vec![[zero; ROWS]; k];
+    let mut grad = vec![[zero; ROWS]; k];
+    for (wb, rb) in ws.chunks_mut(k * ROWS).zip(rs.chunks(k * ROWS)) {
+        let rows = wb.len() / k;
+        for j in 0..k {
+            for l in 0..ROWS {
+                wt[j][l] = if l < rows { wb[l * k + j] } else { zero };
+                let r = if l < rows { rb[l * k + j] } else { zero };
+                grad[j][l] = r - l1;
+            }
         }
-        let mut converged = false;
+        for (j, gj) in gs.chunks_exact(k).enumerate() {
+            for (m, &gjm) in gj.iter().enumerate() {
+                let wm = wt[m];
+                for (gl, &wl) in grad[j].iter_mut().zip(&wm) {
+                    *gl -= gjm * wl;
+                }
+            }
+        }
         let mut it = 0;
+        let mut converged = false;
         while it < max_iter {
             it += 1;
-            let (mut delta, mut norm) = (F::zero(), F::zero());
-            for j in 0..k {
-                let gj = &gs[j * k..(j + 1) * k];
-                let denom = gj[j] + l2;
-                let old = wi[j];
-                let new = if denom > F::zero() {
-                    (old + grad[j] / denom).max(F::zero())
-                } else {
-                    // A zero atom explains nothing: its code is irrelevant, keep it at 0.
-                    F::zero()
-                };
-                let d = new - old;
-                if d != F::zero() {
-                    wi[j] = new;
-                    for (g, &gjl) in grad.iter_mut().zip(gj) {
-                        *g -= d * gjl;
+            let mut delta = [zero; ROWS];
+            let mut norm = [zero; ROWS];
+            for (j, gj) in gs.chunks_exact(k).enumerate() {
+                let mut d = [zero; ROWS];
+                let old = wt[j];
+                let mut new = [zero; ROWS];
+                // A zero atom explains nothing: its code is irrelevant, keep it at 0.
+                if denom[j] > zero {
+                    let (gr, den) = (grad[j], denom[j]);
+                    for l in 0..ROWS {
+                        let t = old[l] + gr[l] / den;
+                        new[l] = if t > zero { t } else { zero };
                     }
-                    grad[j] -= d * l2;
-                    delta += d * d;
                 }
-                norm += new * new;
+                let mut moved = false;
+                for l in 0..ROWS {
+                    d[l] = new[l] - old[l];
+                    moved |= d[l] != zero;
+                    delta[l] += d[l] * d[l];
+                    norm[l] += new[l] * new[l];
+                }
+                wt[j] = new;
+                if moved {
+                    for (gm, &gjm) in grad.iter_mut().zip(gj) {
+                        for (g, &dl) in gm.iter_mut().zip(&d) {
+                            *g -= dl * gjm;
+                        }
+                    }
+                }
             }
-            if delta <= tol2 * norm {
+            if (0..ROWS).all(|l| delta[l] <= tol2 * norm[l]) {
                 converged = true;
                 break;
+            }
+        }
+        for (l, wrow) in wb.chunks_exact_mut(k).enumerate() {
+            for (j, v) in wrow.iter_mut().enumerate() {
+                *v = wt[j][l];
             }
         }
         stats.iterations = stats.iterations.max(it);
@@ -136,5 +201,22 @@ mod tests {
         let mut w = Array2::zeros((1, 1));
         solve(r.view(), g.view(), &mut w, (0.0, 2.0), 10, 0.0);
         assert!((w[[0, 0]] - 1.0).abs() < 1e-12);
+    }
+
+    /// Rows solved in one block give bitwise the same codes as each row solved alone:
+    /// lanes never mix, and the short last block's padding stays out of the answer.
+    #[test]
+    fn blocks_equal_single_rows() {
+        let h = Array2::from_shape_fn((5, 9), |(j, c)| ((j * 7 + c * 3) % 5) as f64 * 0.3);
+        let x = Array2::from_shape_fn((100, 9), |(i, c)| ((i * 11 + c * 5) % 7) as f64);
+        let (r, g) = (x.dot(&h.t()), h.dot(&h.t()));
+        let mut all = Array2::zeros((100, 5));
+        solve(r.view(), g.view(), &mut all, (0.1, 0.2), 25, 0.0);
+        for i in 0..100 {
+            let mut one = Array2::zeros((1, 5));
+            let ri = r.slice(ndarray::s![i..i + 1, ..]);
+            solve(ri, g.view(), &mut one, (0.1, 0.2), 25, 0.0);
+            assert_eq!(one.row(0), all.row(i), "row {i}");
+        }
     }
 }

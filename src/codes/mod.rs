@@ -27,23 +27,57 @@ pub struct Codes<F> {
     pub loss: f64,
 }
 
-/// A starting point for coordinate descent: the unconstrained least-squares codes
-/// `R G⁻¹`, clipped at zero. Costs one b × k × k product, about one sweep, and usually
-/// saves many: most codes start near their optimum. Falls back to zeros when `G` is
-/// singular (dead atoms).
-fn least_squares_start<F: Float>(r: ArrayView2<F>, g: ArrayView2<F>) -> Array2<F> {
+/// What every chunk of a batch shares: `Hᵀ`, and for HALS the Gram matrix `G = H Hᵀ`
+/// with its inverse. Computed once per batch.
+pub(crate) struct Prepared<F> {
+    ht: Array2<F>,
+    g: Array2<F>,
+    g_inv: Option<Array2<F>>,
+}
+
+impl<F: Float> Prepared<F> {
+    /// The shared products of `h` for the solver of `params`.
+    pub(crate) fn new(params: &ValidParams, h: ArrayView2<F>) -> Self {
+        let ht = h.t().as_standard_layout().into_owned();
+        match params.solver() {
+            Solver::Hals => {
+                let g = h.dot(&h.t());
+                let g_inv = gram_inverse(g.view());
+                Self { ht, g, g_inv }
+            }
+            Solver::Multiplicative => Self {
+                ht,
+                g: Array2::zeros((0, 0)),
+                g_inv: None,
+            },
+        }
+    }
+}
+
+/// `G⁻¹` (with a tiny ridge), or `None` when `G` is singular (dead atoms).
+fn gram_inverse<F: Float>(g: ArrayView2<F>) -> Option<Array2<F>> {
     use ndarray_linalg::Inverse;
     let k = g.nrows();
     let mut g64 = g.mapv(|v| v.as_f64());
     let ridge = 1e-10 * g64.diag().sum() / k as f64;
     g64.diag_mut().mapv_inplace(|v| v + ridge);
     match g64.inv() {
-        Ok(inv) if inv.iter().all(|v| v.is_finite()) => {
-            let mut w = r.dot(&inv.mapv(F::from_f64));
+        Ok(inv) if inv.iter().all(|v| v.is_finite()) => Some(inv.mapv(F::from_f64)),
+        _ => None,
+    }
+}
+
+/// A starting point for coordinate descent: the unconstrained least-squares codes
+/// `R G⁻¹`, clipped at zero. Costs one b × k × k product, about one sweep, and usually
+/// saves many: most codes start near their optimum. Zeros when `G` is singular.
+fn least_squares_start<F: Float>(r: ArrayView2<F>, g_inv: Option<&Array2<F>>) -> Array2<F> {
+    match g_inv {
+        Some(inv) => {
+            let mut w = r.dot(inv);
             w.mapv_inplace(|v| v.max(F::zero()));
             w
         }
-        _ => Array2::zeros((r.nrows(), k)),
+        None => Array2::zeros((r.nrows(), r.ncols())),
     }
 }
 
@@ -55,23 +89,33 @@ pub(crate) fn solve<F: Float>(
     x: MatRef<F>,
     warm: Option<Array2<F>>,
 ) -> Codes<F> {
-    let ht = h.t().as_standard_layout().into_owned();
+    solve_prepared(params, &Prepared::new(params, h), h, x, warm)
+}
+
+/// [`solve`] with the shared products already computed.
+pub(crate) fn solve_prepared<F: Float>(
+    params: &ValidParams,
+    prep: &Prepared<F>,
+    h: ArrayView2<F>,
+    x: MatRef<F>,
+    warm: Option<Array2<F>>,
+) -> Codes<F> {
     let (l1, l2) = params.w_penalties(x.ncols());
     let pen = (F::from_f64(l1), F::from_f64(l2));
     let (max_iter, tol) = params.code_limits();
     match params.solver() {
         Solver::Hals => {
-            let r = x.x_ht(ht.view());
-            let g = h.dot(&h.t());
-            let mut w = warm.unwrap_or_else(|| least_squares_start(r.view(), g.view()));
-            let stats = hals::solve(r.view(), g.view(), &mut w, pen, max_iter, tol);
-            let loss = frobenius_from_products(x.squared_norm(), w.view(), r.view(), g.view());
+            let r = x.x_ht(prep.ht.view());
+            let g = prep.g.view();
+            let mut w = warm.unwrap_or_else(|| least_squares_start(r.view(), prep.g_inv.as_ref()));
+            let stats = hals::solve(r.view(), g, &mut w, pen, max_iter, tol);
+            let loss = frobenius_from_products(x.squared_norm(), w.view(), r.view(), g);
             Codes { w, stats, loss }
         }
         Solver::Multiplicative => {
             let loss = params.loss_kind();
             let mut w = warm.unwrap_or_else(|| mu::initial_codes(x, h));
-            let stats = mu::solve(x, h, ht.view(), &mut w, loss, pen, max_iter, tol);
+            let stats = mu::solve(x, h, prep.ht.view(), &mut w, loss, pen, max_iter, tol);
             let value = divergence(x, w.view(), h, loss.beta());
             Codes {
                 w,

@@ -1,0 +1,104 @@
+//! Element-wise kernels on the hot path, compiled twice: once for the baseline target and
+//! once with AVX2, picked at run time by CPU detection (so one binary runs everywhere and
+//! uses 256-bit vectors where the CPU has them).
+//!
+//! Only element-wise operations and fixed-order lane reductions live here, and nothing
+//! uses fused multiply-add, so both builds give bitwise identical results: the choice of
+//! build never changes a model.
+
+use crate::float::Float;
+
+/// Runs `$body` (an `#[inline(always)]` function) through an AVX2-compiled wrapper when
+/// the CPU supports AVX2, and through the baseline build otherwise.
+macro_rules! dispatch_avx2 {
+    (fn $name:ident<$F:ident>($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty => $body:ident) => {
+        pub(crate) fn $name<$F: Float>($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                fn wide<$F: Float>($($arg: $ty),*) -> $ret {
+                    $body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2, checked just above.
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+pub(crate) use dispatch_avx2;
+
+/// Lanes of the fixed-order reductions: eight partial sums, combined in a fixed order.
+const LANES: usize = 8;
+
+#[inline(always)]
+fn all_valid_body<F: Float>(vals: &[F], strict: bool) -> bool {
+    let inf = F::infinity();
+    // Non-short-circuit `&` inside a block vectorizes; blocks let a bad value stop the scan.
+    vals.chunks(4096).all(|c| {
+        if strict {
+            c.iter()
+                .fold(true, |ok, &v| ok & (v > F::zero()) & (v < inf))
+        } else {
+            c.iter()
+                .fold(true, |ok, &v| ok & (v >= F::zero()) & (v < inf))
+        }
+    })
+}
+
+dispatch_avx2!(fn all_valid<F>(vals: &[F], strict: bool) -> bool => all_valid_body);
+
+#[inline(always)]
+fn sum_squares_body<F: Float>(vals: &[F]) -> f64 {
+    let mut lanes = [0.0f64; LANES];
+    let mut chunks = vals.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += v.as_f64() * v.as_f64();
+        }
+    }
+    let tail: f64 = chunks
+        .remainder()
+        .iter()
+        .map(|v| v.as_f64() * v.as_f64())
+        .sum();
+    lanes.iter().sum::<f64>() + tail
+}
+
+dispatch_avx2!(fn sum_squares<F>(vals: &[F]) -> f64 => sum_squares_body);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind of bad value is caught, wherever it sits (including past the first
+    /// block and in a tail), and zero only counts as bad in strict mode.
+    #[test]
+    fn all_valid_catches_every_bad_value() {
+        let good = vec![1.0f32; 10_001];
+        assert!(all_valid(&good, true) && all_valid(&good, false));
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -1e-30] {
+            for at in [0, 4095, 4096, 10_000] {
+                let mut v = good.clone();
+                v[at] = bad;
+                assert!(!all_valid(&v, false), "{bad} at {at}");
+                assert!(!all_valid(&v, true), "{bad} at {at}");
+            }
+        }
+        let mut v = good.clone();
+        v[77] = 0.0;
+        assert!(all_valid(&v, false) && !all_valid(&v, true));
+    }
+
+    /// The dispatched sum equals the baseline build's bit for bit, and the exact value on
+    /// integers.
+    #[test]
+    fn sum_squares_matches_baseline() {
+        let v: Vec<f32> = (0..1003).map(|i| (i % 17) as f32 * 0.37).collect();
+        assert_eq!(sum_squares(&v).to_bits(), sum_squares_body(&v).to_bits());
+        let ints: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(sum_squares(&ints), 338_350.0);
+    }
+}
