@@ -42,8 +42,8 @@ struct Args {
     /// Skip the per-pass evaluation (for profiling the fit alone).
     #[arg(long)]
     no_eval: bool,
-    /// Initialization: random, nndsvd, nndsvda or nndsvdar.
-    #[arg(long, default_value = "nndsvda")]
+    /// Initialization: auto, random, nndsvd, nndsvda or nndsvdar.
+    #[arg(long, default_value = "auto")]
     init: String,
     /// Code solver tolerance (default: the library's).
     #[arg(long)]
@@ -125,7 +125,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "random" => Init::Random,
             "nndsvd" => Init::Nndsvd,
             "nndsvdar" => Init::Nndsvdar,
-            _ => Init::Nndsvda,
+            "nndsvda" => Init::Nndsvda,
+            _ => Init::Auto,
         })
         .check()?;
     let mut model = OnlineNmf::<f32>::new(params).with_threads(a.threads);

@@ -42,7 +42,8 @@ pub(crate) fn initial_dictionary<F: Float>(
             h.clone()
         }
         Init::Random => random(k, p, mean, rng),
-        Init::Nndsvd | Init::Nndsvda | Init::Nndsvdar => {
+        // `Auto` arrives resolved (`ValidParams::effective_init`); alone it means NNDSVD.
+        Init::Auto | Init::Nndsvd | Init::Nndsvda | Init::Nndsvdar => {
             let rows = x.nrows().min((SVD_SAMPLE_ENTRIES / p).max(k));
             if rows < k {
                 // Too few rows for k singular vectors: random is the honest fallback.

@@ -286,7 +286,7 @@ impl<F: Float> OnlineNmf<F> {
         parallel::validate(x, first_row, self.params.loss_kind().beta(), self.threads.0)?;
         if self.dict.is_none() {
             let h = initial_dictionary(
-                self.params.init_kind(),
+                self.params.effective_init(),
                 x,
                 self.params.rank(),
                 &mut self.rng,

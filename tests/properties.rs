@@ -26,6 +26,7 @@ fn loss() -> impl Strategy<Value = Loss> {
 
 fn init() -> impl Strategy<Value = Init> {
     prop_oneof![
+        Just(Init::Auto),
         Just(Init::Random),
         Just(Init::Nndsvd),
         Just(Init::Nndsvda),

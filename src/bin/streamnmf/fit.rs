@@ -25,6 +25,8 @@ pub enum FloatType {
 /// Initialization, as spelled on the command line.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum InitArg {
+    /// NNDSVD for HALS (Frobenius), NNDSVDa for multiplicative updates.
+    Auto,
     Random,
     Nndsvd,
     Nndsvda,
@@ -49,7 +51,7 @@ pub struct FitArgs {
     #[arg(long, default_value_t = 1.0)]
     pub forget: f64,
     /// Initialization of H from the first batch.
-    #[arg(long, value_enum, default_value = "nndsvda")]
+    #[arg(long, value_enum, default_value = "auto")]
     pub init: InitArg,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 0)]
@@ -120,6 +122,7 @@ pub fn run(a: FitArgs) -> Result<()> {
 
 fn init(i: InitArg) -> Init {
     match i {
+        InitArg::Auto => Init::Auto,
         InitArg::Random => Init::Random,
         InitArg::Nndsvd => Init::Nndsvd,
         InitArg::Nndsvda => Init::Nndsvda,
