@@ -34,6 +34,7 @@
 extern crate blas_src;
 
 pub mod batch;
+pub mod blas;
 pub mod checkpoint;
 pub mod codes;
 pub mod dictionary;
@@ -56,7 +57,8 @@ pub use error::{Error, Result};
 pub use float::Float;
 pub use loss::Loss;
 pub use model::{
-    solve_batch, solve_batch_threads, BatchReport, FitReport, LossReport, OnlineNmf, Solved,
+    codes_threads, solve_batch, solve_batch_threads, BatchReport, FitReport, LossReport, OnlineNmf,
+    Solved,
 };
 pub use params::{Init, NmfParams, Solver, ValidParams};
 

@@ -96,43 +96,83 @@ pub fn solve_batch_threads<F: Float>(
     x: MatRef<F>,
     threads: usize,
 ) -> Solved<F> {
-    let prep = Prepared::new(params, h);
-    let ranges: Vec<_> = parallel::chunks(x.nrows()).collect();
-    let parts = parallel::map_indexed(ranges.len(), threads, |c| {
-        let xc = x.slice_rows(ranges[c].clone());
-        let codes = codes::solve_prepared(params, &prep, h, xc, None);
-        let contribution = Contribution::new(params.loss_kind(), xc, codes.w.view(), h);
-        (codes, contribution)
+    let (codes, parts) = solve_chunks(params, h, x, threads, |xc, w| {
+        Contribution::new(params.loss_kind(), xc, w, h)
     });
     let mut parts = parts.into_iter();
-    let Some((first_codes, mut contribution)) = parts.next() else {
-        // An empty batch (validation rejects these before a fit gets here).
-        let codes = codes::solve_prepared(params, &prep, h, x, None);
-        let contribution = Contribution::new(params.loss_kind(), x, codes.w.view(), h);
-        return Solved {
-            codes,
-            contribution,
-        };
-    };
-    let (k, n) = (h.nrows(), x.nrows());
-    let mut w = Array2::zeros((n, k));
-    let mut stats = first_codes.stats;
-    let mut loss = first_codes.loss;
-    let mut row = first_codes.w.nrows();
-    w.slice_mut(s![..row, ..]).assign(&first_codes.w);
-    for (codes, part) in parts {
-        let rows = codes.w.nrows();
-        w.slice_mut(s![row..row + rows, ..]).assign(&codes.w);
-        row += rows;
-        stats.iterations = stats.iterations.max(codes.stats.iterations);
-        stats.converged &= codes.stats.converged;
-        loss += codes.loss;
+    let mut contribution = parts
+        .next()
+        .unwrap_or_else(|| Contribution::new(params.loss_kind(), x, codes.w.view(), h));
+    for part in parts {
         contribution.add(&part);
     }
     Solved {
-        codes: Codes { w, stats, loss },
+        codes,
         contribution,
     }
+}
+
+/// The codes of `x` against `h` on up to `threads` threads, in fixed chunks (see
+/// [`solve_batch_threads`]): what the pipeline's `transform` runs per batch.
+///
+/// ```
+/// use ndarray::Array2;
+/// use streamnmf::{codes_threads, NmfParams};
+/// let params = NmfParams::new(2).check().unwrap();
+/// let h = ndarray::array![[1.0f32, 0.0, 1.0], [0.0, 1.0, 1.0]];
+/// let x = Array2::from_shape_fn((700, 3), |(i, j)| ((i * j) % 3) as f32);
+/// let codes = codes_threads(&params, h.view(), (&x).into(), 2);
+/// assert_eq!(codes.w.dim(), (700, 2));
+/// assert!(codes.w.iter().all(|&v| v >= 0.0));
+/// ```
+pub fn codes_threads<F: Float>(
+    params: &ValidParams,
+    h: ArrayView2<F>,
+    x: MatRef<F>,
+    threads: usize,
+) -> Codes<F> {
+    solve_chunks(params, h, x, threads, |_, _| ()).0
+}
+
+/// Solves `x` chunk by chunk on up to `threads` threads; `extra` runs on each chunk and
+/// its codes while the chunk is still in cache. Returns the codes of the whole batch and
+/// the `extra` results in chunk order.
+fn solve_chunks<F: Float, T: Send>(
+    params: &ValidParams,
+    h: ArrayView2<F>,
+    x: MatRef<F>,
+    threads: usize,
+    extra: impl Fn(MatRef<F>, ArrayView2<F>) -> T + Sync,
+) -> (Codes<F>, Vec<T>) {
+    crate::blas::single_threaded();
+    let prep = Prepared::new(params, h);
+    let ranges: Vec<_> = parallel::chunks(x.nrows()).collect();
+    if ranges.len() <= 1 {
+        let codes = codes::solve_prepared(params, &prep, h, x, None);
+        let t = extra(x, codes.w.view());
+        return (codes, vec![t]);
+    }
+    let parts = parallel::map_indexed(ranges.len(), threads, |c| {
+        let xc = x.slice_rows(ranges[c].clone());
+        let codes = codes::solve_prepared(params, &prep, h, xc, None);
+        let t = extra(xc, codes.w.view());
+        (codes, t)
+    });
+    let mut w = Array2::zeros((x.nrows(), h.nrows()));
+    let mut stats = codes::SolveStats {
+        iterations: 0,
+        converged: true,
+    };
+    let mut loss = 0.0;
+    let mut extras = Vec::with_capacity(parts.len());
+    for (range, (codes, t)) in ranges.into_iter().zip(parts) {
+        w.slice_mut(s![range, ..]).assign(&codes.w);
+        stats.iterations = stats.iterations.max(codes.stats.iterations);
+        stats.converged &= codes.stats.converged;
+        loss += codes.loss;
+        extras.push(t);
+    }
+    (Codes { w, stats, loss }, extras)
 }
 
 /// Online (mini-batch) NMF: X (n × p) ≈ W (n × k) · H (k × p).
@@ -175,7 +215,7 @@ struct Threads(usize);
 
 impl Default for Threads {
     fn default() -> Self {
-        Self(1)
+        Self(parallel::default_threads())
     }
 }
 
@@ -188,6 +228,7 @@ impl PartialEq for Threads {
 impl<F: Float> OnlineNmf<F> {
     /// A model with no dictionary yet: the first batch initializes it.
     pub fn new(params: ValidParams) -> Self {
+        crate::blas::single_threaded();
         Self {
             rng: ChaCha8Rng::seed_from_u64(params.seed_value()),
             params,
@@ -202,8 +243,8 @@ impl<F: Float> OnlineNmf<F> {
         }
     }
 
-    /// Solves each batch on up to `threads` threads (default 1). The model learned is
-    /// bitwise the same for any thread count (see [`solve_batch_threads`]).
+    /// Solves each batch on up to `threads` threads (default: all cores). The model
+    /// learned is bitwise the same for any thread count (see [`solve_batch_threads`]).
     ///
     /// ```
     /// use ndarray::Array2;

@@ -20,6 +20,15 @@ use crate::float::Float;
 /// that read it.
 pub const CHUNK_ROWS: usize = 256;
 
+/// The default thread count: the cores available to this process (1 when unknown).
+///
+/// ```
+/// assert!(streamnmf::parallel::default_threads() >= 1);
+/// ```
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// The row ranges of the chunks of `n` rows.
 pub(crate) fn chunks(n: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
     (0..n)

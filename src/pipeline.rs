@@ -32,17 +32,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::Batch;
 use crate::checkpoint::{CheckpointDir, InputPosition, Metadata, RunState};
-use crate::codes;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::io::{BatchIter, BatchSource};
-use crate::model::{solve_batch, BatchReport, OnlineNmf};
+use crate::model::{codes_threads, solve_batch_threads, BatchReport, OnlineNmf};
 
 /// How the engine runs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PipelineOptions {
-    /// Solver worker threads.
+    /// Solver worker threads: batches solved at the same time (needs staleness ≥ 1 to
+    /// overlap).
     pub solver_threads: usize,
+    /// Threads each solver uses inside one batch, on fixed row chunks: never changes the
+    /// result (see [`crate::solve_batch_threads`]).
+    #[serde(default = "crate::parallel::default_threads")]
+    pub batch_threads: usize,
     /// Staleness s: batch t is solved against dictionary version t − s (0 = lockstep).
     pub staleness: usize,
     /// Capacity, in batches, of each of the two channels.
@@ -55,11 +59,12 @@ pub struct PipelineOptions {
 }
 
 impl Default for PipelineOptions {
-    /// One solver thread, staleness 1 (the solver works on batch t + 1 while the updater
-    /// applies batch t), queues of 2 batches, one epoch.
+    /// One solver thread using all cores inside each batch, staleness 1 (the solver works
+    /// on batch t + 1 while the updater applies batch t), queues of 2 batches, one epoch.
     fn default() -> Self {
         Self {
             solver_threads: 1,
+            batch_threads: crate::parallel::default_threads(),
             staleness: 1,
             queue_depth: 2,
             epochs: 1,
@@ -213,6 +218,10 @@ fn check_options(opts: &PipelineOptions) -> Result<()> {
     if opts.solver_threads == 0 {
         return Err(Error::ZeroIterations("solver_threads"));
     }
+    if opts.batch_threads == 0 {
+        return Err(Error::ZeroIterations("batch_threads"));
+    }
+    crate::blas::single_threaded();
     if opts.queue_depth == 0 {
         return Err(Error::ZeroIterations("queue_depth"));
     }
@@ -548,7 +557,12 @@ pub fn fit_with<F: Float>(
             if opts.panic_in_solver_at == Some(item.seq) {
                 panic!("injected solver panic at batch {}", item.seq);
             }
-            Ok(Some(solve_batch(&params, h.view(), item.batch.view())))
+            Ok(Some(solve_batch_threads(
+                &params,
+                h.view(),
+                item.batch.view(),
+                opts.batch_threads,
+            )))
         },
         |item, solved| {
             if item.epoch != position.epoch {
@@ -649,7 +663,7 @@ pub fn transform<F: Float>(
                 panic!("injected solver panic at batch {}", item.seq);
             }
             Ok(Some(
-                codes::solve(&params, h.view(), item.batch.view(), None).w,
+                codes_threads(&params, h.view(), item.batch.view(), opts.batch_threads).w,
             ))
         },
         |item, w| {

@@ -30,6 +30,7 @@ fn params(loss: Loss) -> streamnmf::ValidParams {
 fn opts(threads: usize, staleness: usize, epochs: usize) -> PipelineOptions {
     PipelineOptions {
         solver_threads: threads,
+        batch_threads: 1,
         staleness,
         queue_depth: 2,
         epochs,
@@ -81,6 +82,34 @@ fn any_staleness_is_deterministic() {
             assert_eq!(run(3), a, "staleness {s}");
         }
         assert_eq!(run(2), a, "staleness {s}");
+    }
+}
+
+/// Threads inside a batch (fixed 256-row chunks) never change the model, in `fit` and in
+/// `transform`, alone or with several solvers.
+#[test]
+fn batch_threads_never_change_the_result() {
+    let x = data().mapv(|v| v as f32);
+    let run = |solvers, batch_threads| {
+        let mut m = OnlineNmf::<f32>::new(params(Loss::Frobenius));
+        let o = PipelineOptions {
+            batch_threads,
+            ..opts(solvers, 1, 2)
+        };
+        fit(&mut m, &mut MemorySource::new(x.clone(), 700), &o, |_| {}).unwrap();
+        let mut codes = Vec::new();
+        transform(&m, &mut MemorySource::new(x.clone(), 700), &o, |_, w| {
+            codes.push(w);
+            Ok(())
+        })
+        .unwrap();
+        (m, codes)
+    };
+    let (m1, c1) = run(1, 1);
+    for (solvers, batch_threads) in [(1, 2), (1, 3), (2, 2)] {
+        let (m, c) = run(solvers, batch_threads);
+        assert_eq!(m, m1, "{solvers} solvers x {batch_threads} threads");
+        assert_eq!(c, c1);
     }
 }
 

@@ -82,17 +82,8 @@ fn least_squares_start<F: Float>(r: ArrayView2<F>, g_inv: Option<&Array2<F>>) ->
 }
 
 /// Solves the codes of `x` against `h` (k × p) with the solver, loss and W penalties of
-/// `params`, starting from `warm` when given.
-pub(crate) fn solve<F: Float>(
-    params: &ValidParams,
-    h: ArrayView2<F>,
-    x: MatRef<F>,
-    warm: Option<Array2<F>>,
-) -> Codes<F> {
-    solve_prepared(params, &Prepared::new(params, h), h, x, warm)
-}
-
-/// [`solve`] with the shared products already computed.
+/// `params`, starting from `warm` when given; `prep` holds the products of `h` shared by
+/// every chunk of a batch.
 pub(crate) fn solve_prepared<F: Float>(
     params: &ValidParams,
     prep: &Prepared<F>,

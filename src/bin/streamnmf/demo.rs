@@ -40,9 +40,9 @@ pub struct DemoArgs {
     /// Passes over the data.
     #[arg(long, default_value_t = 4)]
     epochs: usize,
-    /// Solver threads.
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
+    /// Threads solving each batch (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
     /// Seed of the data and the fit.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -52,13 +52,6 @@ pub struct DemoArgs {
 }
 
 const CHUNK: usize = 65_536;
-
-impl DemoArgs {
-    /// Solver threads asked for.
-    pub fn threads(&self) -> usize {
-        self.threads
-    }
-}
 
 pub fn run(a: DemoArgs) -> Result<()> {
     let tmp = tempfile::tempdir().context("temporary directory")?;
@@ -128,7 +121,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let mut model = OnlineNmf::<f32>::new(params);
     let mut source =
         FileSource::<f32>::open(std::slice::from_ref(&path), InputOptions::new(a.batch_size))?;
-    let popts = pipeline_options(a.threads, None, 2, a.epochs);
+    let popts = pipeline_options(a.threads, 1, None, 2, a.epochs);
     let mut progress = Progress::new(Some((a.rows * a.epochs) as u64), false);
     let report = pipeline::fit(&mut model, &mut source, &popts, |r| progress.batch(r))?;
     progress.finish();

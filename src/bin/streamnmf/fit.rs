@@ -56,10 +56,15 @@ pub struct FitArgs {
     /// Seed of every random choice.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Solver threads.
+    /// Threads solving each batch, on fixed row chunks (default: all cores). Never changes
+    /// the result.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Batches solved at once. Above 1, batch t is solved against an older dictionary
+    /// (see --staleness), which changes the result.
     #[arg(long, default_value_t = 1)]
-    pub threads: usize,
-    /// Staleness s: batch t is solved against dictionary version t - s (default: threads).
+    pub solvers: usize,
+    /// Staleness s: batch t is solved against dictionary version t - s (default: solvers).
     #[arg(long)]
     pub staleness: Option<usize>,
     /// Batches buffered between threads (per queue).
@@ -130,15 +135,22 @@ fn init(i: InitArg) -> Init {
     }
 }
 
+/// The cores of this machine (1 when unknown): the default `--threads`.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 pub fn pipeline_options(
-    threads: usize,
+    threads: Option<usize>,
+    solvers: usize,
     staleness: Option<usize>,
     queue: usize,
     epochs: usize,
 ) -> PipelineOptions {
     PipelineOptions {
-        solver_threads: threads,
-        staleness: staleness.unwrap_or(threads),
+        solver_threads: solvers,
+        batch_threads: threads.unwrap_or_else(cores),
+        staleness: staleness.unwrap_or(solvers),
         queue_depth: queue,
         epochs,
         panic_in_solver_at: None,
@@ -254,7 +266,7 @@ fn fit<F: Float>(a: FitArgs) -> Result<()> {
         );
     }
     let names = source.feature_names();
-    let popts = pipeline_options(a.threads, a.staleness, a.queue_depth, epochs);
+    let popts = pipeline_options(a.threads, a.solvers, a.staleness, a.queue_depth, epochs);
 
     // What this run is; a resumed run must be the same run.
     let this_run = if resume_from.is_some() {

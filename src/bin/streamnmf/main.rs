@@ -44,13 +44,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let solver_threads = match &cli.command {
-        Command::Fit(a) => a.threads,
-        Command::Transform(a) => a.threads,
-        Command::Demo(a) => a.threads(),
-        Command::Inspect(_) => 1,
-    };
-    blas_threads(solver_threads);
+    // streamnmf runs its own threads; OpenBLAS's would fight them and make results
+    // depend on the thread count (see `streamnmf::blas`). OPENBLAS_NUM_THREADS wins.
+    streamnmf::blas::single_threaded();
     match cli.command {
         Command::Fit(a) => fit::run(*a),
         Command::Transform(a) => transform::run(a),
@@ -77,22 +73,6 @@ fn read_model(path: &std::path::Path) -> anyhow::Result<(Vec<u8>, bool)> {
     let bytes = std::fs::read(path).map_err(|e| streamnmf::Error::Io(e).in_file(path))?;
     let f64 = streamnmf::checkpoint::float_type(&bytes).map_err(|e| e.in_file(path))? == "f64";
     Ok((bytes, f64))
-}
-
-extern "C" {
-    // OpenBLAS's own API (the binary links the system libopenblas).
-    fn openblas_set_num_threads(n: std::os::raw::c_int);
-}
-
-/// With several solver threads the pipeline already fills the cores, and OpenBLAS's idle
-/// workers spin (sched_yield) against them: measured 4.25 s -> 2.94 s on a 20000 x 1000
-/// fit with 2 solver threads. One solver thread keeps OpenBLAS's default. An explicit
-/// OPENBLAS_NUM_THREADS always wins.
-fn blas_threads(solver_threads: usize) {
-    if solver_threads >= 2 && std::env::var_os("OPENBLAS_NUM_THREADS").is_none() {
-        // SAFETY: a plain setter in OpenBLAS, called before any other thread exists.
-        unsafe { openblas_set_num_threads(1) };
-    }
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default: warnings only).

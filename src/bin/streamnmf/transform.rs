@@ -25,9 +25,9 @@ pub struct TransformArgs {
     /// Codes file to write (Parquet: `id` if the input has one, then c0..c{k-1}).
     #[arg(long)]
     pub out: PathBuf,
-    /// Solver threads.
-    #[arg(long, default_value_t = 1)]
-    pub threads: usize,
+    /// Threads solving each batch (default: all cores). Never changes the codes.
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Print a JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
@@ -64,7 +64,7 @@ fn transform<F: Float>(a: TransformArgs, bytes: &[u8]) -> Result<()> {
     let mut source = a.input.open::<F>(opts)?;
     let mut progress = Progress::new(None, a.quiet);
     let mut writer: Option<CodesWriter<F>> = None;
-    let popts = pipeline_options(a.threads, None, 2, 1);
+    let popts = pipeline_options(a.threads, 1, None, 2, 1);
     let report = pipeline::transform(&model, source.as_mut(), &popts, |b, w| {
         progress.rows(w.nrows() as u64);
         let wr = match writer.as_mut() {
