@@ -36,9 +36,9 @@ struct Args {
     /// Dictionary sweeps per batch (default: the library's).
     #[arg(long)]
     dict_iter: Option<usize>,
-    /// Threads per batch (the model does not depend on it).
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
+    /// Threads per batch (default: all cores; the model does not depend on it).
+    #[arg(long)]
+    threads: Option<usize>,
     /// Skip the per-pass evaluation (for profiling the fit alone).
     #[arg(long)]
     no_eval: bool,
@@ -129,7 +129,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             _ => Init::Auto,
         })
         .check()?;
-    let mut model = OnlineNmf::<f32>::new(params).with_threads(a.threads);
+    let mut model = OnlineNmf::<f32>::new(params);
+    if let Some(t) = a.threads {
+        model.set_threads(t);
+    }
     let (n, b) = (xv.nrows(), a.batch_size);
     let mut fit_secs = 0.0;
     for pass in 0..a.passes {

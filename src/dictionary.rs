@@ -20,13 +20,13 @@
 
 use std::borrow::Cow;
 
-use ndarray::linalg::general_mat_vec_mul;
-use ndarray::{Array1, Array2, ArrayView2, Axis, Zip};
+use ndarray::{s, Array1, Array2, ArrayView2, Axis, Zip};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::batch::{reconstruct_into, MatRef};
+use crate::codes::hals;
 use crate::float::Float;
 use crate::loss::{pow, Loss, CLIP};
 use crate::params::ValidParams;
@@ -229,10 +229,23 @@ impl<F: Float> Dictionary<F> {
     /// (used only to re-seed dead atoms) and `rng` the model's seeded generator.
     pub fn apply(
         &mut self,
+        c: Contribution<F>,
+        x: MatRef<F>,
+        params: &ValidParams,
+        rng: &mut ChaCha8Rng,
+    ) -> UpdateStats {
+        self.apply_threads(c, x, params, rng, 1)
+    }
+
+    /// [`apply`](Self::apply) with the H update spread over up to `threads` threads, on
+    /// fixed blocks of columns: the result does not depend on `threads`.
+    pub fn apply_threads(
+        &mut self,
         mut c: Contribution<F>,
         x: MatRef<F>,
         params: &ValidParams,
         rng: &mut ChaCha8Rng,
+        threads: usize,
     ) -> UpdateStats {
         let rho = F::from_f64(params.forget_factor());
         let frobenius = self.loss.beta() == 2.0;
@@ -277,7 +290,14 @@ impl<F: Float> Dictionary<F> {
         let (l1, l2) = (F::from_f64(l1), F::from_f64(l2));
         let sweeps = if frobenius {
             let (max_iter, tol) = params.dict_limits();
-            hals_dictionary(&mut self.h, a.view(), b.view(), (l1, l2), max_iter, tol)
+            hals_dictionary(
+                &mut self.h,
+                a.view(),
+                b.view(),
+                (l1, l2),
+                (max_iter, tol),
+                threads,
+            )
         } else {
             let gamma = self.loss.mu_exponent();
             Zip::from(&mut self.h)
@@ -356,42 +376,38 @@ impl<F: Float> Dictionary<F> {
     }
 }
 
-/// Block coordinate descent on the rows of H from statistics (A, B); returns the sweeps.
+/// Coordinate descent on H from statistics (A, B); returns the most sweeps any block took.
+///
+/// The columns of H are independent given A and B: column c solves the k-dimensional
+/// problem `min ½ hᵀA h − B_cᵀh + penalties`, the same problem as one row's codes with
+/// `G = A` and `r = B_c`. So H is updated as `Hᵀ` by the code solver (64 columns per
+/// vector block), in fixed blocks of columns shared by the threads. Each block sweeps
+/// coordinates j = 0..k in order, exactly as row-wise block coordinate descent would,
+/// and stops when its own relative change is below `tol`.
 fn hals_dictionary<F: Float>(
     h: &mut Array2<F>,
     a: ArrayView2<F>,
     b: ArrayView2<F>,
-    (l1, l2): (F, F),
-    max_iter: usize,
-    tol: f64,
+    pen: (F, F),
+    (max_iter, tol): (usize, f64),
+    threads: usize,
 ) -> usize {
-    let (k, p) = h.dim();
-    let mut ah = Array1::<F>::zeros(p);
-    for sweep in 1..=max_iter {
-        let (mut delta, mut norm) = (0.0f64, 0.0f64);
-        for j in 0..k {
-            let denom = a[[j, j]] + l2;
-            if denom <= F::zero() {
-                continue;
-            }
-            // ah = A_j H (uses the rows already updated in this sweep).
-            general_mat_vec_mul(F::one(), &h.t(), &a.row(j), F::zero(), &mut ah);
-            Zip::from(h.row_mut(j))
-                .and(b.row(j))
-                .and(&ah)
-                .for_each(|hv, &bv, &av| {
-                    let new = (*hv + (bv - av - l1 - l2 * *hv) / denom).max(F::zero());
-                    let d = (new - *hv).as_f64();
-                    delta += d * d;
-                    norm += new.as_f64() * new.as_f64();
-                    *hv = new;
-                });
-        }
-        if delta <= tol * tol * norm {
-            return sweep;
-        }
+    let p = h.ncols();
+    let bt = b.t().as_standard_layout().into_owned();
+    let ht = h.t().as_standard_layout().into_owned();
+    let blocks: Vec<_> = crate::parallel::chunks(p).collect();
+    let parts = crate::parallel::map_indexed(blocks.len(), threads, |i| {
+        let cols = blocks[i].clone();
+        let mut hb = ht.slice(s![cols.clone(), ..]).to_owned();
+        let stats = hals::solve(bt.slice(s![cols, ..]), a, &mut hb, pen, max_iter, tol);
+        (hb, stats.iterations)
+    });
+    let mut sweeps = 0;
+    for (cols, (hb, it)) in blocks.into_iter().zip(parts) {
+        h.slice_mut(s![.., cols]).assign(&hb.t());
+        sweeps = sweeps.max(it);
     }
-    max_iter
+    sweeps
 }
 
 #[cfg(test)]

@@ -146,7 +146,7 @@ fn solve_chunks<F: Float, T: Send>(
 ) -> (Codes<F>, Vec<T>) {
     crate::blas::single_threaded();
     let prep = Prepared::new(params, h);
-    let ranges: Vec<_> = parallel::chunks(x.nrows()).collect();
+    let ranges = parallel::batch_chunks(x, h.nrows());
     if ranges.len() <= 1 {
         let codes = codes::solve_prepared(params, &prep, h, x, None);
         let t = extra(x, codes.w.view());
@@ -345,7 +345,8 @@ impl<F: Float> OnlineNmf<F> {
             codes,
             contribution,
         } = solved;
-        let update = dict.apply(contribution, x, &self.params, &mut self.rng);
+        let update =
+            dict.apply_threads(contribution, x, &self.params, &mut self.rng, self.threads.0);
         let report = BatchReport {
             seq: self.batches,
             rows: x.nrows(),

@@ -31,9 +31,28 @@ pub fn default_threads() -> usize {
 
 /// The row ranges of the chunks of `n` rows.
 pub(crate) fn chunks(n: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
-    (0..n)
-        .step_by(CHUNK_ROWS)
-        .map(move |s| s..(s + CHUNK_ROWS).min(n))
+    chunks_of(n, CHUNK_ROWS)
+}
+
+fn chunks_of(n: usize, rows: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    (0..n).step_by(rows).map(move |s| s..(s + rows).min(n))
+}
+
+/// The chunks of a batch solved for `k` components. Dense: [`CHUNK_ROWS`] rows. Sparse:
+/// each chunk's statistics are a dense k × p block to sum, so a chunk takes enough rows
+/// (a multiple of [`CHUNK_ROWS`]) to hold at least k·p/4 stored entries, keeping that sum
+/// under a quarter of the chunk's own work. Depends on the data, never on the threads.
+pub(crate) fn batch_chunks<F: Float>(x: MatRef<F>, k: usize) -> Vec<std::ops::Range<usize>> {
+    let n = x.nrows();
+    let rows = match x {
+        MatRef::Dense(_) => CHUNK_ROWS,
+        MatRef::Csr(_) => {
+            let per_row = (x.nnz() as f64 / n.max(1) as f64).max(1.0);
+            let want = (k * x.ncols()) as f64 / 4.0 / per_row;
+            CHUNK_ROWS * ((want / CHUNK_ROWS as f64).ceil() as usize).max(1)
+        }
+    };
+    chunks_of(n, rows).collect()
 }
 
 /// `f` applied to every chunk index in `0..count`, on up to `threads` threads (the caller's
@@ -112,6 +131,21 @@ mod tests {
         let c: Vec<_> = chunks(600).collect();
         assert_eq!(c, vec![0..256, 256..512, 512..600]);
         assert_eq!(chunks(0).count(), 0);
+    }
+
+    /// Sparse chunks grow with k·p over the stored entries per row; dense ones do not.
+    #[test]
+    fn sparse_chunks_hold_enough_entries() {
+        let dense = ndarray::Array2::<f32>::ones((1000, 400));
+        assert_eq!(batch_chunks(MatRef::from(&dense), 20).len(), 4);
+        let mut sparse = ndarray::Array2::<f32>::zeros((4000, 400));
+        for i in 0..4000 {
+            sparse[[i, i % 400]] = 1.0;
+        }
+        let csr = crate::CsrMatrix::from_dense(sparse.view());
+        // k·p/4 = 2000 entries at 1 per row: 2048-row chunks.
+        let c = batch_chunks(MatRef::from(&csr), 20);
+        assert_eq!(c, vec![0..2048, 2048..4000]);
     }
 
     /// The parallel scan reports the same (first) error as the sequential one.

@@ -65,15 +65,24 @@ def make(case, out):
         mean = w @ h
         x = rng.poisson(mean * (20.0 / mean.mean())).astype(np.float32)
     else:
+        # Recommender-like planted counts: each item profile (atom) covers 75 random
+        # columns, each user (row) mixes one or two profiles, and the entries are Poisson
+        # counts of W H on its support: about 0.5% dense and genuinely low-rank.
         import scipy.sparse as sp
         n, p, k = c["n"], c["p"], c["k"]
-        w, h = planted(n, p, k, rng, density=0.3)
-        per_row = int(0.005 * p)
-        rows = np.repeat(np.arange(n), per_row)
-        cols = np.concatenate([rng.choice(p, per_row, replace=False) for _ in range(n)])
-        lam = np.einsum("ij,ij->i", w[rows], h[:, cols].T)
-        vals = (1 + rng.poisson(3.0 * lam / lam.mean())).astype(np.float32)
-        x = sp.csr_matrix((vals, (rows, cols)), shape=(n, p), dtype=np.float32)
+        per_atom = int(0.005 * p * 0.75)
+        h = np.zeros((k, p))
+        for j in range(k):
+            h[j, rng.choice(p, per_atom, replace=False)] = 0.5 + rng.random(per_atom)
+        w = np.zeros((n, k))
+        rows = np.arange(n)
+        w[rows, rng.integers(0, k, n)] = 0.5 + rng.random(n)
+        two = rng.random(n) < 0.5
+        w[rows[two], rng.integers(0, k, two.sum())] += 0.5 + rng.random(two.sum())
+        x = (sp.csr_matrix(w) @ sp.csr_matrix(h)).tocsr()
+        x.data = rng.poisson(3.0 * x.data / x.data.mean()).astype(np.float64)
+        x.eliminate_zeros()
+        x = x.astype(np.float32)
         x.sort_indices()
     import pyarrow as pa
     import pyarrow.parquet as pq
