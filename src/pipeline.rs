@@ -8,6 +8,12 @@
 //!          └── bounded(queue) ────────┴──── bounded(queue) ──────────┘
 //! ```
 //!
+//! Two helpers live outside this file, both scoped to one step: a file source decodes
+//! record batches on a `streamnmf-decode` thread, at most two ahead, behind a bounded
+//! channel (`io::source`, so decoding overlaps conversion; dropped with the epoch's
+//! iterator), and each solver spreads a batch's fixed row chunks over `batch_threads`
+//! scoped threads (`parallel`), joined before the batch leaves the solver.
+//!
 //! * **Back-pressure**: both channels are bounded, and batch `t` cannot be solved before
 //!   dictionary version `t − s` exists, so at most `2·queue + N + s` batches are in flight:
 //!   memory is bounded by the batch size, never by the input.
