@@ -337,6 +337,8 @@ fn null_value() {
 fn negative_value_and_nan() {
     let mut x = data(3000, 8);
     x[[1234, 5]] = -1.0;
+    // A later row in an earlier column: the first bad value in row order is reported.
+    x[[1500, 1]] = -2.0;
     let dir = dir_with(&x);
     fails(
         &["fit", "x.parquet", "-k", "2", "--out", "m.snmf"],

@@ -308,28 +308,35 @@ impl Converter {
                     .iter()
                     .map(|a| a.as_primitive::<F::Arrow>().values().as_ref())
                     .collect();
-                // Column-major to row-major in blocks of rows, so the destination rows stay
-                // in cache while the columns stream through; values are checked on the way.
+                // Values are checked a whole column at a time (a vectorized scan; the
+                // element walk only runs to locate a bad value), then moved column-major to
+                // row-major in blocks of rows, so the destination rows stay in cache while
+                // the columns stream through.
+                let mut first_bad: Option<(usize, usize)> = None;
+                for (j, col) in vals.iter().enumerate() {
+                    if !crate::kernels::all_valid(col, self.beta <= 0.0) {
+                        let bad = col
+                            .iter()
+                            .position(|&v| check_value(v, 0, "", self.beta).is_err());
+                        if let Some(i) = bad {
+                            // Report the first bad value in row order, as a row scan would.
+                            if first_bad.is_none_or(|(bi, _)| i < bi) {
+                                first_bad = Some((i, j));
+                            }
+                        }
+                    }
+                }
+                if let Some((i, j)) = first_bad {
+                    check_value(vals[j][i], row0 + i as u64, &cols[j], self.beta)?;
+                }
                 let mut out = vec![F::zero(); n * p];
                 const BLOCK: usize = 64;
                 for r0 in (0..n).step_by(BLOCK) {
                     let r1 = (r0 + BLOCK).min(n);
+                    let dst = &mut out[r0 * p..r1 * p];
                     for (j, col) in vals.iter().enumerate() {
-                        for (i, &v) in col[r0..r1].iter().enumerate() {
-                            out[(r0 + i) * p + j] = v;
-                        }
-                        if col[r0..r1].iter().any(|&v| {
-                            !(v >= F::zero() && v.is_finite())
-                                || (self.beta <= 0.0 && v == F::zero())
-                        }) {
-                            let i = (r0..r1)
-                                .find(|&i| {
-                                    let v = col[i];
-                                    !(v >= F::zero() && v.is_finite())
-                                        || (self.beta <= 0.0 && v == F::zero())
-                                })
-                                .expect("found above");
-                            check_value(col[i], row0 + i as u64, &cols[j], self.beta)?;
+                        for (row, &v) in dst.chunks_exact_mut(p).zip(&col[r0..r1]) {
+                            row[j] = v;
                         }
                     }
                 }
