@@ -10,7 +10,7 @@ process, so its peak RSS is its own. Reported per method:
 * streamnmf's seconds to reach each peer's final loss, and the ratio.
 
 streamnmf runs through its in-memory API (examples/trajectory.rs: per-pass trajectory,
-evaluation untimed) and through its CLI on Parquet (`fit --threads 1 --staleness 0`, which
+evaluation untimed) and through its CLI on Parquet (`fit --staleness 0`, which
 follows the in-memory trajectory bit for bit), timed as a whole process.
 
 The Python side runs with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset; the BLAS that ran is
@@ -219,7 +219,7 @@ def run_cli(case, data, epochs):
     c = CASES[case]
     b = os.environ.get("STREAMNMF_BIN", "target/release")
     cmd = [f"{b}/streamnmf", "fit", data + ".parquet", "-k", str(c["k"]), "--epochs", str(epochs),
-           "--batch-size", str(c["batch"]), "--threads", "1", "--staleness", "0", "--json", "-q",
+           "--batch-size", str(c["batch"]), "--staleness", "0", "--json", "-q",
            "--out", data + ".snmf"]
     if c["kind"] == "poisson":
         cmd += ["--loss", "kl"]
