@@ -458,9 +458,9 @@ impl<F: Float> OnlineNmf<F> {
     }
 
     /// Codes W (n × k) of new rows with H fixed (the model does not change): folds in new
-    /// users or audio frames. Works in chunks of `batch_size` rows.
+    /// users or audio frames. Works in fixed row chunks on the model's threads.
     pub fn transform<'a>(&self, x: impl Into<MatRef<'a, F>>) -> Result<Array2<F>> {
-        Ok(self.codes_in_chunks(x.into(), None)?.0)
+        Ok(self.codes_in_chunks(x.into(), None, false)?.0)
     }
 
     /// Like [`transform`](Self::transform), warm-started from given codes `w0` (n × k).
@@ -477,7 +477,7 @@ impl<F: Float> OnlineNmf<F> {
                 found: w0.ncols(),
             });
         }
-        Ok(self.codes_in_chunks(x, Some(w0))?.0)
+        Ok(self.codes_in_chunks(x, Some(w0), false)?.0)
     }
 
     /// `W H`: the reconstruction of rows from their codes.
@@ -495,7 +495,7 @@ impl<F: Float> OnlineNmf<F> {
     /// The loss over a whole data set, with each row's optimal codes for the current H.
     pub fn loss<'a>(&self, x: impl Into<MatRef<'a, F>>) -> Result<LossReport> {
         let x = x.into();
-        let (_, loss) = self.codes_in_chunks(x, None)?;
+        let (_, loss) = self.codes_in_chunks(x, None, true)?;
         let relative_error = (self.params.loss_kind().beta() == 2.0)
             .then(|| (2.0 * loss / x.squared_norm().max(f64::MIN_POSITIVE)).sqrt());
         Ok(LossReport {
@@ -506,7 +506,12 @@ impl<F: Float> OnlineNmf<F> {
     }
 
     /// Codes of `x` chunk by chunk, and the exact total loss at them.
-    fn codes_in_chunks(&self, x: MatRef<F>, w0: Option<ArrayView2<F>>) -> Result<(Array2<F>, f64)> {
+    fn codes_in_chunks(
+        &self,
+        x: MatRef<F>,
+        w0: Option<ArrayView2<F>>,
+        with_loss: bool,
+    ) -> Result<(Array2<F>, f64)> {
         let h = self.components()?;
         if x.ncols() != h.ncols() {
             return Err(Error::WidthMismatch {
@@ -515,22 +520,27 @@ impl<F: Float> OnlineNmf<F> {
             });
         }
         parallel::validate(x, 0, self.params.loss_kind().beta(), self.threads.0)?;
-        let (n, b) = (x.nrows(), self.params.batch_rows());
-        let starts: Vec<usize> = (0..n).step_by(b).collect();
+        let ranges = parallel::batch_chunks(x, h.nrows());
         let prep = Prepared::new(&self.params, h);
         let beta = self.params.loss_kind().beta();
-        let parts = parallel::map_indexed(starts.len(), self.threads.0, |c| {
-            let (start, end) = (starts[c], (starts[c] + b).min(n));
-            let xb = x.slice_rows(start..end);
-            let warm = w0.map(|w0| w0.slice(s![start..end, ..]).to_owned());
+        let parts = parallel::map_indexed(ranges.len(), self.threads.0, |c| {
+            let r = ranges[c].clone();
+            let xb = x.slice_rows(r.clone());
+            let warm = w0.map(|w0| w0.slice(s![r, ..]).to_owned());
             let Codes { w: wb, .. } = codes::solve_prepared(&self.params, &prep, h, xb, warm);
-            let loss = divergence(xb, wb.view(), h, beta);
+            // The exact divergence, not the solver's expanded form (which loses digits to
+            // cancellation near a perfect fit); only when asked for.
+            let loss = if with_loss {
+                divergence(xb, wb.view(), h, beta)
+            } else {
+                0.0
+            };
             (wb, loss)
         });
-        let mut w = Array2::zeros((n, h.nrows()));
+        let mut w = Array2::zeros((x.nrows(), h.nrows()));
         let mut loss = 0.0;
-        for (start, (wb, l)) in starts.into_iter().zip(parts) {
-            w.slice_mut(s![start..start + wb.nrows(), ..]).assign(&wb);
+        for (r, (wb, l)) in ranges.into_iter().zip(parts) {
+            w.slice_mut(s![r, ..]).assign(&wb);
             loss += l;
         }
         Ok((w, loss))
