@@ -177,6 +177,10 @@ fn solve_chunks<F: Float, T: Send>(
 
 /// Online (mini-batch) NMF: X (n × p) ≈ W (n × k) · H (k × p).
 ///
+/// Each batch is solved on all cores by default ([`with_threads`](Self::with_threads));
+/// creating a model sets OpenBLAS to one thread per call, process-wide, unless
+/// `OPENBLAS_NUM_THREADS` is set (see [`crate::blas`] for why).
+///
 /// ```
 /// use ndarray::Array2;
 /// use streamnmf::{NmfParams, OnlineNmf};

@@ -56,8 +56,8 @@ pub struct FitArgs {
     /// Seed of every random choice.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Threads solving each batch, on fixed row chunks (default: all cores). Never changes
-    /// the result.
+    /// Threads solving each batch, on fixed row chunks (default: all cores, shared by the
+    /// solvers). Never changes the result.
     #[arg(long)]
     pub threads: Option<usize>,
     /// Batches solved at once. Above 1, batch t is solved against an older dictionary
@@ -149,7 +149,8 @@ pub fn pipeline_options(
 ) -> PipelineOptions {
     PipelineOptions {
         solver_threads: solvers,
-        batch_threads: threads.unwrap_or_else(cores),
+        // By default the solvers share the cores.
+        batch_threads: threads.unwrap_or_else(|| (cores() / solvers.max(1)).max(1)),
         staleness: staleness.unwrap_or(solvers),
         queue_depth: queue,
         epochs,
