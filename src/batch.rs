@@ -416,7 +416,7 @@ impl<'a, F: Float> MatRef<'a, F> {
                 let hs = ht.as_slice().expect("standard layout");
                 let mut out = Array2::<F>::zeros((x.nrows(), k));
                 let os = out.as_slice_mut().expect("fresh array");
-                csr_x_ht(*x, hs, k, os);
+                crate::kernels::csr_x_ht(*x, hs, k, os);
                 out
             }
         }
@@ -435,51 +435,12 @@ impl<'a, F: Float> MatRef<'a, F> {
                 // transpose once.
                 let mut acc = Array2::<F>::zeros((x.ncols(), k));
                 let accs = acc.as_slice_mut().expect("fresh array");
-                csr_xt_w(*x, ws, k, accs);
+                crate::kernels::csr_xt_w(*x, ws, k, accs);
                 scale_add_transposed(out, scale, acc.view());
             }
         }
     }
 }
-
-/// `os += X Hᵀ` row by row (`hs` is Hᵀ, p × k; `os` is b × k): one k-long axpy per
-/// stored entry.
-#[inline(always)]
-fn csr_x_ht_body<F: Float>(x: CsrView<'_, F>, hs: &[F], k: usize, os: &mut [F]) {
-    if k == 0 {
-        return;
-    }
-    for (i, orow) in os.chunks_exact_mut(k).enumerate().take(x.nrows()) {
-        let (cols, vals) = x.row(i);
-        for (&j, &v) in cols.iter().zip(vals) {
-            let hrow = &hs[j as usize * k..(j as usize + 1) * k];
-            for (o, &h) in orow.iter_mut().zip(hrow) {
-                *o += v * h;
-            }
-        }
-    }
-}
-
-crate::kernels::dispatch_avx2!(fn csr_x_ht<F>(x: CsrView<'_, F>, hs: &[F], k: usize, os: &mut [F]) -> () => csr_x_ht_body);
-
-/// `accs += Xᵀ W` (`ws` is W, b × k; `accs` is p × k): one k-long axpy per stored entry.
-#[inline(always)]
-fn csr_xt_w_body<F: Float>(x: CsrView<'_, F>, ws: &[F], k: usize, accs: &mut [F]) {
-    if k == 0 {
-        return;
-    }
-    for (i, wrow) in ws.chunks_exact(k).enumerate().take(x.nrows()) {
-        let (cols, vals) = x.row(i);
-        for (&j, &v) in cols.iter().zip(vals) {
-            let arow = &mut accs[j as usize * k..(j as usize + 1) * k];
-            for (a, &wv) in arow.iter_mut().zip(wrow) {
-                *a += v * wv;
-            }
-        }
-    }
-}
-
-crate::kernels::dispatch_avx2!(fn csr_xt_w<F>(x: CsrView<'_, F>, ws: &[F], k: usize, accs: &mut [F]) -> () => csr_xt_w_body);
 
 /// `out ← scale · out + accᵀ`.
 pub(crate) fn scale_add_transposed<F: Float>(out: &mut Array2<F>, scale: F, acc: ArrayView2<F>) {
@@ -687,32 +648,6 @@ pub(crate) fn reconstruct_into<F: Float>(
 mod tests {
     use super::*;
     use ndarray::array;
-
-    /// The AVX2 builds of the sparse kernels give the baseline build's bits.
-    #[test]
-    fn dispatched_sparse_kernels_match_baseline() {
-        let x = Array2::from_shape_fn((37, 29), |(i, j)| {
-            if (i * 7 + j * 3) % 5 == 0 {
-                ((i * j) % 11) as f32 * 0.37 + 0.1
-            } else {
-                0.0
-            }
-        });
-        let csr = CsrMatrix::from_dense(x.view());
-        let k = 13;
-        let ht = Array2::from_shape_fn((29, k), |(j, c)| ((j + 2 * c) % 7) as f32 * 0.21);
-        let w = Array2::from_shape_fn((37, k), |(i, c)| ((3 * i + c) % 5) as f32 * 0.17);
-        let (hs, ws) = (ht.as_slice().unwrap(), w.as_slice().unwrap());
-        let (mut a, mut b) = (vec![0.0f32; 37 * k], vec![0.0f32; 37 * k]);
-        csr_x_ht(csr.view(), hs, k, &mut a);
-        csr_x_ht_body(csr.view(), hs, k, &mut b);
-        assert_eq!(a, b);
-        let (mut a, mut b) = (vec![0.0f32; 29 * k], vec![0.0f32; 29 * k]);
-        csr_xt_w(csr.view(), ws, k, &mut a);
-        csr_xt_w_body(csr.view(), ws, k, &mut b);
-        assert_eq!(a, b);
-        assert!(a.iter().any(|&v| v != 0.0));
-    }
 
     fn sample() -> Array2<f64> {
         array![

@@ -8,6 +8,7 @@
 //! Numbers of any integer or float type are cast to the model's float type.
 
 mod convert;
+mod prefetch;
 mod source;
 mod writer;
 

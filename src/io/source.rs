@@ -15,6 +15,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
 use super::convert::{Chunk, Converter};
+use super::prefetch::Prefetch;
 use super::{Format, InputOptions, Layout};
 use crate::batch::{Batch, CsrMatrix, MatRef, Matrix, RowIds};
 use crate::error::{Error, Result};
@@ -92,7 +93,8 @@ impl<F: Float> BatchSource<F> for MemorySource<F> {
     }
 }
 
-type RecordBatches = Box<dyn Iterator<Item = std::result::Result<RecordBatch, ArrowError>> + Send>;
+pub(crate) type RecordBatches =
+    Box<dyn Iterator<Item = std::result::Result<RecordBatch, ArrowError>> + Send>;
 
 /// Opens one file's record batches, reading only `columns`.
 fn open_file(
@@ -132,65 +134,6 @@ fn open_file(
             let r = StreamReader::try_new(BufReader::new(file()?), None)
                 .map_err(|e| located(e.into()))?;
             Ok((r.schema(), Box::new(r)))
-        }
-    }
-}
-
-/// Record batches decoded ahead on a helper thread: decoding (the file's codec and
-/// encodings) overlaps with the conversion to rows in the reader thread. At most
-/// [`PREFETCH`] batches wait in the channel, so memory stays bounded. A panic in the
-/// decoder (malformed files can trigger them in the parquet crate) becomes an error, not a
-/// silently short input.
-struct Prefetch {
-    rx: crossbeam_channel::Receiver<std::result::Result<RecordBatch, ArrowError>>,
-    decoder: Option<std::thread::JoinHandle<()>>,
-}
-
-/// Record batches decoded ahead of the reader.
-const PREFETCH: usize = 2;
-
-impl Prefetch {
-    fn start(mut batches: RecordBatches) -> RecordBatches {
-        let (tx, rx) = crossbeam_channel::bounded(PREFETCH);
-        let decoder = std::thread::Builder::new()
-            .name("streamnmf-decode".into())
-            .spawn(move || {
-                for rb in batches.by_ref() {
-                    if tx.send(rb).is_err() {
-                        break; // the reader went away
-                    }
-                }
-            });
-        match decoder {
-            Ok(handle) => Box::new(Self {
-                rx,
-                decoder: Some(handle),
-            }),
-            Err(e) => Box::new(std::iter::once(Err(ArrowError::ExternalError(Box::new(e))))),
-        }
-    }
-}
-
-impl Iterator for Prefetch {
-    type Item = std::result::Result<RecordBatch, ArrowError>;
-    fn next(&mut self) -> Option<Self::Item> {
-        if let Ok(rb) = self.rx.recv() {
-            return Some(rb);
-        }
-        // The decoder finished or died: tell which.
-        let handle = self.decoder.take()?;
-        match handle.join() {
-            Ok(()) => None,
-            Err(panic) => {
-                let msg = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                Some(Err(ArrowError::ExternalError(
-                    format!("the decoder failed: {msg}").into(),
-                )))
-            }
         }
     }
 }
@@ -766,50 +709,5 @@ impl<I: Iterator<Item = Result<Chunk<F>>>, F: Float> Iterator for Rechunk<I, F> 
                 None => self.done = true,
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn empty() -> RecordBatch {
-        RecordBatch::new_empty(std::sync::Arc::new(arrow_schema::Schema::empty()))
-    }
-
-    /// Prefetched batches arrive in order and the iterator ends with the input.
-    #[test]
-    fn prefetch_passes_everything_in_order() {
-        let input: RecordBatches = Box::new((0..5).map(|i| {
-            if i == 3 {
-                Err(ArrowError::ComputeError("bad page".into()))
-            } else {
-                Ok(empty())
-            }
-        }));
-        let out: Vec<_> = Prefetch::start(input).collect();
-        assert_eq!(out.len(), 5);
-        assert!(out[3]
-            .as_ref()
-            .unwrap_err()
-            .to_string()
-            .contains("bad page"));
-        assert!(out[4].is_ok());
-    }
-
-    /// A decoder that panics ends the input with an error, never silently short.
-    #[test]
-    fn prefetch_turns_a_decoder_panic_into_an_error() {
-        let input: RecordBatches = Box::new((0..3).map(|i| {
-            if i == 1 {
-                panic!("corrupt dictionary page");
-            }
-            Ok(empty())
-        }));
-        let out: Vec<_> = Prefetch::start(input).collect();
-        assert_eq!(out.len(), 2);
-        assert!(out[0].is_ok());
-        let e = out[1].as_ref().unwrap_err().to_string();
-        assert!(e.contains("decoder failed: corrupt dictionary page"), "{e}");
     }
 }
