@@ -442,6 +442,16 @@ impl<'a, F: Float> MatRef<'a, F> {
     }
 }
 
+/// `v ← x / max(v, clip)` (the KL ratio), vectorized when both are contiguous.
+pub(crate) fn kl_ratio_into<F: Float>(v: &mut Array2<F>, x: &Array2<F>, clip: F) {
+    match (v.as_slice_mut(), x.as_slice()) {
+        (Some(vs), Some(xs)) if vs.len() == xs.len() => crate::kernels::kl_ratio(vs, xs, clip),
+        _ => ndarray::Zip::from(v)
+            .and(x)
+            .for_each(|e, &xv| *e = xv / e.max(clip)),
+    }
+}
+
 /// `out ← scale · out + accᵀ`.
 pub(crate) fn scale_add_transposed<F: Float>(out: &mut Array2<F>, scale: F, acc: ArrayView2<F>) {
     if scale == F::zero() {

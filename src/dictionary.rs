@@ -82,11 +82,11 @@ impl<F: Float> Contribution<F> {
                     let mut v = Array2::zeros(xd.raw_dim());
                     reconstruct_into(w, h, &mut v.view_mut());
                     let clip = F::from_f64(CLIP);
-                    v.mapv_inplace(|e| e.max(clip));
                     if beta == 1.0 {
-                        Zip::from(&mut v).and(&xd).for_each(|e, &xv| *e = xv / *e);
+                        crate::batch::kl_ratio_into(&mut v, &xd, clip);
                         (w.t().dot(&v), ones_den())
                     } else {
+                        v.mapv_inplace(|e| e.max(clip));
                         let q = v.mapv(|e| pow(e, beta - 1.0));
                         Zip::from(&mut v)
                             .and(&xd)

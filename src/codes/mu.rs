@@ -79,13 +79,13 @@ pub(crate) fn solve<F: Float>(
             let xd = dense_x.as_ref().expect("dense copy");
             let v = v.as_mut().expect("buffer");
             ndarray::linalg::general_mat_mul(F::one(), &*w, &h, F::zero(), v);
-            v.mapv_inplace(|e| e.max(clip));
             if beta == 1.0 {
-                Zip::from(&mut *v).and(xd).for_each(|e, &xv| *e = xv / *e);
+                crate::batch::kl_ratio_into(v, xd, clip);
                 let den = Array2::from_shape_fn(w.raw_dim(), |(_, j)| hsum[j]);
                 (v.dot(&ht), den)
             } else {
                 // q = V^(β−1); v ← V^(β−2) ⊙ X
+                v.mapv_inplace(|e| e.max(clip));
                 let qb = q.get_or_insert_with(|| Array2::zeros(v.raw_dim()));
                 Zip::from(&mut *qb)
                     .and(&*v)
