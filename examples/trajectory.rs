@@ -45,6 +45,12 @@ struct Args {
     /// Initialization: auto, random, nndsvd, nndsvda or nndsvdar.
     #[arg(long, default_value = "auto")]
     init: String,
+    /// Past-data decay exponent (default: the library's).
+    #[arg(long)]
+    decay: Option<f64>,
+    /// Forget factor (default: the library's).
+    #[arg(long)]
+    forget: Option<f64>,
     /// Code solver tolerance (default: the library's).
     #[arg(long)]
     code_tol: Option<f64>,
@@ -113,6 +119,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut params = NmfParams::new(a.rank);
     if let Some(it) = a.dict_iter {
         params = params.dict_max_iter(it);
+    }
+    if let Some(d) = a.decay {
+        params = params.decay(d);
+    }
+    if let Some(f) = a.forget {
+        params = params.forget(f);
     }
     if let Some(tol) = a.code_tol {
         params = params.code_tol(tol);

@@ -9,6 +9,12 @@
 //! `A ← ρA + W_bᵀ(V^(β−2) ⊙ X_b) ⊙ H^(1/γ)`, `B ← ρB + W_bᵀV^(β−1)`, then
 //! `H = (A / (B + l1 + l2 H))^γ`.
 //!
+//! **Scaling the past** (Mairal et al. 2010, §3.4): before a batch of `b` rows is added
+//! after `t` rows, the statistics are multiplied by `ρ (t / (t + b))^decay` (ρ the forget
+//! factor), so the batch ending at row `s` weighs `(s / t)^decay`. Codes solved against
+//! the initial H stop weighing within the first pass, while the window of rows that count
+//! keeps growing, so H converges.
+//!
 //! **Passes** (SPAMS): with `purge_passes`, a new pass moves the statistics aside as "the
 //! previous pass" and starts new ones; the previous pass counts with the share of rows the
 //! current pass has not reached yet, so each row's latest codes weigh on H and the first
@@ -184,6 +190,10 @@ pub struct Dictionary<F> {
     previous: Option<Statistics<F>>,
     rows_in_pass: u64,
     version: u64,
+    /// Rows folded in over the dictionary's life (the `t` of the past-data scaling).
+    /// Checkpoints written before it existed load with 0: the scaling restarts.
+    #[serde(default)]
+    life_rows: u64,
 }
 
 impl<F: Float> Dictionary<F> {
@@ -197,6 +207,7 @@ impl<F: Float> Dictionary<F> {
             previous: None,
             rows_in_pass: 0,
             version: 0,
+            life_rows: 0,
         }
     }
 
@@ -247,7 +258,13 @@ impl<F: Float> Dictionary<F> {
         rng: &mut ChaCha8Rng,
         threads: usize,
     ) -> UpdateStats {
-        let rho = F::from_f64(params.forget_factor());
+        let rho = F::from_f64(past_scale(
+            params.forget_factor(),
+            params.decay_exponent(),
+            self.life_rows,
+            c.rows,
+        ));
+        self.life_rows += c.rows as u64;
         let frobenius = self.loss.beta() == 2.0;
         if !frobenius {
             let inv_gamma = 1.0 / self.loss.mu_exponent();
@@ -374,6 +391,21 @@ impl<F: Float> Dictionary<F> {
         }
         done
     }
+}
+
+/// The factor old statistics are multiplied by before a batch of `rows` is added, after
+/// `seen` rows: `forget · (seen / (seen + rows))^decay` (see [`NmfParams::decay`]).
+///
+/// [`NmfParams::decay`]: crate::NmfParams::decay
+fn past_scale(forget: f64, decay: f64, seen: u64, rows: usize) -> f64 {
+    if decay == 0.0 {
+        return forget;
+    }
+    let (t, b) = (seen as f64, rows as f64);
+    if t + b == 0.0 {
+        return forget;
+    }
+    forget * (t / (t + b)).powf(decay)
 }
 
 /// Coordinate descent on H from statistics (A, B); returns the most sweeps any block took.

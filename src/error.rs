@@ -119,6 +119,9 @@ pub enum Error {
     /// `forget` outside (0, 1].
     #[error("forget factor must be in (0, 1], got {0}")]
     InvalidForget(f64),
+    /// `decay` negative or not finite.
+    #[error("decay must be finite and >= 0, got {0}")]
+    InvalidDecay(f64),
     /// A tolerance that is negative or not finite.
     #[error("tolerance must be finite and >= 0, got {0}")]
     InvalidTolerance(f64),

@@ -72,6 +72,8 @@ pub struct NmfParams {
     max_passes: usize,
     pass_tol: f64,
     forget: f64,
+    #[serde(default)]
+    decay: Option<f64>,
     purge_passes: bool,
     code_max_iter: usize,
     code_tol: f64,
@@ -96,6 +98,7 @@ impl NmfParams {
             max_passes: 10,
             pass_tol: 1e-4,
             forget: 1.0,
+            decay: None,
             purge_passes: true,
             code_max_iter: 200,
             code_tol: 1e-4,
@@ -141,6 +144,29 @@ impl NmfParams {
     /// (1 keeps exact sums; smaller values track drifting data).
     pub fn forget(mut self, rho: f64) -> Self {
         self.forget = rho;
+        self
+    }
+    /// Down-weights old statistics (Mairal et al. 2010, "scaling the past data"): after
+    /// `t` rows, the batch that ended at row `s` weighs `(s / t)^decay`, on top of the
+    /// forget factor. Before each batch of `b` rows the statistics are multiplied by
+    /// `(t / (t + b))^decay`, so the weights do not depend on the batch size.
+    ///
+    /// Codes solved against an early, poor H are forgotten after a few batches, while the
+    /// statistics still average over the last `t / (decay + 1)` rows, a window that keeps
+    /// growing, so H still converges. 0 weighs every batch alike. The default is 8 for the
+    /// Frobenius loss, whose dictionary update solves its statistics exactly, and 32 for
+    /// other betas, whose statistics are a majorizer anchored at each batch's H and go
+    /// stale sooner.
+    ///
+    /// ```
+    /// use streamnmf::{Loss, NmfParams};
+    /// assert_eq!(NmfParams::new(4).check().unwrap().decay_exponent(), 8.0);
+    /// let kl = NmfParams::new(4).loss(Loss::KullbackLeibler).check().unwrap();
+    /// assert_eq!(kl.decay_exponent(), 32.0);
+    /// assert_eq!(NmfParams::new(4).decay(0.0).check().unwrap().decay_exponent(), 0.0);
+    /// ```
+    pub fn decay(mut self, decay: f64) -> Self {
+        self.decay = Some(decay);
         self
     }
     /// Over several passes, keep only the current and the previous pass's statistics
@@ -205,6 +231,11 @@ impl NmfParams {
         }
         if !(self.forget > 0.0 && self.forget <= 1.0) {
             return Err(Error::InvalidForget(self.forget));
+        }
+        if let Some(d) = self.decay {
+            if !(d.is_finite() && d >= 0.0) {
+                return Err(Error::InvalidDecay(d));
+            }
         }
         for tol in [self.pass_tol, self.code_tol, self.dict_tol] {
             if !(tol.is_finite() && tol >= 0.0) {
@@ -282,6 +313,12 @@ impl NmfParams {
     /// Forget factor ρ.
     pub fn forget_factor(&self) -> f64 {
         self.forget
+    }
+    /// The exponent that scales past statistics (see [`NmfParams::decay`]), with the
+    /// loss's default filled in.
+    pub fn decay_exponent(&self) -> f64 {
+        self.decay
+            .unwrap_or(if self.loss.beta() == 2.0 { 8.0 } else { 32.0 })
     }
     /// Whether statistics older than the previous pass are dropped.
     pub fn purges_passes(&self) -> bool {
@@ -378,6 +415,17 @@ mod tests {
             ));
         }
         NmfParams::new(2).forget(0.5).check().unwrap();
+    }
+    #[test]
+    fn decay_range() {
+        for d in [-1.0, f64::NAN, f64::INFINITY] {
+            assert!(matches!(
+                NmfParams::new(2).decay(d).check(),
+                Err(Error::InvalidDecay(_))
+            ));
+        }
+        let p = NmfParams::new(2).decay(2.5).check().unwrap();
+        assert_eq!(p.decay_exponent(), 2.5);
     }
     #[test]
     fn tolerances() {

@@ -75,23 +75,28 @@ fn online_is_close_to_full_batch() {
     );
 }
 
-/// With ρ = 1 the statistics are the exact sums of the batches' WᵀW and WᵀX; with ρ < 1
-/// each earlier batch is down-weighted by ρ per later batch.
+/// With ρ = 1 and no decay the statistics are the exact sums of the batches' WᵀW and WᵀX;
+/// otherwise, before each batch of b rows after t rows, the old statistics are scaled by
+/// `ρ (t / (t + b))^decay`.
 #[test]
 fn statistics_are_exact_sums() {
     let d = planted();
     let x = d.x.slice(s![..1024, ..]).to_owned();
-    for rho in [1.0, 0.5] {
-        let params = fro_params(256, 1).forget(rho).check().unwrap();
+    for (rho, decay) in [(1.0, 0.0), (0.5, 0.0), (1.0, 8.0), (0.7, 2.5)] {
+        let params = fro_params(256, 1).forget(rho).decay(decay).check().unwrap();
         let mut model = OnlineNmf::<f64>::new(params.clone());
         let (mut a, mut b) = (Array2::<f64>::zeros((8, 8)), Array2::<f64>::zeros((8, 200)));
-        for start in (0..1024).step_by(256) {
-            let xb = MatRef::from(x.slice(s![start..start + 256, ..]));
+        // Uneven batches: the scaling counts rows, not batches.
+        let bounds = [0, 256, 384, 768, 1024];
+        for pair in bounds.windows(2) {
+            let (start, end) = (pair[0], pair[1]);
+            let xb = MatRef::from(x.slice(s![start..end, ..]));
             model.admit(xb, start as u64).unwrap();
             let solved = solve_batch(&params, model.components().unwrap(), xb);
             let w = solved.codes.w.clone();
-            a = a * rho + w.t().dot(&w);
-            b = b * rho + w.t().dot(&xb.to_dense());
+            let scale = rho * (start as f64 / end as f64).powf(decay);
+            a = a * scale + w.t().dot(&w);
+            b = b * scale + w.t().dot(&xb.to_dense());
             model.absorb(solved, xb).unwrap();
         }
         let st = model.statistics().unwrap();
@@ -100,10 +105,36 @@ fn statistics_are_exact_sums() {
                 .zip(q.iter())
                 .all(|(u, v)| (u - v).abs() <= 1e-10 * (1.0 + v.abs()))
         };
-        assert!(close(&st.a, &a), "rho {rho}: A differs");
-        assert!(close(&st.b, &b), "rho {rho}: B differs");
+        assert!(close(&st.a, &a), "rho {rho}, decay {decay}: A differs");
+        assert!(close(&st.b, &b), "rho {rho}, decay {decay}: B differs");
         assert_eq!(st.raw_rows, 1024);
     }
+}
+
+/// Scaling the past data (the default decay) forgets the codes solved against the initial
+/// H: one pass gets within 2 % of the full-batch error, which weighing every batch alike
+/// does not.
+#[test]
+fn decay_makes_one_pass_enough() {
+    let d = planted();
+    let mut full = OnlineNmf::<f64>::new(fro_params(5000, 300).check().unwrap());
+    full.fit(&d.x).unwrap();
+    let e_full = full.loss(&d.x).unwrap().relative_error.unwrap();
+    let one_pass = |params: NmfParams| {
+        let mut m = OnlineNmf::<f64>::new(params.check().unwrap());
+        m.fit(&d.x).unwrap();
+        m.loss(&d.x).unwrap().relative_error.unwrap()
+    };
+    let e_default = one_pass(fro_params(256, 1));
+    let e_flat = one_pass(fro_params(256, 1).decay(0.0));
+    assert!(
+        e_default <= 1.02 * e_full,
+        "default decay: one pass {e_default} vs full batch {e_full}"
+    );
+    assert!(
+        e_flat > 1.02 * e_full,
+        "no decay: one pass {e_flat} vs full batch {e_full} (the test data no longer shows the effect)"
+    );
 }
 
 #[test]

@@ -50,6 +50,10 @@ pub struct FitArgs {
     /// Forget factor in (0, 1]: statistics decay by this per batch (1 = exact sums).
     #[arg(long, default_value_t = 1.0)]
     pub forget: f64,
+    /// Down-weight past batches: after t rows, the batch ending at row s weighs
+    /// (s/t)^DECAY (default 8 for fro, 32 for other losses; 0 weighs all alike).
+    #[arg(long)]
+    pub decay: Option<f64>,
     /// Initialization of H from the first batch.
     #[arg(long, value_enum, default_value = "auto")]
     pub init: InitArg,
@@ -220,7 +224,11 @@ fn first_difference(
 
 /// The parameters this command line asks for.
 fn asked_params(a: &FitArgs, epochs: usize) -> Result<ValidParams> {
-    Ok(NmfParams::new(a.rank.unwrap_or(0))
+    let mut params = NmfParams::new(a.rank.unwrap_or(0));
+    if let Some(d) = a.decay {
+        params = params.decay(d);
+    }
+    Ok(params
         .loss(a.loss)
         .batch_size(a.input.batch_size)
         .max_passes(epochs)

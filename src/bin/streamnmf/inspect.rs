@@ -74,13 +74,14 @@ fn inspect<F: Float>(a: InspectArgs, bytes: &[u8]) -> Result<()> {
         meta.writer
     );
     println!(
-        "rank {}, width {}, loss {}, solver {:?}, batch {}, forget {}",
+        "rank {}, width {}, loss {}, solver {:?}, batch {}, forget {}, decay {}",
         p.rank(),
         h.ncols(),
         p.loss_kind(),
         p.solver(),
         p.batch_rows(),
-        p.forget_factor()
+        p.forget_factor(),
+        p.decay_exponent()
     );
     println!(
         "seen {} batches, {} rows",
