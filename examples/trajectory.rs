@@ -91,6 +91,12 @@ fn load(batches: Vec<Batch<f32>>, width: usize) -> Matrix<f32> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a = Args::parse();
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let mut opts = InputOptions::new(65_536).beta(a.loss.beta());
     if let Some(t) = &a.triplets {
         let p: Vec<&str> = t.split(',').collect();

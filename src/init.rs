@@ -1,15 +1,16 @@
 //! Initial dictionaries from the first batch: seeded random, NNDSVD / NNDSVDa / NNDSVDar
 //! (Boutsidis & Gallopoulos 2008, with ndarray-linalg's SVD), or user-given.
 //!
-//! The SVD runs in f64 on a dense sample of the batch's first rows, capped at about
-//! 4 M entries so a wide sparse batch never densifies whole.
+//! The SVD runs in f64 on a sample of the batch's first rows, capped at about 4 M stored
+//! entries: dense rows are copied densely; sparse rows stay sparse, so the randomized
+//! range finder costs O(nnz · k) per product and a wide sparse batch never densifies.
 
 use ndarray::{s, Array2, ArrayView1};
 use ndarray_linalg::{JobSvd, QR, SVDDC};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::batch::MatRef;
+use crate::batch::{CsrMatrix, MatRef};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::params::Init;
@@ -44,16 +45,16 @@ pub(crate) fn initial_dictionary<F: Float>(
         Init::Random => random(k, p, mean, rng),
         // `Auto` arrives resolved (`ValidParams::effective_init`); alone it means NNDSVD.
         Init::Auto | Init::Nndsvd | Init::Nndsvda | Init::Nndsvdar => {
-            let rows = x.nrows().min((SVD_SAMPLE_ENTRIES / p).max(k));
-            if rows < k {
+            let sample = Sample::first_rows(x, k);
+            if sample.nrows() < k {
                 // Too few rows for k singular vectors: random is the honest fallback.
-                tracing::warn!(rows, k, "first batch has fewer rows than k: random init");
+                tracing::warn!(
+                    rows = sample.nrows(),
+                    k,
+                    "first batch has fewer rows than k: random init"
+                );
                 random(k, p, mean, rng)
             } else {
-                let dense = x.slice_rows(0..rows).to_dense();
-                let sample =
-                    Array2::from_shape_vec((rows, p), dense.iter().map(|v| v.as_f64()).collect())
-                        .expect("shape matches");
                 let mut h = match nndsvd(&sample, k, rng) {
                     Ok(h) => h,
                     Err(e) => {
@@ -90,6 +91,73 @@ fn random(k: usize, p: usize, mean: f64, rng: &mut ChaCha8Rng) -> Array2<f64> {
     Array2::from_shape_simple_fn((k, p), || scale * 2.0 * rng.random::<f64>())
 }
 
+/// The rows the SVD sees, in f64: dense rows copied densely, sparse rows kept sparse.
+enum Sample {
+    Dense(Array2<f64>),
+    Sparse(CsrMatrix<f64>),
+}
+
+impl Sample {
+    /// The batch's first rows, up to [`SVD_SAMPLE_ENTRIES`] stored entries (at least k
+    /// rows when the batch has them).
+    fn first_rows<F: Float>(x: MatRef<F>, k: usize) -> Self {
+        match x {
+            MatRef::Dense(d) => {
+                let p = d.ncols().max(1);
+                let rows = d.nrows().min((SVD_SAMPLE_ENTRIES / p).max(k));
+                Sample::Dense(d.slice(s![..rows, ..]).mapv(|v| v.as_f64()))
+            }
+            MatRef::Csr(c) => {
+                let (mut indptr, mut indices, mut data) = (vec![0], Vec::new(), Vec::new());
+                for i in 0..c.nrows() {
+                    let (cols, vals) = c.row(i);
+                    if i >= k && data.len() + vals.len() > SVD_SAMPLE_ENTRIES {
+                        break;
+                    }
+                    indices.extend_from_slice(cols);
+                    data.extend(vals.iter().map(|v| v.as_f64()));
+                    indptr.push(data.len());
+                }
+                Sample::Sparse(
+                    CsrMatrix::try_new(c.ncols(), indptr, indices, data)
+                        .expect("rows of a valid CSR matrix"),
+                )
+            }
+        }
+    }
+
+    fn nrows(&self) -> usize {
+        self.view().nrows()
+    }
+
+    fn view(&self) -> MatRef<'_, f64> {
+        match self {
+            Sample::Dense(d) => MatRef::from(d),
+            Sample::Sparse(c) => MatRef::from(c),
+        }
+    }
+
+    /// `X M` (rows × l) for M (p × l).
+    fn mul(&self, m: &Array2<f64>) -> Array2<f64> {
+        match self {
+            Sample::Dense(d) => d.dot(m),
+            Sample::Sparse(_) => self.view().x_ht(m.view()),
+        }
+    }
+
+    /// `Xᵀ Q` (p × l) for Q (rows × l).
+    fn tmul(&self, q: &Array2<f64>) -> Array2<f64> {
+        match self {
+            Sample::Dense(d) => d.t().dot(q),
+            Sample::Sparse(c) => {
+                let mut qtx = Array2::zeros((q.ncols(), c.ncols()));
+                self.view().add_wt_x(q.view(), 0.0, &mut qtx);
+                qtx.reversed_axes()
+            }
+        }
+    }
+}
+
 fn positive_part(v: ArrayView1<f64>) -> ndarray::Array1<f64> {
     v.mapv(|e| e.max(0.0))
 }
@@ -107,24 +175,29 @@ fn lapack(e: ndarray_linalg::error::LinalgError) -> Error {
 /// directions, two power iterations, QR) reduces the SVD to an (k + 10) × p one: a few
 /// GEMMs instead of a full SVD (the first pass of a 20000 × 1000, k = 20 fit: 0.63 s -> 0.21 s).
 fn top_singular(
-    x: &Array2<f64>,
+    x: &Sample,
     k: usize,
     rng: &mut ChaCha8Rng,
 ) -> Result<(Array2<f64>, ndarray::Array1<f64>, Array2<f64>)> {
     use rand_distr::{Distribution, StandardNormal};
-    let (m, p) = x.dim();
+    let (m, p) = (x.nrows(), x.view().ncols());
     let l = k + 10;
     if 2 * l >= m.min(p) {
-        let (u, s, vt) = x.svddc(JobSvd::Some).map_err(lapack)?;
+        let dense = match x {
+            Sample::Dense(d) => std::borrow::Cow::Borrowed(d),
+            Sample::Sparse(c) => std::borrow::Cow::Owned(c.to_dense()),
+        };
+        let (u, s, vt) = dense.svddc(JobSvd::Some).map_err(lapack)?;
         return Ok((u.expect("requested U"), s, vt.expect("requested Vᵀ")));
     }
     let omega = Array2::from_shape_simple_fn((p, l), || StandardNormal.sample(rng));
-    let mut q = x.dot(&omega).qr().map_err(lapack)?.0;
+    let mut q = x.mul(&omega).qr().map_err(lapack)?.0;
     for _ in 0..2 {
-        let z = x.t().dot(&q).qr().map_err(lapack)?.0;
-        q = x.dot(&z).qr().map_err(lapack)?.0;
+        let z = x.tmul(&q).qr().map_err(lapack)?.0;
+        q = x.mul(&z).qr().map_err(lapack)?.0;
     }
-    let b = q.t().dot(x);
+    // B = Qᵀ X (l × p), the SVD of which gives X's top singular triplets.
+    let b = x.tmul(&q).reversed_axes().as_standard_layout().into_owned();
     let (ub, s, vt) = b.svddc(JobSvd::Some).map_err(lapack)?;
     let u = q.dot(&ub.expect("requested U"));
     Ok((u, s, vt.expect("requested Vᵀ")))
@@ -132,9 +205,9 @@ fn top_singular(
 
 /// The H half of NNDSVD: atom 1 from |v₁|, then for each further singular pair the
 /// positive or negative parts, whichever carries more of the pair's energy.
-fn nndsvd(x: &Array2<f64>, k: usize, rng: &mut ChaCha8Rng) -> Result<Array2<f64>> {
+fn nndsvd(x: &Sample, k: usize, rng: &mut ChaCha8Rng) -> Result<Array2<f64>> {
     let (u, sv, vt) = top_singular(x, k, rng)?;
-    let p = x.ncols();
+    let p = x.view().ncols();
     let mut h = Array2::<f64>::zeros((k, p));
     h.row_mut(0)
         .assign(&(vt.row(0).mapv(f64::abs) * sv[0].sqrt()));
@@ -170,7 +243,7 @@ mod tests {
         let w = array![[1.0], [2.0], [0.5]];
         let h = array![[3.0, 0.0, 1.0, 2.0]];
         let x = w.dot(&h);
-        let got = nndsvd(&x, 2, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+        let got = nndsvd(&Sample::Dense(x), 2, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
         let r = got.row(0);
         let scale = r[0] / 3.0;
         for (a, b) in r.iter().zip(h.row(0).iter()) {
@@ -186,7 +259,7 @@ mod tests {
             .seed(2)
             .generate();
         let mut rng = ChaCha8Rng::seed_from_u64(9);
-        let (_, s_fast, _) = top_singular(&d.x, 5, &mut rng).unwrap();
+        let (_, s_fast, _) = top_singular(&Sample::Dense(d.x.clone()), 5, &mut rng).unwrap();
         let (_, s_full, _) = d.x.svddc(JobSvd::None).unwrap();
         for j in 0..5 {
             assert!(
@@ -194,6 +267,40 @@ mod tests {
                 "{j}: {s_fast} vs {s_full}"
             );
         }
+    }
+
+    /// A sparse batch keeps its sample sparse and gets the dense batch's dictionary (up to
+    /// rounding), with the same seed.
+    #[test]
+    fn sparse_sample_gives_the_dense_dictionary() {
+        let d = crate::synth::PlantedSpec::new(300, 400, 4)
+            .seed(5)
+            .generate();
+        let x = d.x.mapv(|v| if v < 0.3 { 0.0 } else { v });
+        let csr = crate::CsrMatrix::from_dense(x.view());
+        assert!(csr.nnz() < x.len() / 2, "the test needs a sparse matrix");
+        let sample = Sample::first_rows(MatRef::from(&csr), 4);
+        assert!(matches!(sample, Sample::Sparse(_)));
+        assert_eq!(sample.nrows(), 300);
+        let h_dense = initial_dictionary(
+            &Init::Nndsvd,
+            MatRef::from(&x),
+            4,
+            &mut ChaCha8Rng::seed_from_u64(7),
+        )
+        .unwrap();
+        let h_sparse = initial_dictionary(
+            &Init::Nndsvd,
+            MatRef::from(&csr),
+            4,
+            &mut ChaCha8Rng::seed_from_u64(7),
+        )
+        .unwrap();
+        let scale = h_dense.iter().cloned().fold(0.0, f64::max);
+        for (a, b) in h_dense.iter().zip(h_sparse.iter()) {
+            assert!((a - b).abs() <= 1e-9 * scale, "{a} vs {b}");
+        }
+        assert!(scale > 0.0);
     }
 
     #[test]
