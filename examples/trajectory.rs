@@ -51,6 +51,9 @@ struct Args {
     /// Forget factor (default: the library's).
     #[arg(long)]
     forget: Option<f64>,
+    /// Code solver iteration cap (default: the library's).
+    #[arg(long)]
+    code_max_iter: Option<usize>,
     /// Code solver tolerance (default: the library's).
     #[arg(long)]
     code_tol: Option<f64>,
@@ -131,6 +134,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(f) = a.forget {
         params = params.forget(f);
+    }
+    if let Some(it) = a.code_max_iter {
+        params = params.code_max_iter(it);
     }
     if let Some(tol) = a.code_tol {
         params = params.code_tol(tol);
