@@ -423,7 +423,8 @@ impl<'a, F: Float> MatRef<'a, F> {
     }
 
     /// `out ← scale · out + Wᵀ · X` for codes `W` (b × k) and `out` (k × p).
-    /// Costs nnz · k (+ k · p) when sparse.
+    /// Costs nnz · k (+ k · p) when sparse. When `out` is column-major (its transpose is
+    /// a standard p × k array), a sparse X adds straight into it with no transposition.
     pub fn add_wt_x(&self, w: ArrayView2<F>, scale: F, out: &mut Array2<F>) {
         match self {
             MatRef::Dense(x) => general_mat_mul(F::one(), &w.t(), x, scale, out),
@@ -431,6 +432,13 @@ impl<'a, F: Float> MatRef<'a, F> {
                 let k = w.ncols();
                 let w = w.as_standard_layout();
                 let ws = w.as_slice().expect("standard layout");
+                if scale == F::zero() && out.t().is_standard_layout() {
+                    out.fill(F::zero());
+                    let mut outt = out.view_mut().reversed_axes();
+                    let accs = outt.as_slice_mut().expect("column-major out");
+                    crate::kernels::csr_xt_w(*x, ws, k, accs);
+                    return;
+                }
                 // Accumulate Xᵀ W (p × k) so the inner loop is contiguous, then add its
                 // transpose once.
                 let mut acc = Array2::<F>::zeros((x.ncols(), k));
@@ -657,7 +665,7 @@ pub(crate) fn reconstruct_into<F: Float>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::array;
+    use ndarray::{array, ShapeBuilder};
 
     fn sample() -> Array2<f64> {
         array![
@@ -685,6 +693,11 @@ mod tests {
         MatRef::from(&csr).add_wt_x(w.view(), 0.5, &mut os);
         assert_eq!(od, os);
         assert_eq!(od, w.t().dot(&x) + 0.5);
+        // Column-major output, written in place (whatever it held before).
+        let mut of = Array2::from_elem((2, 4).f(), 7.0);
+        MatRef::from(&csr).add_wt_x(w.view(), 0.0, &mut of);
+        assert!(of.t().is_standard_layout());
+        assert_eq!(of, w.t().dot(&x));
     }
 
     #[test]

@@ -26,7 +26,7 @@
 
 use std::borrow::Cow;
 
-use ndarray::{s, Array1, Array2, ArrayView2, Axis, Zip};
+use ndarray::{s, Array1, Array2, ArrayView2, Axis, ShapeBuilder, Zip};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -63,7 +63,8 @@ impl<F: Float> Contribution<F> {
             .collect();
         let beta = loss.beta();
         let (first, second) = if beta == 2.0 {
-            let mut wtx = Array2::zeros((k, p));
+            // Column-major, like the statistics it is folded into (see `Statistics`).
+            let mut wtx = Array2::zeros((k, p).f());
             x.add_wt_x(w, F::zero(), &mut wtx);
             (w.t().dot(&w), wtx)
         } else {
@@ -135,11 +136,20 @@ pub struct Statistics<F> {
 }
 
 impl<F: Float> Statistics<F> {
+    /// Empty statistics. Frobenius keeps B column-major: sparse batches add `Xᵀ W` into
+    /// it without transposing, and the H update reads `Bᵀ` as a standard p × k array.
+    /// (Serialized in logical order, so files do not depend on the layout; a loaded B
+    /// is row-major, which every operation here also accepts, with the same results.)
     fn zeros(loss: Loss, k: usize, p: usize) -> Self {
-        let a_cols = if loss.beta() == 2.0 { k } else { p };
+        let frobenius = loss.beta() == 2.0;
+        let a_cols = if frobenius { k } else { p };
         Self {
             a: Array2::zeros((k, a_cols)),
-            b: Array2::zeros((k, p)),
+            b: if frobenius {
+                Array2::zeros((k, p).f())
+            } else {
+                Array2::zeros((k, p))
+            },
             energy: Array1::zeros(k),
             rows: 0.0,
             raw_rows: 0,
@@ -425,7 +435,9 @@ fn hals_dictionary<F: Float>(
     threads: usize,
 ) -> usize {
     let p = h.ncols();
-    let bt = b.t().as_standard_layout().into_owned();
+    // Bᵀ is already standard when B is column-major (the statistics' layout): no copy.
+    let bt = b.t();
+    let bt = bt.as_standard_layout();
     let ht = h.t().as_standard_layout().into_owned();
     let blocks: Vec<_> = crate::parallel::chunks(p).collect();
     let parts = crate::parallel::map_indexed(blocks.len(), threads, |i| {

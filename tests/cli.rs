@@ -477,6 +477,21 @@ fn rank_larger_than_width_and_bad_layout() {
         dir.path(),
         &["forget factor must be in (0, 1]"],
     );
+    fails(
+        &["fit", "x.parquet", "-k", "2", "--decay=-1"],
+        dir.path(),
+        &["decay must be finite and >= 0, got -1"],
+    );
+    fails(
+        &["fit", "x.parquet", "-k", "2", "--code-tol=-0.5"],
+        dir.path(),
+        &["tolerance must be finite and >= 0, got -0.5"],
+    );
+    fails(
+        &["fit", "x.parquet", "-k", "2", "--code-max-iter", "0"],
+        dir.path(),
+        &["code_max_iter must be at least 1"],
+    );
 }
 
 /// Peak memory is flat in n: streaming a file 4x larger costs no more memory, and far

@@ -57,6 +57,13 @@ pub struct FitArgs {
     /// Initialization of H from the first batch.
     #[arg(long, value_enum, default_value = "auto")]
     pub init: InitArg,
+    /// Inner iterations of the code solver per batch, at most (default 200). Lower values
+    /// trade code accuracy for speed, e.g. when k exceeds the data's rank.
+    #[arg(long)]
+    pub code_max_iter: Option<usize>,
+    /// Relative change of the codes at which the code solver stops (default 1e-4).
+    #[arg(long)]
+    pub code_tol: Option<f64>,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -227,6 +234,12 @@ fn asked_params(a: &FitArgs, epochs: usize) -> Result<ValidParams> {
     let mut params = NmfParams::new(a.rank.unwrap_or(0));
     if let Some(d) = a.decay {
         params = params.decay(d);
+    }
+    if let Some(it) = a.code_max_iter {
+        params = params.code_max_iter(it);
+    }
+    if let Some(tol) = a.code_tol {
+        params = params.code_tol(tol);
     }
     Ok(params
         .loss(a.loss)
