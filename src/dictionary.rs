@@ -192,8 +192,15 @@ pub struct UpdateStats {
 
 /// The dictionary `H` (k × p) with its statistics. Owned by the model (and, in the
 /// pipeline, by the dictionary-updater thread).
+///
+/// H is kept column-major: `Hᵀ`, which the code solvers and the H update work on, is then
+/// a standard p × k array, and no batch transposes H. A deserialized H is brought back to
+/// that layout, so a resumed model computes with the same memory layout, and the same
+/// bits, as one that never stopped.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound(deserialize = "F: Deserialize<'de> + Clone"))]
 pub struct Dictionary<F> {
+    #[serde(deserialize_with = "column_major")]
     h: Array2<F>,
     loss: Loss,
     current: Statistics<F>,
@@ -212,7 +219,7 @@ impl<F: Float> Dictionary<F> {
         let (k, p) = h.dim();
         Self {
             current: Statistics::zeros(loss, k, p),
-            h,
+            h: to_column_major(h),
             loss,
             previous: None,
             rows_in_pass: 0,
@@ -403,6 +410,23 @@ impl<F: Float> Dictionary<F> {
     }
 }
 
+/// `a` with the same values, stored column-major.
+fn to_column_major<F: Clone>(a: Array2<F>) -> Array2<F> {
+    if a.t().is_standard_layout() {
+        a
+    } else {
+        a.t().as_standard_layout().into_owned().reversed_axes()
+    }
+}
+
+fn column_major<'de, D, F>(d: D) -> std::result::Result<Array2<F>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    F: Deserialize<'de> + Clone,
+{
+    Array2::<F>::deserialize(d).map(to_column_major)
+}
+
 /// The factor old statistics are multiplied by before a batch of `rows` is added, after
 /// `seen` rows: `forget · (seen / (seen + rows))^decay` (see [`NmfParams::decay`]).
 ///
@@ -435,10 +459,12 @@ fn hals_dictionary<F: Float>(
     threads: usize,
 ) -> usize {
     let p = h.ncols();
-    // Bᵀ is already standard when B is column-major (the statistics' layout): no copy.
+    // Bᵀ and Hᵀ are already standard when B and H are column-major (their layouts in a
+    // dictionary): no copies.
     let bt = b.t();
     let bt = bt.as_standard_layout();
-    let ht = h.t().as_standard_layout().into_owned();
+    let ht = h.t();
+    let ht = ht.as_standard_layout();
     let blocks: Vec<_> = crate::parallel::chunks(p).collect();
     let parts = crate::parallel::map_indexed(blocks.len(), threads, |i| {
         let cols = blocks[i].clone();
@@ -446,6 +472,7 @@ fn hals_dictionary<F: Float>(
         let stats = hals::solve(bt.slice(s![cols, ..]), a, &mut hb, pen, max_iter, tol);
         (hb, stats.iterations)
     });
+    drop((ht, bt));
     let mut sweeps = 0;
     for (cols, (hb, it)) in blocks.into_iter().zip(parts) {
         h.slice_mut(s![.., cols]).assign(&hb.t());
@@ -481,6 +508,20 @@ mod tests {
         for (a, b) in d.components().iter().zip(h_true.iter()) {
             assert!((a - b).abs() < 1e-8, "{} vs {h_true}", d.components());
         }
+    }
+
+    /// H is column-major when built from a row-major array and after a serde round trip
+    /// (which writes logical order), with the same values.
+    #[test]
+    fn h_stays_column_major() {
+        let h = array![[1.0f64, 0.0, 2.0], [0.5, 3.0, 0.0]];
+        let d = Dictionary::new(h.clone(), Loss::Frobenius);
+        assert!(d.components().t().is_standard_layout());
+        assert_eq!(d.components(), h);
+        let json = serde_json::to_string(&d).unwrap();
+        let back: Dictionary<f64> = serde_json::from_str(&json).unwrap();
+        assert!(back.components().t().is_standard_layout());
+        assert_eq!(back, d);
     }
 
     /// A component that no row uses is re-seeded from a batch row.

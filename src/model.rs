@@ -198,6 +198,7 @@ fn solve_chunks<F: Float, T: Send>(
 /// assert_eq!(codes.dim(), (200, 2));
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound(deserialize = "F: Deserialize<'de> + Clone"))]
 pub struct OnlineNmf<F> {
     params: ValidParams,
     dict: Option<Dictionary<F>>,
