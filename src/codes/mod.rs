@@ -1,8 +1,10 @@
 //! Per-batch code solvers: the codes `W_b` of a batch with the dictionary `H` fixed.
 //!
 //! [`hals`] (Frobenius, default) and [`mu`] (any beta). Both start from a given warm
-//! start or a neutral one, stop at a relative tolerance or an iteration limit, and report
-//! what they did in [`SolveStats`]; not converging is reported, never an error.
+//! start or their own: clipped least squares for HALS, and for the multiplicative updates
+//! with 1 ≤ β ≤ 2 too (floored above zero, which they cannot leave); otherwise the flat
+//! start [`mu::initial_codes`]. They stop at a relative tolerance or an iteration limit,
+//! and report what they did in [`SolveStats`]; not converging is reported, never an error.
 
 pub mod hals;
 pub mod mu;
