@@ -87,7 +87,8 @@ pub struct NmfParams {
 
 impl NmfParams {
     /// Defaults for rank `k`: Frobenius loss, HALS codes, [`Init::Auto`], batches of 1024
-    /// rows, up to 10 passes, forget factor 1, no regularization, seed 0.
+    /// rows, up to 10 passes, forget factor 1, the loss's default decay, no regularization,
+    /// seed 0.
     pub fn new(rank: usize) -> Self {
         Self {
             rank,
