@@ -524,6 +524,20 @@ mod tests {
         assert_eq!(back, d);
     }
 
+    /// A dictionary saved before the past-data scaling existed (no `life_rows`) still
+    /// loads, with the scaling restarted.
+    #[test]
+    fn loads_without_life_rows() {
+        let h = array![[1.0f64, 0.5], [0.0, 2.0]];
+        let mut d = Dictionary::new(h, Loss::Frobenius);
+        d.life_rows = 77;
+        let mut v = serde_json::to_value(&d).unwrap();
+        v.as_object_mut().unwrap().remove("life_rows").unwrap();
+        let back: Dictionary<f64> = serde_json::from_value(v).unwrap();
+        assert_eq!(back.life_rows, 0);
+        assert_eq!(back.components(), d.components());
+    }
+
     /// A component that no row uses is re-seeded from a batch row.
     #[test]
     fn dead_atom_is_reseeded() {

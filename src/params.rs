@@ -427,6 +427,11 @@ mod tests {
         }
         let p = NmfParams::new(2).decay(2.5).check().unwrap();
         assert_eq!(p.decay_exponent(), 2.5);
+        // Parameters saved before `decay` existed load with the loss's default.
+        let mut v = serde_json::to_value(NmfParams::new(2)).unwrap();
+        v.as_object_mut().unwrap().remove("decay").unwrap();
+        let old: NmfParams = serde_json::from_value(v).unwrap();
+        assert_eq!(old.decay_exponent(), 8.0);
     }
     #[test]
     fn tolerances() {
