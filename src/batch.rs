@@ -7,7 +7,7 @@
 use std::ops::Range;
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayView2, ArrayViewMut2};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, ShapeBuilder};
 
 use crate::error::{Error, Result};
 use crate::float::Float;
@@ -422,9 +422,39 @@ impl<'a, F: Float> MatRef<'a, F> {
         }
     }
 
+    /// `Wᵀ · X` (k × p) for codes `W` (b × k), stored column-major: its transpose `Xᵀ W` is
+    /// a standard p × k array, which a sparse X fills in place (nnz · k, one zeroing, no
+    /// transposition).
+    ///
+    /// ```
+    /// use ndarray::array;
+    /// use streamnmf::{CsrMatrix, MatRef};
+    /// let x = array![[1.0f64, 0.0, 2.0], [0.0, 3.0, 0.0]];
+    /// let w = array![[1.0, 0.5], [2.0, 0.0]];
+    /// let csr = CsrMatrix::from_dense(x.view());
+    /// let wtx = MatRef::from(&csr).wt_x(w.view());
+    /// assert!(wtx.t().is_standard_layout());
+    /// assert_eq!(wtx, w.t().dot(&x));
+    /// assert_eq!(MatRef::from(&x).wt_x(w.view()), wtx);
+    /// ```
+    pub fn wt_x(&self, w: ArrayView2<F>) -> Array2<F> {
+        let k = w.ncols();
+        let mut out = Array2::zeros((k, self.ncols()).f());
+        match self {
+            MatRef::Dense(x) => general_mat_mul(F::one(), &w.t(), x, F::zero(), &mut out),
+            MatRef::Csr(x) => {
+                let w = w.as_standard_layout();
+                let ws = w.as_slice().expect("standard layout");
+                let mut outt = out.view_mut().reversed_axes();
+                let accs = outt.as_slice_mut().expect("column-major out");
+                crate::kernels::csr_xt_w(*x, ws, k, accs);
+            }
+        }
+        out
+    }
+
     /// `out ← scale · out + Wᵀ · X` for codes `W` (b × k) and `out` (k × p).
-    /// Costs nnz · k (+ k · p) when sparse. When `out` is column-major (its transpose is
-    /// a standard p × k array), a sparse X adds straight into it with no transposition.
+    /// Costs nnz · k (+ k · p) when sparse.
     pub fn add_wt_x(&self, w: ArrayView2<F>, scale: F, out: &mut Array2<F>) {
         match self {
             MatRef::Dense(x) => general_mat_mul(F::one(), &w.t(), x, scale, out),
@@ -432,13 +462,6 @@ impl<'a, F: Float> MatRef<'a, F> {
                 let k = w.ncols();
                 let w = w.as_standard_layout();
                 let ws = w.as_slice().expect("standard layout");
-                if scale == F::zero() && out.t().is_standard_layout() {
-                    out.fill(F::zero());
-                    let mut outt = out.view_mut().reversed_axes();
-                    let accs = outt.as_slice_mut().expect("column-major out");
-                    crate::kernels::csr_xt_w(*x, ws, k, accs);
-                    return;
-                }
                 // Accumulate Xᵀ W (p × k) so the inner loop is contiguous, then add its
                 // transpose once.
                 let mut acc = Array2::<F>::zeros((x.ncols(), k));
@@ -665,7 +688,7 @@ pub(crate) fn reconstruct_into<F: Float>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::{array, ShapeBuilder};
+    use ndarray::array;
 
     fn sample() -> Array2<f64> {
         array![
@@ -693,11 +716,11 @@ mod tests {
         MatRef::from(&csr).add_wt_x(w.view(), 0.5, &mut os);
         assert_eq!(od, os);
         assert_eq!(od, w.t().dot(&x) + 0.5);
-        // Column-major output, written in place (whatever it held before).
-        let mut of = Array2::from_elem((2, 4).f(), 7.0);
-        MatRef::from(&csr).add_wt_x(w.view(), 0.0, &mut of);
+        // The column-major product, sparse and dense.
+        let of = MatRef::from(&csr).wt_x(w.view());
         assert!(of.t().is_standard_layout());
         assert_eq!(of, w.t().dot(&x));
+        assert_eq!(MatRef::from(&x).wt_x(w.view()), of);
     }
 
     #[test]

@@ -64,9 +64,7 @@ impl<F: Float> Contribution<F> {
         let beta = loss.beta();
         let (first, second) = if beta == 2.0 {
             // Column-major, like the statistics it is folded into (see `Statistics`).
-            let mut wtx = Array2::zeros((k, p).f());
-            x.add_wt_x(w, F::zero(), &mut wtx);
-            (w.t().dot(&w), wtx)
+            (w.t().dot(&w), x.wt_x(w))
         } else {
             let wsum = w.sum_axis(Axis(0));
             let ones_den = || Array2::from_shape_fn((k, p), |(j, _)| wsum[j]);

@@ -5,7 +5,7 @@
 //! entries: dense rows are copied densely; sparse rows stay sparse, so the randomized
 //! range finder costs O(nnz · k) per product and a wide sparse batch never densifies.
 
-use ndarray::{s, Array2, ArrayView1, ShapeBuilder};
+use ndarray::{s, Array2, ArrayView1};
 use ndarray_linalg::{JobSvd, QR, SVDDC};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -154,13 +154,8 @@ impl Sample {
     fn tmul(&self, q: &Array2<f64>) -> Array2<f64> {
         match self {
             Sample::Dense(d) => d.t().dot(q),
-            Sample::Sparse(c) => {
-                // Column-major Qᵀ X: the sparse kernel adds into it in place, and its
-                // transpose is the standard p × l answer.
-                let mut qtx = Array2::zeros((q.ncols(), c.ncols()).f());
-                self.view().add_wt_x(q.view(), 0.0, &mut qtx);
-                qtx.reversed_axes()
-            }
+            // Qᵀ X comes column-major: its transpose is the standard p × l answer.
+            Sample::Sparse(_) => self.view().wt_x(q.view()).reversed_axes(),
         }
     }
 }
