@@ -1,6 +1,7 @@
-//! Criterion benchmarks of the hot kernels: the per-batch code solve (dense and CSR,
-//! f32/f64, k ∈ {8, 32, 128}), the dictionary update, loss evaluation, and Parquet batch
-//! decoding. Compare runs with `cargo bench --bench kernels -- --save-baseline main` and
+//! Criterion benchmarks of the hot paths, through the public API: the per-batch code solve
+//! (`transform` of a batch against a fixed dictionary: dense and CSR, f32/f64,
+//! k ∈ {8, 32, 128}), one `partial_fit` (codes, statistics, dictionary update), loss
+//! evaluation, and Parquet batch decoding. Compare runs with `cargo bench --bench kernels -- --save-baseline main` and
 //! `-- --baseline main`.
 
 use std::hint::black_box;
@@ -10,11 +11,10 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use streamnmf::io::{BatchSource, FileSource, InputOptions};
+use streamnmf::io::{FileSource, InputOptions};
+use streamnmf::source::BatchSource;
 use streamnmf::synth::PlantedSpec;
-use streamnmf::{
-    loss, solve_batch, Contribution, CsrMatrix, Dictionary, Float, Loss, MatRef, NmfParams,
-};
+use streamnmf::{loss, CsrMatrix, Float, Loss, MatRef, NmfParams, OnlineNmf, ValidParams};
 
 const ROWS: usize = 1024;
 
@@ -45,55 +45,61 @@ fn sparse_batch<F: Float>(k: usize) -> (CsrMatrix<F>, Array2<F>) {
     (x, h)
 }
 
+/// A model holding dictionary `h`, on one thread (the kernels, not the threads).
+fn model<F: Float>(params: &ValidParams, h: &Array2<F>) -> OnlineNmf<F> {
+    OnlineNmf::from_components(params.clone(), h.clone())
+        .expect("valid dictionary")
+        .with_threads(1)
+}
+
+/// The codes of one batch against a fixed dictionary (`transform`: the solver step).
 fn code_solve(c: &mut Criterion) {
     let mut g = c.benchmark_group("code_solve");
     for k in [8, 32, 128] {
         let params = NmfParams::new(k).check().expect("valid");
         let (x, h) = dense_batch::<f32>(1000, k);
+        let m = model(&params, &h);
         g.bench_with_input(BenchmarkId::new("dense_f32_1024x1000", k), &k, |b, _| {
-            b.iter(|| black_box(solve_batch(&params, h.view(), MatRef::from(&x))))
+            b.iter(|| black_box(m.transform(&x).expect("codes")))
         });
         let (x, h) = dense_batch::<f64>(1000, k);
+        let m = model(&params, &h);
         g.bench_with_input(BenchmarkId::new("dense_f64_1024x1000", k), &k, |b, _| {
-            b.iter(|| black_box(solve_batch(&params, h.view(), MatRef::from(&x))))
+            b.iter(|| black_box(m.transform(&x).expect("codes")))
         });
         let (x, h) = sparse_batch::<f32>(k);
+        let m = model(&params, &h);
         g.bench_with_input(BenchmarkId::new("csr_f32_1024x20000", k), &k, |b, _| {
-            b.iter(|| black_box(solve_batch(&params, h.view(), MatRef::from(&x))))
+            b.iter(|| black_box(m.transform(&x).expect("codes")))
         });
         let kl = NmfParams::new(k)
             .loss(Loss::KullbackLeibler)
             .code_max_iter(50)
             .check()
             .expect("valid");
+        let m = model(&kl, &h);
         g.bench_with_input(BenchmarkId::new("csr_f32_kl_50iter", k), &k, |b, _| {
-            b.iter(|| black_box(solve_batch(&kl, h.view(), MatRef::from(&x))))
+            b.iter(|| black_box(m.transform(&x).expect("codes")))
         });
         let (x, h) = sparse_batch::<f64>(k);
+        let m = model(&params, &h);
         g.bench_with_input(BenchmarkId::new("csr_f64_1024x20000", k), &k, |b, _| {
-            b.iter(|| black_box(solve_batch(&params, h.view(), MatRef::from(&x))))
+            b.iter(|| black_box(m.transform(&x).expect("codes")))
         });
     }
     g.finish();
 }
 
-fn dictionary_update(c: &mut Criterion) {
-    let mut g = c.benchmark_group("dictionary_update");
+/// One `partial_fit`: codes, statistics and the dictionary update.
+fn batch_update(c: &mut Criterion) {
+    let mut g = c.benchmark_group("batch_update");
     for k in [8, 32, 128] {
         let params = NmfParams::new(k).check().expect("valid");
         let (x, h) = dense_batch::<f32>(1000, k);
-        let solved = solve_batch(&params, h.view(), MatRef::from(&x));
-        let contribution: Contribution<f32> = solved.contribution;
-        let mut rng = ChaCha8Rng::seed_from_u64(0);
         g.bench_with_input(BenchmarkId::new("fro_f32_p1000", k), &k, |b, _| {
             b.iter_batched(
-                || {
-                    (
-                        Dictionary::new(h.clone(), Loss::Frobenius),
-                        contribution.clone(),
-                    )
-                },
-                |(mut d, c)| black_box(d.apply(c, MatRef::from(&x), &params, &mut rng)),
+                || model(&params, &h),
+                |mut m| black_box(m.partial_fit(&x).expect("update")),
                 criterion::BatchSize::SmallInput,
             )
         });
@@ -106,7 +112,7 @@ fn loss_evaluation(c: &mut Criterion) {
     let k = 32;
     let params = NmfParams::new(k).check().expect("valid");
     let (x, h) = dense_batch::<f32>(1000, k);
-    let w = solve_batch(&params, h.view(), MatRef::from(&x)).codes.w;
+    let w = model(&params, &h).transform(&x).expect("codes");
     for beta in [2.0, 1.0] {
         g.bench_with_input(
             BenchmarkId::new("dense_f32_1024x1000", beta),
@@ -117,7 +123,7 @@ fn loss_evaluation(c: &mut Criterion) {
         );
     }
     let (xs, hs) = sparse_batch::<f32>(k);
-    let ws = solve_batch(&params, hs.view(), MatRef::from(&xs)).codes.w;
+    let ws = model(&params, &hs).transform(&xs).expect("codes");
     for beta in [2.0, 1.0] {
         g.bench_with_input(
             BenchmarkId::new("csr_f32_1024x20000", beta),
@@ -177,6 +183,6 @@ criterion_group! {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(2));
-    targets = code_solve, dictionary_update, loss_evaluation, parquet_decode
+    targets = code_solve, batch_update, loss_evaluation, parquet_decode
 }
 criterion_main!(kernels);

@@ -7,7 +7,8 @@ use std::fs::File;
 use std::time::Instant;
 
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use streamnmf::io::{BatchSource, FileSource, InputOptions};
+use streamnmf::io::{FileSource, InputOptions};
+use streamnmf::source::BatchSource;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a: Vec<String> = std::env::args().skip(1).collect();

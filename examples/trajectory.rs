@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use clap::Parser;
 use ndarray::Array2;
-use streamnmf::io::{BatchSource, FileSource, InputOptions, Layout};
+use streamnmf::io::{FileSource, InputOptions, Layout};
+use streamnmf::source::BatchSource;
 use streamnmf::{Batch, CsrMatrix, Init, Loss, MatRef, Matrix, NmfParams, OnlineNmf};
 
 #[derive(Parser)]
@@ -61,7 +62,7 @@ struct Args {
 
 /// Stacks all batches into one matrix (dense or CSR).
 fn load(batches: Vec<Batch<f32>>, width: usize) -> Matrix<f32> {
-    match batches.first().map(|b| &b.data) {
+    match batches.first().map(|b| b.data()) {
         Some(Matrix::Csr(_)) => {
             let (mut indptr, mut indices, mut data) = (vec![0], Vec::new(), Vec::new());
             for b in &batches {
@@ -79,7 +80,7 @@ fn load(batches: Vec<Batch<f32>>, width: usize) -> Matrix<f32> {
         _ => {
             let views: Vec<_> = batches
                 .iter()
-                .filter_map(|b| match &b.data {
+                .filter_map(|b| match b.data() {
                     Matrix::Dense(x) => Some(x.view()),
                     _ => None,
                 })
@@ -100,7 +101,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .with_writer(std::io::stderr)
             .init();
     }
-    let mut opts = InputOptions::new(65_536).beta(a.loss.beta());
+    let mut opts = InputOptions::new(65_536);
     if let Some(t) = &a.triplets {
         let p: Vec<&str> = t.split(',').collect();
         opts = opts.layout(Layout::Triplets {
@@ -144,6 +145,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let params = params
         .loss(a.loss)
         .batch_size(a.batch_size)
+        .max_passes(a.passes)
+        .pass_tol(0.0)
         .seed(a.seed)
         .init(match a.init.as_str() {
             "random" => Init::Random,
@@ -157,22 +160,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(t) = a.threads {
         model.set_threads(t);
     }
-    let (n, b) = (xv.nrows(), a.batch_size);
-    let mut fit_secs = 0.0;
-    for pass in 0..a.passes {
-        let t = Instant::now();
-        if pass > 0 {
-            model.start_pass();
-        }
-        for start in (0..n).step_by(b) {
-            model.partial_fit(xv.slice_rows(start..(start + b).min(n)))?;
-        }
-        fit_secs += t.elapsed().as_secs_f64();
+    // Fit time excludes the evaluation done between passes.
+    let start = Instant::now();
+    let mut eval_secs = 0.0;
+    let mut failed = None;
+    model.fit_each_pass(xv, |m, pass| {
+        let fit_secs = start.elapsed().as_secs_f64() - eval_secs;
         if a.no_eval {
             println!("{{\"pass\": {}, \"seconds\": {fit_secs:.4}}}", pass + 1);
-            continue;
+            return true;
         }
-        let l = model.loss(xv)?;
+        let t = Instant::now();
+        let l = match m.loss(xv) {
+            Ok(l) => l,
+            Err(e) => {
+                failed = Some(e);
+                return false;
+            }
+        };
+        eval_secs += t.elapsed().as_secs_f64();
         let rel = if a.loss.beta() == 2.0 {
             (2.0 * l.loss / x_sq).sqrt()
         } else {
@@ -183,6 +189,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             pass + 1,
             l.loss
         );
+        true
+    })?;
+    if let Some(e) = failed {
+        return Err(e.into());
     }
     let rss = std::fs::read_to_string("/proc/self/status")
         .ok()

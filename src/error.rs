@@ -1,6 +1,8 @@
-//! Errors: one enum for the whole crate, one variant per rule that input or parameters
-//! can break. Every variant about data names the row (0-based, counted over the whole
-//! input, not the batch) and the column where it applies.
+//! Errors: one enum for the whole crate, one variant per rule that input, parameters or
+//! options can break. Every variant about data names the row (0-based, counted over the
+//! whole input, not the batch) and the column where it applies; the I/O layer and the
+//! pipeline wrap them with the file and the column's name ([`Error::InFile`],
+//! [`Error::Column`]).
 
 use std::path::PathBuf;
 
@@ -9,10 +11,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in `streamnmf`.
 ///
-/// Data errors carry the global row index (0-based over the whole input stream) and the
-/// column index; the I/O layer wraps them in [`Error::InFile`] to add the file name and
-/// the column's name. Not converging is never an error: it is reported in
-/// [`crate::BatchReport`] and [`crate::FitReport`].
+/// Not converging is never an error: it is reported in [`crate::BatchReport`] and
+/// [`crate::FitReport`].
 ///
 /// ```
 /// use streamnmf::{Error, NmfParams};
@@ -89,7 +89,7 @@ pub enum Error {
         /// Ids given.
         ids: usize,
     },
-    /// Codes `W` whose shape does not match the model (in `inverse_transform`).
+    /// Codes `W` whose shape does not match the model and the data.
     #[error("codes have {found} columns but the model has rank {expected}")]
     CodesShape {
         /// The model's rank.
@@ -116,6 +116,15 @@ pub enum Error {
     /// `batch_size == 0`.
     #[error("batch size must be at least 1")]
     ZeroBatchSize,
+    /// `max_passes == 0`.
+    #[error("max_passes must be at least 1")]
+    ZeroPasses,
+    /// `code_max_iter == 0`.
+    #[error("code_max_iter must be at least 1")]
+    ZeroCodeIterations,
+    /// `dict_max_iter == 0`.
+    #[error("dict_max_iter must be at least 1")]
+    ZeroDictIterations,
     /// `forget` outside (0, 1].
     #[error("forget factor must be in (0, 1], got {0}")]
     InvalidForget(f64),
@@ -125,9 +134,6 @@ pub enum Error {
     /// A tolerance that is negative or not finite.
     #[error("tolerance must be finite and >= 0, got {0}")]
     InvalidTolerance(f64),
-    /// An iteration limit of zero.
-    #[error("{0} must be at least 1")]
-    ZeroIterations(&'static str),
     /// A negative or non-finite regularization strength.
     #[error("{name} must be finite and >= 0, got {value}")]
     InvalidAlpha {
@@ -168,8 +174,25 @@ pub enum Error {
         value: f64,
     },
 
-    // ---- files --------------------------------------------------------------------------
-    /// An error, located in a file.
+    // ---- pipeline options: one variant per rule ---------------------------------------
+    /// No solver thread.
+    #[error("the pipeline needs at least 1 solver thread")]
+    ZeroSolvers,
+    /// No thread inside a batch.
+    #[error("the pipeline needs at least 1 thread per batch")]
+    ZeroBatchThreads,
+    /// Channels of capacity 0.
+    #[error("the pipeline's queue depth must be at least 1")]
+    ZeroQueueDepth,
+    /// Zero passes over the input.
+    #[error("the pipeline needs at least 1 epoch")]
+    ZeroEpochs,
+    /// Several passes asked of a source that can be read once (a stream).
+    #[error("a stream can be read only once: use one epoch")]
+    NotRewindable,
+
+    // ---- files and sources --------------------------------------------------------------
+    /// An error, located in a file (or a named stream such as `<stdin>`).
     #[error("{}: {source}", path.display())]
     InFile {
         /// The file.
@@ -181,7 +204,7 @@ pub enum Error {
     /// A bad value in a named column of a file.
     #[error("row {row}, column '{column}': {message}")]
     Column {
-        /// Row, 0-based over the whole input.
+        /// Row, 0-based within the file.
         row: u64,
         /// The column's name.
         column: String,
@@ -191,18 +214,26 @@ pub enum Error {
     /// Input whose schema or layout cannot be used.
     #[error("{0}")]
     Schema(String),
+    /// A sparse layout read from a stream without its number of features.
+    #[error("a sparse layout needs the number of features (its width) when it cannot be scanned")]
+    SparseWidthUnknown,
     /// An operating-system I/O error.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
-    /// The Parquet decoder failed.
-    #[error("Parquet: {0}")]
-    Parquet(#[from] parquet::errors::ParquetError),
-    /// The Arrow decoder failed.
-    #[error("Arrow: {0}")]
-    Arrow(#[from] arrow_schema::ArrowError),
+    /// A file decoder (Parquet, Arrow IPC) failed: a corrupt or truncated file.
+    #[error("{format}: {message}")]
+    Decode {
+        /// `"Parquet"` or `"Arrow"`.
+        format: &'static str,
+        /// The decoder's message.
+        message: String,
+    },
     /// A model or checkpoint file that cannot be read.
     #[error("model file: {0}")]
     ModelFile(String),
+    /// A dense linear-algebra routine (LAPACK) failed.
+    #[error("linear algebra: {0}")]
+    Linalg(String),
     /// A worker thread panicked; the message is the panic's.
     #[error("worker thread '{thread}' panicked: {message}")]
     WorkerPanic {
@@ -210,6 +241,15 @@ pub enum Error {
         thread: String,
         /// The panic payload, if it was a string.
         message: String,
+    },
+    /// The operating system refused to start a thread.
+    #[error("could not start thread '{thread}': {source}")]
+    ThreadSpawn {
+        /// The thread's name.
+        thread: String,
+        /// The operating system's reason.
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -231,26 +271,23 @@ impl Error {
         }
     }
 
-    /// Replaces a column index by the column's name, for errors that carry one.
+    /// Replaces a column index by the column's name and the row by `row`, for the errors
+    /// about one value (negative, non-finite, zero under Itakura-Saito).
     ///
     /// ```
     /// use streamnmf::Error;
     /// let e = Error::NegativeValue { row: 7, col: 1, value: -2.0 };
-    /// let named = e.with_column_names(&["a".to_string(), "b".to_string()]);
-    /// assert_eq!(named.to_string(), "row 7, column 'b': negative value -2: NMF needs non-negative data");
+    /// let named = e.at_named_column(3, &["a".to_string(), "b".to_string()]);
+    /// assert_eq!(named.to_string(), "row 3, column 'b': negative value -2: NMF needs non-negative data");
     /// ```
-    pub fn with_column_names(self, names: &[String]) -> Error {
-        let (row, col, message) = match &self {
-            Error::NegativeValue { row, col, value } => (
-                *row,
+    pub fn at_named_column(self, row: u64, names: &[String]) -> Error {
+        let (col, message) = match &self {
+            Error::NegativeValue { col, value, .. } => (
                 *col,
                 format!("negative value {value}: NMF needs non-negative data"),
             ),
-            Error::NonFinite { row, col, value } => {
-                (*row, *col, format!("non-finite value {value}"))
-            }
-            Error::ZeroForBeta { row, col, beta } => (
-                *row,
+            Error::NonFinite { col, value, .. } => (*col, format!("non-finite value {value}")),
+            Error::ZeroForBeta { col, beta, .. } => (
                 *col,
                 format!("zero value, undefined under the beta={beta} divergence"),
             ),

@@ -5,8 +5,6 @@ use std::iter::Sum;
 use std::ops::{AddAssign, DivAssign, MulAssign, SubAssign};
 
 use ndarray::{LinalgScalar, ScalarOperand};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 /// A floating-point element type: implemented for `f32` and `f64`.
 ///
@@ -34,13 +32,8 @@ pub trait Float:
     + DivAssign
     + Send
     + Sync
-    + Serialize
-    + DeserializeOwned
-    + arrow_buffer::ArrowNativeType
     + 'static
 {
-    /// The matching Arrow type, so columns decode straight into `&[Self]`.
-    type Arrow: arrow_array::ArrowPrimitiveType<Native = Self>;
     /// The type's name as written in model files and the CLI (`"f32"` or `"f64"`).
     const NAME: &'static str;
     /// Converts from `f64`, rounding to nearest (`as` semantics: out-of-range values
@@ -51,7 +44,6 @@ pub trait Float:
 }
 
 impl Float for f32 {
-    type Arrow = arrow_array::types::Float32Type;
     const NAME: &'static str = "f32";
     #[inline]
     fn from_f64(x: f64) -> Self {
@@ -64,7 +56,6 @@ impl Float for f32 {
 }
 
 impl Float for f64 {
-    type Arrow = arrow_array::types::Float64Type;
     const NAME: &'static str = "f64";
     #[inline]
     fn from_f64(x: f64) -> Self {

@@ -28,41 +28,41 @@
 //! assert_eq!(codes.ncols(), 3);
 //! # Ok::<(), streamnmf::Error>(())
 //! ```
+//!
+//! # Layers
+//! Each module is one layer and imports only from the layers before it:
+//! [`linalg`](crate) (kernels, no knowledge of batches) → [`matrix`] (dense/CSR data,
+//! batches, the one validator) → `solve` (non-negative solvers shared by codes and
+//! dictionary) → [`model`] (parameters, losses, statistics, dictionary, [`OnlineNmf`]) →
+//! [`persist`] (model files, checkpoints, atomic writes) → [`source`] (where batches come
+//! from) → [`pipeline`] (threads) and, with the `arrow` feature, `io` (Parquet and Arrow
+//! IPC readers and writers). The math compiles without Arrow, Parquet or the
+//! command-line crates: `default-features = false`.
 #![deny(missing_docs)]
 
-// Links the system OpenBLAS behind ndarray's `blas` feature.
-extern crate blas_src;
-
-pub mod batch;
-pub mod blas;
-pub mod checkpoint;
-pub mod codes;
-pub mod dictionary;
-pub mod error;
-pub mod float;
-pub mod init;
-pub mod io;
-mod kernels;
-pub mod loss;
+mod error;
+mod float;
+mod linalg;
+pub mod matrix;
 pub mod model;
-pub mod parallel;
-pub mod params;
+pub mod persist;
 pub mod pipeline;
+mod solve;
+pub mod source;
 pub mod synth;
 
-pub use batch::{Batch, CsrMatrix, CsrView, MatRef, Matrix, RowIds};
-pub use codes::{Codes, SolveStats};
-pub use dictionary::{Contribution, Dictionary, Statistics};
+#[cfg(feature = "arrow")]
+pub mod io;
+
 pub use error::{Error, Result};
 pub use float::Float;
-pub use loss::Loss;
+pub use matrix::{Batch, CsrMatrix, CsrView, MatRef, Matrix, Origin, RowIds};
+pub use model::loss;
 pub use model::{
-    codes_threads, solve_batch, solve_batch_threads, BatchReport, FitReport, LossReport, OnlineNmf,
-    Solved,
+    BatchReport, FitReport, Init, Loss, LossReport, NmfParams, OnlineNmf, Solver, ValidParams,
 };
-pub use params::{Init, NmfParams, Solver, ValidParams};
 
 /// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "arrow"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -73,7 +73,7 @@ impl PlantedSpec {
         self.poisson_scale = Some(scale);
         self
     }
-    /// The seed.
+    /// The seed of the data (and of the factors).
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
@@ -214,7 +214,7 @@ pub fn svd_relative_error_bound(x: ArrayView2<f64>, k: usize) -> Result<f64> {
     }
     let (_, s, _) = x
         .svddc(JobSvd::None)
-        .map_err(|e| Error::Schema(format!("SVD failed: {e}")))?;
+        .map_err(|e| Error::Linalg(format!("SVD failed: {e}")))?;
     let kept: f64 = s.iter().take(k).map(|v| v * v).sum();
     Ok(((total - kept).max(0.0) / total).sqrt())
 }
@@ -235,7 +235,7 @@ pub fn svd_relative_error_bound(x: ArrayView2<f64>, k: usize) -> Result<f64> {
 pub fn gram_error_bound(gram: ArrayView2<f64>, total: f64, k: usize) -> Result<f64> {
     let (_, s, _) = gram
         .svddc(JobSvd::None)
-        .map_err(|e| Error::Schema(format!("SVD failed: {e}")))?;
+        .map_err(|e| Error::Linalg(format!("SVD failed: {e}")))?;
     let kept: f64 = s.iter().take(k).sum();
     Ok(((total - kept).max(0.0) / total).sqrt())
 }

@@ -17,7 +17,7 @@ use common::*;
 use ndarray::Array2;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
-use streamnmf::checkpoint;
+use streamnmf::persist;
 use streamnmf::synth::PlantedSpec;
 
 fn bin() -> Command {
@@ -117,7 +117,7 @@ fn fit_transform_inspect_end_to_end() {
     assert!(hist[5].as_f64().unwrap() < hist[0].as_f64().unwrap());
 
     // The codes carry the ids and equal the library's transform with the saved model.
-    let (model, meta) = checkpoint::load::<f32>(&d.join("m.snmf")).unwrap();
+    let (model, meta) = persist::load::<f32>(&d.join("m.snmf")).unwrap();
     assert_eq!(meta.feature_names[0], "f0");
     let (ids, w) = read_codes(&d.join("w.parquet"));
     assert_eq!(ids, (1000..4000).collect::<Vec<i64>>());
@@ -209,7 +209,7 @@ fn fit_from_stdin_stream() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["rows"], 2000);
     assert_eq!(v["passes"], 1);
-    let (m, _) = checkpoint::load::<f32>(&dir.path().join("live.snmf")).unwrap();
+    let (m, _) = persist::load::<f32>(&dir.path().join("live.snmf")).unwrap();
     assert_eq!(m.components().unwrap().dim(), (3, 12));
 }
 

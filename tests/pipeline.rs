@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use ndarray::{s, Array2};
-use streamnmf::io::{
-    BatchIter, BatchSource, FileSource, InputOptions, Layout, MemorySource, StreamSource,
-};
+use streamnmf::io::{FileSource, InputOptions, Layout, StreamSource};
 use streamnmf::pipeline::{fit, transform, PipelineOptions};
+use streamnmf::source::{BatchIter, BatchSource, MemorySource};
 use streamnmf::synth::PlantedSpec;
 use streamnmf::{Batch, Error, Loss, MatRef, NmfParams, OnlineNmf, RowIds};
 
@@ -28,40 +27,46 @@ fn params(loss: Loss) -> streamnmf::ValidParams {
 }
 
 fn opts(threads: usize, staleness: usize, epochs: usize) -> PipelineOptions {
-    PipelineOptions {
-        solver_threads: threads,
-        batch_threads: 1,
-        staleness,
-        queue_depth: 2,
-        epochs,
-        panic_in_solver_at: None,
-    }
+    PipelineOptions::new()
+        .with_solvers(threads)
+        .with_batch_threads(1)
+        .with_staleness(staleness)
+        .with_epochs(epochs)
 }
 
-/// With s = 0 the pipeline is exactly `partial_fit` in a loop, bit for bit.
+/// With s = 0 the pipeline is exactly `partial_fit` in a loop for one pass, and exactly
+/// the in-memory `fit` for several, bit for bit.
 #[test]
-fn lockstep_equals_partial_fit() {
+fn lockstep_equals_partial_fit_and_fit() {
     let x = data();
     for loss in [Loss::Frobenius, Loss::KullbackLeibler] {
         let mut looped = OnlineNmf::<f64>::new(params(loss));
-        for epoch in 0..3 {
-            if epoch > 0 {
-                looped.start_pass();
-            }
-            for start in (0..2000).step_by(128) {
-                looped
-                    .partial_fit(x.slice(s![start..(start + 128).min(2000), ..]))
-                    .unwrap();
-            }
+        for start in (0..2000).step_by(128) {
+            looped
+                .partial_fit(x.slice(s![start..(start + 128).min(2000), ..]))
+                .unwrap();
         }
-        looped.end_pass();
+        let p3 = params(loss)
+            .into_builder()
+            .max_passes(3)
+            .pass_tol(0.0)
+            .check()
+            .unwrap();
+        let mut fitted = OnlineNmf::<f64>::new(p3.clone());
+        fitted.fit(&x).unwrap();
         for threads in [1, 3] {
             let mut piped = OnlineNmf::<f64>::new(params(loss));
+            let mut src = MemorySource::new(x.clone(), 128);
+            fit(&mut piped, &mut src, &opts(threads, 0, 1), |_| {}).unwrap();
+            assert_eq!(piped.components().unwrap(), looped.components().unwrap());
+            assert_eq!(piped.batches_seen(), looped.batches_seen());
+
+            let mut piped = OnlineNmf::<f64>::new(p3.clone());
             let mut src = MemorySource::new(x.clone(), 128);
             let r = fit(&mut piped, &mut src, &opts(threads, 0, 3), |_| {}).unwrap();
             assert_eq!(r.batches, 48);
             assert_eq!(r.rows, 6000);
-            assert_eq!(piped, looped, "{loss}, {threads} threads");
+            assert_eq!(piped, fitted, "{loss}, {threads} threads");
         }
     }
 }
@@ -92,10 +97,7 @@ fn batch_threads_never_change_the_result() {
     let x = data().mapv(|v| v as f32);
     let run = |solvers, batch_threads| {
         let mut m = OnlineNmf::<f32>::new(params(Loss::Frobenius));
-        let o = PipelineOptions {
-            batch_threads,
-            ..opts(solvers, 1, 2)
-        };
+        let o = opts(solvers, 1, 2).with_batch_threads(batch_threads);
         fit(&mut m, &mut MemorySource::new(x.clone(), 700), &o, |_| {}).unwrap();
         let mut codes = Vec::new();
         transform(&m, &mut MemorySource::new(x.clone(), 700), &o, |_, w| {
@@ -179,8 +181,7 @@ fn solver_panic_is_returned_not_hung() {
     for threads in [1, 3] {
         let t = Instant::now();
         let mut m = OnlineNmf::<f64>::new(params(Loss::Frobenius));
-        let mut o = opts(threads, 1, 5);
-        o.panic_in_solver_at = Some(7);
+        let o = opts(threads, 1, 5).with_panic_in_solver_at(7);
         let err = fit(&mut m, &mut MemorySource::new(data(), 50), &o, |_| {}).unwrap_err();
         match &err {
             Error::WorkerPanic { thread, message } => {
@@ -282,8 +283,8 @@ fn parquet_files_are_rechunked_across_record_batches_and_files() {
     let (got, bs) = read_all(&mut src);
     assert_eq!(got, x);
     assert!(bs[..bs.len() - 1].iter().all(|b| b.rows() == 128));
-    assert_eq!(bs[1].first_row, 128);
-    assert_eq!(bs[1].ids, Some(RowIds::Int64((1128..1256).collect())));
+    assert_eq!(bs[1].first_row(), 128);
+    assert_eq!(bs[1].ids(), Some(&RowIds::Int64((1128..1256).collect())));
 
     // Fitting from the files equals fitting from memory in the same batches.
     let mut a = OnlineNmf::<f64>::new(params(Loss::Frobenius));
@@ -366,7 +367,7 @@ fn fixed_size_list_triplets_and_list_of_structs() {
         .collect();
     assert_eq!(got, x.select(ndarray::Axis(0), &nonzero_rows));
     assert!(matches!(bs[0].view(), MatRef::Csr(_)));
-    assert_eq!(bs[0].ids.as_ref().map(|i| i.len()), Some(50));
+    assert_eq!(bs[0].ids().map(|i| i.len()), Some(50));
 
     let ls = dir.path().join("ls.parquet");
     write_parquet(&ls, &[list_struct_batch(&x)], 100);
@@ -417,8 +418,8 @@ fn shuffle_buffer_is_seeded_per_epoch_and_keeps_every_row() {
     let ids_of = |src: &mut FileSource<f64>, epoch| -> Vec<i64> {
         src.epoch(epoch)
             .unwrap()
-            .flat_map(|b| match b.unwrap().ids {
-                Some(RowIds::Int64(v)) => v,
+            .flat_map(|b| match b.unwrap().ids() {
+                Some(RowIds::Int64(v)) => v.clone(),
                 _ => panic!("ids"),
             })
             .collect()
@@ -437,7 +438,7 @@ fn shuffle_buffer_is_seeded_per_epoch_and_keeps_every_row() {
     );
     // Rows travel with their ids.
     let b = a.epoch(0).unwrap().next().unwrap().unwrap();
-    let Some(RowIds::Int64(ids)) = &b.ids else {
+    let Some(RowIds::Int64(ids)) = b.ids() else {
         panic!()
     };
     let d = b.view().to_dense();

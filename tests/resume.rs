@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use ndarray::s;
-use streamnmf::checkpoint;
+use streamnmf::persist;
 use streamnmf::synth::PlantedSpec;
 
 const BIN: &str = env!("CARGO_BIN_EXE_streamnmf");
@@ -110,7 +110,7 @@ fn killed_and_resumed_runs_end_bitwise_identical() {
         // Wait for a checkpoint newer than the last one seen, then a little more, so each
         // attempt makes progress and the kill lands at a different point.
         let newest = |ck: &Path| {
-            checkpoint::CheckpointDir::new(ck, 2)
+            persist::CheckpointDir::new(ck, 2)
                 .unwrap()
                 .list()
                 .unwrap()
@@ -135,11 +135,7 @@ fn killed_and_resumed_runs_end_bitwise_identical() {
         assert!(!d.join("resumed.snmf").exists() || child.try_wait().unwrap().is_some());
         if attempt == 2 {
             // Corrupt the newest checkpoint: resume must fall back to an older one.
-            let newest = checkpoint::CheckpointDir::new(&ck, 2)
-                .unwrap()
-                .list()
-                .unwrap()[0]
-                .clone();
+            let newest = persist::CheckpointDir::new(&ck, 2).unwrap().list().unwrap()[0].clone();
             let bytes = std::fs::read(&newest).unwrap();
             std::fs::write(&newest, &bytes[..bytes.len() / 3]).unwrap();
         }
@@ -178,7 +174,7 @@ fn killed_and_resumed_runs_end_bitwise_identical() {
     );
     assert_eq!(temp_files(&ck), 0, "temp files cleaned up");
     assert!(
-        checkpoint::CheckpointDir::new(&ck, 2)
+        persist::CheckpointDir::new(&ck, 2)
             .unwrap()
             .list()
             .unwrap()
@@ -205,7 +201,7 @@ fn corrupt_newest_checkpoint_falls_back_with_a_warning() {
         d,
     );
     assert!(out.status.success());
-    let list = checkpoint::CheckpointDir::new(&d.join("ck"), 5)
+    let list = persist::CheckpointDir::new(&d.join("ck"), 5)
         .unwrap()
         .list()
         .unwrap();
@@ -333,7 +329,7 @@ fn incremental_update_matches_a_fit_on_everything() {
     ]);
     let x32 = x.mapv(|v| v as f32);
     let loss = |f: &str| {
-        checkpoint::load::<f32>(&d.join(f))
+        persist::load::<f32>(&d.join(f))
             .unwrap()
             .0
             .loss(&x32)
@@ -342,8 +338,8 @@ fn incremental_update_matches_a_fit_on_everything() {
     };
     let (old, new, all) = (loss("old.snmf"), loss("new.snmf"), loss("all.snmf"));
     assert!(new <= 1.02 * all, "updated {new} vs all at once {all}");
-    let (m_old, _) = checkpoint::load::<f32>(&d.join("old.snmf")).unwrap();
-    let (m_new, _) = checkpoint::load::<f32>(&d.join("new.snmf")).unwrap();
+    let (m_old, _) = persist::load::<f32>(&d.join("old.snmf")).unwrap();
+    let (m_new, _) = persist::load::<f32>(&d.join("new.snmf")).unwrap();
     assert!(
         m_new.rows_seen() == m_old.rows_seen() + 50_000,
         "the update kept the old counters"
@@ -374,8 +370,8 @@ fn load_then_save_is_byte_identical() {
     let dir = setup();
     let d = dir.path();
     assert!(run(&fit_args(&["--out", "m.snmf"]), d).status.success());
-    let (m, meta) = checkpoint::load::<f32>(&d.join("m.snmf")).unwrap();
-    checkpoint::save(&d.join("again.snmf"), &m, &meta).unwrap();
+    let (m, meta) = persist::load::<f32>(&d.join("m.snmf")).unwrap();
+    persist::save(&d.join("again.snmf"), &m, &meta).unwrap();
     assert_eq!(
         std::fs::read(d.join("m.snmf")).unwrap(),
         std::fs::read(d.join("again.snmf")).unwrap()

@@ -1,6 +1,9 @@
 //! Record batch → rows: resolves the layout against a schema once, then converts each
-//! record batch into a dense or CSR chunk, validating values with file-local row numbers
-//! and column names.
+//! record batch into a dense or CSR batch with its ids and origin (file and row). Only
+//! structure is checked here (columns, types, nulls, indices); values are checked by the
+//! pipeline's one validator.
+
+use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, UInt64Type};
@@ -9,16 +12,9 @@ use arrow_cast::cast;
 use arrow_schema::{DataType, Schema};
 use ndarray::Array2;
 
-use super::{InputOptions, Layout};
-use crate::batch::{CsrMatrix, MatRef, Matrix, RowIds};
+use super::{ArrowFloat, InputOptions, Layout};
 use crate::error::{Error, Result};
-use crate::float::Float;
-
-/// Rows converted from one record batch.
-pub(crate) struct Chunk<F> {
-    pub data: Matrix<F>,
-    pub ids: Option<RowIds>,
-}
+use crate::matrix::{Batch, CsrBuilder, CsrMatrix, Origin, RowIds};
 
 #[derive(Clone, Debug)]
 enum Resolved {
@@ -39,9 +35,17 @@ pub(crate) struct Converter {
     id: Option<String>,
     names: Vec<String>,
     width: usize,
-    beta: f64,
-    /// Triplets: the row being assembled across record batches.
-    pending: Option<(IdValue, Vec<(u32, f64)>)>,
+    /// Triplets: the row being assembled across record batches, with the source and line
+    /// of its first entry.
+    pending: Option<Pending>,
+}
+
+#[derive(Clone, Debug)]
+struct Pending {
+    id: IdValue,
+    source: Arc<str>,
+    line: u64,
+    entries: Vec<(u32, f64)>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -68,7 +72,7 @@ fn null_error(row0: u64, i: usize, name: &str) -> Error {
 }
 
 /// Casts a numeric column to F, rejecting nulls and non-numeric types.
-fn floats<F: Float>(a: &ArrayRef, name: &str, row0: u64) -> Result<ArrayRef> {
+fn floats<F: ArrowFloat>(a: &ArrayRef, name: &str, row0: u64) -> Result<ArrayRef> {
     if !a.data_type().is_numeric() {
         return Err(Error::Schema(format!(
             "column '{name}' has type {}, not a number",
@@ -140,11 +144,7 @@ impl Converter {
         if let Some(id) = &opts.id_column {
             field(id)?;
         }
-        let need_width = || {
-            width.ok_or_else(|| {
-                Error::Schema("sparse layouts need the number of columns (--width)".into())
-            })
-        };
+        let need_width = || width.ok_or(Error::SparseWidthUnknown);
         let (resolved, names) = match &opts.layout {
             Layout::Dense => {
                 let chosen: Vec<String> = match &opts.columns {
@@ -230,7 +230,6 @@ impl Converter {
             },
             names,
             width,
-            beta: opts.beta,
             pending: None,
         })
     }
@@ -277,14 +276,19 @@ impl Converter {
         Ok(())
     }
 
-    /// Converts a record batch whose first row is the file's row `row0`. Triplet rows may
-    /// stay pending until the next call or [`Converter::finish`].
-    pub fn convert<F: Float>(&mut self, rb: &RecordBatch, row0: u64) -> Result<Option<Chunk<F>>> {
+    /// Converts a record batch whose first row is row `row0` of `source`. Triplet rows
+    /// may stay pending until the next call or [`Converter::finish`].
+    pub fn convert<F: ArrowFloat>(
+        &mut self,
+        rb: &RecordBatch,
+        source: &Arc<str>,
+        row0: u64,
+    ) -> Result<Option<Batch<F>>> {
         let n = rb.num_rows();
         if n == 0 {
             return Ok(None);
         }
-        let chunk = match self.resolved.clone() {
+        let data = match self.resolved.clone() {
             Resolved::Columns(cols) => {
                 let p = cols.len();
                 // Column positions by name, once per record batch (a name lookup per
@@ -308,27 +312,8 @@ impl Converter {
                     .iter()
                     .map(|a| a.as_primitive::<F::Arrow>().values().as_ref())
                     .collect();
-                // Values are checked a whole column at a time (a vectorized scan; the
-                // element walk only runs to locate a bad value), then moved column-major to
-                // row-major in blocks of rows, so the destination rows stay in cache while
-                // the columns stream through.
-                let mut first_bad: Option<(usize, usize)> = None;
-                for (j, col) in vals.iter().enumerate() {
-                    if !crate::kernels::all_valid(col, self.beta <= 0.0) {
-                        let bad = col
-                            .iter()
-                            .position(|&v| check_value(v, 0, "", self.beta).is_err());
-                        if let Some(i) = bad {
-                            // Report the first bad value in row order, as a row scan would.
-                            if first_bad.is_none_or(|(bi, _)| i < bi) {
-                                first_bad = Some((i, j));
-                            }
-                        }
-                    }
-                }
-                if let Some((i, j)) = first_bad {
-                    check_value(vals[j][i], row0 + i as u64, &cols[j], self.beta)?;
-                }
+                // Moved column-major to row-major in blocks of rows, so the destination
+                // rows stay in cache while the columns stream through.
                 let mut out = vec![F::zero(); n * p];
                 const BLOCK: usize = 64;
                 for r0 in (0..n).step_by(BLOCK) {
@@ -340,11 +325,7 @@ impl Converter {
                         }
                     }
                 }
-                let x = Array2::from_shape_vec((n, p), out).expect("n x p values");
-                Chunk {
-                    data: Matrix::Dense(x),
-                    ids: self.ids(rb, row0)?,
-                }
+                Batch::dense(Array2::from_shape_vec((n, p), out).expect("n x p values"))
             }
             Resolved::FixedList(name, size) => {
                 let a = column(rb, &name)?;
@@ -364,8 +345,7 @@ impl Converter {
                 }
                 let vals = cast(child, &F::Arrow::DATA_TYPE)?;
                 let v = vals.as_primitive::<F::Arrow>().values().to_vec();
-                let x = Array2::from_shape_vec((n, size), v).expect("n x size values");
-                self.validated(Matrix::Dense(x), rb, row0)?
+                Batch::dense(Array2::from_shape_vec((n, size), v).expect("n x size values"))
             }
             Resolved::SparseList(name) => {
                 let a = column(rb, &name)?;
@@ -413,27 +393,30 @@ impl Converter {
                     let entries: Vec<(i64, F)> = (s..e).map(|t| (idx[t], val[t])).collect();
                     rows.push(entries);
                 }
-                let m = self.csr_from_rows(rows, row0, &name)?;
-                self.validated(Matrix::Csr(m), rb, row0)?
+                Batch::csr(self.csr_from_rows(rows, row0, &name)?)
             }
             Resolved::Triplets { row, col, value } => {
-                return self.convert_triplets(rb, row0, &row, &col, &value);
+                return self.convert_triplets(rb, source, row0, &row, &col, &value);
             }
         };
-        Ok(Some(chunk))
+        let data = data.with_origin(Origin::source(source.clone(), row0));
+        Ok(Some(match self.ids(rb, row0)? {
+            Some(ids) => data.with_ids(ids)?,
+            None => data,
+        }))
     }
 
-    fn csr_from_rows<F: Float>(
+    fn csr_from_rows<F: ArrowFloat>(
         &self,
         rows: Vec<Vec<(i64, F)>>,
         row0: u64,
         name: &str,
     ) -> Result<CsrMatrix<F>> {
-        let mut indptr = vec![0usize];
-        let (mut indices, mut data) = (Vec::new(), Vec::new());
+        let mut out = CsrBuilder::new(self.width);
+        let (mut cols, mut vals) = (Vec::new(), Vec::new());
         for (i, mut r) in rows.into_iter().enumerate() {
             r.sort_by_key(|e| e.0);
-            for (t, &(c, v)) in r.iter().enumerate() {
+            for (t, &(c, _)) in r.iter().enumerate() {
                 if c < 0 || c as usize >= self.width {
                     return Err(Error::Column {
                         row: row0 + i as u64,
@@ -448,123 +431,106 @@ impl Converter {
                         message: format!("column index {c} appears twice in one row"),
                     });
                 }
-                indices.push(c as u32);
-                data.push(v);
             }
-            indptr.push(data.len());
+            cols.clear();
+            vals.clear();
+            cols.extend(r.iter().map(|e| e.0 as u32));
+            vals.extend(r.iter().map(|e| e.1));
+            out.push_row(&cols, &vals);
         }
-        CsrMatrix::try_new(self.width, indptr, indices, data)
+        Ok(out.finish())
     }
 
-    fn convert_triplets<F: Float>(
+    fn convert_triplets<F: ArrowFloat>(
         &mut self,
         rb: &RecordBatch,
+        source: &Arc<str>,
         row0: u64,
         row: &str,
         col: &str,
         value: &str,
-    ) -> Result<Option<Chunk<F>>> {
+    ) -> Result<Option<Batch<F>>> {
         let ids = ids_of(column(rb, row)?, row, row0)?;
         let cols = integers(column(rb, col)?, col, row0)?;
         let vals = floats::<F>(column(rb, value)?, value, row0)?;
         let vals = vals.as_primitive::<F::Arrow>().values();
-        let mut done: Vec<(IdValue, Vec<(u32, f64)>)> = Vec::new();
+        let mut done: Vec<Pending> = Vec::new();
         for t in 0..rb.num_rows() {
             let id = match &ids {
                 RowIds::Int64(v) => IdValue::Int(v[t]),
                 RowIds::Utf8(v) => IdValue::Str(v[t].clone()),
             };
             let (c, v) = (cols[t], vals[t]);
-            let at = row0 + t as u64;
+            let line = row0 + t as u64;
             if c < 0 || c as usize >= self.width {
                 return Err(Error::Column {
-                    row: at,
+                    row: line,
                     column: col.into(),
                     message: format!("column index {c} outside 0..{}", self.width),
                 });
             }
-            check_value(v, at, value, self.beta)?;
             match &mut self.pending {
-                Some((pid, entries)) if *pid == id => entries.push((c as u32, v.as_f64())),
+                Some(p) if p.id == id => p.entries.push((c as u32, v.as_f64())),
                 _ => {
                     if let Some(prev) = self.pending.take() {
                         done.push(prev);
                     }
-                    self.pending = Some((id, vec![(c as u32, v.as_f64())]));
+                    self.pending = Some(Pending {
+                        id,
+                        source: source.clone(),
+                        line,
+                        entries: vec![(c as u32, v.as_f64())],
+                    });
                 }
             }
         }
-        self.triplet_rows(done, row0, col)
+        self.triplet_rows(done, col)
     }
 
-    /// Flushes a pending triplet row at the end of a file.
-    pub fn finish<F: Float>(&mut self, row0: u64) -> Result<Option<Chunk<F>>> {
+    /// Flushes a pending triplet row at the end of the input.
+    pub fn finish<F: ArrowFloat>(&mut self) -> Result<Option<Batch<F>>> {
+        let col = match &self.resolved {
+            Resolved::Triplets { col, .. } => col.clone(),
+            _ => return Ok(None),
+        };
         match self.pending.take() {
-            Some(r) => self.triplet_rows(vec![r], row0, "col"),
+            Some(r) => self.triplet_rows(vec![r], &col),
             None => Ok(None),
         }
     }
 
-    fn triplet_rows<F: Float>(
+    /// Completed triplet rows as a CSR batch whose origin gives, for each row, the source
+    /// and line of its first entry.
+    fn triplet_rows<F: ArrowFloat>(
         &self,
-        rows: Vec<(IdValue, Vec<(u32, f64)>)>,
-        row0: u64,
+        rows: Vec<Pending>,
         col: &str,
-    ) -> Result<Option<Chunk<F>>> {
-        if rows.is_empty() {
+    ) -> Result<Option<Batch<F>>> {
+        let Some(first) = rows.first() else {
             return Ok(None);
-        }
-        let ids = match rows[0].0 {
-            IdValue::Int(_) => RowIds::Int64(
-                rows.iter()
-                    .map(|r| match r.0 {
-                        IdValue::Int(i) => i,
-                        IdValue::Str(_) => 0,
-                    })
-                    .collect(),
-            ),
-            IdValue::Str(_) => RowIds::Utf8(
-                rows.iter()
-                    .map(|r| match &r.0 {
-                        IdValue::Str(s) => s.clone(),
-                        IdValue::Int(i) => i.to_string(),
-                    })
-                    .collect(),
-            ),
         };
-        let entries = rows
-            .into_iter()
-            .map(|(_, e)| {
-                e.into_iter()
+        let mut ids = match first.id {
+            IdValue::Int(_) => RowIds::Int64(Vec::with_capacity(rows.len())),
+            IdValue::Str(_) => RowIds::Utf8(Vec::with_capacity(rows.len())),
+        };
+        let line0 = first.line;
+        let mut origin = Origin::default();
+        let mut entries = Vec::with_capacity(rows.len());
+        for (i, r) in rows.into_iter().enumerate() {
+            ids.append(match r.id {
+                IdValue::Int(v) => RowIds::Int64(vec![v]),
+                IdValue::Str(s) => RowIds::Utf8(vec![s]),
+            });
+            origin = origin.then(i, r.source, r.line);
+            entries.push(
+                r.entries
+                    .into_iter()
                     .map(|(c, v)| (c as i64, F::from_f64(v)))
-                    .collect()
-            })
-            .collect();
-        let m = self.csr_from_rows(entries, row0, col)?;
-        if self.beta <= 0.0 {
-            MatRef::Csr(m.view())
-                .validate(row0, self.beta)
-                .map_err(|e| e.with_column_names(&self.names))?;
+                    .collect(),
+            );
         }
-        Ok(Some(Chunk {
-            data: Matrix::Csr(m),
-            ids: Some(ids),
-        }))
-    }
-
-    fn validated<F: Float>(
-        &self,
-        data: Matrix<F>,
-        rb: &RecordBatch,
-        row0: u64,
-    ) -> Result<Chunk<F>> {
-        data.view()
-            .validate(row0, self.beta)
-            .map_err(|e| e.with_column_names(&self.names))?;
-        Ok(Chunk {
-            data,
-            ids: self.ids(rb, row0)?,
-        })
+        let m = self.csr_from_rows(entries, line0, col)?;
+        Ok(Some(Batch::csr(m).with_ids(ids)?.with_origin(origin)))
     }
 
     fn ids(&self, rb: &RecordBatch, row0: u64) -> Result<Option<RowIds>> {
@@ -573,21 +539,4 @@ impl Converter {
             None => Ok(None),
         }
     }
-}
-
-fn check_value<F: Float>(v: F, row: u64, column: &str, beta: f64) -> Result<()> {
-    let message = if !v.is_finite() {
-        format!("non-finite value {v}")
-    } else if v < F::zero() {
-        format!("negative value {v}: NMF needs non-negative data")
-    } else if beta <= 0.0 && v == F::zero() {
-        format!("zero value, undefined under the beta={beta} divergence")
-    } else {
-        return Ok(());
-    };
-    Err(Error::Column {
-        row,
-        column: column.into(),
-        message,
-    })
 }

@@ -1,28 +1,69 @@
-//! Readers (Parquet, Arrow IPC file and stream, standard input) that turn record batches
-//! into validated mini-batches, and writers for codes and dictionaries.
+//! [feature `arrow`] Readers (Parquet, Arrow IPC file and stream, standard input) that turn
+//! record batches into mini-batches, and writers for codes and dictionaries.
 //!
 //! Layouts ([`Layout`]): **dense**, one numeric column per feature (default: every numeric
 //! column except the id column) or a single `FixedSizeList<number>` column; **triplets**,
 //! one row per non-zero `(row id, column index, value)`, grouped by row id; **sparse
 //! list**, one `List<Struct{index, value}>` column holding each row's non-zeros.
 //! Numbers of any integer or float type are cast to the model's float type.
+//!
+//! The readers check structure (columns, types, nulls, indices); values are checked by the
+//! pipeline with the model's loss, like every other source's.
 
 mod convert;
+mod files;
 mod prefetch;
-mod source;
+mod records;
+mod shuffle;
+mod stream;
 mod writer;
 
-pub use source::{BatchIter, BatchSource, FileSource, MemorySource, StreamSource};
-pub(crate) use writer::persist;
+pub use files::FileSource;
+pub use stream::StreamSource;
 pub use writer::{write_components, CodesWriter};
 
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
+use arrow_array::ArrowPrimitiveType;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::float::Float;
+
+/// The element types the readers and writers handle: [`Float`] with its Arrow type, so
+/// columns decode straight into `&[Self]`. Implemented for `f32` and `f64`.
+pub trait ArrowFloat: Float + arrow_buffer::ArrowNativeType {
+    /// The matching Arrow type.
+    type Arrow: ArrowPrimitiveType<Native = Self>;
+}
+
+impl ArrowFloat for f32 {
+    type Arrow = arrow_array::types::Float32Type;
+}
+
+impl ArrowFloat for f64 {
+    type Arrow = arrow_array::types::Float64Type;
+}
+
+impl From<parquet::errors::ParquetError> for Error {
+    fn from(e: parquet::errors::ParquetError) -> Self {
+        Error::Decode {
+            format: "Parquet",
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<arrow_schema::ArrowError> for Error {
+    fn from(e: arrow_schema::ArrowError) -> Self {
+        Error::Decode {
+            format: "Arrow",
+            message: e.to_string(),
+        }
+    }
+}
 
 /// How rows are laid out in the input's columns.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,15 +107,13 @@ pub struct InputOptions {
     pub width: Option<usize>,
     /// Rows per mini-batch handed to the solvers.
     pub batch_rows: usize,
-    /// The loss's beta: zeros are rejected when it is <= 0.
-    pub beta: f64,
     /// File inputs only: shuffle rows within a pool of this many rows, in a seeded order
     /// that changes every epoch (`(pool rows, seed)`).
     pub shuffle: Option<(usize, u64)>,
 }
 
 impl InputOptions {
-    /// Dense layout, all numeric columns, no id, Frobenius validation.
+    /// Dense layout, all numeric columns, no id.
     pub fn new(batch_rows: usize) -> Self {
         Self {
             columns: None,
@@ -82,7 +121,6 @@ impl InputOptions {
             layout: Layout::Dense,
             width: None,
             batch_rows,
-            beta: 2.0,
             shuffle: None,
         }
     }
@@ -111,11 +149,6 @@ impl InputOptions {
         self.shuffle = (rows > 0).then_some((rows, seed));
         self
     }
-    /// Sets the beta used for validation.
-    pub fn beta(mut self, beta: f64) -> Self {
-        self.beta = beta;
-        self
-    }
 }
 
 /// A file's container format, told by its first bytes.
@@ -125,12 +158,22 @@ pub enum Format {
     Parquet,
     /// Arrow IPC file (`ARROW1`).
     ArrowFile,
-    /// Arrow IPC stream (starts with a continuation marker or a message).
+    /// Arrow IPC stream (starts with a continuation marker).
     ArrowStream,
 }
 
 impl Format {
     /// Detects the format of the file at `path` from its magic bytes.
+    ///
+    /// ```
+    /// # fn main() -> streamnmf::Result<()> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("x.csv");
+    /// std::fs::write(&path, "a,b\n1,2\n")?;
+    /// let err = streamnmf::io::Format::detect(&path).unwrap_err();
+    /// assert!(err.to_string().ends_with("not a Parquet or Arrow IPC file"));
+    /// # Ok(()) }
+    /// ```
     pub fn detect(path: &Path) -> Result<Format> {
         let mut head = [0u8; 6];
         let mut f = File::open(path).map_err(|e| Error::Io(e).in_file(path))?;

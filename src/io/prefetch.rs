@@ -4,7 +4,7 @@
 use arrow_array::RecordBatch;
 use arrow_schema::ArrowError;
 
-use super::source::RecordBatches;
+use super::records::RecordBatches;
 
 /// Record batches decoded ahead on a helper thread: decoding (the file's codec and
 /// encodings) overlaps with the conversion to rows in the reader thread. At most

@@ -1,8 +1,7 @@
-//! Parquet writers for codes (W, with the id column) and dictionaries (H). Each writes to a
-//! temporary file in the destination's directory and renames it into place only when
-//! finished, so an error never leaves a half-written output behind.
+//! Parquet writers for codes (W, with the id column) and dictionaries (H). Each writes
+//! through an [`AtomicFile`]: renamed into place only when finished, so an error never
+//! leaves a half-written output behind.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,11 +13,11 @@ use ndarray::ArrayView2;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use tempfile::NamedTempFile;
 
-use crate::batch::RowIds;
+use super::ArrowFloat;
 use crate::error::{Error, Result};
-use crate::float::Float;
+use crate::matrix::RowIds;
+use crate::persist::AtomicFile;
 
 fn properties() -> WriterProperties {
     WriterProperties::builder()
@@ -26,35 +25,7 @@ fn properties() -> WriterProperties {
         .build()
 }
 
-/// A temp file beside `dest`, renamed onto it by [`persist`].
-fn temp_beside(dest: &Path) -> Result<NamedTempFile> {
-    let dir = match dest.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    tempfile::Builder::new()
-        .prefix(".streamnmf-")
-        .tempfile_in(&dir)
-        .map_err(|e| Error::Io(e).in_file(dest))
-}
-
-/// Flushes, fsyncs and renames a finished temp file onto `dest`.
-pub(crate) fn persist(tmp: NamedTempFile, dest: &Path) -> Result<()> {
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::Io(e).in_file(dest))?;
-    tmp.persist(dest)
-        .map_err(|e| Error::Io(e.error).in_file(dest))?;
-    if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
-        // Make the rename itself durable.
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
-}
-
-fn float_column<F: Float>(values: Vec<F>) -> ArrayRef {
+fn float_column<F: ArrowFloat>(values: Vec<F>) -> ArrayRef {
     Arc::new(PrimitiveArray::<F::Arrow>::from_iter_values(values))
 }
 
@@ -77,13 +48,12 @@ fn float_column<F: Float>(values: Vec<F>) -> ArrayRef {
 pub struct CodesWriter<F> {
     dest: PathBuf,
     schema: SchemaRef,
-    writer: Option<ArrowWriter<File>>,
-    tmp: Option<NamedTempFile>,
+    writer: ArrowWriter<AtomicFile>,
     rows: u64,
     _f: std::marker::PhantomData<fn() -> F>,
 }
 
-impl<F: Float> CodesWriter<F> {
+impl<F: ArrowFloat> CodesWriter<F> {
     /// Starts a codes file for rank `k`; `ids_like` gives the id column's type (or none).
     pub fn create(dest: &Path, k: usize, ids_like: Option<&RowIds>) -> Result<Self> {
         let mut fields = Vec::new();
@@ -96,15 +66,13 @@ impl<F: Float> CodesWriter<F> {
             fields.push(Field::new(format!("c{j}"), F::Arrow::DATA_TYPE, false));
         }
         let schema = Arc::new(Schema::new(fields));
-        let tmp = temp_beside(dest)?;
-        let file = tmp.reopen().map_err(|e| Error::Io(e).in_file(dest))?;
+        let file = AtomicFile::create(dest)?;
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties()))
             .map_err(|e| Error::from(e).in_file(dest))?;
         Ok(Self {
             dest: dest.to_path_buf(),
             schema,
-            writer: Some(writer),
-            tmp: Some(tmp),
+            writer,
             rows: 0,
             _f: std::marker::PhantomData,
         })
@@ -131,8 +99,6 @@ impl<F: Float> CodesWriter<F> {
         let rb = RecordBatch::try_new(self.schema.clone(), cols)
             .map_err(|e| Error::from(e).in_file(&self.dest))?;
         self.writer
-            .as_mut()
-            .expect("open until finished")
             .write(&rb)
             .map_err(|e| Error::from(e).in_file(&self.dest))?;
         self.rows += codes.nrows() as u64;
@@ -140,13 +106,12 @@ impl<F: Float> CodesWriter<F> {
     }
 
     /// Closes the file and moves it into place.
-    pub fn finish(mut self) -> Result<u64> {
-        self.writer
-            .take()
-            .expect("open until finished")
-            .close()
+    pub fn finish(self) -> Result<u64> {
+        let file = self
+            .writer
+            .into_inner()
             .map_err(|e| Error::from(e).in_file(&self.dest))?;
-        persist(self.tmp.take().expect("open until finished"), &self.dest)?;
+        file.commit()?;
         Ok(self.rows)
     }
 }
@@ -163,7 +128,11 @@ impl<F: Float> CodesWriter<F> {
 /// assert!(dest.exists());
 /// # Ok(()) }
 /// ```
-pub fn write_components<F: Float>(dest: &Path, h: ArrayView2<F>, names: &[String]) -> Result<()> {
+pub fn write_components<F: ArrowFloat>(
+    dest: &Path,
+    h: ArrayView2<F>,
+    names: &[String],
+) -> Result<()> {
     let mut fields = vec![Field::new("component", DataType::Int64, false)];
     let mut cols: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values(0..h.nrows() as i64))];
     for (j, c) in h.columns().into_iter().enumerate() {
@@ -174,11 +143,10 @@ pub fn write_components<F: Float>(dest: &Path, h: ArrayView2<F>, names: &[String
     let schema = Arc::new(Schema::new(fields));
     let rb =
         RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::from(e).in_file(dest))?;
-    let tmp = temp_beside(dest)?;
-    let file = tmp.reopen().map_err(|e| Error::Io(e).in_file(dest))?;
-    let mut w = ArrowWriter::try_new(file, schema, Some(properties()))
+    let mut w = ArrowWriter::try_new(AtomicFile::create(dest)?, schema, Some(properties()))
         .map_err(|e| Error::from(e).in_file(dest))?;
     w.write(&rb).map_err(|e| Error::from(e).in_file(dest))?;
-    w.close().map_err(|e| Error::from(e).in_file(dest))?;
-    persist(tmp, dest)
+    w.into_inner()
+        .map_err(|e| Error::from(e).in_file(dest))?
+        .commit()
 }

@@ -28,7 +28,7 @@ pub struct DemoArgs {
     /// Rows of the planted data.
     #[arg(long, default_value_t = 1_000_000)]
     rows: usize,
-    /// Columns.
+    /// Columns of the planted data.
     #[arg(long, default_value_t = 200)]
     cols: usize,
     /// Rank of the planted factors (and of the fit).

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use serde_json::json;
-use streamnmf::checkpoint::{self, CheckpointDir, Metadata};
-use streamnmf::io::CodesWriter;
+use streamnmf::io::{ArrowFloat, CodesWriter};
+use streamnmf::persist::{self, CheckpointDir, Metadata};
 use streamnmf::pipeline::{self, Checkpointing, PipelineOptions};
-use streamnmf::{Float, Init, Loss, NmfParams, OnlineNmf, ValidParams};
+use streamnmf::{Init, Loss, NmfParams, OnlineNmf, ValidParams};
 
 use crate::input::InputArgs;
 use crate::progress::{peak_rss_bytes, Progress};
@@ -158,15 +158,13 @@ pub fn pipeline_options(
     queue: usize,
     epochs: usize,
 ) -> PipelineOptions {
-    PipelineOptions {
-        solver_threads: solvers,
+    PipelineOptions::new()
+        .with_solvers(solvers)
         // By default the solvers share the cores.
-        batch_threads: threads.unwrap_or_else(|| (cores() / solvers.max(1)).max(1)),
-        staleness: staleness.unwrap_or(solvers),
-        queue_depth: queue,
-        epochs,
-        panic_in_solver_at: None,
-    }
+        .with_batch_threads(threads.unwrap_or_else(|| (cores() / solvers.max(1)).max(1)))
+        .with_staleness(staleness.unwrap_or(solvers))
+        .with_queue_depth(queue)
+        .with_epochs(epochs)
 }
 
 /// What a run is, for telling whether a checkpoint belongs to it: the inputs (paths and
@@ -254,7 +252,7 @@ fn asked_params(a: &FitArgs, epochs: usize) -> Result<ValidParams> {
         .check()?)
 }
 
-fn fit<F: Float>(a: FitArgs) -> Result<()> {
+fn fit<F: ArrowFloat>(a: FitArgs) -> Result<()> {
     let stream = a.input.inputs.iter().any(|p| p.as_os_str() == "-");
     if stream && a.codes_out.is_some() {
         bail!("--codes-out needs file input: a stream cannot be read twice (use `streamnmf transform`)");
@@ -262,7 +260,7 @@ fn fit<F: Float>(a: FitArgs) -> Result<()> {
     let epochs = a.epochs.unwrap_or(if stream { 1 } else { 10 });
     let (mut model, resume_from) = match (&a.model, &a.resume) {
         (Some(path), _) => {
-            let (m, _) = checkpoint::load::<F>(path)?;
+            let (m, _) = persist::load::<F>(path)?;
             if a.rank.is_some_and(|k| k != m.params().rank()) {
                 bail!(
                     "--rank {} differs from the model's rank {}",
@@ -278,9 +276,8 @@ fn fit<F: Float>(a: FitArgs) -> Result<()> {
         }
         (None, None) => (OnlineNmf::<F>::new(asked_params(&a, epochs)?), None),
     };
-    let loss = model.params().loss_kind();
     let rank = model.params().rank();
-    let mut source = a.input.open::<F>(a.input.options(loss.beta(), a.seed)?)?;
+    let mut source = a.input.open::<F>(a.input.options(a.seed)?)?;
     if rank > source.width() {
         bail!(
             "rank k = {rank} exceeds the number of columns p = {}",
@@ -295,11 +292,11 @@ fn fit<F: Float>(a: FitArgs) -> Result<()> {
         // Compare with the parameters this command line asks for.
         let mut p = serde_json::to_value(asked_params(&a, epochs)?)?;
         p["max_passes"] = json!(null);
-        fingerprint(&a, &p, popts.staleness, F::NAME)
+        fingerprint(&a, &p, popts.staleness(), F::NAME)
     } else {
         let mut p = serde_json::to_value(model.params())?;
         p["max_passes"] = json!(null);
-        fingerprint(&a, &p, popts.staleness, F::NAME)
+        fingerprint(&a, &p, popts.staleness(), F::NAME)
     };
     let resume = match resume_from {
         Some((meta, run)) => {
@@ -321,7 +318,9 @@ fn fit<F: Float>(a: FitArgs) -> Result<()> {
             if !a.quiet {
                 eprintln!(
                     "resuming at epoch {}, batch {} of that epoch ({} batches done)",
-                    run.position.epoch, run.position.batches_in_epoch, run.next_seq
+                    run.position().epoch,
+                    run.position().batches_in_epoch,
+                    run.next_seq()
                 );
             }
             Some(run)
@@ -330,17 +329,20 @@ fn fit<F: Float>(a: FitArgs) -> Result<()> {
     };
     let checkpoint_dir = a.checkpoint_dir.clone().or_else(|| a.resume.clone());
     let checkpointing = match &checkpoint_dir {
-        Some(dir) => Some(Checkpointing {
-            dir: CheckpointDir::new(dir, a.keep_checkpoints)?,
-            every_batches: a.checkpoint_every,
-            every: a.checkpoint_seconds.map(std::time::Duration::from_secs_f64),
-            meta: Metadata {
-                feature_names: names.clone(),
+        Some(dir) => {
+            let meta = Metadata {
                 fingerprint: Some(this_run.to_string()),
-                writer: format!("streamnmf {}", env!("CARGO_PKG_VERSION")),
-                ..Default::default()
-            },
-        }),
+                ..Metadata::default().with_feature_names(names.clone())
+            };
+            let mut c = Checkpointing::new(CheckpointDir::new(dir, a.keep_checkpoints)?, meta);
+            if let Some(n) = a.checkpoint_every {
+                c = c.every_batches(n);
+            }
+            if let Some(s) = a.checkpoint_seconds {
+                c = c.every(std::time::Duration::from_secs_f64(s));
+            }
+            Some(c)
+        }
         None => None,
     };
     let mut progress = Progress::new(None, a.quiet);
@@ -354,27 +356,23 @@ fn fit<F: Float>(a: FitArgs) -> Result<()> {
     )?;
     progress.finish();
 
-    let meta = Metadata {
-        feature_names: names.clone(),
-        writer: format!("streamnmf {}", env!("CARGO_PKG_VERSION")),
-        ..Default::default()
-    };
-    checkpoint::save(&a.out, &model, &meta)?;
+    let meta = Metadata::default().with_feature_names(names.clone());
+    persist::save(&a.out, &model, &meta)?;
     if let Some(path) = &a.components_out {
         streamnmf::io::write_components(path, model.components()?, &names)?;
     }
     let mut codes_rows = None;
     if let Some(path) = &a.codes_out {
-        let mut opts = a.input.options(loss.beta(), a.seed)?;
+        let mut opts = a.input.options(a.seed)?;
         opts.shuffle = None; // codes in input order
         let mut src = a.input.open::<F>(opts)?;
         let mut writer: Option<CodesWriter<F>> = None;
         pipeline::transform(&model, src.as_mut(), &popts, |b, w| {
             let wr = match writer.as_mut() {
                 Some(w) => w,
-                None => writer.insert(CodesWriter::create(path, rank, b.ids.as_ref())?),
+                None => writer.insert(CodesWriter::create(path, rank, b.ids())?),
             };
-            wr.write(w.view(), b.ids.as_ref())
+            wr.write(w.view(), b.ids())
         })?;
         codes_rows = match writer {
             Some(w) => Some(w.finish()?),

@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use streamnmf::io::{BatchSource, FileSource, InputOptions, Layout, StreamSource};
-use streamnmf::Float;
+use streamnmf::io::{ArrowFloat, FileSource, InputOptions, Layout, StreamSource};
+use streamnmf::source::BatchSource;
+use streamnmf::Error;
 
 /// Where rows come from and how they are laid out.
 #[derive(Args, Debug, Clone)]
@@ -56,10 +57,9 @@ pub fn parse_layout(s: &str) -> Result<Layout> {
 }
 
 impl InputArgs {
-    pub fn options(&self, beta: f64, seed: u64) -> Result<InputOptions> {
+    pub fn options(&self, seed: u64) -> Result<InputOptions> {
         let mut o = InputOptions::new(self.batch_size)
             .layout(parse_layout(&self.layout)?)
-            .beta(beta)
             .shuffle(self.shuffle_rows, seed);
         o.columns = self.columns.clone();
         o.id_column = self.id_column.clone();
@@ -68,14 +68,26 @@ impl InputArgs {
     }
 
     /// Opens the inputs: stdin as a stream, everything else as files.
-    pub fn open<F: Float>(&self, opts: InputOptions) -> Result<Box<dyn BatchSource<F>>> {
+    pub fn open<F: ArrowFloat>(&self, opts: InputOptions) -> Result<Box<dyn BatchSource<F>>> {
+        let hint = |e: Error| match e {
+            Error::InFile { path, source } if matches!(*source, Error::SparseWidthUnknown) => {
+                anyhow::anyhow!(
+                    "{}: a sparse layout on a stream needs --width (the number of features)",
+                    path.display()
+                )
+            }
+            e => e.into(),
+        };
         if self.inputs.iter().any(|p| p.as_os_str() == "-") {
             if self.inputs.len() > 1 {
                 bail!("`-` (stdin) cannot be combined with other inputs");
             }
             let stdin = Box::new(std::io::stdin());
-            return Ok(Box::new(StreamSource::<F>::new(stdin, "<stdin>", opts)?));
+            let src = StreamSource::<F>::new(stdin, "<stdin>", opts).map_err(hint)?;
+            return Ok(Box::new(src));
         }
-        Ok(Box::new(FileSource::<F>::open(&self.inputs, opts)?))
+        Ok(Box::new(
+            FileSource::<F>::open(&self.inputs, opts).map_err(hint)?,
+        ))
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use serde_json::json;
-use streamnmf::checkpoint;
+use streamnmf::persist;
 use streamnmf::Float;
 
 /// Options of `inspect`.
@@ -31,7 +31,7 @@ pub fn run(a: InspectArgs) -> Result<()> {
 }
 
 fn inspect<F: Float>(a: InspectArgs, bytes: &[u8]) -> Result<()> {
-    let (model, meta) = checkpoint::decode::<F>(bytes).map_err(|e| e.in_file(&a.model))?;
+    let (model, meta) = persist::decode::<F>(bytes).map_err(|e| e.in_file(&a.model))?;
     let h = model.components()?;
     let top: Vec<Vec<(String, f64)>> = h
         .rows()
@@ -77,11 +77,11 @@ fn inspect<F: Float>(a: InspectArgs, bytes: &[u8]) -> Result<()> {
         "rank {}, width {}, loss {}, solver {:?}, batch {}, forget {}, decay {}",
         p.rank(),
         h.ncols(),
-        p.loss_kind(),
+        p.loss(),
         p.solver(),
-        p.batch_rows(),
-        p.forget_factor(),
-        p.decay_exponent()
+        p.batch_size(),
+        p.forget(),
+        p.decay()
     );
     println!(
         "seen {} batches, {} rows",

@@ -44,9 +44,6 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    // streamnmf runs its own threads; OpenBLAS's would fight them and make results
-    // depend on the thread count (see `streamnmf::blas`). OPENBLAS_NUM_THREADS wins.
-    streamnmf::blas::single_threaded();
     match cli.command {
         Command::Fit(a) => fit::run(*a),
         Command::Transform(a) => transform::run(a),
@@ -71,7 +68,7 @@ fn one_line(e: &anyhow::Error) -> String {
 /// Reads a model file and tells its element type: `(bytes, is_f64)`.
 fn read_model(path: &std::path::Path) -> anyhow::Result<(Vec<u8>, bool)> {
     let bytes = std::fs::read(path).map_err(|e| streamnmf::Error::Io(e).in_file(path))?;
-    let f64 = streamnmf::checkpoint::float_type(&bytes).map_err(|e| e.in_file(path))? == "f64";
+    let f64 = streamnmf::persist::float_type(&bytes).map_err(|e| e.in_file(path))? == "f64";
     Ok((bytes, f64))
 }
 

@@ -5,10 +5,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use serde_json::json;
-use streamnmf::checkpoint;
-use streamnmf::io::{CodesWriter, Layout};
+use streamnmf::io::{ArrowFloat, CodesWriter, Layout};
+use streamnmf::persist;
 use streamnmf::pipeline;
-use streamnmf::Float;
 
 use crate::fit::pipeline_options;
 use crate::input::{parse_layout, InputArgs};
@@ -45,10 +44,10 @@ pub fn run(a: TransformArgs) -> Result<()> {
     }
 }
 
-fn transform<F: Float>(a: TransformArgs, bytes: &[u8]) -> Result<()> {
-    let (model, meta) = checkpoint::decode::<F>(bytes).map_err(|e| e.in_file(&a.model))?;
+fn transform<F: ArrowFloat>(a: TransformArgs, bytes: &[u8]) -> Result<()> {
+    let (model, meta) = persist::decode::<F>(bytes).map_err(|e| e.in_file(&a.model))?;
     let k = model.params().rank();
-    let mut opts = a.input.options(model.params().loss_kind().beta(), 0)?;
+    let mut opts = a.input.options(0)?;
     // Codes come out in input order.
     opts.shuffle = None;
     // Dense inputs default to the columns the model was trained on, by name.
@@ -69,9 +68,9 @@ fn transform<F: Float>(a: TransformArgs, bytes: &[u8]) -> Result<()> {
         progress.rows(w.nrows() as u64);
         let wr = match writer.as_mut() {
             Some(w) => w,
-            None => writer.insert(CodesWriter::create(&a.out, k, b.ids.as_ref())?),
+            None => writer.insert(CodesWriter::create(&a.out, k, b.ids())?),
         };
-        wr.write(w.view(), b.ids.as_ref())
+        wr.write(w.view(), b.ids())
     })?;
     progress.finish();
     let rows = match writer {

@@ -10,10 +10,10 @@ use ndarray_linalg::{JobSvd, QR, SVDDC};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::batch::{CsrMatrix, MatRef};
+use super::params::Init;
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::params::Init;
+use crate::matrix::{CsrBuilder, CsrMatrix, MatRef, Valid};
 
 /// Power iterations of the randomized range finder. One is enough for an init: with two,
 /// the first pass of dense-20k and sparse-100k ended at the same loss to 6 digits, and the
@@ -26,10 +26,11 @@ const SVD_SAMPLE_ENTRIES: usize = 4_000_000;
 /// Builds H (k × p) for data whose first batch is `x`.
 pub(crate) fn initial_dictionary<F: Float>(
     init: &Init,
-    x: MatRef<F>,
+    x: Valid<F>,
     k: usize,
     rng: &mut ChaCha8Rng,
 ) -> Result<Array2<F>> {
+    let x = x.view();
     let p = x.ncols();
     if k > p {
         return Err(Error::RankTooLarge { rank: k, width: p });
@@ -113,20 +114,18 @@ impl Sample {
                 Sample::Dense(d.slice(s![..rows, ..]).mapv(|v| v.as_f64()))
             }
             MatRef::Csr(c) => {
-                let (mut indptr, mut indices, mut data) = (vec![0], Vec::new(), Vec::new());
+                let mut sample = CsrBuilder::new(c.ncols());
+                let mut vals64 = Vec::new();
                 for i in 0..c.nrows() {
                     let (cols, vals) = c.row(i);
-                    if i >= k && data.len() + vals.len() > SVD_SAMPLE_ENTRIES {
+                    if i >= k && sample.nnz() + vals.len() > SVD_SAMPLE_ENTRIES {
                         break;
                     }
-                    indices.extend_from_slice(cols);
-                    data.extend(vals.iter().map(|v| v.as_f64()));
-                    indptr.push(data.len());
+                    vals64.clear();
+                    vals64.extend(vals.iter().map(|v| v.as_f64()));
+                    sample.push_row(cols, &vals64);
                 }
-                Sample::Sparse(
-                    CsrMatrix::try_new(c.ncols(), indptr, indices, data)
-                        .expect("rows of a valid CSR matrix"),
-                )
+                Sample::Sparse(sample.finish())
             }
         }
     }
@@ -169,7 +168,7 @@ fn norm(v: &ndarray::Array1<f64>) -> f64 {
 }
 
 fn lapack(e: ndarray_linalg::error::LinalgError) -> Error {
-    Error::Schema(format!("SVD for NNDSVD init failed: {e}"))
+    Error::Linalg(format!("SVD for NNDSVD init failed: {e}"))
 }
 
 /// The top-k singular triplets `(U, s, Vᵀ)` of `x`. When k is small against the matrix, a
@@ -279,21 +278,24 @@ mod tests {
             .seed(5)
             .generate();
         let x = d.x.mapv(|v| if v < 0.3 { 0.0 } else { v });
-        let csr = crate::CsrMatrix::from_dense(x.view());
+        let csr = CsrMatrix::from_dense(x.view());
         assert!(csr.nnz() < x.len() / 2, "the test needs a sparse matrix");
         let sample = Sample::first_rows(MatRef::from(&csr), 4);
+        fn v(x: MatRef<'_, f64>) -> Valid<'_, f64> {
+            Valid::check(x, 0, crate::matrix::ValueRule::for_beta(2.0), 1).unwrap()
+        }
         assert!(matches!(sample, Sample::Sparse(_)));
         assert_eq!(sample.nrows(), 300);
         let h_dense = initial_dictionary(
             &Init::Nndsvd,
-            MatRef::from(&x),
+            v(MatRef::from(&x)),
             4,
             &mut ChaCha8Rng::seed_from_u64(7),
         )
         .unwrap();
         let h_sparse = initial_dictionary(
             &Init::Nndsvd,
-            MatRef::from(&csr),
+            v(MatRef::from(&csr)),
             4,
             &mut ChaCha8Rng::seed_from_u64(7),
         )
@@ -313,13 +315,20 @@ mod tests {
             [1.0, 0.0, 1.0, 0.0]
         ];
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let plain = initial_dictionary(&Init::Nndsvd, MatRef::from(&x), 3, &mut rng).unwrap();
+        let xv = Valid::check(
+            MatRef::from(&x),
+            0,
+            crate::matrix::ValueRule::for_beta(2.0),
+            1,
+        )
+        .unwrap();
+        let plain = initial_dictionary(&Init::Nndsvd, xv, 3, &mut rng).unwrap();
         assert!(plain.iter().any(|&v| v == 0.0));
-        let a = initial_dictionary(&Init::Nndsvda, MatRef::from(&x), 3, &mut rng).unwrap();
+        let a = initial_dictionary(&Init::Nndsvda, xv, 3, &mut rng).unwrap();
         assert!(a.iter().all(|&v| v > 0.0));
-        let ar = initial_dictionary(&Init::Nndsvdar, MatRef::from(&x), 3, &mut rng).unwrap();
+        let ar = initial_dictionary(&Init::Nndsvdar, xv, 3, &mut rng).unwrap();
         assert!(ar.iter().all(|&v| v >= 0.0));
-        let e = initial_dictionary(&Init::Random, MatRef::from(&x), 5, &mut rng);
+        let e = initial_dictionary(&Init::Random, xv, 5, &mut rng);
         assert!(matches!(e, Err(Error::RankTooLarge { rank: 5, width: 4 })));
     }
 }

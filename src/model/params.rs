@@ -9,13 +9,11 @@
 //! number of rows in the accumulated statistics, so each mini-batch of `b` rows brings
 //! `b`'s worth of the H penalty.
 
-use std::ops::Deref;
-
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
+use super::loss::Loss;
 use crate::error::{Error, Result};
-use crate::loss::Loss;
 
 /// How the codes `W` of a batch are solved with `H` fixed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,10 +159,10 @@ impl NmfParams {
     ///
     /// ```
     /// use streamnmf::{Loss, NmfParams};
-    /// assert_eq!(NmfParams::new(4).check().unwrap().decay_exponent(), 8.0);
+    /// assert_eq!(NmfParams::new(4).check().unwrap().decay(), 8.0);
     /// let kl = NmfParams::new(4).loss(Loss::KullbackLeibler).check().unwrap();
-    /// assert_eq!(kl.decay_exponent(), 32.0);
-    /// assert_eq!(NmfParams::new(4).decay(0.0).check().unwrap().decay_exponent(), 0.0);
+    /// assert_eq!(kl.decay(), 32.0);
+    /// assert_eq!(NmfParams::new(4).decay(0.0).check().unwrap().decay(), 0.0);
     /// ```
     pub fn decay(mut self, decay: f64) -> Self {
         self.decay = Some(decay);
@@ -243,14 +241,14 @@ impl NmfParams {
                 return Err(Error::InvalidTolerance(tol));
             }
         }
-        for (name, n) in [
-            ("max_passes", self.max_passes),
-            ("code_max_iter", self.code_max_iter),
-            ("dict_max_iter", self.dict_max_iter),
-        ] {
-            if n == 0 {
-                return Err(Error::ZeroIterations(name));
-            }
+        if self.max_passes == 0 {
+            return Err(Error::ZeroPasses);
+        }
+        if self.code_max_iter == 0 {
+            return Err(Error::ZeroCodeIterations);
+        }
+        if self.dict_max_iter == 0 {
+            return Err(Error::ZeroDictIterations);
         }
         for (name, value) in [("alpha_w", self.alpha_w), ("alpha_h", self.alpha_h)] {
             if !(value.is_finite() && value >= 0.0) {
@@ -286,81 +284,61 @@ impl NmfParams {
         }
         Ok(ValidParams(self))
     }
+}
 
-    /// Rank k.
-    pub fn rank(&self) -> usize {
-        self.rank
-    }
-    /// The loss.
-    pub fn loss_kind(&self) -> Loss {
-        self.loss
-    }
-    /// The init.
-    pub fn init_kind(&self) -> &Init {
-        &self.init
-    }
-    /// Rows per mini-batch.
-    pub fn batch_rows(&self) -> usize {
-        self.batch_size
-    }
-    /// Maximum passes in `fit`.
-    pub fn passes(&self) -> usize {
-        self.max_passes
-    }
-    /// Relative pass improvement that ends `fit`.
-    pub fn pass_tolerance(&self) -> f64 {
-        self.pass_tol
-    }
-    /// Forget factor ρ.
-    pub fn forget_factor(&self) -> f64 {
-        self.forget
-    }
-    /// The exponent that scales past statistics (see [`NmfParams::decay`]), with the
-    /// loss's default filled in.
-    pub fn decay_exponent(&self) -> f64 {
-        self.decay
-            .unwrap_or(if self.loss.beta() == 2.0 { 8.0 } else { 32.0 })
-    }
-    /// Whether statistics older than the previous pass are dropped.
-    pub fn purges_passes(&self) -> bool {
-        self.purge_passes
-    }
-    /// Code solver iterations and tolerance.
-    pub fn code_limits(&self) -> (usize, f64) {
-        (self.code_max_iter, self.code_tol)
-    }
-    /// Dictionary sweeps and tolerance.
-    pub fn dict_limits(&self) -> (usize, f64) {
-        (self.dict_max_iter, self.dict_tol)
-    }
-    /// The seed.
-    pub fn seed_value(&self) -> u64 {
-        self.seed
-    }
-    /// `(l1, l2)` penalties on each code row for data of width `p`.
-    pub fn w_penalties(&self, p: usize) -> (f64, f64) {
-        let a = self.alpha_w * p as f64;
-        (a * self.l1_ratio, a * (1.0 - self.l1_ratio))
-    }
-    /// `(l1, l2)` penalties on H for statistics accumulated over `rows` rows.
-    pub fn h_penalties(&self, rows: f64) -> (f64, f64) {
-        let a = self.alpha_h * rows;
-        (a * self.l1_ratio, a * (1.0 - self.l1_ratio))
+/// Parameters that passed [`NmfParams::check`], with a getter of the same name for every
+/// setting of the builder. Only checked parameters build a model, and parameters read
+/// from a model file are checked again on the way in.
+///
+/// ```
+/// use streamnmf::{Init, Loss, NmfParams, Solver};
+/// let p = NmfParams::new(4).loss(Loss::KullbackLeibler).batch_size(256).check().unwrap();
+/// assert_eq!((p.rank(), p.loss(), p.batch_size()), (4, Loss::KullbackLeibler, 256));
+/// assert_eq!(p.solver(), Solver::Multiplicative);
+/// assert_eq!(p.init(), &Init::Auto);
+/// assert_eq!(p.effective_init(), &Init::Nndsvda);
+/// // Back to a builder to change one setting.
+/// let q = p.into_builder().batch_size(64).check().unwrap();
+/// assert_eq!(q.batch_size(), 64);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "NmfParams", into = "NmfParams")]
+pub struct ValidParams(NmfParams);
+
+impl TryFrom<NmfParams> for ValidParams {
+    type Error = Error;
+    fn try_from(p: NmfParams) -> Result<Self> {
+        p.check()
     }
 }
 
-/// Parameters that passed [`NmfParams::check`]. Derefs to [`NmfParams`] for the getters.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ValidParams(NmfParams);
+impl From<ValidParams> for NmfParams {
+    fn from(p: ValidParams) -> Self {
+        p.0
+    }
+}
 
 impl ValidParams {
-    /// The code solver in effect (the default resolved).
+    /// Rank k: the number of components.
+    pub fn rank(&self) -> usize {
+        self.0.rank
+    }
+    /// The loss minimized.
+    pub fn loss(&self) -> Loss {
+        self.0.loss
+    }
+    /// The code solver in effect (the default resolved: HALS for Frobenius, multiplicative
+    /// updates otherwise).
     pub fn solver(&self) -> Solver {
         self.0.solver.unwrap_or(if self.0.loss.beta() == 2.0 {
             Solver::Hals
         } else {
             Solver::Multiplicative
         })
+    }
+    /// The initialization as asked for (see [`effective_init`](Self::effective_init)).
+    pub fn init(&self) -> &Init {
+        &self.0.init
     }
     /// The init that runs: [`Init::Auto`] resolved for the solver.
     ///
@@ -378,16 +356,78 @@ impl ValidParams {
             (init, _) => init,
         }
     }
+    /// Rows per mini-batch.
+    pub fn batch_size(&self) -> usize {
+        self.0.batch_size
+    }
+    /// Maximum passes in `fit`.
+    pub fn max_passes(&self) -> usize {
+        self.0.max_passes
+    }
+    /// Relative pass improvement below which `fit` stops.
+    pub fn pass_tol(&self) -> f64 {
+        self.0.pass_tol
+    }
+    /// Forget factor ρ.
+    pub fn forget(&self) -> f64 {
+        self.0.forget
+    }
+    /// The exponent that scales past statistics (see [`NmfParams::decay`]), with the
+    /// loss's default filled in.
+    pub fn decay(&self) -> f64 {
+        self.0
+            .decay
+            .unwrap_or(if self.0.loss.beta() == 2.0 { 8.0 } else { 32.0 })
+    }
+    /// Whether statistics older than the previous pass are dropped.
+    pub fn purge_passes(&self) -> bool {
+        self.0.purge_passes
+    }
+    /// Maximum inner iterations of the code solver per batch.
+    pub fn code_max_iter(&self) -> usize {
+        self.0.code_max_iter
+    }
+    /// Relative change of the codes at which the code solver stops.
+    pub fn code_tol(&self) -> f64 {
+        self.0.code_tol
+    }
+    /// Maximum sweeps of the dictionary update per batch.
+    pub fn dict_max_iter(&self) -> usize {
+        self.0.dict_max_iter
+    }
+    /// Relative change of H at which the dictionary sweeps stop.
+    pub fn dict_tol(&self) -> f64 {
+        self.0.dict_tol
+    }
+    /// Regularization strength on W.
+    pub fn alpha_w(&self) -> f64 {
+        self.0.alpha_w
+    }
+    /// Regularization strength on H.
+    pub fn alpha_h(&self) -> f64 {
+        self.0.alpha_h
+    }
+    /// Share of L1 in the regularization.
+    pub fn l1_ratio(&self) -> f64 {
+        self.0.l1_ratio
+    }
+    /// The seed of every random choice (initialization, dead-atom re-seeding).
+    pub fn seed(&self) -> u64 {
+        self.0.seed
+    }
     /// Back to a builder, to change a setting and check again.
     pub fn into_builder(self) -> NmfParams {
         self.0
     }
-}
-
-impl Deref for ValidParams {
-    type Target = NmfParams;
-    fn deref(&self) -> &NmfParams {
-        &self.0
+    /// `(l1, l2)` penalties on each code row for data of width `p`.
+    pub(crate) fn w_penalties(&self, p: usize) -> (f64, f64) {
+        let a = self.0.alpha_w * p as f64;
+        (a * self.0.l1_ratio, a * (1.0 - self.0.l1_ratio))
+    }
+    /// `(l1, l2)` penalties on H for statistics accumulated over `rows` rows.
+    pub(crate) fn h_penalties(&self, rows: f64) -> (f64, f64) {
+        let a = self.0.alpha_h * rows;
+        (a * self.0.l1_ratio, a * (1.0 - self.0.l1_ratio))
     }
 }
 
@@ -426,12 +466,12 @@ mod tests {
             ));
         }
         let p = NmfParams::new(2).decay(2.5).check().unwrap();
-        assert_eq!(p.decay_exponent(), 2.5);
+        assert_eq!(p.decay(), 2.5);
         // Parameters saved before `decay` existed load with the loss's default.
         let mut v = serde_json::to_value(NmfParams::new(2)).unwrap();
         v.as_object_mut().unwrap().remove("decay").unwrap();
-        let old: NmfParams = serde_json::from_value(v).unwrap();
-        assert_eq!(old.decay_exponent(), 8.0);
+        let old: ValidParams = serde_json::from_value(v).unwrap();
+        assert_eq!(old.decay(), 8.0);
     }
     #[test]
     fn tolerances() {
@@ -448,11 +488,11 @@ mod tests {
     fn iterations() {
         assert!(matches!(
             NmfParams::new(2).code_max_iter(0).check(),
-            Err(Error::ZeroIterations("code_max_iter"))
+            Err(Error::ZeroCodeIterations)
         ));
         assert!(matches!(
             NmfParams::new(2).max_passes(0).check(),
-            Err(Error::ZeroIterations("max_passes"))
+            Err(Error::ZeroPasses)
         ));
     }
     #[test]
@@ -503,10 +543,21 @@ mod tests {
             Err(Error::InitValue { row: 1, col: 3, .. })
         ));
     }
+    /// Parameters read back from JSON are checked: a bad value is an error, not a model.
+    #[test]
+    fn deserialized_params_are_checked() {
+        let p = NmfParams::new(3).check().unwrap();
+        let mut v = serde_json::to_value(&p).unwrap();
+        let back: ValidParams = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(back, p);
+        v["forget"] = serde_json::json!(7.0);
+        let err = serde_json::from_value::<ValidParams>(v).unwrap_err();
+        assert!(err.to_string().contains("forget factor"), "{err}");
+    }
     #[test]
     fn beta_two_becomes_frobenius() {
         let p = NmfParams::new(2).loss(Loss::Beta(2.0)).check().unwrap();
-        assert_eq!(p.loss_kind(), Loss::Frobenius);
+        assert_eq!(p.loss(), Loss::Frobenius);
         assert_eq!(p.solver(), Solver::Hals);
     }
     #[test]

@@ -6,18 +6,17 @@
 //! uses fused multiply-add, so both builds give bitwise identical results: the choice of
 //! build never changes a model.
 
-use crate::batch::CsrView;
 use crate::float::Float;
 
 /// Runs `$body` (an `#[inline(always)]` function) through an AVX2-compiled wrapper when
 /// the CPU supports AVX2, and through the baseline build otherwise.
 macro_rules! dispatch_avx2 {
     (fn $name:ident<$F:ident>($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty => $body:ident) => {
-        pub(crate) fn $name<$F: Float>($($arg: $ty),*) -> $ret {
+        pub(crate) fn $name<$F: $crate::float::Float>($($arg: $ty),*) -> $ret {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2")]
-                fn wide<$F: Float>($($arg: $ty),*) -> $ret {
+                fn wide<$F: $crate::float::Float>($($arg: $ty),*) -> $ret {
                     $body($($arg),*)
                 }
                 if std::arch::is_x86_feature_detected!("avx2") {
@@ -70,45 +69,6 @@ fn sum_squares_body<F: Float>(vals: &[F]) -> f64 {
 
 dispatch_avx2!(fn sum_squares<F>(vals: &[F]) -> f64 => sum_squares_body);
 
-/// `os += X Hᵀ` row by row (`hs` is Hᵀ, p × k; `os` is b × k): one k-long axpy per
-/// stored entry.
-#[inline(always)]
-fn csr_x_ht_body<F: Float>(x: CsrView<'_, F>, hs: &[F], k: usize, os: &mut [F]) {
-    if k == 0 {
-        return;
-    }
-    for (i, orow) in os.chunks_exact_mut(k).enumerate().take(x.nrows()) {
-        let (cols, vals) = x.row(i);
-        for (&j, &v) in cols.iter().zip(vals) {
-            let hrow = &hs[j as usize * k..(j as usize + 1) * k];
-            for (o, &h) in orow.iter_mut().zip(hrow) {
-                *o += v * h;
-            }
-        }
-    }
-}
-
-dispatch_avx2!(fn csr_x_ht<F>(x: CsrView<'_, F>, hs: &[F], k: usize, os: &mut [F]) -> () => csr_x_ht_body);
-
-/// `accs += Xᵀ W` (`ws` is W, b × k; `accs` is p × k): one k-long axpy per stored entry.
-#[inline(always)]
-fn csr_xt_w_body<F: Float>(x: CsrView<'_, F>, ws: &[F], k: usize, accs: &mut [F]) {
-    if k == 0 {
-        return;
-    }
-    for (i, wrow) in ws.chunks_exact(k).enumerate().take(x.nrows()) {
-        let (cols, vals) = x.row(i);
-        for (&j, &v) in cols.iter().zip(vals) {
-            let arow = &mut accs[j as usize * k..(j as usize + 1) * k];
-            for (a, &wv) in arow.iter_mut().zip(wrow) {
-                *a += v * wv;
-            }
-        }
-    }
-}
-
-dispatch_avx2!(fn csr_xt_w<F>(x: CsrView<'_, F>, ws: &[F], k: usize, accs: &mut [F]) -> () => csr_xt_w_body);
-
 #[inline(always)]
 fn kl_ratio_body<F: Float>(v: &mut [F], x: &[F], clip: F) {
     for (e, &xv) in v.iter_mut().zip(x) {
@@ -151,32 +111,6 @@ mod tests {
         assert_eq!(sum_squares(&v).to_bits(), sum_squares_body(&v).to_bits());
         let ints: Vec<f64> = (1..=100).map(f64::from).collect();
         assert_eq!(sum_squares(&ints), 338_350.0);
-    }
-
-    /// The AVX2 builds of the sparse kernels give the baseline build's bits.
-    #[test]
-    fn dispatched_sparse_kernels_match_baseline() {
-        let x = ndarray::Array2::from_shape_fn((37, 29), |(i, j)| {
-            if (i * 7 + j * 3) % 5 == 0 {
-                ((i * j) % 11) as f32 * 0.37 + 0.1
-            } else {
-                0.0
-            }
-        });
-        let csr = crate::CsrMatrix::from_dense(x.view());
-        let k = 13;
-        let ht = ndarray::Array2::from_shape_fn((29, k), |(j, c)| ((j + 2 * c) % 7) as f32 * 0.21);
-        let w = ndarray::Array2::from_shape_fn((37, k), |(i, c)| ((3 * i + c) % 5) as f32 * 0.17);
-        let (hs, ws) = (ht.as_slice().unwrap(), w.as_slice().unwrap());
-        let (mut a, mut b) = (vec![0.0f32; 37 * k], vec![0.0f32; 37 * k]);
-        csr_x_ht(csr.view(), hs, k, &mut a);
-        csr_x_ht_body(csr.view(), hs, k, &mut b);
-        assert_eq!(a, b);
-        let (mut a, mut b) = (vec![0.0f32; 29 * k], vec![0.0f32; 29 * k]);
-        csr_xt_w(csr.view(), ws, k, &mut a);
-        csr_xt_w_body(csr.view(), ws, k, &mut b);
-        assert_eq!(a, b);
-        assert!(a.iter().any(|&v| v != 0.0));
     }
 
     /// The KL ratio clips before dividing and matches the baseline build bit for bit.

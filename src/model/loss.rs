@@ -12,13 +12,9 @@ use std::str::FromStr;
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
-use crate::batch::MatRef;
 use crate::float::Float;
-
-/// Reconstructions `WH` are clipped below at this value wherever a loss or an update
-/// divides by them or takes their logarithm (scikit-learn's convention: float32 epsilon,
-/// for both element types). Data far below this scale should be rescaled first.
-pub const CLIP: f64 = f32::EPSILON as f64;
+pub use crate::linalg::CLIP;
+use crate::matrix::MatRef;
 
 /// Which divergence the model minimizes.
 ///
@@ -48,6 +44,10 @@ pub enum Loss {
 
 impl Loss {
     /// The loss's beta.
+    ///
+    /// ```
+    /// assert_eq!(streamnmf::Loss::ItakuraSaito.beta(), 0.0);
+    /// ```
     pub fn beta(&self) -> f64 {
         match self {
             Loss::Frobenius => 2.0,
@@ -58,6 +58,12 @@ impl Loss {
     }
 
     /// The named case for `beta`, if there is one.
+    ///
+    /// ```
+    /// use streamnmf::Loss;
+    /// assert_eq!(Loss::from_beta(1.0), Loss::KullbackLeibler);
+    /// assert_eq!(Loss::from_beta(0.5), Loss::Beta(0.5));
+    /// ```
     pub fn from_beta(beta: f64) -> Loss {
         if beta == 2.0 {
             Loss::Frobenius
@@ -72,15 +78,14 @@ impl Loss {
 
     /// The exponent γ(β) of the multiplicative updates (Févotte & Idier 2011), which
     /// guarantees that each update does not increase the loss.
+    ///
+    /// ```
+    /// use streamnmf::Loss;
+    /// assert_eq!(Loss::ItakuraSaito.mu_exponent(), 0.5);
+    /// assert_eq!(Loss::KullbackLeibler.mu_exponent(), 1.0);
+    /// ```
     pub fn mu_exponent(&self) -> f64 {
-        let b = self.beta();
-        if b < 1.0 {
-            1.0 / (2.0 - b)
-        } else if b > 2.0 {
-            1.0 / (b - 1.0)
-        } else {
-            1.0
-        }
+        crate::solve::mu::mu_exponent(self.beta())
     }
 }
 
@@ -109,36 +114,6 @@ impl FromStr for Loss {
                 )),
             },
         }
-    }
-}
-
-/// `v^e`, without `powf` for the exponents the usual betas produce (−2, −1, −½, ½, 1, 2):
-/// `powf` dominates the multiplicative updates otherwise.
-///
-/// ```
-/// use streamnmf::loss::pow;
-/// assert_eq!(pow(4.0f64, -2.0), 1.0 / 16.0);
-/// assert_eq!(pow(4.0f64, 0.5), 2.0);
-/// assert!((pow(4.0f64, 1.3) - 4f64.powf(1.3)).abs() < 1e-12);
-/// ```
-#[inline]
-pub fn pow<F: Float>(v: F, e: f64) -> F {
-    if e == -2.0 {
-        (v * v).recip()
-    } else if e == -1.0 {
-        v.recip()
-    } else if e == 0.0 {
-        F::one()
-    } else if e == 1.0 {
-        v
-    } else if e == 2.0 {
-        v * v
-    } else if e == 0.5 {
-        v.sqrt()
-    } else if e == -0.5 {
-        v.sqrt().recip()
-    } else {
-        v.powf(F::from_f64(e))
     }
 }
 
@@ -175,7 +150,7 @@ pub fn element(x: f64, v: f64, beta: f64) -> f64 {
 }
 
 /// `D_β(X | V)` for a dense `X` and reconstruction `V`, both b × p.
-pub fn dense_divergence<F: Float>(x: ArrayView2<F>, v: ArrayView2<F>, beta: f64) -> f64 {
+pub(crate) fn dense_divergence<F: Float>(x: ArrayView2<F>, v: ArrayView2<F>, beta: f64) -> f64 {
     let mut s = 0.0;
     ndarray::Zip::from(x).and(v).for_each(|&x, &v| {
         s += element(x.as_f64(), v.as_f64(), beta);
@@ -240,7 +215,7 @@ pub fn divergence<F: Float>(x: MatRef<F>, w: ArrayView2<F>, h: ArrayView2<F>, be
 
 /// `½‖X − WH‖²` from `‖X‖²`, `R = X Hᵀ` and `G = H Hᵀ`, without forming `WH`:
 /// `½(‖X‖² − 2 Σ W ⊙ R + Σ (WᵀW) ⊙ G)`, clamped at 0 against rounding.
-pub fn frobenius_from_products<F: Float>(
+pub(crate) fn frobenius_from_products<F: Float>(
     x_sq: f64,
     w: ArrayView2<F>,
     r: ArrayView2<F>,
@@ -261,7 +236,7 @@ pub fn frobenius_from_products<F: Float>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::CsrMatrix;
+    use crate::matrix::CsrMatrix;
     use ndarray::array;
 
     /// Known values computed by hand for a 2 × 3 example.
@@ -311,12 +286,5 @@ mod tests {
             let s = divergence(MatRef::from(&csr), w.view(), h.view(), beta);
             assert!((d - s).abs() < 1e-10, "beta {beta}: {d} vs {s}");
         }
-    }
-
-    #[test]
-    fn mu_exponents() {
-        assert_eq!(Loss::ItakuraSaito.mu_exponent(), 0.5);
-        assert_eq!(Loss::KullbackLeibler.mu_exponent(), 1.0);
-        assert_eq!(Loss::Beta(3.0).mu_exponent(), 0.5);
     }
 }

@@ -1,4 +1,4 @@
-//! The dictionary `H` and the sufficient statistics it is learned from.
+//! The dictionary `H` and its update from the sufficient statistics ([`super::statistics`]).
 //!
 //! **Frobenius** (Mairal, Bach, Ponce & Sapiro 2010): after each batch,
 //! `A ← ρA + W_bᵀW_b` (k × k) and `B ← ρB + W_bᵀX_b` (k × p), then a few sweeps of block
@@ -26,194 +26,52 @@
 
 use std::borrow::Cow;
 
-use ndarray::{s, Array1, Array2, ArrayView2, Axis, ShapeBuilder, Zip};
+use ndarray::{s, Array1, Array2, ArrayView2, Zip};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
-use crate::batch::{reconstruct_into, MatRef};
-use crate::codes::hals;
+use super::loss::Loss;
+use super::params::ValidParams;
+use super::statistics::{past_scale, Contribution, Statistics};
 use crate::float::Float;
-use crate::loss::{pow, Loss, CLIP};
-use crate::params::ValidParams;
+use crate::linalg::parallel::{chunks_of, map_indexed, CHUNK_ROWS};
+use crate::linalg::{pow, to_column_major};
+use crate::matrix::Valid;
+use crate::solve::cd;
 
 /// Code energy below this share of the largest atom's marks an atom as dead.
 const DEAD_SHARE: f64 = 1e-10;
 
-/// What one batch adds to the statistics, computed by a solver next to its codes.
-#[derive(Clone, Debug)]
-pub struct Contribution<F> {
-    /// Rows in the batch.
-    pub rows: usize,
-    /// Frobenius: `W_bᵀW_b` (k × k). Other betas: `W_bᵀ(V^(β−2) ⊙ X_b)` (k × p).
-    pub first: Array2<F>,
-    /// Frobenius: `W_bᵀX_b` (k × p). Other betas: `W_bᵀV^(β−1)` (k × p).
-    pub second: Array2<F>,
-    /// `Σ_i w_ij²` per component.
-    pub energy: Array1<f64>,
-}
-
-impl<F: Float> Contribution<F> {
-    /// The contribution of a batch `x` with codes `w`, solved against `h`.
-    pub fn new(loss: Loss, x: MatRef<F>, w: ArrayView2<F>, h: ArrayView2<F>) -> Self {
-        let (k, p) = h.dim();
-        let energy = w
-            .axis_iter(Axis(1))
-            .map(|c| c.iter().map(|v| v.as_f64() * v.as_f64()).sum())
-            .collect();
-        let beta = loss.beta();
-        let (first, second) = if beta == 2.0 {
-            // Column-major, like the statistics it is folded into (see `Statistics`).
-            (w.t().dot(&w), x.wt_x(w))
-        } else {
-            let wsum = w.sum_axis(Axis(0));
-            let ones_den = || Array2::from_shape_fn((k, p), |(j, _)| wsum[j]);
-            match x {
-                MatRef::Csr(_) if beta == 1.0 => {
-                    // Wᵀ(X / V) through the same nnz kernel as the codes: (X/V)ᵀ W = num of
-                    // the transposed problem. Build it row by row.
-                    let ht = h.t().as_standard_layout().into_owned();
-                    let clip = F::from_f64(CLIP);
-                    let mut acc = Array2::<F>::zeros((p, k));
-                    x.for_each_stored(|i, j, v| {
-                        let wi = w.row(i);
-                        let ratio = v / wi.dot(&ht.row(j)).max(clip);
-                        acc.row_mut(j).scaled_add(ratio, &wi);
-                    });
-                    (acc.t().as_standard_layout().into_owned(), ones_den())
-                }
-                _ => {
-                    let xd = x.to_dense();
-                    let mut v = Array2::zeros(xd.raw_dim());
-                    reconstruct_into(w, h, &mut v.view_mut());
-                    let clip = F::from_f64(CLIP);
-                    if beta == 1.0 {
-                        crate::batch::kl_ratio_into(&mut v, &xd, clip);
-                        (w.t().dot(&v), ones_den())
-                    } else {
-                        v.mapv_inplace(|e| e.max(clip));
-                        let q = v.mapv(|e| pow(e, beta - 1.0));
-                        Zip::from(&mut v)
-                            .and(&xd)
-                            .for_each(|e, &xv| *e = pow(*e, beta - 2.0) * xv);
-                        (w.t().dot(&v), w.t().dot(&q))
-                    }
-                }
-            }
-        };
-        Self {
-            rows: x.nrows(),
-            first,
-            second,
-            energy,
-        }
-    }
-
-    /// Adds another batch's (or chunk's) contribution to this one.
-    pub fn add(&mut self, other: &Self) {
-        self.rows += other.rows;
-        self.first += &other.first;
-        self.second += &other.second;
-        self.energy += &other.energy;
-    }
-}
-
-/// Accumulated statistics (see the [module docs](self)).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Statistics<F> {
-    /// Frobenius: `A = Σ ρ^· WᵀW`. Other betas: the numerator sum.
-    pub a: Array2<F>,
-    /// Frobenius: `B = Σ ρ^· WᵀX`. Other betas: the denominator sum.
-    pub b: Array2<F>,
-    /// Forget-weighted `Σ w_j²` per component.
-    pub energy: Array1<f64>,
-    /// Forget-weighted number of rows.
-    pub rows: f64,
-    /// Rows folded in, unweighted.
-    pub raw_rows: u64,
-}
-
-impl<F: Float> Statistics<F> {
-    /// Empty statistics. Frobenius keeps B column-major: sparse batches add `Xᵀ W` into
-    /// it without transposing, and the H update reads `Bᵀ` as a standard p × k array.
-    /// (Serialized in logical order, so files do not depend on the layout; a loaded B
-    /// is row-major, which every operation here also accepts, with the same results.)
-    fn zeros(loss: Loss, k: usize, p: usize) -> Self {
-        let frobenius = loss.beta() == 2.0;
-        let a_cols = if frobenius { k } else { p };
-        Self {
-            a: Array2::zeros((k, a_cols)),
-            b: if frobenius {
-                Array2::zeros((k, p).f())
-            } else {
-                Array2::zeros((k, p))
-            },
-            energy: Array1::zeros(k),
-            rows: 0.0,
-            raw_rows: 0,
-        }
-    }
-
-    fn fold(&mut self, rho: F, first: &Array2<F>, second: &Array2<F>, c: &Contribution<F>) {
-        let r = rho.as_f64();
-        Zip::from(&mut self.a)
-            .and(first)
-            .for_each(|s, &v| *s = rho * *s + v);
-        Zip::from(&mut self.b)
-            .and(second)
-            .for_each(|s, &v| *s = rho * *s + v);
-        Zip::from(&mut self.energy)
-            .and(&c.energy)
-            .for_each(|s, &v| *s = r * *s + v);
-        self.rows = r * self.rows + c.rows as f64;
-        self.raw_rows += c.rows as u64;
-    }
-
-    fn forget_atom(&mut self, j: usize, frobenius: bool) {
-        self.a.row_mut(j).fill(F::zero());
-        if frobenius {
-            self.a.column_mut(j).fill(F::zero());
-        }
-        self.b.row_mut(j).fill(F::zero());
-        self.energy[j] = 0.0;
-    }
-}
-
 /// What one dictionary update did.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct UpdateStats {
+pub(crate) struct UpdateStats {
     /// Sweeps of the H update (1 for the multiplicative update).
-    pub sweeps: usize,
+    pub(crate) sweeps: usize,
     /// Components re-seeded because they were dead.
-    pub reseeded: Vec<usize>,
+    pub(crate) reseeded: Vec<usize>,
 }
 
 /// The dictionary `H` (k × p) with its statistics. Owned by the model (and, in the
 /// pipeline, by the dictionary-updater thread).
 ///
 /// H is kept column-major: `Hᵀ`, which the code solvers and the H update work on, is then
-/// a standard p × k array, and no batch transposes H. A deserialized H is brought back to
-/// that layout, so a resumed model computes with the same memory layout, and the same
-/// bits, as one that never stopped.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(bound(deserialize = "F: Deserialize<'de> + Clone"))]
-pub struct Dictionary<F> {
-    #[serde(deserialize_with = "column_major")]
-    h: Array2<F>,
-    loss: Loss,
-    current: Statistics<F>,
-    previous: Option<Statistics<F>>,
-    rows_in_pass: u64,
-    version: u64,
+/// a standard p × k array, and no batch transposes H. A model file stores arrays in
+/// logical order; loading brings them back to these layouts (see `crate::persist`).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Dictionary<F> {
+    pub(crate) h: Array2<F>,
+    pub(crate) loss: Loss,
+    pub(crate) current: Statistics<F>,
+    pub(crate) previous: Option<Statistics<F>>,
+    pub(crate) rows_in_pass: u64,
+    pub(crate) version: u64,
     /// Rows folded in over the dictionary's life (the `t` of the past-data scaling).
-    /// Checkpoints written before it existed load with 0: the scaling restarts.
-    #[serde(default)]
-    life_rows: u64,
+    pub(crate) life_rows: u64,
 }
 
 impl<F: Float> Dictionary<F> {
     /// A dictionary starting from `h`, with empty statistics.
-    pub fn new(h: Array2<F>, loss: Loss) -> Self {
+    pub(crate) fn new(h: Array2<F>, loss: Loss) -> Self {
         let (k, p) = h.dim();
         Self {
             current: Statistics::zeros(loss, k, p),
@@ -227,22 +85,12 @@ impl<F: Float> Dictionary<F> {
     }
 
     /// H (k × p).
-    pub fn components(&self) -> ArrayView2<'_, F> {
+    pub(crate) fn components(&self) -> ArrayView2<'_, F> {
         self.h.view()
     }
 
-    /// The statistics accumulated in the current pass.
-    pub fn statistics(&self) -> &Statistics<F> {
-        &self.current
-    }
-
-    /// Number of updates applied so far (the dictionary's version).
-    pub fn version(&self) -> u64 {
-        self.version
-    }
-
     /// Marks the start of a new pass over the same data (see the module docs).
-    pub fn start_pass(&mut self, purge: bool) {
+    pub(crate) fn start_pass(&mut self, purge: bool) {
         if purge && self.current.raw_rows > 0 {
             let (k, p) = self.h.dim();
             let fresh = Statistics::zeros(self.loss, k, p);
@@ -252,30 +100,20 @@ impl<F: Float> Dictionary<F> {
     }
 
     /// Folds a batch's contribution into the statistics and updates H. `x` is the batch
-    /// (used only to re-seed dead atoms) and `rng` the model's seeded generator.
-    pub fn apply(
-        &mut self,
-        c: Contribution<F>,
-        x: MatRef<F>,
-        params: &ValidParams,
-        rng: &mut ChaCha8Rng,
-    ) -> UpdateStats {
-        self.apply_threads(c, x, params, rng, 1)
-    }
-
-    /// [`apply`](Self::apply) with the H update spread over up to `threads` threads, on
-    /// fixed blocks of columns: the result does not depend on `threads`.
-    pub fn apply_threads(
+    /// (used only to re-seed dead atoms) and `rng` the model's seeded generator. The H
+    /// update is spread over up to `threads` threads, on fixed blocks of columns: the
+    /// result does not depend on `threads`.
+    pub(crate) fn apply(
         &mut self,
         mut c: Contribution<F>,
-        x: MatRef<F>,
+        x: Valid<F>,
         params: &ValidParams,
         rng: &mut ChaCha8Rng,
         threads: usize,
     ) -> UpdateStats {
         let rho = F::from_f64(past_scale(
-            params.forget_factor(),
-            params.decay_exponent(),
+            params.forget(),
+            params.decay(),
             self.life_rows,
             c.rows,
         ));
@@ -321,7 +159,7 @@ impl<F: Float> Dictionary<F> {
         let (l1, l2) = params.h_penalties(rows);
         let (l1, l2) = (F::from_f64(l1), F::from_f64(l2));
         let sweeps = if frobenius {
-            let (max_iter, tol) = params.dict_limits();
+            let (max_iter, tol) = (params.dict_max_iter(), params.dict_tol());
             hals_dictionary(
                 &mut self.h,
                 a.view(),
@@ -353,7 +191,7 @@ impl<F: Float> Dictionary<F> {
     fn reseed_dead(
         &mut self,
         energy: &Array1<f64>,
-        x: MatRef<F>,
+        x: Valid<F>,
         rng: &mut ChaCha8Rng,
         frobenius: bool,
     ) -> Vec<usize> {
@@ -408,38 +246,6 @@ impl<F: Float> Dictionary<F> {
     }
 }
 
-/// `a` with the same values, stored column-major.
-fn to_column_major<F: Clone>(a: Array2<F>) -> Array2<F> {
-    if a.t().is_standard_layout() {
-        a
-    } else {
-        a.t().as_standard_layout().into_owned().reversed_axes()
-    }
-}
-
-fn column_major<'de, D, F>(d: D) -> std::result::Result<Array2<F>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    F: Deserialize<'de> + Clone,
-{
-    Array2::<F>::deserialize(d).map(to_column_major)
-}
-
-/// The factor old statistics are multiplied by before a batch of `rows` is added, after
-/// `seen` rows: `forget · (seen / (seen + rows))^decay` (see [`NmfParams::decay`]).
-///
-/// [`NmfParams::decay`]: crate::NmfParams::decay
-fn past_scale(forget: f64, decay: f64, seen: u64, rows: usize) -> f64 {
-    if decay == 0.0 {
-        return forget;
-    }
-    let (t, b) = (seen as f64, rows as f64);
-    if t + b == 0.0 {
-        return forget;
-    }
-    forget * (t / (t + b)).powf(decay)
-}
-
 /// Coordinate descent on H from statistics (A, B); returns the most sweeps any block took.
 ///
 /// The columns of H are independent given A and B: column c solves the k-dimensional
@@ -463,11 +269,11 @@ fn hals_dictionary<F: Float>(
     let bt = bt.as_standard_layout();
     let ht = h.t();
     let ht = ht.as_standard_layout();
-    let blocks: Vec<_> = crate::parallel::chunks(p).collect();
-    let parts = crate::parallel::map_indexed(blocks.len(), threads, |i| {
+    let blocks: Vec<_> = chunks_of(p, CHUNK_ROWS).collect();
+    let parts = map_indexed(blocks.len(), threads, |i| {
         let cols = blocks[i].clone();
         let mut hb = ht.slice(s![cols.clone(), ..]).to_owned();
-        let stats = hals::solve(bt.slice(s![cols, ..]), a, &mut hb, pen, max_iter, tol);
+        let stats = cd::solve(bt.slice(s![cols, ..]), a, &mut hb, pen, max_iter, tol);
         (hb, stats.iterations)
     });
     drop((ht, bt));
@@ -482,9 +288,14 @@ fn hals_dictionary<F: Float>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::params::NmfParams;
+    use crate::matrix::{MatRef, ValueRule};
+    use crate::model::params::NmfParams;
     use ndarray::array;
     use rand::SeedableRng;
+
+    fn valid(x: &Array2<f64>) -> Valid<'_, f64> {
+        Valid::check(MatRef::from(x), 0, ValueRule::for_beta(2.0), 1).unwrap()
+    }
 
     /// With exact statistics of a factorizable X and the true codes, the H update lands on
     /// the true H.
@@ -499,41 +310,22 @@ mod tests {
             .check()
             .unwrap();
         let mut d = Dictionary::new(Array2::from_elem((2, 4), 0.5), Loss::Frobenius);
-        let c = Contribution::new(Loss::Frobenius, MatRef::from(&x), w.view(), h_true.view());
+        let c = Contribution::new(Loss::Frobenius, valid(&x), w.view(), h_true.view());
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let u = d.apply(c, MatRef::from(&x), &params, &mut rng);
+        let u = d.apply(c, valid(&x), &params, &mut rng, 1);
         assert!(u.reseeded.is_empty());
         for (a, b) in d.components().iter().zip(h_true.iter()) {
             assert!((a - b).abs() < 1e-8, "{} vs {h_true}", d.components());
         }
     }
 
-    /// H is column-major when built from a row-major array and after a serde round trip
-    /// (which writes logical order), with the same values.
+    /// H is column-major when built from a row-major array, with the same values.
     #[test]
-    fn h_stays_column_major() {
+    fn h_is_column_major() {
         let h = array![[1.0f64, 0.0, 2.0], [0.5, 3.0, 0.0]];
         let d = Dictionary::new(h.clone(), Loss::Frobenius);
         assert!(d.components().t().is_standard_layout());
         assert_eq!(d.components(), h);
-        let json = serde_json::to_string(&d).unwrap();
-        let back: Dictionary<f64> = serde_json::from_str(&json).unwrap();
-        assert!(back.components().t().is_standard_layout());
-        assert_eq!(back, d);
-    }
-
-    /// A dictionary saved before the past-data scaling existed (no `life_rows`) still
-    /// loads, with the scaling restarted.
-    #[test]
-    fn loads_without_life_rows() {
-        let h = array![[1.0f64, 0.5], [0.0, 2.0]];
-        let mut d = Dictionary::new(h, Loss::Frobenius);
-        d.life_rows = 77;
-        let mut v = serde_json::to_value(&d).unwrap();
-        v.as_object_mut().unwrap().remove("life_rows").unwrap();
-        let back: Dictionary<f64> = serde_json::from_value(v).unwrap();
-        assert_eq!(back.life_rows, 0);
-        assert_eq!(back.components(), d.components());
     }
 
     /// A component that no row uses is re-seeded from a batch row.
@@ -544,14 +336,14 @@ mod tests {
         let h = array![[0.5, 1.0, 1.0], [1.0, 1.0, 1.0]];
         let params = NmfParams::new(2).check().unwrap();
         let mut d = Dictionary::new(h.clone(), Loss::Frobenius);
-        let c = Contribution::new(Loss::Frobenius, MatRef::from(&x), w.view(), h.view());
+        let c = Contribution::new(Loss::Frobenius, valid(&x), w.view(), h.view());
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let u = d.apply(c, MatRef::from(&x), &params, &mut rng);
+        let u = d.apply(c, valid(&x), &params, &mut rng, 1);
         assert_eq!(u.reseeded, vec![1]);
         let row = d.components().row(1).to_owned();
         let is_row0 = (row[2] == 0.0) && row[0] > 0.0;
         let is_row1 = (row[0] == 0.0) && row[2] > 0.0;
         assert!(is_row0 || is_row1, "{row}");
-        assert_eq!(d.statistics().a[[1, 1]], 0.0);
+        assert_eq!(d.current.a[[1, 1]], 0.0);
     }
 }

@@ -1,8 +1,9 @@
-//! HALS / exact coordinate descent for the codes of a batch under the Frobenius loss.
+//! Non-negative least squares by exact coordinate descent (HALS), for many independent
+//! problems that share one Gram matrix: the codes of a batch (`G = H Hᵀ`, `R = X Hᵀ`) and,
+//! transposed, the columns of the dictionary (`G = A`, `R = Bᵀ`).
 //!
-//! With `R = X Hᵀ` (b × k) and `G = H Hᵀ` (k × k) computed once, each row's codes solve a
-//! k-dimensional non-negative least-squares problem, independent of the other rows; the
-//! sweep over coordinates `j` is (Cichocki & Phan 2009)
+//! Each row of `W` solves `min ½ wᵀG w − rᵀw + l1·Σw + ½ l2‖w‖²` over `w ≥ 0`; the sweep
+//! over coordinates `j` is (Cichocki & Phan 2009)
 //! `w_j ← max(0, w_j + (r_j − (w G)_j − l1 − l2 w_j) / (G_jj + l2))`, the exact minimizer
 //! along coordinate j.
 //! Rows are solved 64 at a time, one lane per row: the same arithmetic as a row-by-row
@@ -15,11 +16,11 @@ use crate::float::Float;
 /// What a solve did: the most iterations any row needed, and whether all rows met the
 /// tolerance.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SolveStats {
+pub(crate) struct SolveStats {
     /// Largest number of iterations over the rows (or of the whole batch for MU).
-    pub iterations: usize,
+    pub(crate) iterations: usize,
     /// True when every row met the tolerance within the iteration limit.
-    pub converged: bool,
+    pub(crate) converged: bool,
 }
 
 /// Rows solved together: each coordinate step updates this many rows at once, so the
@@ -28,7 +29,8 @@ pub struct SolveStats {
 /// vectorized across coordinates instead, with shuffles, at half the speed).
 const ROWS: usize = 64;
 
-/// Runs coordinate descent on every row of `w` (b × k, warm start; zeros are fine).
+/// Runs coordinate descent on every row of `w` (b × k, warm start; zeros are fine), with
+/// `r` (b × k) and `g` (k × k) in any layout.
 pub(crate) fn solve<F: Float>(
     r: ArrayView2<F>,
     g: ArrayView2<F>,
@@ -48,7 +50,7 @@ pub(crate) fn solve<F: Float>(
     solve_rows(gs, rs, ws, l1, l2, max_iter, F::from_f64(tol * tol))
 }
 
-crate::kernels::dispatch_avx2!(fn solve_rows<F>(
+crate::linalg::simd::dispatch_avx2!(fn solve_rows<F>(
     gs: &[F], rs: &[F], ws: &mut [F], l1: F, l2: F, max_iter: usize, tol2: F,
 ) -> SolveStats => solve_rows_body);
 

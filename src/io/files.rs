@@ -1,0 +1,254 @@
+//! Parquet and Arrow IPC files (and directories of them) as a batch source: read with a
+//! column projection, record batch by record batch (decoded ahead on a helper thread),
+//! never a whole file at once.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_ipc::reader::{FileReader, StreamReader};
+use arrow_schema::{DataType, SchemaRef};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+
+use super::convert::Converter;
+use super::prefetch::Prefetch;
+use super::records::{mini_batches, Named, RecordBatches};
+use super::shuffle::Shuffle;
+use super::{ArrowFloat, Format, InputOptions, Layout};
+use crate::error::{Error, Result};
+use crate::source::{BatchIter, BatchSource};
+
+/// Opens one file's record batches, reading only `columns`.
+fn open_file(
+    path: &Path,
+    columns: &[String],
+    decode_rows: usize,
+) -> Result<(SchemaRef, RecordBatches)> {
+    let located = |e: Error| e.in_file(path);
+    let file = || File::open(path).map_err(|e| located(Error::Io(e)));
+    match Format::detect(path)? {
+        Format::Parquet => {
+            let builder =
+                ParquetRecordBatchReaderBuilder::try_new(file()?).map_err(|e| located(e.into()))?;
+            let schema = builder.schema().clone();
+            // Validate names ourselves: ProjectionMask::roots panics on a bad index.
+            let mut idx = Vec::new();
+            for c in columns {
+                match schema.index_of(c) {
+                    Ok(i) => idx.push(i),
+                    Err(_) => return Err(located(Error::Schema(format!("missing column '{c}'")))),
+                }
+            }
+            let mask = ProjectionMask::roots(builder.parquet_schema(), idx);
+            let reader = builder
+                .with_projection(mask)
+                .with_batch_size(decode_rows)
+                .build()
+                .map_err(|e| located(e.into()))?;
+            Ok((schema, Box::new(reader)))
+        }
+        Format::ArrowFile => {
+            let r = FileReader::try_new(BufReader::new(file()?), None)
+                .map_err(|e| located(e.into()))?;
+            Ok((r.schema(), Box::new(r)))
+        }
+        Format::ArrowStream => {
+            let r = StreamReader::try_new(BufReader::new(file()?), None)
+                .map_err(|e| located(e.into()))?;
+            Ok((r.schema(), Box::new(r)))
+        }
+    }
+}
+
+/// Schema of a file without reading its data.
+fn schema_of(path: &Path) -> Result<SchemaRef> {
+    Ok(open_file(path, &[], 1)?.0)
+}
+
+/// Expands directories into their `.parquet`, `.arrow`, `.arrows`, `.ipc` and `.feather`
+/// files (sorted by name) and checks that every path exists.
+fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| Error::Io(e).in_file(p))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| {
+                    f.is_file()
+                        && matches!(
+                            f.extension().and_then(|e| e.to_str()),
+                            Some("parquet" | "arrow" | "arrows" | "ipc" | "feather")
+                        )
+                })
+                .collect();
+            found.sort();
+            if found.is_empty() {
+                return Err(
+                    Error::Schema("directory holds no Parquet or Arrow files".into()).in_file(p),
+                );
+            }
+            out.extend(found);
+        } else if p.exists() {
+            out.push(p.clone());
+        } else {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such file or directory",
+            ))
+            .in_file(p));
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::Schema("no input files".into()));
+    }
+    Ok(out)
+}
+
+/// Parquet / Arrow IPC files (and directories of them), read with a projection, record
+/// batch by record batch: never a whole file at once.
+///
+/// ```
+/// # fn main() -> streamnmf::Result<()> {
+/// use std::sync::Arc;
+/// use arrow_array::{Float64Array, RecordBatch};
+/// use streamnmf::io::{FileSource, InputOptions};
+/// use streamnmf::source::BatchSource;
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("x.parquet");
+/// let batch = RecordBatch::try_from_iter([
+///     ("a", Arc::new(Float64Array::from(vec![1.0, 2.0, 3.0])) as _),
+///     ("b", Arc::new(Float64Array::from(vec![0.0, 0.5, 1.0])) as _),
+/// ]).unwrap();
+/// let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path)?, batch.schema(), None).unwrap();
+/// w.write(&batch).unwrap();
+/// w.close().unwrap();
+///
+/// let mut src = FileSource::<f64>::open(&[path], InputOptions::new(2))?;
+/// assert_eq!(src.width(), 2);
+/// let rows: Vec<usize> = src.epoch(0)?.map(|b| b.unwrap().rows()).collect();
+/// assert_eq!(rows, vec![2, 1]);
+/// # Ok(()) }
+/// ```
+pub struct FileSource<F> {
+    files: Vec<PathBuf>,
+    opts: InputOptions,
+    converter: Converter,
+    _f: std::marker::PhantomData<fn() -> F>,
+}
+
+impl<F: ArrowFloat> FileSource<F> {
+    /// Opens `paths` (files or directories): resolves the layout against the first file's
+    /// schema and checks every other file's schema against it, before reading any data.
+    pub fn open(paths: &[PathBuf], opts: InputOptions) -> Result<Self> {
+        let files = expand_paths(paths)?;
+        let first = schema_of(&files[0])?;
+        let width = match (&opts.layout, opts.width) {
+            (Layout::Dense, _) => None,
+            (_, Some(w)) => Some(w),
+            (layout, None) => Some(prescan_width(&files, layout)?),
+        };
+        let converter = Converter::new(&first, &opts, width).map_err(|e| e.in_file(&files[0]))?;
+        for f in &files[1..] {
+            let s = schema_of(f)?;
+            converter
+                .check_same_schema(&first, &s)
+                .map_err(|e| e.in_file(f))?;
+        }
+        Ok(Self {
+            files,
+            opts,
+            converter,
+            _f: std::marker::PhantomData,
+        })
+    }
+
+    /// The files, in reading order.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+}
+
+/// Width of sparse inputs: one more than the largest column index in any file.
+fn prescan_width(files: &[PathBuf], layout: &Layout) -> Result<usize> {
+    let col = match layout {
+        Layout::Triplets { col, .. } => col.clone(),
+        Layout::SparseList { column } => column.clone(),
+        Layout::Dense => return Err(Error::Schema("dense inputs have a schema width".into())),
+    };
+    let mut max: i64 = -1;
+    for f in files {
+        let (_, batches) = open_file(f, std::slice::from_ref(&col), 65536)?;
+        for rb in batches {
+            let rb = rb.map_err(|e| Error::from(e).in_file(f))?;
+            let missing = || Error::Schema(format!("missing column '{col}'")).in_file(f);
+            let a = rb.column_by_name(&col).ok_or_else(missing)?.clone();
+            let a = match layout {
+                Layout::SparseList { .. } => match a.data_type() {
+                    DataType::List(_) => a.as_list::<i32>().values().clone(),
+                    DataType::LargeList(_) => a.as_list::<i64>().values().clone(),
+                    _ => {
+                        return Err(
+                            Error::Schema(format!("column '{col}' is not a list")).in_file(f)
+                        )
+                    }
+                },
+                _ => a,
+            };
+            let a = match a.data_type() {
+                DataType::Struct(_) => a.as_struct().column(0).clone(),
+                _ => a,
+            };
+            if !a.data_type().is_integer() {
+                return Err(Error::Schema(format!(
+                    "column '{col}' holds {}, not integer indices",
+                    a.data_type()
+                ))
+                .in_file(f));
+            }
+            let ints =
+                arrow_cast::cast(&a, &DataType::Int64).map_err(|e| Error::from(e).in_file(f))?;
+            let ints = ints.as_primitive::<arrow_array::types::Int64Type>();
+            if let Some(m) = ints.iter().flatten().max() {
+                max = max.max(m);
+            }
+        }
+    }
+    Ok((max + 1).max(0) as usize)
+}
+
+impl<F: ArrowFloat> BatchSource<F> for FileSource<F> {
+    fn width(&self) -> usize {
+        self.converter.names().len()
+    }
+    fn rewindable(&self) -> bool {
+        true
+    }
+    fn feature_names(&self) -> Vec<String> {
+        self.converter.names().to_vec()
+    }
+    fn epoch(&mut self, epoch: usize) -> Result<BatchIter<F>> {
+        let columns = self.converter.needed_columns();
+        let decode_rows = self.opts.batch_rows.clamp(1, 8192);
+        let files = self.files.clone();
+        let inputs = files.into_iter().map(move |f| -> Named {
+            let (_, batches) = open_file(&f, &columns, decode_rows)?;
+            let name: Arc<str> = f.display().to_string().into();
+            Ok((name, Prefetch::start(batches)))
+        });
+        let batches = mini_batches(inputs, self.converter.clone(), self.opts.batch_rows);
+        Ok(match self.opts.shuffle {
+            Some((pool, seed)) => Box::new(Shuffle::new(
+                batches,
+                pool,
+                self.opts.batch_rows,
+                seed,
+                epoch,
+            )),
+            None => Box::new(batches),
+        })
+    }
+}

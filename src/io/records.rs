@@ -1,0 +1,122 @@
+//! The one epoch loop of the readers: record batches of named inputs (the files of a
+//! [`FileSource`](super::FileSource), or one stream) → converted batches → mini-batches of
+//! exactly `batch_rows` rows (the last one may be shorter), re-chunked across record
+//! batches and inputs, numbered by their global first row.
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::ArrowError;
+
+use super::convert::Converter;
+use super::ArrowFloat;
+use crate::error::{Error, Result};
+use crate::matrix::{Batch, BatchBuffer};
+
+/// Record batches as a decoder yields them.
+pub(crate) type RecordBatches =
+    Box<dyn Iterator<Item = std::result::Result<RecordBatch, ArrowError>> + Send>;
+
+/// One input of an epoch: its name (for errors and origins) and its record batches.
+pub(crate) type Named = Result<(Arc<str>, RecordBatches)>;
+
+/// The mini-batches of the inputs `inputs`, in order. The converter's pending triplet row
+/// carries over from one input to the next (a row may span files), and any error ends the
+/// epoch after naming its input.
+pub(crate) fn mini_batches<F: ArrowFloat>(
+    mut inputs: impl Iterator<Item = Named> + Send + 'static,
+    mut converter: Converter,
+    batch_rows: usize,
+) -> impl Iterator<Item = Result<Batch<F>>> + Send {
+    let mut current: Option<(Arc<str>, RecordBatches, u64)> = None;
+    let mut finished = false;
+    let converted = std::iter::from_fn(move || loop {
+        if finished {
+            return None;
+        }
+        if current.is_none() {
+            match inputs.next() {
+                Some(Ok((name, batches))) => current = Some((name, batches, 0)),
+                Some(Err(e)) => {
+                    finished = true;
+                    return Some(Err(e));
+                }
+                None => {
+                    finished = true;
+                    return converter.finish::<F>().transpose();
+                }
+            }
+        }
+        let (name, batches, row0) = current.as_mut().expect("opened above");
+        match batches.next() {
+            Some(Ok(rb)) => {
+                let at = *row0;
+                *row0 += rb.num_rows() as u64;
+                match converter.convert::<F>(&rb, name, at) {
+                    Ok(Some(b)) => return Some(Ok(b)),
+                    Ok(None) => continue,
+                    Err(e) => {
+                        finished = true;
+                        return Some(Err(e.in_file(&**name)));
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                finished = true;
+                return Some(Err(Error::from(e).in_file(&**name)));
+            }
+            None => current = None,
+        }
+    });
+    Rechunk::new(converted, batch_rows)
+}
+
+/// Re-chunks batches into batches of exactly `rows` rows (the last shorter).
+pub(crate) struct Rechunk<I, F> {
+    inner: I,
+    rows: usize,
+    buf: BatchBuffer<F>,
+    next_row: u64,
+    done: bool,
+}
+
+impl<I: Iterator<Item = Result<Batch<F>>>, F: ArrowFloat> Rechunk<I, F> {
+    pub(crate) fn new(inner: I, rows: usize) -> Self {
+        Self {
+            inner,
+            rows: rows.max(1),
+            buf: BatchBuffer::new(),
+            next_row: 0,
+            done: false,
+        }
+    }
+    fn emit(&mut self, n: usize) -> Batch<F> {
+        let b = self.buf.take(n, self.next_row);
+        self.next_row += n as u64;
+        b
+    }
+}
+
+impl<I: Iterator<Item = Result<Batch<F>>>, F: ArrowFloat> Iterator for Rechunk<I, F> {
+    type Item = Result<Batch<F>>;
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let have = self.buf.rows();
+            if have >= self.rows {
+                return Some(Ok(self.emit(self.rows)));
+            }
+            if self.done {
+                return (have > 0).then(|| Ok(self.emit(have)));
+            }
+            match self.inner.next() {
+                Some(Ok(b)) => self.buf.push(b),
+                Some(Err(e)) => {
+                    self.done = true;
+                    self.buf = BatchBuffer::new();
+                    return Some(Err(e));
+                }
+                None => self.done = true,
+            }
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! An Arrow IPC stream (standard input, a pipe, a socket) as a batch source: read once, as
+//! it arrives.
+
+use std::io::{BufReader, Read};
+use std::sync::Arc;
+
+use arrow_ipc::reader::StreamReader;
+
+use super::convert::Converter;
+use super::records::{mini_batches, Named, RecordBatches};
+use super::{ArrowFloat, InputOptions};
+use crate::error::{Error, Result};
+use crate::source::{BatchIter, BatchSource};
+
+/// An Arrow IPC stream: one epoch only.
+///
+/// ```
+/// # fn main() -> streamnmf::Result<()> {
+/// use std::sync::Arc;
+/// use arrow_array::{Float32Array, RecordBatch};
+/// use streamnmf::io::{InputOptions, StreamSource};
+/// use streamnmf::source::BatchSource;
+/// let batch = RecordBatch::try_from_iter([
+///     ("a", Arc::new(Float32Array::from(vec![1.0, 2.0, 3.0])) as _),
+/// ]).unwrap();
+/// let mut bytes = Vec::new();
+/// let mut w = arrow_ipc::writer::StreamWriter::try_new(&mut bytes, &batch.schema()).unwrap();
+/// w.write(&batch).unwrap();
+/// w.finish().unwrap();
+/// drop(w);
+/// let mut src = StreamSource::<f32>::new(Box::new(std::io::Cursor::new(bytes)), "<bytes>", InputOptions::new(2))?;
+/// assert!(!src.rewindable());
+/// assert_eq!(src.epoch(0)?.count(), 2);
+/// assert!(src.epoch(1).is_err()); // read once
+/// # Ok(()) }
+/// ```
+pub struct StreamSource<F> {
+    reader: Option<StreamReader<BufReader<Box<dyn Read + Send>>>>,
+    converter: Converter,
+    opts: InputOptions,
+    name: Arc<str>,
+    _f: std::marker::PhantomData<fn() -> F>,
+}
+
+impl<F: ArrowFloat> StreamSource<F> {
+    /// Reads the stream's schema from `input` and resolves the layout against it. `name`
+    /// labels errors (e.g. `"<stdin>"`).
+    pub fn new(input: Box<dyn Read + Send>, name: &str, opts: InputOptions) -> Result<Self> {
+        let reader = StreamReader::try_new(BufReader::new(input), None)
+            .map_err(|e| Error::from(e).in_file(name))?;
+        let converter =
+            Converter::new(&reader.schema(), &opts, opts.width).map_err(|e| e.in_file(name))?;
+        Ok(Self {
+            reader: Some(reader),
+            converter,
+            opts,
+            name: name.into(),
+            _f: std::marker::PhantomData,
+        })
+    }
+}
+
+impl<F: ArrowFloat> BatchSource<F> for StreamSource<F> {
+    fn width(&self) -> usize {
+        self.converter.names().len()
+    }
+    fn rewindable(&self) -> bool {
+        false
+    }
+    fn feature_names(&self) -> Vec<String> {
+        self.converter.names().to_vec()
+    }
+    fn epoch(&mut self, _epoch: usize) -> Result<BatchIter<F>> {
+        let reader = self
+            .reader
+            .take()
+            .ok_or_else(|| Error::NotRewindable.in_file(&*self.name))?;
+        let batches: RecordBatches = Box::new(reader);
+        let input: Named = Ok((self.name.clone(), batches));
+        Ok(Box::new(mini_batches(
+            std::iter::once(input),
+            self.converter.clone(),
+            self.opts.batch_rows,
+        )))
+    }
+}

@@ -1,0 +1,74 @@
+//! The bottom layer: kernels on slices and ndarray views, with no knowledge of batches or
+//! models. Element-wise kernels dispatched to AVX2 ([`simd`]), the two sparse products
+//! ([`sparse`]), deterministic data parallelism over fixed chunks ([`parallel`]), and
+//! small numeric helpers.
+//!
+//! Dense products go through ndarray's own GEMM (the `matrixmultiply` crate) rather than a
+//! system BLAS: its results depend neither on the memory layout of the operands (OpenBLAS's
+//! `H Hᵀ` differs in the last bit between a row-major and a column-major H on AVX-512
+//! machines) nor on any thread count, and it keeps no process-wide state, so a model is
+//! the same whatever the host program does with its BLAS.
+
+pub(crate) mod parallel;
+pub(crate) mod simd;
+pub(crate) mod sparse;
+
+use crate::float::Float;
+
+/// Reconstructions `WH` are clipped below at this value wherever a loss or an update
+/// divides by them or takes their logarithm (scikit-learn's convention: float32 epsilon,
+/// for both element types).
+pub const CLIP: f64 = f32::EPSILON as f64;
+
+/// `v^e`, without `powf` for the exponents the usual betas produce (−2, −1, −½, 0, ½, 1,
+/// 2): `powf` dominates the multiplicative updates otherwise.
+#[inline]
+pub(crate) fn pow<F: Float>(v: F, e: f64) -> F {
+    if e == -2.0 {
+        (v * v).recip()
+    } else if e == -1.0 {
+        v.recip()
+    } else if e == 0.0 {
+        F::one()
+    } else if e == 1.0 {
+        v
+    } else if e == 2.0 {
+        v * v
+    } else if e == 0.5 {
+        v.sqrt()
+    } else if e == -0.5 {
+        v.sqrt().recip()
+    } else {
+        v.powf(F::from_f64(e))
+    }
+}
+
+/// `a` with the same values, stored column-major (its transpose is a standard array).
+pub(crate) fn to_column_major<F: Clone>(a: ndarray::Array2<F>) -> ndarray::Array2<F> {
+    if a.t().is_standard_layout() {
+        a
+    } else {
+        a.t().as_standard_layout().into_owned().reversed_axes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pow_shortcuts_match_powf() {
+        for e in [-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 1.3] {
+            let v = 4.0f64;
+            assert!((pow(v, e) - v.powf(e)).abs() < 1e-12, "{e}");
+        }
+    }
+
+    #[test]
+    fn column_major_keeps_values() {
+        let a = ndarray::array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]];
+        let c = to_column_major(a.clone());
+        assert!(c.t().is_standard_layout());
+        assert_eq!(c, a);
+    }
+}

@@ -1,0 +1,485 @@
+//! Mini-batches: data rows with their ids and where they came from, and the two ways rows
+//! are regrouped on their way to the solvers (re-chunking into batches of a fixed size,
+//! and gathering rows in a shuffled order).
+
+use std::sync::Arc;
+
+use ndarray::Array2;
+
+use super::csr::{CsrBuilder, CsrMatrix};
+use super::mat::{MatRef, Matrix};
+use crate::error::{Error, Result};
+use crate::float::Float;
+
+/// Ids that identify the rows of a batch, carried through to the outputs.
+///
+/// Integer ids stay integers; as soon as integer and string ids meet (files whose id
+/// columns differ), every id becomes a string: the one rule for mixing them.
+///
+/// ```
+/// use streamnmf::RowIds;
+/// let mut ids = RowIds::Int64(vec![10, 11]);
+/// ids.append(RowIds::Utf8(vec!["u7".into()]));
+/// assert_eq!(ids, RowIds::Utf8(vec!["10".into(), "11".into(), "u7".into()]));
+/// let tail = ids.split_off(1);
+/// assert_eq!((ids.len(), tail.len()), (1, 2));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub enum RowIds {
+    /// Integer ids.
+    Int64(Vec<i64>),
+    /// String ids.
+    Utf8(Vec<String>),
+}
+
+impl RowIds {
+    /// Number of ids.
+    pub fn len(&self) -> usize {
+        match self {
+            RowIds::Int64(v) => v.len(),
+            RowIds::Utf8(v) => v.len(),
+        }
+    }
+    /// True when there are no ids.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Appends `other`'s ids (as strings if either side holds strings).
+    pub fn append(&mut self, other: RowIds) {
+        match (&mut *self, other) {
+            (RowIds::Int64(a), RowIds::Int64(b)) => a.extend(b),
+            (RowIds::Utf8(a), RowIds::Utf8(b)) => a.extend(b),
+            (RowIds::Utf8(a), RowIds::Int64(b)) => a.extend(b.iter().map(i64::to_string)),
+            (RowIds::Int64(a), RowIds::Utf8(b)) => {
+                let mut s: Vec<String> = a.iter().map(i64::to_string).collect();
+                s.extend(b);
+                *self = RowIds::Utf8(s);
+            }
+        }
+    }
+    /// Keeps the first `at` ids and returns the rest.
+    pub fn split_off(&mut self, at: usize) -> RowIds {
+        match self {
+            RowIds::Int64(v) => RowIds::Int64(v.split_off(at)),
+            RowIds::Utf8(v) => RowIds::Utf8(v.split_off(at)),
+        }
+    }
+    /// An empty list of the same kind.
+    #[cfg_attr(not(feature = "arrow"), allow(dead_code))] // used by the readers
+    fn empty_like(&self) -> RowIds {
+        match self {
+            RowIds::Int64(_) => RowIds::Int64(Vec::new()),
+            RowIds::Utf8(_) => RowIds::Utf8(Vec::new()),
+        }
+    }
+    /// The id at `i`, as one of its own kind.
+    #[cfg_attr(not(feature = "arrow"), allow(dead_code))] // used by the readers
+    fn one(&self, i: usize) -> RowIds {
+        match self {
+            RowIds::Int64(v) => RowIds::Int64(vec![v[i]]),
+            RowIds::Utf8(v) => RowIds::Utf8(vec![v[i].clone()]),
+        }
+    }
+}
+
+/// Where the rows of a batch came from: consecutive runs of rows from a named source
+/// (a file, `<stdin>`) starting at a row of that source. Errors about a value use it to
+/// name the file and the row within the file.
+///
+/// ```
+/// use streamnmf::Origin;
+/// let o = Origin::source("part-1.parquet", 500);
+/// assert_eq!(o.locate(3), Some(("part-1.parquet", 503)));
+/// assert_eq!(Origin::default().locate(3), None);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Origin {
+    /// `(first batch row, source name, row of the source)`, by increasing batch row.
+    runs: Vec<(usize, Arc<str>, u64)>,
+}
+
+impl Origin {
+    /// Every row from `name`, the first one being that source's row `first_row`.
+    pub fn source(name: impl Into<Arc<str>>, first_row: u64) -> Self {
+        Self {
+            runs: vec![(0, name.into(), first_row)],
+        }
+    }
+    /// The source and its row for batch row `row`, when known.
+    pub fn locate(&self, row: usize) -> Option<(&str, u64)> {
+        self.run_of(row).map(|(name, r)| (&**name, r))
+    }
+    fn run_of(&self, row: usize) -> Option<(&Arc<str>, u64)> {
+        let i = self.runs.partition_point(|r| r.0 <= row).checked_sub(1)?;
+        let (start, name, first) = &self.runs[i];
+        Some((name, first + (row - start) as u64))
+    }
+    /// This origin with batch rows from `row` on coming from `name`, starting at its row
+    /// `first` (the readers build origins row run by row run).
+    #[cfg_attr(not(feature = "arrow"), allow(dead_code))] // used by the readers
+    pub(crate) fn then(mut self, row: usize, name: Arc<str>, first: u64) -> Self {
+        self.push_row_run(row, name, first);
+        self
+    }
+    /// Adds the rows of `other` after the first `offset` rows of this batch.
+    #[cfg_attr(not(feature = "arrow"), allow(dead_code))] // used by the readers
+    fn append(&mut self, other: Origin, offset: usize) {
+        for (start, name, first) in other.runs {
+            self.push_row_run(offset + start, name, first);
+        }
+    }
+    /// A run starting at batch row `start`, merged with the last one when it continues it.
+    #[cfg_attr(not(feature = "arrow"), allow(dead_code))] // used by the readers
+    fn push_row_run(&mut self, start: usize, name: Arc<str>, first: u64) {
+        if let Some((s, n, f)) = self.runs.last() {
+            if Arc::ptr_eq(n, &name) && f + (start - s) as u64 == first {
+                return;
+            }
+        }
+        self.runs.push((start, name, first));
+    }
+    /// Keeps the first `at` rows and returns the origin of the rest.
+    #[cfg_attr(not(feature = "arrow"), allow(dead_code))] // used by the readers
+    fn split_off(&mut self, at: usize) -> Origin {
+        let mut rest = Origin::default();
+        let keep = self.runs.partition_point(|r| r.0 < at);
+        if let Some((start, name, first)) = keep.checked_sub(1).map(|i| self.runs[i].clone()) {
+            // The run that straddles `at` continues in the rest.
+            rest.runs.push((0, name, first + (at - start) as u64));
+        }
+        for (start, name, first) in self.runs.drain(keep..) {
+            rest.push_row_run(start - at, name, first);
+        }
+        rest
+    }
+}
+
+/// One mini-batch: data rows, optional row ids, the global index of its first row
+/// (0-based over the whole input), and where its rows came from.
+///
+/// ```
+/// use ndarray::array;
+/// use streamnmf::{Batch, RowIds};
+/// let b = Batch::dense(array![[1.0f64, 0.0], [0.5, 2.0]])
+///     .with_first_row(1000)
+///     .with_ids(RowIds::Int64(vec![7, 8]))
+///     .unwrap();
+/// assert_eq!(b.rows(), 2);
+/// assert_eq!(b.first_row(), 1000);
+/// assert_eq!(b.ids(), Some(&RowIds::Int64(vec![7, 8])));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch<F> {
+    data: Matrix<F>,
+    ids: Option<RowIds>,
+    first_row: u64,
+    origin: Origin,
+}
+
+impl<F: Float> Batch<F> {
+    /// A batch of `data`, starting at global row 0, without ids.
+    pub fn new(data: Matrix<F>) -> Self {
+        Self {
+            data,
+            ids: None,
+            first_row: 0,
+            origin: Origin::default(),
+        }
+    }
+    /// A dense batch.
+    pub fn dense(x: Array2<F>) -> Self {
+        Self::new(Matrix::Dense(x))
+    }
+    /// A sparse batch.
+    pub fn csr(x: CsrMatrix<F>) -> Self {
+        Self::new(Matrix::Csr(x))
+    }
+    /// Sets the global index of the first row.
+    pub fn with_first_row(mut self, first_row: u64) -> Self {
+        self.first_row = first_row;
+        self
+    }
+    /// Attaches row ids; fails when their count differs from the rows.
+    pub fn with_ids(mut self, ids: RowIds) -> Result<Self> {
+        if ids.len() != self.rows() {
+            return Err(Error::RowIdsLength {
+                rows: self.rows(),
+                ids: ids.len(),
+            });
+        }
+        self.ids = Some(ids);
+        Ok(self)
+    }
+    /// Says where the rows came from (for error messages).
+    pub fn with_origin(mut self, origin: Origin) -> Self {
+        self.origin = origin;
+        self
+    }
+    /// Rows in the batch.
+    pub fn rows(&self) -> usize {
+        self.data.view().nrows()
+    }
+    /// A borrowed view of the data.
+    pub fn view(&self) -> MatRef<'_, F> {
+        self.data.view()
+    }
+    /// The data.
+    pub fn data(&self) -> &Matrix<F> {
+        &self.data
+    }
+    /// The row ids, if the input has them.
+    pub fn ids(&self) -> Option<&RowIds> {
+        self.ids.as_ref()
+    }
+    /// The global index of the first row.
+    pub fn first_row(&self) -> u64 {
+        self.first_row
+    }
+    /// Where the rows came from.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+}
+
+impl<'a, F: Float> From<&'a Batch<F>> for MatRef<'a, F> {
+    fn from(b: &'a Batch<F>) -> Self {
+        b.view()
+    }
+}
+
+/// Collects rows of batches (all dense or all CSR, of one width) and hands them out again
+/// in batches of any size: the re-chunking between record batches and mini-batches.
+#[cfg_attr(not(feature = "arrow"), allow(dead_code))] // used by the readers
+pub(crate) struct BatchBuffer<F> {
+    width: usize,
+    dense: Vec<F>,
+    csr: Option<CsrBuilder<F>>,
+    rows: usize,
+    ids: Option<RowIds>,
+    origin: Origin,
+}
+
+#[cfg_attr(not(feature = "arrow"), allow(dead_code))]
+impl<F: Float> BatchBuffer<F> {
+    pub(crate) fn new() -> Self {
+        Self {
+            width: 0,
+            dense: Vec::new(),
+            csr: None,
+            rows: 0,
+            ids: None,
+            origin: Origin::default(),
+        }
+    }
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Appends a batch's rows. An empty buffer takes a dense batch's storage as it is.
+    pub(crate) fn push(&mut self, b: Batch<F>) {
+        let n = b.rows();
+        if self.rows == 0 {
+            self.dense.clear();
+            self.csr = None;
+            self.ids = None;
+            self.origin = Origin::default();
+        }
+        self.origin.append(b.origin, self.rows);
+        match (self.ids.as_mut(), b.ids) {
+            (Some(a), Some(o)) => a.append(o),
+            (None, Some(o)) if self.rows == 0 => self.ids = Some(o),
+            // Sources give ids to all their rows or to none; if they ever did not, the
+            // rows without ids are numbered, as the codes writer numbers rows.
+            (None, Some(o)) => {
+                let mut filled = RowIds::Int64((0..self.rows as i64).collect());
+                filled.append(o);
+                self.ids = Some(filled);
+            }
+            (Some(a), None) => a.append(RowIds::Int64((0..n as i64).collect())),
+            (None, None) => {}
+        }
+        match b.data {
+            Matrix::Dense(x) => {
+                self.width = x.ncols();
+                if self.dense.is_empty() && x.is_standard_layout() {
+                    let (v, offset) = x.into_raw_vec_and_offset();
+                    if offset.unwrap_or(0) == 0 {
+                        self.dense = v;
+                    } else {
+                        self.dense.extend_from_slice(&v[offset.unwrap_or(0)..]);
+                    }
+                } else {
+                    self.dense.extend(x.as_standard_layout().iter().cloned());
+                }
+            }
+            Matrix::Csr(m) => {
+                self.width = m.ncols();
+                let c = self.csr.get_or_insert_with(|| CsrBuilder::new(m.ncols()));
+                let v = m.view();
+                for i in 0..v.nrows() {
+                    let (cols, vals) = v.row(i);
+                    c.push_row(cols, vals);
+                }
+            }
+        }
+        self.rows += n;
+    }
+    /// Takes the first `n` rows (at most [`rows`](Self::rows)) out as a batch whose first
+    /// row has the global index `first_row`.
+    pub(crate) fn take(&mut self, n: usize, first_row: u64) -> Batch<F> {
+        let n = n.min(self.rows);
+        let data = match self.csr.take() {
+            Some(c) => {
+                let m = c.finish();
+                let v = m.view();
+                let mut rest = CsrBuilder::new(self.width);
+                for i in n..v.nrows() {
+                    let (cols, vals) = v.row(i);
+                    rest.push_row(cols, vals);
+                }
+                let head = v.slice_rows(0..n).to_owned();
+                self.csr = Some(rest);
+                Matrix::Csr(head)
+            }
+            None => {
+                let rest = self.dense.split_off(n * self.width);
+                let head = std::mem::replace(&mut self.dense, rest);
+                Matrix::Dense(
+                    Array2::from_shape_vec((n, self.width), head).expect("n rows of the width"),
+                )
+            }
+        };
+        let ids = self.ids.as_mut().map(|ids| {
+            let rest = ids.split_off(n);
+            std::mem::replace(ids, rest)
+        });
+        let rest_origin = self.origin.split_off(n);
+        let origin = std::mem::replace(&mut self.origin, rest_origin);
+        self.rows -= n;
+        Batch {
+            data,
+            ids,
+            first_row,
+            origin,
+        }
+    }
+}
+
+/// Gathers `rows` (pairs of batch index and row) from `batches` (all dense or all CSR,
+/// one width) into one batch, in that order, with their ids and origins.
+#[cfg_attr(not(feature = "arrow"), allow(dead_code))] // used by the readers
+pub(crate) fn gather_rows<F: Float>(
+    batches: &[Batch<F>],
+    rows: &[(usize, usize)],
+    first_row: u64,
+) -> Batch<F> {
+    let mut ids = batches
+        .first()
+        .and_then(|b| b.ids.as_ref())
+        .map(RowIds::empty_like);
+    let mut origin = Origin::default();
+    for (t, &(b, r)) in rows.iter().enumerate() {
+        if let (Some(ids), Some(from)) = (ids.as_mut(), batches[b].ids.as_ref()) {
+            ids.append(from.one(r));
+        }
+        if let Some((name, row)) = batches[b].origin.run_of(r) {
+            origin.push_row_run(t, name.clone(), row);
+        }
+    }
+    let data = match batches.first().map(|b| &b.data) {
+        Some(Matrix::Csr(first)) => {
+            let mut c = CsrBuilder::new(first.ncols());
+            for &(b, r) in rows {
+                if let Matrix::Csr(m) = &batches[b].data {
+                    let (cols, vals) = m.view().row(r);
+                    c.push_row(cols, vals);
+                }
+            }
+            Matrix::Csr(c.finish())
+        }
+        _ => {
+            let p = batches.first().map_or(0, |b| b.view().ncols());
+            let mut out = Array2::zeros((rows.len(), p));
+            for (mut o, &(b, r)) in out.rows_mut().into_iter().zip(rows) {
+                if let Matrix::Dense(x) = &batches[b].data {
+                    o.assign(&x.row(r));
+                }
+            }
+            Matrix::Dense(out)
+        }
+    };
+    Batch {
+        data,
+        ids,
+        first_row,
+        origin,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    fn batch(rows: std::ops::Range<usize>, name: &str) -> Batch<f64> {
+        let x = Array2::from_shape_fn((rows.len(), 2), |(i, j)| {
+            (rows.start + i) as f64 + j as f64 / 10.0
+        });
+        Batch::dense(x)
+            .with_ids(RowIds::Int64(rows.clone().map(|i| i as i64).collect()))
+            .unwrap()
+            .with_origin(Origin::source(name, rows.start as u64))
+    }
+
+    /// Re-chunking keeps every row, id and origin, across batches of two sources.
+    #[test]
+    fn buffer_rechunks_rows_ids_and_origins() {
+        let mut buf = BatchBuffer::new();
+        let a: Arc<str> = "a.parquet".into();
+        buf.push(batch(0..5, "a.parquet").with_origin(Origin::source(a.clone(), 0)));
+        buf.push(batch(5..8, "b.parquet").with_origin(Origin::source("b.parquet", 0)));
+        let first = buf.take(6, 100);
+        assert_eq!(first.rows(), 6);
+        assert_eq!(first.first_row(), 100);
+        assert_eq!(first.ids(), Some(&RowIds::Int64((0..6).collect())));
+        assert_eq!(first.origin().locate(4), Some(("a.parquet", 4)));
+        assert_eq!(first.origin().locate(5), Some(("b.parquet", 0)));
+        let rest = buf.take(6, 106);
+        assert_eq!(rest.rows(), 2);
+        assert_eq!(rest.origin().locate(1), Some(("b.parquet", 2)));
+        assert_eq!(rest.view().to_dense()[[1, 0]], 7.0);
+        assert_eq!(buf.rows(), 0);
+    }
+
+    #[test]
+    fn buffer_rechunks_sparse_rows() {
+        let x = array![[1.0f64, 0.0, 2.0], [0.0, 0.0, 0.0], [0.0, 3.0, 0.5]];
+        let mut buf = BatchBuffer::new();
+        buf.push(Batch::csr(CsrMatrix::from_dense(x.view())));
+        buf.push(Batch::csr(CsrMatrix::from_dense(x.view())));
+        let a = buf.take(4, 0);
+        let b = buf.take(4, 4);
+        assert!(matches!(a.view(), MatRef::Csr(_)));
+        assert_eq!(a.view().to_dense().row(3), x.row(0));
+        assert_eq!(b.view().to_dense(), x.slice(ndarray::s![1..3, ..]));
+    }
+
+    #[test]
+    fn gathered_rows_keep_ids_and_origins() {
+        let parts = vec![batch(0..3, "a"), batch(10..12, "b")];
+        let g = gather_rows(&parts, &[(1, 1), (0, 2), (0, 0)], 7);
+        assert_eq!(g.ids(), Some(&RowIds::Int64(vec![11, 2, 0])));
+        assert_eq!(g.origin().locate(0), Some(("b", 11)));
+        assert_eq!(g.origin().locate(1), Some(("a", 2)));
+        assert_eq!(g.origin().locate(2), Some(("a", 0)));
+        assert_eq!(g.view().to_dense()[[0, 0]], 11.0);
+        assert_eq!(g.first_row(), 7);
+    }
+
+    #[test]
+    fn row_ids_length_is_checked() {
+        let err = Batch::dense(Array2::<f64>::ones((3, 2)))
+            .with_ids(RowIds::Int64(vec![1]))
+            .unwrap_err();
+        assert!(matches!(err, Error::RowIdsLength { rows: 3, ids: 1 }));
+    }
+}

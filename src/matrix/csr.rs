@@ -1,0 +1,296 @@
+//! Compressed sparse row matrices: owned ([`CsrMatrix`]) and borrowed ([`CsrView`]).
+
+use std::ops::Range;
+
+use ndarray::{Array2, ArrayView2};
+
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::linalg::sparse::CsrParts;
+
+/// An owned sparse matrix in compressed sparse row (CSR) form.
+///
+/// Column indices within a row are strictly increasing and below the width; the structure
+/// is checked once, when the matrix is built ([`CsrMatrix::try_new`]).
+///
+/// ```
+/// use ndarray::array;
+/// use streamnmf::CsrMatrix;
+/// let m = CsrMatrix::try_new(3, vec![0, 2, 2, 3], vec![0, 2, 1], vec![1.0f64, 2.0, 3.0]).unwrap();
+/// assert_eq!(m.nrows(), 3);
+/// assert_eq!(m.nnz(), 3);
+/// assert_eq!(m.to_dense(), array![[1.0, 0.0, 2.0], [0.0, 0.0, 0.0], [0.0, 3.0, 0.0]]);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct CsrMatrix<F> {
+    ncols: usize,
+    indptr: Vec<usize>,
+    indices: Vec<u32>,
+    data: Vec<F>,
+}
+
+impl<F: Float> CsrMatrix<F> {
+    /// Builds a CSR matrix of width `ncols` from its three arrays, checking that `indptr`
+    /// starts at 0, never decreases and ends at `data.len()`, and that each row's column
+    /// indices are strictly increasing and below `ncols`.
+    ///
+    /// ```
+    /// use streamnmf::{CsrMatrix, Error};
+    /// let err = CsrMatrix::try_new(2, vec![0, 1], vec![5], vec![1.0f32]).unwrap_err();
+    /// assert!(matches!(err, Error::MalformedSparse { row: 0, .. })); // column 5 >= width 2
+    /// ```
+    pub fn try_new(
+        ncols: usize,
+        indptr: Vec<usize>,
+        indices: Vec<u32>,
+        data: Vec<F>,
+    ) -> Result<Self> {
+        let bad = |row, detail: String| Err(Error::MalformedSparse { row, detail });
+        if indptr.first() != Some(&0) {
+            return bad(0, "indptr must start with 0".into());
+        }
+        if indices.len() != data.len() || *indptr.last().unwrap_or(&0) != data.len() {
+            return bad(
+                indptr.len().saturating_sub(1),
+                format!(
+                    "indptr ends at {} but there are {} indices and {} values",
+                    indptr.last().unwrap_or(&0),
+                    indices.len(),
+                    data.len()
+                ),
+            );
+        }
+        for (row, w) in indptr.windows(2).enumerate() {
+            if w[1] < w[0] {
+                return bad(row, "indptr decreases".into());
+            }
+            let cols = &indices[w[0]..w[1]];
+            for (t, &c) in cols.iter().enumerate() {
+                if c as usize >= ncols {
+                    return bad(row, format!("column index {c} >= width {ncols}"));
+                }
+                if t > 0 && cols[t - 1] >= c {
+                    return bad(
+                        row,
+                        format!("column indices not strictly increasing at {c}"),
+                    );
+                }
+            }
+        }
+        Ok(Self {
+            ncols,
+            indptr,
+            indices,
+            data,
+        })
+    }
+
+    /// Converts a dense array, keeping its non-zero entries.
+    ///
+    /// ```
+    /// use ndarray::array;
+    /// use streamnmf::CsrMatrix;
+    /// let x = array![[0.0f64, 1.0], [2.0, 0.0]];
+    /// assert_eq!(CsrMatrix::from_dense(x.view()).to_dense(), x);
+    /// ```
+    pub fn from_dense(x: ArrayView2<F>) -> Self {
+        let mut indptr = Vec::with_capacity(x.nrows() + 1);
+        let (mut indices, mut data) = (Vec::new(), Vec::new());
+        indptr.push(0);
+        for row in x.rows() {
+            for (j, &v) in row.iter().enumerate() {
+                if v != F::zero() {
+                    indices.push(j as u32);
+                    data.push(v);
+                }
+            }
+            indptr.push(data.len());
+        }
+        Self {
+            ncols: x.ncols(),
+            indptr,
+            indices,
+            data,
+        }
+    }
+
+    /// Number of rows.
+    ///
+    /// ```
+    /// let m = streamnmf::CsrMatrix::<f32>::try_new(4, vec![0, 0, 0], vec![], vec![]).unwrap();
+    /// assert_eq!((m.nrows(), m.ncols(), m.nnz()), (2, 4, 0));
+    /// ```
+    pub fn nrows(&self) -> usize {
+        self.indptr.len() - 1
+    }
+    /// Number of columns (the width p), stored or not.
+    pub fn ncols(&self) -> usize {
+        self.ncols
+    }
+    /// Number of stored entries.
+    pub fn nnz(&self) -> usize {
+        self.data.len()
+    }
+    /// A borrowed view of the whole matrix.
+    pub fn view(&self) -> CsrView<'_, F> {
+        CsrView {
+            ncols: self.ncols,
+            indptr: &self.indptr,
+            indices: &self.indices,
+            data: &self.data,
+        }
+    }
+    /// The dense equivalent.
+    pub fn to_dense(&self) -> Array2<F> {
+        self.view().to_dense()
+    }
+}
+
+/// A borrowed CSR matrix, possibly a row range of a larger one (zero-copy).
+///
+/// ```
+/// use streamnmf::CsrMatrix;
+/// let m = CsrMatrix::try_new(2, vec![0, 1, 2, 3], vec![0, 1, 0], vec![1.0f64, 2.0, 3.0]).unwrap();
+/// let tail = m.view().slice_rows(1..3);
+/// assert_eq!(tail.nrows(), 2);
+/// assert_eq!(tail.row(1), (&[0u32][..], &[3.0][..]));
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct CsrView<'a, F> {
+    ncols: usize,
+    indptr: &'a [usize],
+    indices: &'a [u32],
+    data: &'a [F],
+}
+
+impl<'a, F: Float> CsrView<'a, F> {
+    /// Number of rows.
+    pub fn nrows(&self) -> usize {
+        self.indptr.len() - 1
+    }
+    /// Number of columns (the width p).
+    pub fn ncols(&self) -> usize {
+        self.ncols
+    }
+    /// Stored entries in these rows.
+    pub fn nnz(&self) -> usize {
+        self.indptr[self.nrows()] - self.indptr[0]
+    }
+    /// Column indices and values of row `i`.
+    pub fn row(&self, i: usize) -> (&'a [u32], &'a [F]) {
+        let (s, e) = (self.indptr[i], self.indptr[i + 1]);
+        (&self.indices[s..e], &self.data[s..e])
+    }
+    /// Rows `range` of this view, without copying.
+    pub fn slice_rows(&self, range: Range<usize>) -> CsrView<'a, F> {
+        CsrView {
+            ncols: self.ncols,
+            indptr: &self.indptr[range.start..range.end + 1],
+            indices: self.indices,
+            data: self.data,
+        }
+    }
+    /// An owned copy of these rows.
+    pub fn to_owned(&self) -> CsrMatrix<F> {
+        let (s, e) = (self.indptr[0], self.indptr[self.nrows()]);
+        CsrMatrix {
+            ncols: self.ncols,
+            indptr: self.indptr.iter().map(|o| o - s).collect(),
+            indices: self.indices[s..e].to_vec(),
+            data: self.data[s..e].to_vec(),
+        }
+    }
+    /// The dense equivalent.
+    pub fn to_dense(&self) -> Array2<F> {
+        let mut out = Array2::zeros((self.nrows(), self.ncols));
+        for (i, mut orow) in out.rows_mut().into_iter().enumerate() {
+            let (cols, vals) = self.row(i);
+            for (&j, &v) in cols.iter().zip(vals) {
+                orow[j as usize] = v;
+            }
+        }
+        out
+    }
+    /// The raw parts, for the kernels of [`crate::linalg`].
+    pub(crate) fn parts(&self) -> CsrParts<'a, F> {
+        CsrParts {
+            indptr: self.indptr,
+            indices: self.indices,
+            data: self.data,
+        }
+    }
+}
+
+/// Builds CSR matrices row by row (the readers, the shuffle buffer, the samples of the
+/// init): rows are appended already sorted and in range, so nothing is checked twice.
+#[derive(Clone, Debug)]
+pub(crate) struct CsrBuilder<F> {
+    ncols: usize,
+    indptr: Vec<usize>,
+    indices: Vec<u32>,
+    data: Vec<F>,
+}
+
+impl<F: Float> CsrBuilder<F> {
+    pub(crate) fn new(ncols: usize) -> Self {
+        Self {
+            ncols,
+            indptr: vec![0],
+            indices: Vec::new(),
+            data: Vec::new(),
+        }
+    }
+    /// Appends a row of a valid CSR matrix of the same width.
+    pub(crate) fn push_row(&mut self, cols: &[u32], vals: &[F]) {
+        self.indices.extend_from_slice(cols);
+        self.data.extend_from_slice(vals);
+        self.indptr.push(self.data.len());
+    }
+    pub(crate) fn nnz(&self) -> usize {
+        self.data.len()
+    }
+    pub(crate) fn finish(self) -> CsrMatrix<F> {
+        CsrMatrix {
+            ncols: self.ncols,
+            indptr: self.indptr,
+            indices: self.indices,
+            data: self.data,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_csr_is_rejected() {
+        let e = CsrMatrix::<f64>::try_new(3, vec![0, 2], vec![1, 1], vec![1.0, 2.0]);
+        assert!(matches!(e, Err(Error::MalformedSparse { row: 0, .. })));
+        let e = CsrMatrix::<f64>::try_new(3, vec![0, 2, 1], vec![1, 2], vec![1.0, 2.0]);
+        assert!(matches!(e, Err(Error::MalformedSparse { .. })));
+        let e = CsrMatrix::<f64>::try_new(3, vec![1, 2], vec![1], vec![1.0]);
+        assert!(matches!(e, Err(Error::MalformedSparse { .. })));
+        let e = CsrMatrix::<f64>::try_new(3, vec![], vec![], vec![]);
+        assert!(matches!(e, Err(Error::MalformedSparse { .. })));
+    }
+
+    #[test]
+    fn builder_and_slices_round_trip() {
+        let x = ndarray::array![[1.0f32, 0.0, 2.0], [0.0, 0.0, 0.0], [0.0, 3.0, 0.5]];
+        let m = CsrMatrix::from_dense(x.view());
+        let mut b = CsrBuilder::new(3);
+        for i in [2, 0] {
+            let (c, v) = m.view().row(i);
+            b.push_row(c, v);
+        }
+        assert_eq!(b.nnz(), 4);
+        let back = b.finish().to_dense();
+        assert_eq!(back.row(0), x.row(2));
+        assert_eq!(back.row(1), x.row(0));
+        assert_eq!(
+            m.view().slice_rows(1..3).to_owned().to_dense(),
+            x.slice(ndarray::s![1..3, ..])
+        );
+    }
+}

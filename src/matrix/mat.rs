@@ -1,0 +1,285 @@
+//! Data matrices, dense or CSR, owned ([`Matrix`]) or borrowed ([`MatRef`]), and the
+//! products every algorithm takes of the data: `X Hᵀ` and `Wᵀ X`. A sparse matrix costs
+//! O(nnz · k) for both and is never densified by them.
+
+use std::ops::Range;
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array2, ArrayView2, ShapeBuilder};
+
+use super::csr::{CsrMatrix, CsrView};
+use crate::float::Float;
+use crate::linalg::{simd, sparse};
+
+/// A borrowed data matrix, dense or CSR: what every kernel takes.
+///
+/// `&Array2`, `ArrayView2`, `&CsrMatrix`, `&Matrix` and `&Batch` all convert into it, so
+/// `model.fit(&x)` works for each.
+///
+/// ```
+/// use ndarray::array;
+/// use streamnmf::MatRef;
+/// let x = array![[1.0f64, 2.0], [3.0, 4.0]];
+/// let m: MatRef<f64> = (&x).into();
+/// assert_eq!((m.nrows(), m.ncols()), (2, 2));
+/// assert_eq!(m.squared_norm(), 30.0);
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub enum MatRef<'a, F> {
+    /// A dense array (any memory layout).
+    Dense(ArrayView2<'a, F>),
+    /// A CSR matrix.
+    Csr(CsrView<'a, F>),
+}
+
+impl<'a, F: Float> From<&'a Array2<F>> for MatRef<'a, F> {
+    fn from(x: &'a Array2<F>) -> Self {
+        MatRef::Dense(x.view())
+    }
+}
+impl<'a, F: Float> From<ArrayView2<'a, F>> for MatRef<'a, F> {
+    fn from(x: ArrayView2<'a, F>) -> Self {
+        MatRef::Dense(x)
+    }
+}
+impl<'a, F: Float> From<&'a CsrMatrix<F>> for MatRef<'a, F> {
+    fn from(x: &'a CsrMatrix<F>) -> Self {
+        MatRef::Csr(x.view())
+    }
+}
+impl<'a, F: Float> From<&'a Matrix<F>> for MatRef<'a, F> {
+    fn from(x: &'a Matrix<F>) -> Self {
+        x.view()
+    }
+}
+
+impl<'a, F: Float> MatRef<'a, F> {
+    /// Number of rows.
+    pub fn nrows(&self) -> usize {
+        match self {
+            MatRef::Dense(x) => x.nrows(),
+            MatRef::Csr(x) => x.nrows(),
+        }
+    }
+    /// Number of columns (the width p).
+    pub fn ncols(&self) -> usize {
+        match self {
+            MatRef::Dense(x) => x.ncols(),
+            MatRef::Csr(x) => x.ncols(),
+        }
+    }
+    /// Stored entries (rows × columns when dense).
+    pub fn nnz(&self) -> usize {
+        match self {
+            MatRef::Dense(x) => x.len(),
+            MatRef::Csr(x) => x.nnz(),
+        }
+    }
+    /// Rows `range`, without copying.
+    ///
+    /// ```
+    /// use streamnmf::MatRef;
+    /// let x = ndarray::Array2::<f32>::ones((5, 2));
+    /// assert_eq!(MatRef::from(&x).slice_rows(1..4).nrows(), 3);
+    /// ```
+    pub fn slice_rows(&self, range: Range<usize>) -> MatRef<'a, F> {
+        match self {
+            MatRef::Dense(x) => MatRef::Dense(x.slice_move(ndarray::s![range, ..])),
+            MatRef::Csr(x) => MatRef::Csr(x.slice_rows(range)),
+        }
+    }
+    /// The dense equivalent (a copy).
+    pub fn to_dense(&self) -> Array2<F> {
+        match self {
+            MatRef::Dense(x) => x.to_owned(),
+            MatRef::Csr(x) => x.to_dense(),
+        }
+    }
+    /// An owned copy, in the same representation.
+    pub fn to_owned(&self) -> Matrix<F> {
+        match self {
+            MatRef::Dense(x) => Matrix::Dense(x.to_owned()),
+            MatRef::Csr(x) => Matrix::Csr(x.to_owned()),
+        }
+    }
+
+    /// Visits every stored entry as `(row, col, value)`, row by row.
+    pub(crate) fn for_each_stored(&self, mut f: impl FnMut(usize, usize, F)) {
+        match self {
+            MatRef::Dense(x) => {
+                for (i, row) in x.rows().into_iter().enumerate() {
+                    for (j, &v) in row.iter().enumerate() {
+                        f(i, j, v)
+                    }
+                }
+            }
+            MatRef::Csr(x) => {
+                for i in 0..x.nrows() {
+                    let (cols, vals) = x.row(i);
+                    for (&j, &v) in cols.iter().zip(vals) {
+                        f(i, j as usize, v)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Σ x², accumulated in f64 (in a fixed order, whatever the layout).
+    pub fn squared_norm(&self) -> f64 {
+        if let MatRef::Dense(x) = self {
+            if let Some(vals) = x.as_slice() {
+                return simd::sum_squares(vals);
+            }
+        }
+        let mut s = 0.0;
+        self.for_each_stored(|_, _, v| s += v.as_f64() * v.as_f64());
+        s
+    }
+
+    /// Σ x, accumulated in f64.
+    pub fn sum(&self) -> f64 {
+        let mut s = 0.0;
+        self.for_each_stored(|_, _, v| s += v.as_f64());
+        s
+    }
+
+    /// `X · Hᵀ` (b × k, standard layout), given `Hᵀ` (p × k). Costs nnz · k when sparse.
+    ///
+    /// ```
+    /// use ndarray::array;
+    /// use streamnmf::{CsrMatrix, MatRef};
+    /// let x = array![[1.0f64, 0.0, 2.0], [0.0, 3.0, 0.0]];
+    /// let ht = array![[1.0, 0.5], [2.0, 0.0], [0.0, 1.0]];
+    /// let csr = CsrMatrix::from_dense(x.view());
+    /// assert_eq!(MatRef::from(&csr).x_ht(ht.view()), x.dot(&ht));
+    /// ```
+    pub fn x_ht(&self, ht: ArrayView2<F>) -> Array2<F> {
+        let k = ht.ncols();
+        let mut out = Array2::<F>::zeros((self.nrows(), k));
+        match self {
+            MatRef::Dense(x) => general_mat_mul(F::one(), x, &ht, F::zero(), &mut out),
+            MatRef::Csr(x) => {
+                let ht = ht.as_standard_layout();
+                let hs = ht.as_slice().expect("standard layout");
+                let os = out.as_slice_mut().expect("fresh array");
+                sparse::csr_x_ht(x.parts(), hs, k, os);
+            }
+        }
+        out
+    }
+
+    /// `Wᵀ · X` (k × p) for codes `W` (b × k), stored column-major: its transpose `Xᵀ W` is
+    /// a standard p × k array, which a sparse X fills in place (nnz · k, one zeroing, no
+    /// transposition).
+    ///
+    /// ```
+    /// use ndarray::array;
+    /// use streamnmf::{CsrMatrix, MatRef};
+    /// let x = array![[1.0f64, 0.0, 2.0], [0.0, 3.0, 0.0]];
+    /// let w = array![[1.0, 0.5], [2.0, 0.0]];
+    /// let csr = CsrMatrix::from_dense(x.view());
+    /// let wtx = MatRef::from(&csr).wt_x(w.view());
+    /// assert!(wtx.t().is_standard_layout());
+    /// assert_eq!(wtx, w.t().dot(&x));
+    /// assert_eq!(MatRef::from(&x).wt_x(w.view()), wtx);
+    /// ```
+    pub fn wt_x(&self, w: ArrayView2<F>) -> Array2<F> {
+        let k = w.ncols();
+        let mut out = Array2::zeros((k, self.ncols()).f());
+        match self {
+            MatRef::Dense(x) => general_mat_mul(F::one(), &w.t(), x, F::zero(), &mut out),
+            MatRef::Csr(x) => {
+                let w = w.as_standard_layout();
+                let ws = w.as_slice().expect("standard layout");
+                let mut outt = out.view_mut().reversed_axes();
+                let accs = outt.as_slice_mut().expect("column-major out");
+                sparse::csr_xt_w(x.parts(), ws, k, accs);
+            }
+        }
+        out
+    }
+}
+
+/// An owned data matrix, dense or CSR.
+///
+/// ```
+/// use ndarray::Array2;
+/// use streamnmf::Matrix;
+/// let m = Matrix::Dense(Array2::<f32>::ones((2, 3)));
+/// assert_eq!(m.view().ncols(), 3);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub enum Matrix<F> {
+    /// Dense rows.
+    Dense(Array2<F>),
+    /// Sparse rows.
+    Csr(CsrMatrix<F>),
+}
+
+impl<F: Float> Matrix<F> {
+    /// A borrowed view.
+    pub fn view(&self) -> MatRef<'_, F> {
+        match self {
+            Matrix::Dense(x) => MatRef::Dense(x.view()),
+            Matrix::Csr(x) => MatRef::Csr(x.view()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    fn sample() -> Array2<f64> {
+        array![
+            [1.0, 0.0, 2.0, 0.0],
+            [0.0, 0.0, 0.0, 0.0],
+            [0.0, 3.0, 0.5, 4.0]
+        ]
+    }
+
+    #[test]
+    fn csr_products_match_dense() {
+        let x = sample();
+        let csr = CsrMatrix::from_dense(x.view());
+        assert_eq!(csr.nnz(), 5);
+        let ht = array![[1.0, 2.0], [0.5, 0.0], [3.0, 1.0], [0.0, 1.5]];
+        let d = MatRef::from(&x).x_ht(ht.view());
+        assert_eq!(d, MatRef::from(&csr).x_ht(ht.view()));
+        assert_eq!(d, x.dot(&ht));
+        let w = array![[1.0, 0.5], [2.0, 0.0], [0.0, 1.0]];
+        let of = MatRef::from(&csr).wt_x(w.view());
+        assert!(of.t().is_standard_layout());
+        assert_eq!(of, w.t().dot(&x));
+        assert_eq!(MatRef::from(&x).wt_x(w.view()), of);
+    }
+
+    /// The products give the same bits whatever the memory layout of their operands.
+    #[test]
+    fn products_do_not_depend_on_layout() {
+        let x = Array2::from_shape_fn((37, 23), |(i, j)| ((i * 7 + j * 13) % 11) as f32 * 0.37);
+        let xf = crate::linalg::to_column_major(x.clone());
+        let ht = Array2::from_shape_fn((23, 5), |(j, c)| ((j * 3 + c) % 7) as f32 * 0.11);
+        let htf = crate::linalg::to_column_major(ht.clone());
+        let a = MatRef::from(&x).x_ht(ht.view());
+        assert_eq!(a, MatRef::from(&xf).x_ht(htf.view()));
+        let w = Array2::from_shape_fn((37, 5), |(i, c)| ((i + 3 * c) % 5) as f32 * 0.7);
+        let wf = crate::linalg::to_column_major(w.clone());
+        assert_eq!(
+            MatRef::from(&x).wt_x(w.view()),
+            MatRef::from(&xf).wt_x(wf.view())
+        );
+    }
+
+    #[test]
+    fn slicing_is_consistent() {
+        let x = sample();
+        let csr = CsrMatrix::from_dense(x.view());
+        let tail = MatRef::from(&csr).slice_rows(1..3);
+        assert_eq!(tail.to_dense(), x.slice(ndarray::s![1..3, ..]));
+        assert_eq!(tail.nnz(), 3);
+        assert_eq!(tail.squared_norm(), 9.0 + 0.25 + 16.0);
+        assert_eq!(tail.sum(), 7.5);
+    }
+}

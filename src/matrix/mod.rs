@@ -1,0 +1,16 @@
+//! Data: dense and CSR matrices, mini-batches with their row ids and origins, and the one
+//! validator every batch passes before a solver sees it.
+
+mod batch;
+mod csr;
+mod mat;
+mod validate;
+
+pub use batch::{Batch, Origin, RowIds};
+pub use csr::{CsrMatrix, CsrView};
+pub use mat::{MatRef, Matrix};
+
+#[cfg(feature = "arrow")]
+pub(crate) use batch::{gather_rows, BatchBuffer};
+pub(crate) use csr::CsrBuilder;
+pub(crate) use validate::{Valid, ValidBatch, ValueRule};

@@ -1,0 +1,293 @@
+//! The one validator. Every batch that reaches a solver has passed it, whatever its
+//! source: the in-memory API validates what it is given, and the pipeline validates every
+//! batch a source yields (files, streams, a user's own `BatchSource`) before a solver
+//! sees it. The types make that a property of the data path: solvers take [`Valid`]
+//! data, which only [`Valid::check`] and [`ValidBatch::check`] create.
+
+use std::ops::{Deref, Range};
+
+use super::batch::Batch;
+use super::mat::MatRef;
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::linalg::parallel::{chunks_of, map_indexed, CHUNK_ROWS};
+use crate::linalg::simd;
+
+/// What values a loss accepts: finite and non-negative always, and strictly positive when
+/// the loss is undefined at zero (beta <= 0, e.g. Itakura-Saito), counting a sparse
+/// matrix's implicit zeros.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct ValueRule {
+    beta: f64,
+}
+
+impl ValueRule {
+    /// The rule of the beta-divergence with this beta.
+    pub(crate) fn for_beta(beta: f64) -> Self {
+        Self { beta }
+    }
+    fn zero_is_bad(&self) -> bool {
+        self.beta <= 0.0
+    }
+}
+
+/// Data that passed the validator (derefs to the [`MatRef`] it wraps).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Valid<'a, F>(MatRef<'a, F>);
+
+impl<'a, F> Deref for Valid<'a, F> {
+    type Target = MatRef<'a, F>;
+    fn deref(&self) -> &MatRef<'a, F> {
+        &self.0
+    }
+}
+
+impl<'a, F: Float> Valid<'a, F> {
+    /// Checks every stored value of `x` against `rule`; `first_row` is the global index of
+    /// row 0, for the error. With `threads > 1` the rows are checked in fixed chunks on
+    /// that many threads; the error reported is still the first in row order.
+    pub(crate) fn check(
+        x: MatRef<'a, F>,
+        first_row: u64,
+        rule: ValueRule,
+        threads: usize,
+    ) -> Result<Self> {
+        if x.nrows() == 0 || x.ncols() == 0 {
+            return Err(Error::EmptyBatch {
+                rows: x.nrows(),
+                cols: x.ncols(),
+            });
+        }
+        if threads <= 1 || x.nrows() <= CHUNK_ROWS {
+            check_values(x, first_row, rule)?;
+        } else {
+            let ranges: Vec<Range<usize>> = chunks_of(x.nrows(), CHUNK_ROWS).collect();
+            map_indexed(ranges.len(), threads, |c| {
+                let r = ranges[c].clone();
+                check_values(x.slice_rows(r.clone()), first_row + r.start as u64, rule)
+            })
+            .into_iter()
+            .collect::<Result<()>>()?;
+        }
+        Ok(Valid(x))
+    }
+
+    /// Rows `range`: still valid.
+    pub(crate) fn slice_rows(&self, range: Range<usize>) -> Valid<'a, F> {
+        Valid(self.0.slice_rows(range))
+    }
+
+    /// The data, as a plain view.
+    pub(crate) fn view(&self) -> MatRef<'a, F> {
+        self.0
+    }
+}
+
+/// A batch that passed the validator, with the width the model expects.
+#[derive(Debug)]
+pub(crate) struct ValidBatch<F>(Batch<F>);
+
+impl<F: Float> ValidBatch<F> {
+    /// Checks a batch's width and values. A bad value is reported at the batch's origin
+    /// (file, row in the file, column name from `names`) when the batch has one, and at
+    /// its global row otherwise.
+    pub(crate) fn check(
+        batch: Batch<F>,
+        rule: ValueRule,
+        width: usize,
+        names: &[String],
+    ) -> Result<Self> {
+        let x = batch.view();
+        if x.ncols() != width {
+            return Err(Error::WidthMismatch {
+                expected: width,
+                found: x.ncols(),
+            });
+        }
+        if let Err(e) = Valid::check(x, batch.first_row(), rule, 1) {
+            let local = match &e {
+                Error::NegativeValue { row, .. }
+                | Error::NonFinite { row, .. }
+                | Error::ZeroForBeta { row, .. } => (row - batch.first_row()) as usize,
+                _ => return Err(e),
+            };
+            return Err(match batch.origin().locate(local) {
+                Some((source, row)) => e.at_named_column(row, names).in_file(source),
+                None => e,
+            });
+        }
+        Ok(Self(batch))
+    }
+
+    /// The validated data.
+    pub(crate) fn view(&self) -> Valid<'_, F> {
+        Valid(self.0.view())
+    }
+
+    /// The batch.
+    pub(crate) fn batch(&self) -> &Batch<F> {
+        &self.0
+    }
+}
+
+/// The rule applied to every stored value of `x`, row by row, then (for a strict rule and
+/// a sparse `x`) to the implicit zeros. Contiguous dense data is first checked with a
+/// vectorized scan; the element walk only runs to locate a bad value.
+fn check_values<F: Float>(x: MatRef<F>, first_row: u64, rule: ValueRule) -> Result<()> {
+    let strict = rule.zero_is_bad();
+    if let MatRef::Dense(d) = x {
+        if d.as_slice().is_some_and(|v| simd::all_valid(v, strict)) {
+            return Ok(());
+        }
+    }
+    let mut err = None;
+    x.for_each_stored(|i, j, v| {
+        if err.is_some() {
+            return;
+        }
+        let row = first_row + i as u64;
+        if !v.is_finite() {
+            err = Some(Error::NonFinite {
+                row,
+                col: j,
+                value: v.as_f64(),
+            });
+        } else if v < F::zero() {
+            err = Some(Error::NegativeValue {
+                row,
+                col: j,
+                value: v.as_f64(),
+            });
+        } else if strict && v == F::zero() {
+            err = Some(Error::ZeroForBeta {
+                row,
+                col: j,
+                beta: rule.beta,
+            });
+        }
+    });
+    if let Some(e) = err {
+        return Err(e);
+    }
+    if let (true, MatRef::Csr(c)) = (strict, x) {
+        for i in 0..c.nrows() {
+            let (cols, _) = c.row(i);
+            if cols.len() < c.ncols() {
+                // The first implicit zero: the first column not stored.
+                let col = cols
+                    .iter()
+                    .enumerate()
+                    .find(|(t, &c)| *t as u32 != c)
+                    .map_or(cols.len(), |(t, _)| t);
+                return Err(Error::ZeroForBeta {
+                    row: first_row + i as u64,
+                    col,
+                    beta: rule.beta,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matrix::{CsrMatrix, Origin};
+    use ndarray::{array, Array2};
+
+    const FRO: ValueRule = ValueRule { beta: 2.0 };
+
+    #[test]
+    fn reports_the_global_row_and_column() {
+        let x = array![[1.0f64, 2.0], [3.0, -4.0]];
+        let err = Valid::check(MatRef::from(&x), 100, FRO, 1).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::NegativeValue {
+                    row: 101,
+                    col: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let empty = Array2::<f64>::zeros((0, 3));
+        let e = Valid::check(MatRef::from(&empty), 0, FRO, 1);
+        assert!(matches!(e, Err(Error::EmptyBatch { rows: 0, cols: 3 })));
+    }
+
+    /// The parallel scan reports the same (first) error as the sequential one.
+    #[test]
+    fn parallel_check_reports_the_first_error() {
+        let mut x = Array2::<f32>::ones((1000, 3));
+        x[[900, 1]] = -1.0;
+        x[[300, 2]] = f32::NAN;
+        let seq = Valid::check(MatRef::from(&x), 10, FRO, 1)
+            .unwrap_err()
+            .to_string();
+        for threads in [2, 3] {
+            let par = Valid::check(MatRef::from(&x), 10, FRO, threads).unwrap_err();
+            assert_eq!(par.to_string(), seq);
+        }
+        assert!(seq.contains("310"), "{seq}");
+    }
+
+    #[test]
+    fn sparse_implicit_zero_is_caught_for_itakura_saito() {
+        let csr =
+            CsrMatrix::try_new(3, vec![0, 3, 5], vec![0, 1, 2, 0, 2], vec![1.0f64; 5]).unwrap();
+        let is = ValueRule::for_beta(0.0);
+        let e = Valid::check(MatRef::from(&csr), 10, is, 1).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::ZeroForBeta {
+                    row: 11,
+                    col: 1,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        Valid::check(MatRef::from(&csr), 10, ValueRule::for_beta(1.0), 1).unwrap();
+    }
+
+    /// A batch with an origin reports the file, the row in the file and the column name.
+    #[test]
+    fn batch_errors_name_file_row_and_column() {
+        let mut x = Array2::<f64>::ones((4, 2));
+        x[[2, 1]] = f64::INFINITY;
+        let names = vec!["a".to_string(), "b".to_string()];
+        let b = Batch::dense(x.clone())
+            .with_first_row(50)
+            .with_origin(Origin::source("part.parquet", 7));
+        let err = ValidBatch::check(b, FRO, 2, &names).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "part.parquet: row 9, column 'b': non-finite value inf"
+        );
+        let err = ValidBatch::check(Batch::dense(x.clone()).with_first_row(50), FRO, 2, &names)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::NonFinite {
+                    row: 52,
+                    col: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = ValidBatch::check(Batch::dense(x), FRO, 3, &names).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::WidthMismatch {
+                expected: 3,
+                found: 2
+            }
+        ));
+    }
+}

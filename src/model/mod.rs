@@ -1,0 +1,19 @@
+//! The model: parameters (checked once), losses, the per-batch codes, the sufficient
+//! statistics and the dictionary update, the initial dictionary, and [`OnlineNmf`], which
+//! ties them together.
+
+mod codes;
+mod dictionary;
+mod init;
+pub mod loss;
+mod online;
+mod params;
+mod statistics;
+
+pub use loss::Loss;
+pub use online::{BatchReport, FitReport, LossReport, OnlineNmf};
+pub use params::{Init, NmfParams, Solver, ValidParams};
+
+pub(crate) use dictionary::Dictionary;
+pub(crate) use online::{solve_batch, transform_batch, State};
+pub(crate) use statistics::Statistics;

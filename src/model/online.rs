@@ -1,0 +1,677 @@
+//! The online NMF model: `partial_fit` one batch at a time, `fit` several passes in memory,
+//! `transform` new rows with the dictionary fixed.
+
+use ndarray::{s, Array2, ArrayView2};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::codes::{solve_chunked, Codes, Prepared};
+use super::dictionary::Dictionary;
+use super::init::initial_dictionary;
+use super::loss::divergence;
+use super::params::ValidParams;
+use super::statistics::Contribution;
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::linalg::parallel::default_threads;
+use crate::matrix::{MatRef, Valid, ValueRule};
+
+/// What one `partial_fit` did. The loss is measured on the batch against the dictionary
+/// *before* the batch updates it (a progressive-validation loss).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchReport {
+    /// 0-based sequence number of the batch in the model's life.
+    pub seq: u64,
+    /// Rows in the batch.
+    pub rows: usize,
+    /// `D(X_b | W_b H)`, summed over the batch's entries.
+    pub loss: f64,
+    /// Most inner iterations any row's code solve took.
+    pub code_iterations: usize,
+    /// Whether every row's codes met the tolerance.
+    pub codes_converged: bool,
+    /// Sweeps of the dictionary update.
+    pub dict_sweeps: usize,
+    /// Components re-seeded because they were dead.
+    pub reseeded: Vec<usize>,
+}
+
+/// What `fit` did. Not converging within `max_passes` is reported here, not an error.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FitReport {
+    /// Passes made.
+    pub passes: usize,
+    /// Batches processed.
+    pub batches: u64,
+    /// Mean loss per row in each pass (progressive: each batch against the H before it).
+    pub pass_losses: Vec<f64>,
+    /// True when a pass improved the mean loss by less than the pass tolerance.
+    pub converged: bool,
+}
+
+/// A loss over a whole data set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LossReport {
+    /// `D(X | W H)` summed over all entries, with W the optimal codes for the current H.
+    pub loss: f64,
+    /// Rows evaluated.
+    pub rows: u64,
+    /// `‖X − WH‖_F / ‖X‖_F` (Frobenius loss only).
+    pub relative_error: Option<f64>,
+}
+
+/// A batch's codes and its contribution to the statistics: the output of the solver step,
+/// which needs only `H` (so it can run on another thread than the dictionary update).
+#[derive(Clone, Debug)]
+pub(crate) struct Solved<F> {
+    pub(crate) codes: Codes<F>,
+    pub(crate) contribution: Contribution<F>,
+}
+
+/// The solver step: the codes of `x` against `h` and their contribution, on up to
+/// `threads` threads, in fixed chunks combined in order (bitwise the same for every
+/// thread count).
+pub(crate) fn solve_batch<F: Float>(
+    params: &ValidParams,
+    h: ArrayView2<F>,
+    x: Valid<F>,
+    threads: usize,
+) -> Solved<F> {
+    let prep = Prepared::new(params, h);
+    let loss = params.loss();
+    let (codes, parts) = solve_chunked(params, &prep, x, threads, None, |xc, w| {
+        Contribution::new(loss, xc, w, prep.h())
+    });
+    let mut parts = parts.into_iter();
+    let mut contribution = parts.next().expect("a batch has at least one chunk");
+    for part in parts {
+        contribution.add(&part);
+    }
+    Solved {
+        codes,
+        contribution,
+    }
+}
+
+/// The codes of `x` against `h` (the pipeline's `transform` step and
+/// [`OnlineNmf::transform`]), on up to `threads` threads.
+pub(crate) fn transform_batch<F: Float>(
+    params: &ValidParams,
+    h: ArrayView2<F>,
+    x: Valid<F>,
+    threads: usize,
+) -> Array2<F> {
+    let prep = Prepared::new(params, h);
+    solve_chunked(params, &prep, x, threads, None, |_, _| ())
+        .0
+        .w
+}
+
+/// Everything a model file holds about a model: parameters, dictionary and statistics,
+/// the random generator and the counters. Threads are not state.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct State<F> {
+    pub(crate) params: ValidParams,
+    pub(crate) dict: Option<Dictionary<F>>,
+    pub(crate) rng: ChaCha8Rng,
+    pub(crate) batches: u64,
+    pub(crate) rows: u64,
+    pub(crate) passes: u64,
+    pub(crate) pass_loss: f64,
+    pub(crate) pass_rows: u64,
+    pub(crate) history: Vec<f64>,
+}
+
+/// Online (mini-batch) NMF: X (n × p) ≈ W (n × k) · H (k × p).
+///
+/// Each batch is solved on all cores by default ([`with_threads`](Self::with_threads)).
+/// The model learned depends on the data, the parameters and the seed only: not on the
+/// thread count, and not on anything else in the process. Two models are equal (`==`)
+/// when their state is; the thread count is an execution setting and is not compared.
+///
+/// ```
+/// use ndarray::Array2;
+/// use streamnmf::{NmfParams, OnlineNmf};
+/// // A 200 x 6 matrix of rank 2.
+/// let w = Array2::from_shape_fn((200, 2), |(i, j)| ((i * 7 + j * 3) % 5) as f64 + 0.5);
+/// let h = ndarray::array![[1.0, 0.0, 2.0, 0.0, 1.0, 0.5], [0.0, 1.0, 0.5, 2.0, 0.0, 1.0]];
+/// let x = w.dot(&h);
+/// let params = NmfParams::new(2).batch_size(50).max_passes(30).seed(1).check().unwrap();
+/// let mut model = OnlineNmf::<f64>::new(params);
+/// let report = model.fit(&x).unwrap();
+/// assert!(report.passes >= 1);
+/// let fit = model.loss(&x).unwrap();
+/// assert!(fit.relative_error.unwrap() < 1e-3, "{fit:?}");
+/// let codes = model.transform(&x).unwrap();
+/// assert_eq!(codes.dim(), (200, 2));
+/// ```
+#[derive(Clone, Debug)]
+pub struct OnlineNmf<F> {
+    state: State<F>,
+    threads: usize,
+}
+
+impl<F: PartialEq> PartialEq for OnlineNmf<F> {
+    /// The state (parameters, dictionary, statistics, generator, counters); not the
+    /// thread count, which never changes a result.
+    fn eq(&self, other: &Self) -> bool {
+        self.state == other.state
+    }
+}
+
+impl<F: Float> OnlineNmf<F> {
+    /// A model with no dictionary yet: the first batch initializes it.
+    pub fn new(params: ValidParams) -> Self {
+        Self::from_state(State {
+            rng: ChaCha8Rng::seed_from_u64(params.seed()),
+            params,
+            dict: None,
+            batches: 0,
+            rows: 0,
+            passes: 0,
+            pass_loss: 0.0,
+            pass_rows: 0,
+            history: Vec::new(),
+        })
+    }
+
+    /// A model whose dictionary is `h` (k × p, non-negative and finite), with empty
+    /// statistics: to fold rows in against a known dictionary right away, or to keep
+    /// learning from it with `partial_fit`.
+    ///
+    /// ```
+    /// use ndarray::array;
+    /// use streamnmf::{Error, NmfParams, OnlineNmf};
+    /// let params = NmfParams::new(2).check().unwrap();
+    /// let h = array![[1.0f64, 0.0, 1.0], [0.0, 1.0, 1.0]];
+    /// let model = OnlineNmf::from_components(params.clone(), h.clone()).unwrap();
+    /// let w = model.transform(&array![[2.0, 3.0, 5.0]]).unwrap();
+    /// assert!((w[[0, 0]] - 2.0).abs() < 1e-6 && (w[[0, 1]] - 3.0).abs() < 1e-6);
+    /// let bad = OnlineNmf::from_components(params, -h);
+    /// assert!(matches!(bad, Err(Error::InitValue { .. })));
+    /// ```
+    pub fn from_components(params: ValidParams, h: Array2<F>) -> Result<Self> {
+        let (k, p) = h.dim();
+        if k != params.rank() || p < k {
+            return Err(Error::InitShape {
+                rank: params.rank(),
+                width: p,
+                found_rows: k,
+                found_cols: p,
+            });
+        }
+        if let Some(((row, col), &v)) = h
+            .indexed_iter()
+            .find(|(_, v)| !(v.is_finite() && **v >= F::zero()))
+        {
+            return Err(Error::InitValue {
+                row,
+                col,
+                value: v.as_f64(),
+            });
+        }
+        let loss = params.loss();
+        let mut model = Self::new(params);
+        model.state.dict = Some(Dictionary::new(h, loss));
+        Ok(model)
+    }
+
+    pub(crate) fn from_state(state: State<F>) -> Self {
+        Self {
+            state,
+            threads: default_threads(),
+        }
+    }
+
+    pub(crate) fn state(&self) -> &State<F> {
+        &self.state
+    }
+
+    /// Solves each batch on up to `threads` threads (default: all cores). The model
+    /// learned is bitwise the same for any thread count.
+    ///
+    /// ```
+    /// use ndarray::Array2;
+    /// use streamnmf::{NmfParams, OnlineNmf};
+    /// let x = Array2::from_shape_fn((1000, 6), |(i, j)| ((i * 3 + j) % 5) as f32);
+    /// let params = NmfParams::new(2).max_passes(3).check().unwrap();
+    /// let mut one = OnlineNmf::<f32>::new(params.clone()).with_threads(1);
+    /// let mut two = OnlineNmf::<f32>::new(params).with_threads(2);
+    /// one.fit(&x).unwrap();
+    /// two.fit(&x).unwrap();
+    /// assert_eq!(one, two);
+    /// assert_eq!(one.components().unwrap(), two.components().unwrap());
+    /// ```
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.set_threads(threads);
+        self
+    }
+
+    /// Sets the threads per batch (at least 1); see [`with_threads`](Self::with_threads).
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
+    }
+
+    /// Threads per batch.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &ValidParams {
+        &self.state.params
+    }
+
+    /// The dictionary H (k × p), once the model has seen data.
+    ///
+    /// ```
+    /// use streamnmf::{Error, NmfParams, OnlineNmf};
+    /// let model = OnlineNmf::<f32>::new(NmfParams::new(2).check().unwrap());
+    /// assert!(matches!(model.components(), Err(Error::NotFitted)));
+    /// ```
+    pub fn components(&self) -> Result<ArrayView2<'_, F>> {
+        self.state
+            .dict
+            .as_ref()
+            .map(|d| d.components())
+            .ok_or(Error::NotFitted)
+    }
+
+    /// Batches learned from over the model's life.
+    pub fn batches_seen(&self) -> u64 {
+        self.state.batches
+    }
+
+    /// Rows learned from over the model's life (over all passes).
+    pub fn rows_seen(&self) -> u64 {
+        self.state.rows
+    }
+
+    /// Mean loss per row of every completed pass.
+    pub fn loss_history(&self) -> &[f64] {
+        &self.state.history
+    }
+
+    /// The rule every batch's values must follow under this model's loss.
+    pub(crate) fn value_rule(&self) -> ValueRule {
+        ValueRule::for_beta(self.state.params.loss().beta())
+    }
+
+    /// Checks `x`'s width against the dictionary (when there is one) and its values.
+    fn check<'a>(&self, x: MatRef<'a, F>, first_row: u64) -> Result<Valid<'a, F>> {
+        if let Some(d) = &self.state.dict {
+            let p = d.components().ncols();
+            if x.ncols() != p {
+                return Err(Error::WidthMismatch {
+                    expected: p,
+                    found: x.ncols(),
+                });
+            }
+        }
+        Valid::check(x, first_row, self.value_rule(), self.threads)
+    }
+
+    /// On the very first batch, initializes the dictionary from it.
+    pub(crate) fn ensure_dictionary(&mut self, x: Valid<F>) -> Result<()> {
+        if self.state.dict.is_none() {
+            let p = &self.state.params;
+            let h = initial_dictionary(p.effective_init(), x, p.rank(), &mut self.state.rng)?;
+            self.state.dict = Some(Dictionary::new(h, p.loss()));
+        }
+        Ok(())
+    }
+
+    /// Folds a solved batch into the statistics and updates H: the dictionary-updater
+    /// step. `x` must be the batch that `solved` came from.
+    pub(crate) fn absorb(&mut self, solved: Solved<F>, x: Valid<F>) -> Result<BatchReport> {
+        let st = &mut self.state;
+        let dict = st.dict.as_mut().ok_or(Error::NotFitted)?;
+        let Solved {
+            codes,
+            contribution,
+        } = solved;
+        let update = dict.apply(contribution, x, &st.params, &mut st.rng, self.threads);
+        let report = BatchReport {
+            seq: st.batches,
+            rows: x.nrows(),
+            loss: codes.loss,
+            code_iterations: codes.stats.iterations,
+            codes_converged: codes.stats.converged,
+            dict_sweeps: update.sweeps,
+            reseeded: update.reseeded,
+        };
+        st.batches += 1;
+        st.rows += x.nrows() as u64;
+        st.pass_loss += codes.loss;
+        st.pass_rows += x.nrows() as u64;
+        tracing::debug!(
+            seq = report.seq,
+            rows = report.rows,
+            loss = report.loss,
+            code_iters = report.code_iterations,
+            sweeps = report.dict_sweeps,
+            "batch"
+        );
+        Ok(report)
+    }
+
+    /// Learns from one mini-batch: checks it, solves its codes against the current H,
+    /// folds them into the statistics and updates H. A batch that fails the check
+    /// changes nothing.
+    ///
+    /// ```
+    /// use ndarray::Array2;
+    /// use streamnmf::{NmfParams, OnlineNmf};
+    /// let mut model = OnlineNmf::<f32>::new(NmfParams::new(2).check().unwrap());
+    /// let x = Array2::from_shape_fn((64, 5), |(i, j)| ((i + j) % 3) as f32);
+    /// let report = model.partial_fit(&x).unwrap();
+    /// assert_eq!((report.seq, report.rows), (0, 64));
+    /// assert!(report.loss.is_finite());
+    /// ```
+    pub fn partial_fit<'a>(&mut self, x: impl Into<MatRef<'a, F>>) -> Result<BatchReport> {
+        let x = self.check(x.into(), self.state.rows)?;
+        self.ensure_dictionary(x)?;
+        let solved = solve_batch(&self.state.params, self.components()?, x, self.threads);
+        self.absorb(solved, x)
+    }
+
+    /// Marks the start of another pass over the same data: closes the current pass in the
+    /// loss history and, with `purge_passes`, starts fresh statistics.
+    pub(crate) fn start_pass(&mut self) {
+        self.end_pass();
+        let purge = self.state.params.purge_passes();
+        if let Some(d) = self.state.dict.as_mut() {
+            d.start_pass(purge);
+        }
+    }
+
+    /// Closes the current pass in the loss history (its mean loss per row) without touching
+    /// the statistics; a no-op when the pass saw no rows.
+    pub(crate) fn end_pass(&mut self) {
+        let st = &mut self.state;
+        if st.pass_rows > 0 {
+            st.history.push(st.pass_loss / st.pass_rows as f64);
+            st.passes += 1;
+        }
+        st.pass_loss = 0.0;
+        st.pass_rows = 0;
+    }
+
+    /// Fits from scratch on an in-memory matrix: up to `max_passes` passes of mini-batches
+    /// of `batch_size` rows, stopping early when a pass improves the mean loss by less than
+    /// `pass_tol`. Any previous state is discarded (use `partial_fit` to keep learning);
+    /// all of `x` is checked before anything is discarded.
+    pub fn fit<'a>(&mut self, x: impl Into<MatRef<'a, F>>) -> Result<FitReport> {
+        self.fit_passes(x.into(), |_, _| {}, |_, _| true)
+    }
+
+    /// [`fit`](Self::fit), calling `after_pass(model, pass)` after each pass (0-based):
+    /// to evaluate, log or plot as the model learns. Returning `false` stops the fit.
+    ///
+    /// ```
+    /// use ndarray::Array2;
+    /// use streamnmf::{NmfParams, OnlineNmf};
+    /// let x = Array2::from_shape_fn((200, 5), |(i, j)| ((i + 3 * j) % 4) as f64 + 0.2);
+    /// let p = NmfParams::new(2).batch_size(50).max_passes(8).pass_tol(0.0).check().unwrap();
+    /// let mut model = OnlineNmf::<f64>::new(p);
+    /// let mut errors = Vec::new();
+    /// let report = model.fit_each_pass(&x, |m, pass| {
+    ///     errors.push(m.loss(&x).unwrap().relative_error.unwrap());
+    ///     pass < 4 // stop after the fifth pass
+    /// }).unwrap();
+    /// assert_eq!((report.passes, errors.len()), (5, 5));
+    /// assert!(errors[4] <= errors[0]);
+    /// ```
+    pub fn fit_each_pass<'a>(
+        &mut self,
+        x: impl Into<MatRef<'a, F>>,
+        after_pass: impl FnMut(&Self, usize) -> bool,
+    ) -> Result<FitReport> {
+        self.fit_passes(x.into(), |_, _| {}, after_pass)
+    }
+
+    /// [`fit`](Self::fit), returning the codes each row got in the last pass along with
+    /// the report: the codes the fit produced (each batch's, solved against the dictionary
+    /// of its time), not a second solve against the final dictionary (that is
+    /// [`transform`](Self::transform)).
+    ///
+    /// ```
+    /// use ndarray::Array2;
+    /// use streamnmf::{NmfParams, OnlineNmf};
+    /// let x = Array2::from_shape_fn((300, 6), |(i, j)| ((i * 5 + j) % 7) as f64 + 0.5);
+    /// let mut model = OnlineNmf::<f64>::new(NmfParams::new(3).batch_size(100).check().unwrap());
+    /// let (w, report) = model.fit_transform(&x).unwrap();
+    /// assert_eq!(w.dim(), (300, 3));
+    /// assert_eq!(report.batches as usize, 3 * report.passes);
+    /// ```
+    pub fn fit_transform<'a>(
+        &mut self,
+        x: impl Into<MatRef<'a, F>>,
+    ) -> Result<(Array2<F>, FitReport)> {
+        let x = x.into();
+        let mut w = Array2::zeros((x.nrows(), self.state.params.rank()));
+        let report = self.fit_passes(
+            x,
+            |start, codes| {
+                w.slice_mut(s![start..start + codes.nrows(), ..])
+                    .assign(&codes);
+            },
+            |_, _| true,
+        )?;
+        Ok((w, report))
+    }
+
+    /// The passes of `fit`; `codes` sees each batch's first row and codes, `after_pass`
+    /// the model after each pass (and stops the fit by returning `false`).
+    fn fit_passes(
+        &mut self,
+        x: MatRef<F>,
+        mut codes: impl FnMut(usize, ArrayView2<F>),
+        mut after_pass: impl FnMut(&Self, usize) -> bool,
+    ) -> Result<FitReport> {
+        // Validate everything before discarding any state.
+        let x = Valid::check(x, 0, self.value_rule(), self.threads)?;
+        let mut fresh = Self::new(self.state.params.clone()).with_threads(self.threads);
+        let (n, b) = (x.nrows(), self.state.params.batch_size());
+        fresh.ensure_dictionary(x.slice_rows(0..b.min(n)))?;
+        *self = fresh;
+        let mut converged = false;
+        for pass in 0..self.state.params.max_passes() {
+            if pass > 0 {
+                self.start_pass();
+            }
+            for start in (0..n).step_by(b) {
+                let xb = x.slice_rows(start..(start + b).min(n));
+                let solved = solve_batch(&self.state.params, self.components()?, xb, self.threads);
+                codes(start, solved.codes.w.view());
+                self.absorb(solved, xb)?;
+            }
+            let st = &self.state;
+            let mean = st.pass_loss / st.pass_rows.max(1) as f64;
+            let prev = st.history.last().copied();
+            let tol = st.params.pass_tol();
+            // The pass is complete: close it so `after_pass` sees it in the history.
+            self.end_pass();
+            let improvement = prev.map(|p| (p - mean) / p.max(f64::MIN_POSITIVE));
+            tracing::info!(pass, mean_loss = mean, ?improvement, "pass");
+            converged = improvement.is_some_and(|i| i.abs() < tol);
+            if !after_pass(self, pass) || converged {
+                break;
+            }
+        }
+        Ok(FitReport {
+            passes: self.state.passes as usize,
+            batches: self.state.batches,
+            pass_losses: self.state.history.clone(),
+            converged,
+        })
+    }
+
+    /// Codes W (n × k) of new rows with H fixed (the model does not change): folds in new
+    /// users or audio frames. Works in fixed row chunks on the model's threads.
+    ///
+    /// ```
+    /// use ndarray::Array2;
+    /// use streamnmf::{NmfParams, OnlineNmf};
+    /// let x = Array2::from_shape_fn((120, 4), |(i, j)| ((i + 2 * j) % 5) as f32 + 0.1);
+    /// let mut model = OnlineNmf::<f32>::new(NmfParams::new(2).check().unwrap());
+    /// model.fit(&x).unwrap();
+    /// let w = model.transform(&x).unwrap();
+    /// assert_eq!(w.dim(), (120, 2));
+    /// assert!(w.iter().all(|&v| v >= 0.0));
+    /// ```
+    pub fn transform<'a>(&self, x: impl Into<MatRef<'a, F>>) -> Result<Array2<F>> {
+        let h = self.components()?;
+        let x = self.check(x.into(), 0)?;
+        Ok(transform_batch(&self.state.params, h, x, self.threads))
+    }
+
+    /// Like [`transform`](Self::transform), warm-started from given codes `w0` (n × k).
+    pub fn transform_from<'a>(
+        &self,
+        x: impl Into<MatRef<'a, F>>,
+        w0: ArrayView2<F>,
+    ) -> Result<Array2<F>> {
+        let h = self.components()?;
+        let x = self.check(x.into(), 0)?;
+        let k = self.state.params.rank();
+        if w0.dim() != (x.nrows(), k) {
+            return Err(Error::CodesShape {
+                expected: k,
+                found: w0.ncols(),
+            });
+        }
+        Ok(self.codes_of(h, x, Some(w0), |_, _| ()).0.w)
+    }
+
+    /// `W H`: the reconstruction of rows from their codes.
+    ///
+    /// ```
+    /// use ndarray::array;
+    /// use streamnmf::{NmfParams, OnlineNmf};
+    /// let h = array![[1.0f64, 0.0, 1.0], [0.0, 1.0, 1.0]];
+    /// let model = OnlineNmf::from_components(NmfParams::new(2).check().unwrap(), h).unwrap();
+    /// let x = model.inverse_transform(array![[2.0, 3.0]].view()).unwrap();
+    /// assert_eq!(x, array![[2.0, 3.0, 5.0]]);
+    /// ```
+    pub fn inverse_transform(&self, w: ArrayView2<F>) -> Result<Array2<F>> {
+        let h = self.components()?;
+        if w.ncols() != h.nrows() {
+            return Err(Error::CodesShape {
+                expected: h.nrows(),
+                found: w.ncols(),
+            });
+        }
+        Ok(w.dot(&h))
+    }
+
+    /// The loss over a whole data set, with each row's optimal codes for the current H.
+    ///
+    /// ```
+    /// use ndarray::Array2;
+    /// use streamnmf::{NmfParams, OnlineNmf};
+    /// let x = Array2::from_shape_fn((80, 5), |(i, j)| ((i * j) % 3) as f32 + 0.5);
+    /// let mut model = OnlineNmf::<f32>::new(NmfParams::new(2).check().unwrap());
+    /// model.fit(&x).unwrap();
+    /// let l = model.loss(&x).unwrap();
+    /// assert_eq!(l.rows, 80);
+    /// assert!(l.relative_error.unwrap() < 1.0);
+    /// ```
+    pub fn loss<'a>(&self, x: impl Into<MatRef<'a, F>>) -> Result<LossReport> {
+        let h = self.components()?;
+        let x = self.check(x.into(), 0)?;
+        let beta = self.state.params.loss().beta();
+        // The exact divergence, not the solver's expanded form (which loses digits to
+        // cancellation near a perfect fit).
+        let (_, parts) = self.codes_of(h, x, None, |xc, w| divergence(*xc, w, h, beta));
+        let loss = parts.iter().sum::<f64>();
+        let relative_error =
+            (beta == 2.0).then(|| (2.0 * loss / x.squared_norm().max(f64::MIN_POSITIVE)).sqrt());
+        Ok(LossReport {
+            loss,
+            rows: x.nrows() as u64,
+            relative_error,
+        })
+    }
+
+    /// Codes of valid `x` against `h`, chunk by chunk.
+    fn codes_of<T: Send>(
+        &self,
+        h: ArrayView2<F>,
+        x: Valid<F>,
+        w0: Option<ArrayView2<F>>,
+        extra: impl Fn(Valid<F>, ArrayView2<F>) -> T + Sync,
+    ) -> (Codes<F>, Vec<T>) {
+        let prep = Prepared::new(&self.state.params, h);
+        solve_chunked(&self.state.params, &prep, x, self.threads, w0, extra)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::NmfParams;
+    use crate::synth::PlantedSpec;
+
+    /// With ρ = 1 and no decay the statistics are the exact sums of the batches' WᵀW and
+    /// WᵀX; otherwise, before each batch of b rows after t rows, the old statistics are
+    /// scaled by `ρ (t / (t + b))^decay`.
+    #[test]
+    fn statistics_are_exact_sums() {
+        let x = PlantedSpec::new(1024, 60, 8).seed(7).generate().x;
+        for (rho, decay) in [(1.0, 0.0), (0.5, 0.0), (1.0, 8.0), (0.7, 2.5)] {
+            let params = NmfParams::new(8)
+                .forget(rho)
+                .decay(decay)
+                .seed(3)
+                .check()
+                .unwrap();
+            let mut model = OnlineNmf::<f64>::new(params.clone());
+            let (mut a, mut b) = (Array2::<f64>::zeros((8, 8)), Array2::<f64>::zeros((8, 60)));
+            // Uneven batches: the scaling counts rows, not batches.
+            let bounds = [0, 256, 384, 768, 1024];
+            for pair in bounds.windows(2) {
+                let (start, end) = (pair[0], pair[1]);
+                let xb = x.slice(s![start..end, ..]);
+                let xv = model.check(MatRef::from(xb), start as u64).unwrap();
+                model.ensure_dictionary(xv).unwrap();
+                let solved = solve_batch(&params, model.components().unwrap(), xv, 2);
+                let w = solved.codes.w.clone();
+                let scale = rho * (start as f64 / end as f64).powf(decay);
+                a = a * scale + w.t().dot(&w);
+                b = b * scale + w.t().dot(&xb);
+                model.absorb(solved, xv).unwrap();
+            }
+            let st = &model.state.dict.as_ref().unwrap().current;
+            let close = |p: &Array2<f64>, q: &Array2<f64>| {
+                p.iter()
+                    .zip(q.iter())
+                    .all(|(u, v)| (u - v).abs() <= 1e-10 * (1.0 + v.abs()))
+            };
+            assert!(close(&st.a, &a), "rho {rho}, decay {decay}: A differs");
+            assert!(close(&st.b, &b), "rho {rho}, decay {decay}: B differs");
+            assert_eq!(st.raw_rows, 1024);
+        }
+    }
+
+    /// `fit_transform` returns the codes of the last pass, which the fit computed: close
+    /// to, but not the same as, a second solve against the final dictionary.
+    #[test]
+    fn fit_transform_returns_the_fits_codes() {
+        let x = PlantedSpec::new(900, 30, 4).seed(2).generate().x;
+        let p = NmfParams::new(4)
+            .batch_size(300)
+            .max_passes(4)
+            .pass_tol(0.0);
+        let mut a = OnlineNmf::<f64>::new(p.clone().check().unwrap());
+        let (w, report) = a.fit_transform(&x).unwrap();
+        assert_eq!(report.passes, 4);
+        let mut b = OnlineNmf::<f64>::new(p.check().unwrap());
+        b.fit(&x).unwrap();
+        assert_eq!(a, b, "fit_transform fits exactly as fit");
+        let again = b.transform(&x).unwrap();
+        let rel = (&w - &again).mapv(|v| v * v).sum().sqrt() / again.mapv(|v| v * v).sum().sqrt();
+        assert!(rel > 0.0 && rel < 0.05, "{rel}");
+    }
+}

@@ -1,0 +1,214 @@
+//! The sufficient statistics the dictionary is learned from, and what one batch adds to
+//! them.
+//!
+//! **Frobenius** (Mairal, Bach, Ponce & Sapiro 2010): `A = Σ W_bᵀW_b` (k × k) and
+//! `B = Σ W_bᵀX_b` (k × p). **Other betas** (Lefèvre, Bach & Févotte 2011; scikit-learn's
+//! `MiniBatchNMF`): the numerator `Σ W_bᵀ(V^(β−2) ⊙ X_b) ⊙ H^(1/γ)` and the denominator
+//! `Σ W_bᵀV^(β−1)`, with `V = W_b H`.
+//!
+//! **Scaling the past** (Mairal et al. 2010, §3.4): before a batch of `b` rows is added
+//! after `t` rows, the statistics are multiplied by `ρ (t / (t + b))^decay` (ρ the forget
+//! factor), so the batch ending at row `s` weighs `(s / t)^decay`.
+
+use ndarray::{Array1, Array2, ArrayView2, Axis, ShapeBuilder, Zip};
+
+use super::loss::Loss;
+use crate::float::Float;
+use crate::linalg::{pow, CLIP};
+use crate::matrix::{MatRef, Valid};
+use crate::solve::mu::kl_ratio_into;
+
+/// What one batch adds to the statistics, computed by a solver next to its codes.
+#[derive(Clone, Debug)]
+pub(crate) struct Contribution<F> {
+    /// Rows in the batch.
+    pub(crate) rows: usize,
+    /// Frobenius: `W_bᵀW_b` (k × k). Other betas: `W_bᵀ(V^(β−2) ⊙ X_b)` (k × p).
+    pub(crate) first: Array2<F>,
+    /// Frobenius: `W_bᵀX_b` (k × p). Other betas: `W_bᵀV^(β−1)` (k × p).
+    pub(crate) second: Array2<F>,
+    /// `Σ_i w_ij²` per component.
+    pub(crate) energy: Array1<f64>,
+}
+
+impl<F: Float> Contribution<F> {
+    /// The contribution of a batch `x` with codes `w`, solved against `h`.
+    pub(crate) fn new(loss: Loss, x: Valid<F>, w: ArrayView2<F>, h: ArrayView2<F>) -> Self {
+        let x = x.view();
+        let (k, p) = h.dim();
+        let energy = w
+            .axis_iter(Axis(1))
+            .map(|c| c.iter().map(|v| v.as_f64() * v.as_f64()).sum())
+            .collect();
+        let beta = loss.beta();
+        let (first, second) = if beta == 2.0 {
+            // Column-major, like the statistics it is folded into (see `Statistics`).
+            (w.t().dot(&w), x.wt_x(w))
+        } else {
+            let wsum = w.sum_axis(Axis(0));
+            let ones_den = || Array2::from_shape_fn((k, p), |(j, _)| wsum[j]);
+            match x {
+                MatRef::Csr(_) if beta == 1.0 => {
+                    // Wᵀ(X / V) through the same nnz kernel as the codes: (X/V)ᵀ W = num of
+                    // the transposed problem. Build it row by row.
+                    let ht = h.t().as_standard_layout().into_owned();
+                    let clip = F::from_f64(CLIP);
+                    let mut acc = Array2::<F>::zeros((p, k));
+                    x.for_each_stored(|i, j, v| {
+                        let wi = w.row(i);
+                        let ratio = v / wi.dot(&ht.row(j)).max(clip);
+                        acc.row_mut(j).scaled_add(ratio, &wi);
+                    });
+                    (acc.t().as_standard_layout().into_owned(), ones_den())
+                }
+                _ => {
+                    let xd = x.to_dense();
+                    let mut v = w.dot(&h);
+                    let clip = F::from_f64(CLIP);
+                    if beta == 1.0 {
+                        kl_ratio_into(&mut v, &xd, clip);
+                        (w.t().dot(&v), ones_den())
+                    } else {
+                        v.mapv_inplace(|e| e.max(clip));
+                        let q = v.mapv(|e| pow(e, beta - 1.0));
+                        Zip::from(&mut v)
+                            .and(&xd)
+                            .for_each(|e, &xv| *e = pow(*e, beta - 2.0) * xv);
+                        (w.t().dot(&v), w.t().dot(&q))
+                    }
+                }
+            }
+        };
+        Self {
+            rows: x.nrows(),
+            first,
+            second,
+            energy,
+        }
+    }
+
+    /// Adds another batch's (or chunk's) contribution to this one.
+    pub(crate) fn add(&mut self, other: &Self) {
+        self.rows += other.rows;
+        self.first += &other.first;
+        self.second += &other.second;
+        self.energy += &other.energy;
+    }
+}
+
+/// Accumulated statistics (see the [module docs](self)).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Statistics<F> {
+    /// Frobenius: `A = Σ ρ^· WᵀW`. Other betas: the numerator sum.
+    pub(crate) a: Array2<F>,
+    /// Frobenius: `B = Σ ρ^· WᵀX` (column-major). Other betas: the denominator sum.
+    pub(crate) b: Array2<F>,
+    /// Forget-weighted `Σ w_j²` per component.
+    pub(crate) energy: Array1<f64>,
+    /// Forget-weighted number of rows.
+    pub(crate) rows: f64,
+    /// Rows folded in, unweighted.
+    pub(crate) raw_rows: u64,
+}
+
+impl<F: Float> Statistics<F> {
+    /// Empty statistics. Frobenius keeps B column-major: sparse batches add `Xᵀ W` into
+    /// it without transposing, and the H update reads `Bᵀ` as a standard p × k array.
+    pub(crate) fn zeros(loss: Loss, k: usize, p: usize) -> Self {
+        let frobenius = loss.beta() == 2.0;
+        let a_cols = if frobenius { k } else { p };
+        Self {
+            a: Array2::zeros((k, a_cols)),
+            b: if frobenius {
+                Array2::zeros((k, p).f())
+            } else {
+                Array2::zeros((k, p))
+            },
+            energy: Array1::zeros(k),
+            rows: 0.0,
+            raw_rows: 0,
+        }
+    }
+
+    pub(crate) fn fold(
+        &mut self,
+        rho: F,
+        first: &Array2<F>,
+        second: &Array2<F>,
+        c: &Contribution<F>,
+    ) {
+        let r = rho.as_f64();
+        Zip::from(&mut self.a)
+            .and(first)
+            .for_each(|s, &v| *s = rho * *s + v);
+        Zip::from(&mut self.b)
+            .and(second)
+            .for_each(|s, &v| *s = rho * *s + v);
+        Zip::from(&mut self.energy)
+            .and(&c.energy)
+            .for_each(|s, &v| *s = r * *s + v);
+        self.rows = r * self.rows + c.rows as f64;
+        self.raw_rows += c.rows as u64;
+    }
+
+    pub(crate) fn forget_atom(&mut self, j: usize, frobenius: bool) {
+        self.a.row_mut(j).fill(F::zero());
+        if frobenius {
+            self.a.column_mut(j).fill(F::zero());
+        }
+        self.b.row_mut(j).fill(F::zero());
+        self.energy[j] = 0.0;
+    }
+}
+
+/// The factor old statistics are multiplied by before a batch of `rows` is added, after
+/// `seen` rows: `forget · (seen / (seen + rows))^decay` (see [`NmfParams::decay`]).
+///
+/// [`NmfParams::decay`]: crate::NmfParams::decay
+pub(crate) fn past_scale(forget: f64, decay: f64, seen: u64, rows: usize) -> f64 {
+    if decay == 0.0 {
+        return forget;
+    }
+    let (t, b) = (seen as f64, rows as f64);
+    if t + b == 0.0 {
+        return forget;
+    }
+    forget * (t / (t + b)).powf(decay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matrix::{CsrMatrix, ValueRule};
+
+    /// Dense and sparse batches contribute the same statistics (to rounding), for the
+    /// losses whose sparse form visits only the non-zeros.
+    #[test]
+    fn sparse_contribution_equals_dense() {
+        let x = ndarray::array![[1.0f64, 0.0, 2.0], [0.0, 3.0, 0.0], [0.5, 0.0, 0.0]];
+        let csr = CsrMatrix::from_dense(x.view());
+        let w = ndarray::array![[1.0, 0.5], [2.0, 0.0], [0.3, 0.3]];
+        let h = ndarray::array![[1.0, 0.2, 0.4], [0.3, 1.0, 0.1]];
+        let rule = ValueRule::for_beta(2.0);
+        for loss in [Loss::Frobenius, Loss::KullbackLeibler] {
+            let d = Valid::check(MatRef::from(&x), 0, rule, 1).unwrap();
+            let s = Valid::check(MatRef::from(&csr), 0, rule, 1).unwrap();
+            let a = Contribution::new(loss, d, w.view(), h.view());
+            let b = Contribution::new(loss, s, w.view(), h.view());
+            for (p, q) in [(&a.first, &b.first), (&a.second, &b.second)] {
+                assert!(
+                    p.iter().zip(q.iter()).all(|(u, v)| (u - v).abs() < 1e-12),
+                    "{loss}"
+                );
+            }
+            assert_eq!(a.energy, b.energy);
+        }
+    }
+
+    #[test]
+    fn past_scale_counts_rows() {
+        assert_eq!(past_scale(0.5, 0.0, 100, 10), 0.5);
+        assert_eq!(past_scale(1.0, 1.0, 0, 10), 0.0);
+        assert!((past_scale(1.0, 2.0, 30, 10) - 0.5625).abs() < 1e-15);
+    }
+}

@@ -1,0 +1,380 @@
+//! The engine under [`super::fit_with`] and [`super::transform`]: every thread, channel
+//! and shutdown path.
+//!
+//! ```text
+//!   reader thread ──batches──▶ solver workers (N) ──solved──▶ calling thread
+//!   (read, check, epochs)      (codes W_b against H          (consume in sequence
+//!          ▲                    version t − s)                order: the dictionary
+//!          │                          ▲                       updater, or a sink)
+//!          └── bounded(queue) ────────┴──── bounded(queue) ──────────┘
+//! ```
+//!
+//! * **Checking**: the reader passes every batch a source yields through the one
+//!   validator ([`ValidBatch::check`]) before it is queued, so no solver ever sees a batch
+//!   that was not checked, whatever the source. Sources with no rows left in a batch (an
+//!   empty record batch) are skipped.
+//! * **Errors in order**: a source's error or a batch that fails the check travels down
+//!   the queues in its place, numbered like a batch; the consumer applies every batch
+//!   before it, then stops. So a failed run has applied exactly the batches before the
+//!   bad one, whatever the timing.
+//! * **Back-pressure**: both channels are bounded, and batch `t` cannot be solved before
+//!   dictionary version `t − s` exists, so at most `2·queue + N + s` batches are in flight:
+//!   memory is bounded by the batch size, never by the input.
+//! * **Shutdown**: end of input closes the batch channel; workers drain and drop their
+//!   senders; the consumer's loop ends when all have. An error anywhere is recorded (first
+//!   one wins) and raises a shared quit flag; a panicking thread raises it from a drop
+//!   guard. Every blocking point either watches the flag or sees its channel close, and
+//!   the join turns a panic into [`Error::WorkerPanic`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use crossbeam_channel::bounded;
+use ndarray::Array2;
+
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::matrix::{Batch, ValidBatch};
+use crate::source::{BatchIter, BatchSource};
+
+/// Where a run starts: the first sequence number, epoch, and batches of that epoch to
+/// skip (already applied before a checkpoint).
+pub(super) struct Start {
+    pub(super) seq: u64,
+    pub(super) epoch: usize,
+    pub(super) skip: u64,
+}
+
+/// What travels down the queues: a checked batch, or the error that took its place.
+type Msg<T> = (u64, Result<T>);
+
+/// One batch on its way through the threads.
+pub(super) struct Item<F> {
+    pub(super) seq: u64,
+    pub(super) epoch: usize,
+    pub(super) batch: Arc<ValidBatch<F>>,
+}
+
+/// What the reader reads: the source, its first epoch already opened (and possibly its
+/// first batch already taken and checked, to initialize the model), how to check each
+/// batch, and how many epochs.
+pub(super) struct Input<'a, F> {
+    pub(super) source: &'a mut dyn BatchSource<F>,
+    pub(super) first: Option<ValidBatch<F>>,
+    pub(super) epoch0: BatchIter<F>,
+    pub(super) start: Start,
+    pub(super) epochs: usize,
+    pub(super) check: &'a (dyn Fn(Batch<F>) -> Result<ValidBatch<F>> + Sync),
+}
+
+/// State every thread sees: the quit flag and the first error.
+pub(super) struct Shared {
+    quit: AtomicBool,
+    error: Mutex<Option<Error>>,
+}
+
+impl Shared {
+    pub(super) fn new() -> Self {
+        Self {
+            quit: AtomicBool::new(false),
+            error: Mutex::new(None),
+        }
+    }
+    pub(super) fn quitting(&self) -> bool {
+        self.quit.load(Ordering::SeqCst)
+    }
+    fn fail(&self, e: Error) {
+        let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+        self.quit.store(true, Ordering::SeqCst);
+    }
+    fn take_error(&self) -> Option<Error> {
+        self.error.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// Dictionary versions published by the updater, kept while a worker may still need them.
+pub(super) struct Versions<F> {
+    list: Mutex<VecDeque<(u64, Arc<Array2<F>>)>>,
+    changed: Condvar,
+}
+
+impl<F> Versions<F> {
+    pub(super) fn new() -> Self {
+        Self {
+            list: Mutex::new(VecDeque::new()),
+            changed: Condvar::new(),
+        }
+    }
+    pub(super) fn publish(&self, version: u64, h: Arc<Array2<F>>, keep_from: u64) {
+        let mut l = self.list.lock().unwrap_or_else(|p| p.into_inner());
+        l.push_back((version, h));
+        while l.front().is_some_and(|(v, _)| *v < keep_from) {
+            l.pop_front();
+        }
+        self.changed.notify_all();
+    }
+    pub(super) fn snapshot(&self) -> Vec<(u64, Array2<F>)>
+    where
+        F: Clone,
+    {
+        let l = self.list.lock().unwrap_or_else(|p| p.into_inner());
+        l.iter().map(|(v, h)| (*v, (**h).clone())).collect()
+    }
+    pub(super) fn wake(&self) {
+        let _l = self.list.lock().unwrap_or_else(|p| p.into_inner());
+        self.changed.notify_all();
+    }
+    /// Blocks until `version` is published; `None` when the pipeline is quitting.
+    pub(super) fn wait(&self, version: u64, shared: &Shared) -> Option<Arc<Array2<F>>> {
+        let mut l = self.list.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if shared.quitting() {
+                return None;
+            }
+            if let Some((_, h)) = l.iter().find(|(v, _)| *v == version) {
+                return Some(h.clone());
+            }
+            // The timeout is a safety net; quits and publishes notify.
+            l = self
+                .changed
+                .wait_timeout(l, Duration::from_millis(100))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+/// Raises the quit flag if the thread that owns it unwinds.
+struct QuitOnPanic<'a>(&'a Shared, &'a dyn Fn());
+
+impl Drop for QuitOnPanic<'_> {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            self.0.quit.store(true, Ordering::SeqCst);
+            (self.1)();
+        }
+    }
+}
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(non-string panic)".into())
+}
+
+/// The reader: epochs of checked batches, numbered in order, into `tx`; the first error
+/// goes down the queue in place of its batch and ends the reading.
+fn read<F: Float>(
+    input: Input<'_, F>,
+    tx: crossbeam_channel::Sender<Msg<Item<F>>>,
+    shared: &Shared,
+) {
+    let Input {
+        source,
+        first,
+        epoch0,
+        start,
+        epochs,
+        check,
+    } = input;
+    let mut seq = start.seq;
+    let mut epoch0 = Some(epoch0);
+    let mut first = first;
+    // A failed send means downstream stopped: end quietly.
+    let fail = |seq, e| {
+        let _ = tx.send((seq, Err(e)));
+    };
+    for epoch in start.epoch..epochs {
+        let mut iter = match epoch0.take() {
+            Some(it) => it,
+            None => match source.epoch(epoch) {
+                Ok(it) => it,
+                Err(e) => return fail(seq, e),
+            },
+        };
+        if epoch == start.epoch {
+            // Resuming: these batches are already in the model.
+            for _ in 0..start.skip {
+                match iter.next() {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return fail(seq, e),
+                    None => break,
+                }
+            }
+        }
+        let batches = first.take().map(Ok).into_iter().chain(
+            iter.map(|b| {
+                b.and_then(|b| {
+                    if b.rows() == 0 {
+                        Ok(None)
+                    } else {
+                        check(b).map(Some)
+                    }
+                })
+            })
+            .filter_map(|b| b.transpose()),
+        );
+        for b in batches {
+            if shared.quitting() {
+                return;
+            }
+            match b {
+                Ok(batch) => {
+                    let item = Item {
+                        seq,
+                        epoch,
+                        batch: Arc::new(batch),
+                    };
+                    if tx.send((seq, Ok(item))).is_err() {
+                        return;
+                    }
+                    seq += 1;
+                }
+                Err(e) => return fail(seq, e),
+            }
+        }
+        tracing::debug!(epoch, batches = seq, "reader finished an epoch");
+    }
+}
+
+type Handles<'scope> = Vec<(String, thread::ScopedJoinHandle<'scope, ()>)>;
+
+/// Starts a named scoped thread; a refusal by the system stops the pipeline with an
+/// error naming the thread.
+fn spawn_named<'scope, 'env>(
+    scope: &'scope thread::Scope<'scope, 'env>,
+    name: String,
+    f: impl FnOnce() + Send + 'scope,
+    handles: &mut Handles<'scope>,
+    shared: &Shared,
+    wake: &dyn Fn(),
+) {
+    match thread::Builder::new()
+        .name(name.clone())
+        .spawn_scoped(scope, f)
+    {
+        Ok(h) => handles.push((name, h)),
+        Err(source) => {
+            shared.fail(Error::ThreadSpawn {
+                thread: name,
+                source,
+            });
+            wake();
+        }
+    }
+}
+
+/// The engine: a reader thread, `solvers` workers running `work`, and `consume` on the
+/// calling thread, in sequence order.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run_ordered<F, R, W, C>(
+    input: Input<'_, F>,
+    solvers: usize,
+    queue_depth: usize,
+    shared: &Shared,
+    wake: &(dyn Fn() + Sync),
+    work: W,
+    mut consume: C,
+) -> Result<()>
+where
+    F: Float,
+    R: Send,
+    W: Fn(&Item<F>) -> Result<Option<R>> + Sync,
+    C: FnMut(Item<F>, R) -> Result<()>,
+{
+    let (batch_tx, batch_rx) = bounded::<Msg<Item<F>>>(queue_depth);
+    let (solved_tx, solved_rx) = bounded::<Msg<(Item<F>, R)>>(queue_depth);
+    let span = tracing::Span::current();
+    let mut next = input.start.seq;
+    let panic = thread::scope(|scope| {
+        let mut handles = Vec::new();
+        let reader_span = span.clone();
+        spawn_named(
+            scope,
+            "streamnmf-reader".into(),
+            move || {
+                let _g = reader_span.entered();
+                let _guard = QuitOnPanic(shared, wake);
+                read(input, batch_tx, shared);
+            },
+            &mut handles,
+            shared,
+            wake,
+        );
+        for i in 0..solvers {
+            let (rx, tx) = (batch_rx.clone(), solved_tx.clone());
+            let (work, span) = (&work, span.clone());
+            spawn_named(
+                scope,
+                format!("streamnmf-solver-{i}"),
+                move || {
+                    let _g = span.entered();
+                    let _guard = QuitOnPanic(shared, wake);
+                    for (seq, msg) in rx {
+                        if shared.quitting() {
+                            break;
+                        }
+                        let out = match msg {
+                            Ok(item) => match work(&item) {
+                                Ok(Some(r)) => Ok((item, r)),
+                                Ok(None) => break,
+                                Err(e) => Err(e),
+                            },
+                            Err(e) => Err(e),
+                        };
+                        if tx.send((seq, out)).is_err() {
+                            break;
+                        }
+                    }
+                },
+                &mut handles,
+                shared,
+                wake,
+            );
+        }
+        drop(batch_rx);
+        drop(solved_tx);
+
+        // The consumer, here: strictly in sequence order, errors included.
+        let mut pending = BTreeMap::new();
+        'recv: for (seq, out) in solved_rx.iter() {
+            if shared.quitting() {
+                break;
+            }
+            pending.insert(seq, out);
+            while let Some(out) = pending.remove(&next) {
+                if let Err(e) = out.and_then(|(item, r)| consume(item, r)) {
+                    shared.fail(e);
+                    wake();
+                    break 'recv;
+                }
+                next += 1;
+            }
+        }
+        drop(solved_rx); // unblocks solvers waiting to send
+        wake();
+
+        let mut panic = None;
+        for (name, h) in handles {
+            if let Err(p) = h.join() {
+                panic.get_or_insert(Error::WorkerPanic {
+                    thread: name,
+                    message: panic_message(p),
+                });
+            }
+        }
+        panic
+    });
+    match (panic, shared.take_error()) {
+        (Some(p), _) => Err(p),
+        (None, Some(e)) => Err(e),
+        (None, None) => Ok(()),
+    }
+}

@@ -1,0 +1,490 @@
+//! The streaming pipeline: [`fit`], [`fit_with`] (checkpoints, resume) and [`transform`]
+//! read a [`BatchSource`] on a reader thread, solve codes on solver threads, and apply
+//! the results in order on the calling thread. Every thread, channel and shutdown path is
+//! in [`engine`] (this file's only helper).
+//!
+//! * **Determinism**: batch `t` is always solved against dictionary version `t − s` (the
+//!   dictionary after `t − s` updates), whatever the thread timing, and updates are
+//!   applied in sequence order; with `s = 0` this is exactly `partial_fit` in a loop.
+//! * **Validation**: every batch passes the model's validator on the reader thread before
+//!   any solver sees it, whatever the source.
+
+mod engine;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::linalg::parallel::default_threads;
+use crate::matrix::{Batch, ValidBatch};
+use crate::model::{solve_batch, BatchReport, OnlineNmf};
+use crate::persist::{CheckpointDir, InputPosition, Metadata, RunState};
+use crate::source::BatchSource;
+use engine::{run_ordered, Input, Item, Shared, Start, Versions};
+
+/// How the engine runs: a builder whose settings never change a result except
+/// `staleness` (and, through it, `solvers` when staleness follows them).
+///
+/// ```
+/// use streamnmf::pipeline::PipelineOptions;
+/// let o = PipelineOptions::new().with_solvers(2).with_staleness(2).with_epochs(5);
+/// assert_eq!((o.solvers(), o.staleness(), o.epochs(), o.queue_depth()), (2, 2, 5, 2));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct PipelineOptions {
+    solvers: usize,
+    batch_threads: usize,
+    staleness: usize,
+    queue_depth: usize,
+    epochs: usize,
+    #[cfg(feature = "test-hooks")]
+    panic_in_solver_at: Option<u64>,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PipelineOptions {
+    /// One solver thread using all cores inside each batch, staleness 1 (the solver works
+    /// on batch t + 1 while the updater applies batch t), queues of 2 batches, one epoch.
+    pub fn new() -> Self {
+        Self {
+            solvers: 1,
+            batch_threads: default_threads(),
+            staleness: 1,
+            queue_depth: 2,
+            epochs: 1,
+            #[cfg(feature = "test-hooks")]
+            panic_in_solver_at: None,
+        }
+    }
+    /// Solver threads: batches solved at the same time (they overlap only with
+    /// staleness ≥ 1).
+    pub fn with_solvers(mut self, n: usize) -> Self {
+        self.solvers = n;
+        self
+    }
+    /// Threads each solver uses inside one batch, on fixed row chunks: never changes the
+    /// result.
+    pub fn with_batch_threads(mut self, n: usize) -> Self {
+        self.batch_threads = n;
+        self
+    }
+    /// Staleness s: batch t is solved against dictionary version t − s (0 = lockstep).
+    pub fn with_staleness(mut self, s: usize) -> Self {
+        self.staleness = s;
+        self
+    }
+    /// Capacity, in batches, of each of the two channels.
+    pub fn with_queue_depth(mut self, n: usize) -> Self {
+        self.queue_depth = n;
+        self
+    }
+    /// Passes over the input (streams allow one).
+    pub fn with_epochs(mut self, n: usize) -> Self {
+        self.epochs = n;
+        self
+    }
+    /// Fault injection for the tests: the solver panics on batch `seq`.
+    #[cfg(feature = "test-hooks")]
+    pub fn with_panic_in_solver_at(mut self, seq: u64) -> Self {
+        self.panic_in_solver_at = Some(seq);
+        self
+    }
+    /// Solver threads: batches solved at the same time.
+    pub fn solvers(&self) -> usize {
+        self.solvers
+    }
+    /// Threads each solver uses inside one batch.
+    pub fn batch_threads(&self) -> usize {
+        self.batch_threads
+    }
+    /// Staleness s: batch t is solved against dictionary version t − s.
+    pub fn staleness(&self) -> usize {
+        self.staleness
+    }
+    /// Capacity, in batches, of each of the two channels.
+    pub fn queue_depth(&self) -> usize {
+        self.queue_depth
+    }
+    /// Passes over the input.
+    pub fn epochs(&self) -> usize {
+        self.epochs
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.solvers == 0 {
+            return Err(Error::ZeroSolvers);
+        }
+        if self.batch_threads == 0 {
+            return Err(Error::ZeroBatchThreads);
+        }
+        if self.queue_depth == 0 {
+            return Err(Error::ZeroQueueDepth);
+        }
+        if self.epochs == 0 {
+            return Err(Error::ZeroEpochs);
+        }
+        Ok(())
+    }
+
+    fn inject_faults(&self, _seq: u64) {
+        #[cfg(feature = "test-hooks")]
+        if self.panic_in_solver_at == Some(_seq) {
+            panic!("injected solver panic at batch {_seq}");
+        }
+    }
+}
+
+/// What a pipeline run did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PipelineReport {
+    /// Epochs completed.
+    pub epochs: usize,
+    /// Batches processed.
+    pub batches: u64,
+    /// Rows processed (over all epochs).
+    pub rows: u64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// When and where the dictionary updater writes checkpoints: every so many batches and/or
+/// every so much wall-clock time, and at the end of the run.
+///
+/// ```
+/// # fn main() -> streamnmf::Result<()> {
+/// use std::time::Duration;
+/// use streamnmf::persist::{CheckpointDir, Metadata};
+/// use streamnmf::pipeline::Checkpointing;
+/// let dir = tempfile::tempdir()?;
+/// let ck = Checkpointing::new(CheckpointDir::new(dir.path(), 3)?, Metadata::default())
+///     .every_batches(500)
+///     .every(Duration::from_secs(600));
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Checkpointing {
+    dir: CheckpointDir,
+    every_batches: Option<u64>,
+    every: Option<Duration>,
+    meta: Metadata,
+}
+
+impl Checkpointing {
+    /// Checkpoints into `dir` (only at the end of the run until a period is set), each
+    /// holding `meta` (feature names, fingerprint of the run) and the input position.
+    pub fn new(dir: CheckpointDir, meta: Metadata) -> Self {
+        Self {
+            dir,
+            every_batches: None,
+            every: None,
+            meta,
+        }
+    }
+    /// Also every `n` batches.
+    pub fn every_batches(mut self, n: u64) -> Self {
+        self.every_batches = Some(n);
+        self
+    }
+    /// Also every `t` of wall-clock time.
+    pub fn every(mut self, t: Duration) -> Self {
+        self.every = Some(t);
+        self
+    }
+}
+
+/// Learns `model` from `source` through the threads: `opts.epochs()` passes (a new pass
+/// starts each epoch after the first, with the statistics handled as in
+/// [`OnlineNmf::fit`]). `on_batch` sees each batch's report, in order, on the calling
+/// thread (progress bars, logs).
+///
+/// ```
+/// use ndarray::Array2;
+/// use streamnmf::pipeline::{fit, PipelineOptions};
+/// use streamnmf::source::MemorySource;
+/// use streamnmf::{NmfParams, OnlineNmf};
+/// let x = Array2::from_shape_fn((500, 8), |(i, j)| ((i * j) % 5) as f64);
+/// let mut model = OnlineNmf::<f64>::new(NmfParams::new(3).check().unwrap());
+/// let opts = PipelineOptions::new().with_solvers(2).with_epochs(3);
+/// let mut seen = 0;
+/// let report = fit(&mut model, &mut MemorySource::new(x, 100), &opts, |_| seen += 1).unwrap();
+/// assert_eq!((report.batches, seen), (15, 15));
+/// ```
+pub fn fit<F: Float>(
+    model: &mut OnlineNmf<F>,
+    source: &mut dyn BatchSource<F>,
+    opts: &PipelineOptions,
+    on_batch: impl FnMut(&BatchReport),
+) -> Result<PipelineReport> {
+    fit_with(model, source, opts, None, None, on_batch)
+}
+
+/// [`fit`], resuming from a checkpoint's run state (`resume`, with the model loaded from
+/// the same checkpoint) and/or writing checkpoints. A resumed run ends with bitwise the
+/// same model as an uninterrupted one on the same input, parameters and pipeline options
+/// (the thread counts may differ).
+pub fn fit_with<F: Float>(
+    model: &mut OnlineNmf<F>,
+    source: &mut dyn BatchSource<F>,
+    opts: &PipelineOptions,
+    resume: Option<RunState<F>>,
+    checkpoints: Option<&Checkpointing>,
+    mut on_batch: impl FnMut(&BatchReport),
+) -> Result<PipelineReport> {
+    opts.check()?;
+    if opts.epochs > 1 && !source.rewindable() {
+        return Err(Error::NotRewindable);
+    }
+    let width = source.width();
+    if let Ok(h) = model.components() {
+        if h.ncols() != width {
+            return Err(Error::WidthMismatch {
+                expected: h.ncols(),
+                found: width,
+            });
+        }
+    }
+    let names = source.feature_names();
+    let rule = model.value_rule();
+    let check = |b: Batch<F>| ValidBatch::check(b, rule, width, &names);
+    let start_time = Instant::now();
+    let s = opts.staleness as u64;
+    let shared = Shared::new();
+    let versions = Versions::new();
+    let (start, mut position, first, epoch0) = match resume {
+        Some(run) => {
+            if model.components().is_err() {
+                return Err(Error::ModelFile("checkpoint holds no dictionary".into()));
+            }
+            for (v, h) in run.recent {
+                versions.publish(v, Arc::new(h), run.next_seq.saturating_sub(s));
+            }
+            let start = Start {
+                seq: run.next_seq,
+                epoch: run.position.epoch,
+                skip: run.position.batches_in_epoch,
+            };
+            if start.epoch >= opts.epochs {
+                model.end_pass();
+                return Ok(PipelineReport {
+                    epochs: opts.epochs,
+                    batches: 0,
+                    rows: 0,
+                    seconds: 0.0,
+                });
+            }
+            let epoch0 = source.epoch(start.epoch)?;
+            (start, run.position, None, epoch0)
+        }
+        None => {
+            let mut epoch0 = source.epoch(0)?;
+            let first = if model.components().is_err() {
+                // The first non-empty batch initializes the dictionary before any solve.
+                let first = loop {
+                    match epoch0.next() {
+                        Some(b) => {
+                            let b = b?;
+                            if b.rows() > 0 {
+                                break check(b)?;
+                            }
+                        }
+                        None => {
+                            return Err(Error::EmptyBatch {
+                                rows: 0,
+                                cols: width,
+                            })
+                        }
+                    }
+                };
+                model.ensure_dictionary(first.view())?;
+                Some(first)
+            } else {
+                None
+            };
+            versions.publish(0, Arc::new(model.components()?.to_owned()), 0);
+            let start = Start {
+                seq: 0,
+                epoch: 0,
+                skip: 0,
+            };
+            (start, InputPosition::default(), first, epoch0)
+        }
+    };
+
+    let span = tracing::info_span!("fit", solvers = opts.solvers, staleness = opts.staleness);
+    let _g = span.enter();
+    let wake = || versions.wake();
+    let params = model.params().clone();
+    let (mut batches, mut rows) = (0u64, 0u64);
+    let mut since_checkpoint = (0u64, Instant::now());
+    let write_checkpoint =
+        |model: &OnlineNmf<F>, position: &InputPosition, next_seq: u64| match checkpoints {
+            Some(c) => {
+                let run = RunState {
+                    next_seq,
+                    position: position.clone(),
+                    recent: versions.snapshot(),
+                };
+                let meta = Metadata {
+                    position: Some(position.clone()),
+                    ..c.meta.clone()
+                };
+                c.dir.write(model, &meta, &run).map(|_| ())
+            }
+            None => Ok(()),
+        };
+    let mut next_seq = start.seq;
+    let input = Input {
+        source,
+        first,
+        epoch0,
+        start,
+        epochs: opts.epochs,
+        check: &check,
+    };
+    run_ordered(
+        input,
+        opts.solvers,
+        opts.queue_depth,
+        &shared,
+        &wake,
+        |item: &Item<F>| {
+            let Some(h) = versions.wait(item.seq.saturating_sub(s), &shared) else {
+                return Ok(None);
+            };
+            opts.inject_faults(item.seq);
+            let x = item.batch.view();
+            Ok(Some(solve_batch(&params, h.view(), x, opts.batch_threads)))
+        },
+        |item, solved| {
+            if item.epoch != position.epoch {
+                model.start_pass();
+                position = InputPosition {
+                    epoch: item.epoch,
+                    ..Default::default()
+                };
+            }
+            let report = model.absorb(solved, item.batch.view())?;
+            batches += 1;
+            rows += report.rows as u64;
+            position.batches_in_epoch += 1;
+            position.rows_in_epoch += report.rows as u64;
+            on_batch(&report);
+            let h = Arc::new(model.components()?.to_owned());
+            next_seq = item.seq + 1;
+            versions.publish(next_seq, h, next_seq.saturating_sub(s));
+            if let Some(c) = checkpoints {
+                since_checkpoint.0 += 1;
+                let due = c.every_batches.is_some_and(|n| since_checkpoint.0 >= n)
+                    || c.every.is_some_and(|t| since_checkpoint.1.elapsed() >= t);
+                if due {
+                    write_checkpoint(model, &position, next_seq)?;
+                    since_checkpoint = (0, Instant::now());
+                }
+            }
+            Ok(())
+        },
+    )?;
+    model.end_pass();
+    write_checkpoint(model, &position, next_seq)?;
+    Ok(PipelineReport {
+        epochs: position.epoch + 1,
+        batches,
+        rows,
+        seconds: start_time.elapsed().as_secs_f64(),
+    })
+}
+
+/// Codes of every row of `source` with the model's H fixed, through the threads; `sink`
+/// receives each batch (with its ids) and its codes, in input order, on the calling
+/// thread. Every batch is checked like in [`fit`].
+///
+/// ```
+/// use ndarray::Array2;
+/// use streamnmf::pipeline::{transform, PipelineOptions};
+/// use streamnmf::source::MemorySource;
+/// use streamnmf::{NmfParams, OnlineNmf};
+/// let x = Array2::from_shape_fn((300, 6), |(i, j)| ((i + j) % 4) as f32);
+/// let mut model = OnlineNmf::<f32>::new(NmfParams::new(2).check().unwrap());
+/// model.fit(&x).unwrap();
+/// let mut rows = 0;
+/// transform(&model, &mut MemorySource::new(x, 64), &PipelineOptions::new(), |b, w| {
+///     assert_eq!(w.nrows(), b.rows());
+///     rows += w.nrows();
+///     Ok(())
+/// }).unwrap();
+/// assert_eq!(rows, 300);
+/// ```
+pub fn transform<F: Float>(
+    model: &OnlineNmf<F>,
+    source: &mut dyn BatchSource<F>,
+    opts: &PipelineOptions,
+    mut sink: impl FnMut(&Batch<F>, Array2<F>) -> Result<()>,
+) -> Result<PipelineReport> {
+    opts.check()?;
+    let h = model.components()?.to_owned();
+    let width = source.width();
+    if h.ncols() != width {
+        return Err(Error::WidthMismatch {
+            expected: h.ncols(),
+            found: width,
+        });
+    }
+    let names = source.feature_names();
+    let rule = model.value_rule();
+    let check = |b: Batch<F>| ValidBatch::check(b, rule, width, &names);
+    let start_time = Instant::now();
+    let epoch0 = source.epoch(0)?;
+    let shared = Shared::new();
+    let params = model.params().clone();
+    let (mut batches, mut rows) = (0u64, 0u64);
+    let _span = tracing::info_span!("transform").entered();
+    let input = Input {
+        source,
+        first: None,
+        epoch0,
+        start: Start {
+            seq: 0,
+            epoch: 0,
+            skip: 0,
+        },
+        epochs: 1,
+        check: &check,
+    };
+    run_ordered(
+        input,
+        opts.solvers,
+        opts.queue_depth,
+        &shared,
+        &|| {},
+        |item: &Item<F>| {
+            opts.inject_faults(item.seq);
+            let x = item.batch.view();
+            Ok(Some(crate::model::transform_batch(
+                &params,
+                h.view(),
+                x,
+                opts.batch_threads,
+            )))
+        },
+        |item, w| {
+            batches += 1;
+            rows += w.nrows() as u64;
+            sink(item.batch.batch(), w)
+        },
+    )?;
+    Ok(PipelineReport {
+        epochs: 1,
+        batches,
+        rows,
+        seconds: start_time.elapsed().as_secs_f64(),
+    })
+}

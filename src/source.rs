@@ -1,0 +1,89 @@
+//! Where the pipeline reads mini-batches from: the [`BatchSource`] trait, implemented by
+//! the file and stream readers of `streamnmf::io` and by [`MemorySource`]. A source only
+//! produces batches; the pipeline checks every batch it yields (width and values, with the
+//! model's loss) before a solver sees it, so a source of any origin cannot feed invalid
+//! data into a model.
+
+use std::sync::Arc;
+
+use ndarray::Array2;
+
+use crate::error::Result;
+use crate::float::Float;
+use crate::matrix::{Batch, Matrix};
+
+/// The batches of one epoch.
+pub type BatchIter<F> = Box<dyn Iterator<Item = Result<Batch<F>>> + Send>;
+
+/// Something the pipeline reads mini-batches from, once per epoch.
+///
+/// A batch's `first_row` is its global row index (for error messages) and its
+/// [`Origin`](crate::Origin) says which file rows it holds, when it has one.
+///
+/// ```
+/// use ndarray::Array2;
+/// use streamnmf::source::{BatchSource, MemorySource};
+/// let mut src = MemorySource::new(Array2::<f64>::ones((10, 3)), 4);
+/// let sizes: Vec<usize> = src.epoch(0).unwrap().map(|b| b.unwrap().rows()).collect();
+/// assert_eq!(sizes, vec![4, 4, 2]);
+/// ```
+pub trait BatchSource<F>: Send {
+    /// Number of features p.
+    fn width(&self) -> usize;
+    /// Whether the source can be read more than once (files: yes; streams: no).
+    fn rewindable(&self) -> bool;
+    /// Feature names, one per column (default: `"0"`, `"1"`, …).
+    fn feature_names(&self) -> Vec<String> {
+        (0..self.width()).map(|j| j.to_string()).collect()
+    }
+    /// The batches of epoch `epoch` (0-based). Iterators own their state.
+    fn epoch(&mut self, epoch: usize) -> Result<BatchIter<F>>;
+}
+
+/// An in-memory matrix served in batches (dense or CSR).
+///
+/// ```
+/// use streamnmf::source::{BatchSource, MemorySource};
+/// use streamnmf::{CsrMatrix, Matrix};
+/// let x = CsrMatrix::from_dense(ndarray::array![[1.0f32, 0.0], [0.0, 2.0], [3.0, 0.0]].view());
+/// let mut src = MemorySource::from_matrix(Matrix::Csr(x), 2);
+/// let firsts: Vec<u64> = src.epoch(0).unwrap().map(|b| b.unwrap().first_row()).collect();
+/// assert_eq!(firsts, vec![0, 2]);
+/// ```
+pub struct MemorySource<F> {
+    data: Arc<Matrix<F>>,
+    batch_rows: usize,
+}
+
+impl<F: Float> MemorySource<F> {
+    /// Serves the rows of a dense matrix in batches of `batch_rows`.
+    pub fn new(x: Array2<F>, batch_rows: usize) -> Self {
+        Self::from_matrix(Matrix::Dense(x), batch_rows)
+    }
+    /// Serves the rows of a dense or CSR matrix in batches of `batch_rows`.
+    pub fn from_matrix(x: Matrix<F>, batch_rows: usize) -> Self {
+        Self {
+            data: Arc::new(x),
+            batch_rows: batch_rows.max(1),
+        }
+    }
+}
+
+impl<F: Float> BatchSource<F> for MemorySource<F> {
+    fn width(&self) -> usize {
+        self.data.view().ncols()
+    }
+    fn rewindable(&self) -> bool {
+        true
+    }
+    fn epoch(&mut self, _epoch: usize) -> Result<BatchIter<F>> {
+        let data = self.data.clone();
+        let b = self.batch_rows;
+        let n = data.view().nrows();
+        Ok(Box::new((0..n).step_by(b).map(move |start| {
+            let end = (start + b).min(n);
+            let rows = data.view().slice_rows(start..end).to_owned();
+            Ok(Batch::new(rows).with_first_row(start as u64))
+        })))
+    }
+}
