@@ -37,8 +37,43 @@ use ndarray::Array2;
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::matrix::{Batch, ValidBatch};
+use crate::matrix::{Batch, ValidBatch, ValueRule};
+use crate::model::OnlineNmf;
 use crate::source::{BatchIter, BatchSource};
+
+/// How the reader checks each batch of a source for a model: the model's value rule, the
+/// source's width (which must be the model's, once it has a dictionary) and its feature
+/// names for messages.
+pub(super) struct Checker {
+    rule: ValueRule,
+    width: usize,
+    names: Vec<String>,
+}
+
+impl Checker {
+    pub(super) fn new<F: Float>(model: &OnlineNmf<F>, source: &dyn BatchSource<F>) -> Result<Self> {
+        let width = source.width();
+        if let Ok(h) = model.components() {
+            if h.ncols() != width {
+                return Err(Error::WidthMismatch {
+                    expected: h.ncols(),
+                    found: width,
+                });
+            }
+        }
+        Ok(Self {
+            rule: model.value_rule(),
+            width,
+            names: source.feature_names(),
+        })
+    }
+    pub(super) fn check<F: Float>(&self, b: Batch<F>) -> Result<ValidBatch<F>> {
+        ValidBatch::check(b, self.rule, self.width, &self.names)
+    }
+    pub(super) fn width(&self) -> usize {
+        self.width
+    }
+}
 
 /// Where a run starts: the first sequence number, epoch, and batches of that epoch to
 /// skip (already applied before a checkpoint).
@@ -67,7 +102,7 @@ pub(super) struct Input<'a, F> {
     pub(super) epoch0: BatchIter<F>,
     pub(super) start: Start,
     pub(super) epochs: usize,
-    pub(super) check: &'a (dyn Fn(Batch<F>) -> Result<ValidBatch<F>> + Sync),
+    pub(super) checker: &'a Checker,
 }
 
 /// State every thread sees: the quit flag and the first error.
@@ -182,7 +217,7 @@ fn read<F: Float>(
         epoch0,
         start,
         epochs,
-        check,
+        checker,
     } = input;
     let mut seq = start.seq;
     let mut epoch0 = Some(epoch0);
@@ -215,7 +250,7 @@ fn read<F: Float>(
                     if b.rows() == 0 {
                         Ok(None)
                     } else {
-                        check(b).map(Some)
+                        checker.check(b).map(Some)
                     }
                 })
             })

@@ -20,11 +20,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::linalg::parallel::default_threads;
-use crate::matrix::{Batch, ValidBatch};
+use crate::matrix::Batch;
 use crate::model::{solve_batch, BatchReport, OnlineNmf};
 use crate::persist::{CheckpointDir, InputPosition, Metadata, RunState};
 use crate::source::BatchSource;
-use engine::{run_ordered, Input, Item, Shared, Start, Versions};
+use engine::{run_ordered, Checker, Input, Item, Shared, Start, Versions};
 
 /// How the engine runs: a builder whose settings never change a result except
 /// `staleness` (and, through it, `solvers` when staleness follows them).
@@ -243,18 +243,7 @@ pub fn fit_with<F: Float>(
     if opts.epochs > 1 && !source.rewindable() {
         return Err(Error::NotRewindable);
     }
-    let width = source.width();
-    if let Ok(h) = model.components() {
-        if h.ncols() != width {
-            return Err(Error::WidthMismatch {
-                expected: h.ncols(),
-                found: width,
-            });
-        }
-    }
-    let names = source.feature_names();
-    let rule = model.value_rule();
-    let check = |b: Batch<F>| ValidBatch::check(b, rule, width, &names);
+    let checker = Checker::new(model, source)?;
     let start_time = Instant::now();
     let s = opts.staleness as u64;
     let shared = Shared::new();
@@ -293,13 +282,13 @@ pub fn fit_with<F: Float>(
                         Some(b) => {
                             let b = b?;
                             if b.rows() > 0 {
-                                break check(b)?;
+                                break checker.check(b)?;
                             }
                         }
                         None => {
                             return Err(Error::EmptyBatch {
                                 rows: 0,
-                                cols: width,
+                                cols: checker.width(),
                             })
                         }
                     }
@@ -348,7 +337,7 @@ pub fn fit_with<F: Float>(
         epoch0,
         start,
         epochs: opts.epochs,
-        check: &check,
+        checker: &checker,
     };
     run_ordered(
         input,
@@ -431,16 +420,7 @@ pub fn transform<F: Float>(
 ) -> Result<PipelineReport> {
     opts.check()?;
     let h = model.components()?.to_owned();
-    let width = source.width();
-    if h.ncols() != width {
-        return Err(Error::WidthMismatch {
-            expected: h.ncols(),
-            found: width,
-        });
-    }
-    let names = source.feature_names();
-    let rule = model.value_rule();
-    let check = |b: Batch<F>| ValidBatch::check(b, rule, width, &names);
+    let checker = Checker::new(model, source)?;
     let start_time = Instant::now();
     let epoch0 = source.epoch(0)?;
     let shared = Shared::new();
@@ -457,7 +437,7 @@ pub fn transform<F: Float>(
             skip: 0,
         },
         epochs: 1,
-        check: &check,
+        checker: &checker,
     };
     run_ordered(
         input,
