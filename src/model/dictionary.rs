@@ -183,9 +183,40 @@ impl<F: Float> Dictionary<F> {
             1
         };
         drop((a, b));
+        if !frobenius && params.alpha_w() == 0.0 && params.alpha_h() == 0.0 {
+            self.normalize_atoms();
+        }
         let reseeded = self.reseed_dead(&energy, x, rng, frobenius);
         self.version += 1;
         UpdateStats { sweeps, reseeded }
+    }
+
+    /// Rescales each atom of a multiplicative-update dictionary to mean 1, with its
+    /// statistics to match (see [`Statistics::rescale_atom`]), so its codes take the scale.
+    ///
+    /// W H is invariant to moving a factor between an atom and its codes, and nothing in
+    /// the online multiplicative updates pins that factor: on some data the atoms drift
+    /// toward 0 while the codes grow, batch after batch, until f32 overflows (an 18 × 9
+    /// matrix with β = 0.5 and one-row batches took H to 1e-20 and then to NaN). In exact
+    /// arithmetic the rescaling changes nothing (the updates are equivariant to it); in
+    /// floating point it keeps every factor near the data's scale. Without regularization
+    /// only: penalties pin the scale themselves, and rescaling would change their meaning.
+    fn normalize_atoms(&mut self) {
+        let gamma = self.loss.mu_exponent();
+        let p = self.h.ncols() as f64;
+        for j in 0..self.h.nrows() {
+            let mean = self.h.row(j).iter().map(|v| v.as_f64()).sum::<f64>() / p;
+            if !(mean > 0.0 && mean.is_finite()) || mean == 1.0 {
+                continue;
+            }
+            let c = 1.0 / mean;
+            let cf = F::from_f64(c);
+            self.h.row_mut(j).mapv_inplace(|v| v * cf);
+            self.current.rescale_atom(j, c, gamma);
+            if let Some(prev) = self.previous.as_mut() {
+                prev.rescale_atom(j, c, gamma);
+            }
+        }
     }
 
     fn reseed_dead(

@@ -151,6 +151,17 @@ impl<F: Float> Statistics<F> {
         self.raw_rows += c.rows as u64;
     }
 
+    /// The multiplicative statistics of atom `j` as they would have been, had the atom
+    /// always been `c` times larger (and its codes `c` times smaller): the numerator
+    /// carries `H^(1/γ)` and the codes, the denominator the codes. The update's fixed
+    /// point `(A/B)^γ` scales by exactly `c`.
+    pub(crate) fn rescale_atom(&mut self, j: usize, c: f64, gamma: f64) {
+        let (ca, cb) = (F::from_f64(c.powf(1.0 / gamma - 1.0)), F::from_f64(1.0 / c));
+        self.a.row_mut(j).mapv_inplace(|v| v * ca);
+        self.b.row_mut(j).mapv_inplace(|v| v * cb);
+        self.energy[j] /= c * c;
+    }
+
     pub(crate) fn forget_atom(&mut self, j: usize, frobenius: bool) {
         self.a.row_mut(j).fill(F::zero());
         if frobenius {
