@@ -151,6 +151,10 @@ pub enum Error {
     /// HALS asked for with a loss other than Frobenius.
     #[error("the HALS code solver needs the Frobenius loss (beta = 2), got beta = {0}; use the multiplicative solver")]
     SolverNeedsFrobenius(f64),
+    /// New parameters for a model that change what the model is (its rank, loss,
+    /// forgetting, regularization, init or seed), not only how it is fitted.
+    #[error("the model's {0} cannot change: it is part of what the model learned")]
+    ModelParamChange(&'static str),
     /// A user-given initial dictionary with the wrong shape.
     #[error("initial dictionary is {found_rows} x {found_cols}, expected {rank} x {width}")]
     InitShape {
@@ -190,6 +194,16 @@ pub enum Error {
     /// Several passes asked of a source that can be read once (a stream).
     #[error("a stream can be read only once: use one epoch")]
     NotRewindable,
+    /// The run was asked to stop (its stop flag was raised, e.g. on Ctrl-C). Every batch
+    /// read before was applied, and a checkpoint was written when checkpoints were on.
+    #[error("interrupted{}", match checkpoint {
+        Some(c) => format!("; checkpoint written to {}", c.display()),
+        None => String::new(),
+    })]
+    Interrupted {
+        /// The checkpoint written at the stop, if any.
+        checkpoint: Option<PathBuf>,
+    },
 
     // ---- files and sources --------------------------------------------------------------
     /// An error, located in a file (or a named stream such as `<stdin>`).
@@ -227,6 +241,18 @@ pub enum Error {
         format: &'static str,
         /// The decoder's message.
         message: String,
+    },
+    /// A checkpoint directory another run holds (an advisory lock on its `.lock` file,
+    /// held for the run's lifetime).
+    #[error("{}: in use by another run{}; wait for it to end or use another directory", path.display(), match pid {
+        Some(p) => format!(" (process {p})"),
+        None => String::new(),
+    })]
+    Locked {
+        /// The directory.
+        path: PathBuf,
+        /// The holder's process id, as it wrote it.
+        pid: Option<u32>,
     },
     /// A model or checkpoint file that cannot be read.
     #[error("model file: {0}")]

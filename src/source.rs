@@ -32,6 +32,10 @@ pub trait BatchSource<F>: Send {
     fn width(&self) -> usize;
     /// Whether the source can be read more than once (files: yes; streams: no).
     fn rewindable(&self) -> bool;
+    /// What to call the source in messages: a file name, `<stdin>` (default: none).
+    fn name(&self) -> Option<String> {
+        None
+    }
     /// Feature names, one per column (default: `"0"`, `"1"`, …).
     fn feature_names(&self) -> Vec<String> {
         (0..self.width()).map(|j| j.to_string()).collect()

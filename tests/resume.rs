@@ -110,10 +110,8 @@ fn killed_and_resumed_runs_end_bitwise_identical() {
         // Wait for a checkpoint newer than the last one seen, then a little more, so each
         // attempt makes progress and the kill lands at a different point.
         let newest = |ck: &Path| {
-            persist::CheckpointDir::new(ck, 2)
-                .unwrap()
-                .list()
-                .unwrap()
+            persist::CheckpointDir::list_in(ck)
+                .unwrap_or_default()
                 .first()
                 .cloned()
         };
@@ -135,7 +133,7 @@ fn killed_and_resumed_runs_end_bitwise_identical() {
         assert!(!d.join("resumed.snmf").exists() || child.try_wait().unwrap().is_some());
         if attempt == 2 {
             // Corrupt the newest checkpoint: resume must fall back to an older one.
-            let newest = persist::CheckpointDir::new(&ck, 2).unwrap().list().unwrap()[0].clone();
+            let newest = persist::CheckpointDir::list_in(&ck).unwrap()[0].clone();
             let bytes = std::fs::read(&newest).unwrap();
             std::fs::write(&newest, &bytes[..bytes.len() / 3]).unwrap();
         }
@@ -173,14 +171,7 @@ fn killed_and_resumed_runs_end_bitwise_identical() {
         "resumed model differs from the uninterrupted one"
     );
     assert_eq!(temp_files(&ck), 0, "temp files cleaned up");
-    assert!(
-        persist::CheckpointDir::new(&ck, 2)
-            .unwrap()
-            .list()
-            .unwrap()
-            .len()
-            <= 2
-    );
+    assert!(persist::CheckpointDir::list_in(&ck).unwrap().len() <= 2);
 }
 
 #[test]
@@ -201,10 +192,7 @@ fn corrupt_newest_checkpoint_falls_back_with_a_warning() {
         d,
     );
     assert!(out.status.success());
-    let list = persist::CheckpointDir::new(&d.join("ck"), 5)
-        .unwrap()
-        .list()
-        .unwrap();
+    let list = persist::CheckpointDir::list_in(&d.join("ck")).unwrap();
     assert!(list.len() >= 3, "{list:?}");
     std::fs::write(&list[0], b"SNMFMODL garbage").unwrap();
     let out = Command::new(BIN)
@@ -252,13 +240,44 @@ fn resuming_a_different_run_is_refused() {
     };
     let mut a = fit_args(&["--resume", "ck"]);
     a[3] = "4";
-    refuse(a, "params.rank: checkpoint has 5, this run has 4");
-    refuse(fit_args(&["--resume", "ck", "--loss", "kl"]), "params.loss");
+    refuse(
+        a,
+        "--rank 4 (the model has 5) contradicts the model's own settings",
+    );
+    refuse(
+        fit_args(&["--resume", "ck", "--loss", "kl"]),
+        "--loss kl (the model has fro)",
+    );
+    let mut a = fit_args(&["--resume", "ck"]);
+    a[7] = "128";
+    refuse(a, "batch_size: checkpoint has 256, this run has 128");
     std::fs::copy(d.join("x.parquet"), d.join("y.parquet")).unwrap();
     let mut a = fit_args(&["--resume", "ck"]);
     a[1] = "y.parquet";
-    refuse(a, "inputs");
+    refuse(
+        a,
+        "a different run (contents: checkpoint has [[\"x.parquet\"",
+    );
+    // The input rewritten in place, same size (here: same bytes, a new modification
+    // time): refused too, since resuming would mix two inputs.
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(
+        d.join("x.parquet"),
+        std::fs::read(d.join("y.parquet")).unwrap(),
+    )
+    .unwrap();
+    refuse(fit_args(&["--resume", "ck"]), "a different run (contents");
+    // A directory that does not exist is an error, and is not created.
     let out = run(&fit_args(&["--resume", "nowhere"]), d);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nowhere: no such checkpoint directory"),
+        "{err}"
+    );
+    assert!(!d.join("nowhere").exists());
+    // An empty one has nothing to resume from.
+    std::fs::create_dir(d.join("empty")).unwrap();
+    let out = run(&fit_args(&["--resume", "empty"]), d);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no valid checkpoint"));
 }
 
@@ -362,7 +381,7 @@ fn incremental_update_matches_a_fit_on_everything() {
         ],
         d,
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("differs from the model's rank 5"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--rank 3 (the model has 5)"));
 }
 
 #[test]

@@ -163,6 +163,13 @@ impl Converter {
                 if chosen.is_empty() {
                     return Err(Error::Schema("no numeric columns to factorize".into()));
                 }
+                for (i, c) in chosen.iter().enumerate() {
+                    if chosen[..i].contains(c) {
+                        return Err(Error::Schema(format!(
+                            "column '{c}' is asked for twice: feature names must be unique"
+                        )));
+                    }
+                }
                 let lists: Vec<_> = chosen
                     .iter()
                     .filter(|c| {

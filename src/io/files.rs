@@ -69,8 +69,21 @@ fn schema_of(path: &Path) -> Result<SchemaRef> {
 }
 
 /// Expands directories into their `.parquet`, `.arrow`, `.arrows`, `.ipc` and `.feather`
-/// files (sorted by name) and checks that every path exists.
-fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+/// files (sorted by name) and checks that every path exists: the files a
+/// [`FileSource`] opened on `paths` reads, in order.
+///
+/// ```
+/// # fn main() -> streamnmf::Result<()> {
+/// let dir = tempfile::tempdir()?;
+/// for f in ["b.parquet", "a.arrow", "notes.txt"] {
+///     std::fs::write(dir.path().join(f), b"")?;
+/// }
+/// let files = streamnmf::io::expand_paths(&[dir.path().to_path_buf()])?;
+/// let names: Vec<_> = files.iter().map(|f| f.file_name().unwrap().to_owned()).collect();
+/// assert_eq!(names, ["a.arrow", "b.parquet"]);
+/// # Ok(()) }
+/// ```
+pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
@@ -226,6 +239,17 @@ impl<F: ArrowFloat> BatchSource<F> for FileSource<F> {
     }
     fn rewindable(&self) -> bool {
         true
+    }
+    fn name(&self) -> Option<String> {
+        match self.files.as_slice() {
+            [one] => Some(one.display().to_string()),
+            [first, rest @ ..] => Some(format!(
+                "{} (and {} more files)",
+                first.display(),
+                rest.len()
+            )),
+            [] => None,
+        }
     }
     fn feature_names(&self) -> Vec<String> {
         self.converter.names().to_vec()

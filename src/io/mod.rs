@@ -18,9 +18,9 @@ mod shuffle;
 mod stream;
 mod writer;
 
-pub use files::FileSource;
+pub use files::{expand_paths, FileSource};
 pub use stream::StreamSource;
-pub use writer::{write_components, CodesWriter};
+pub use writer::{write_components, CodesWriter, ComponentsLayout, TableFormat};
 
 use std::fs::File;
 use std::io::Read;
@@ -147,6 +147,11 @@ impl InputOptions {
     /// Shuffles rows within a pool of `rows` rows, seeded (file inputs).
     pub fn shuffle(mut self, rows: usize, seed: u64) -> Self {
         self.shuffle = (rows > 0).then_some((rows, seed));
+        self
+    }
+    /// Rows in input order (no shuffle), as outputs that follow the input want.
+    pub fn no_shuffle(mut self) -> Self {
+        self.shuffle = None;
         self
     }
 }

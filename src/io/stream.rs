@@ -67,6 +67,9 @@ impl<F: ArrowFloat> BatchSource<F> for StreamSource<F> {
     fn rewindable(&self) -> bool {
         false
     }
+    fn name(&self) -> Option<String> {
+        Some(self.name.to_string())
+    }
     fn feature_names(&self) -> Vec<String> {
         self.converter.names().to_vec()
     }

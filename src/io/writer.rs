@@ -1,13 +1,19 @@
-//! Parquet writers for codes (W, with the id column) and dictionaries (H). Each writes
-//! through an [`AtomicFile`]: renamed into place only when finished, so an error never
-//! leaves a half-written output behind.
+//! Writers for codes (W, with the id column) and dictionaries (H), as Parquet or as an
+//! Arrow IPC stream, into any `Write`: an [`AtomicFile`](crate::persist::AtomicFile) for
+//! files (renamed into place only when the whole run's outputs are complete), standard
+//! output or a pipe for streams (each record batch flushed as soon as it is written, so a
+//! downstream reader sees codes while the input is still arriving).
+//!
+//! Memory stays bounded by a batch: codes are written as they come, and H in slices of
+//! rows (long format) or of components (wide format).
 
-use std::path::{Path, PathBuf};
+use std::io::Write;
 use std::sync::Arc;
 
 use arrow_array::{
     ArrayRef, ArrowPrimitiveType, Int64Array, PrimitiveArray, RecordBatch, StringArray,
 };
+use arrow_ipc::writer::StreamWriter;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use ndarray::ArrayView2;
 use parquet::arrow::ArrowWriter;
@@ -15,47 +21,122 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use super::ArrowFloat;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::matrix::RowIds;
-use crate::persist::AtomicFile;
+
+/// How a table is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableFormat {
+    /// Apache Parquet (a file).
+    Parquet,
+    /// An Arrow IPC stream, flushed after every record batch (standard output, pipes).
+    ArrowStream,
+}
+
+impl TableFormat {
+    /// The format a destination's name asks for: an Arrow IPC stream for `-` (standard
+    /// output) and names ending in `.arrows`, `.arrow` or `.ipc`, Parquet otherwise.
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use streamnmf::io::TableFormat;
+    /// assert_eq!(TableFormat::for_path(Path::new("-")), TableFormat::ArrowStream);
+    /// assert_eq!(TableFormat::for_path(Path::new("w.parquet")), TableFormat::Parquet);
+    /// ```
+    pub fn for_path(path: &std::path::Path) -> Self {
+        let ext = path.extension().and_then(|e| e.to_str());
+        if path.as_os_str() == "-" || matches!(ext, Some("arrows" | "arrow" | "ipc")) {
+            TableFormat::ArrowStream
+        } else {
+            TableFormat::Parquet
+        }
+    }
+}
 
 fn properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        // Floats rarely repeat: dictionary pages would only cost memory per column.
+        .set_dictionary_enabled(false)
         .build()
+}
+
+/// A Parquet or Arrow IPC stream writer over `W`.
+enum Table<W: Write + Send> {
+    Parquet(ArrowWriter<W>),
+    Stream(StreamWriter<W>),
+}
+
+impl<W: Write + Send> Table<W> {
+    fn new(out: W, schema: &SchemaRef, format: TableFormat) -> Result<Self> {
+        Ok(match format {
+            TableFormat::Parquet => Table::Parquet(ArrowWriter::try_new(
+                out,
+                schema.clone(),
+                Some(properties()),
+            )?),
+            TableFormat::ArrowStream => Table::Stream(StreamWriter::try_new(out, schema)?),
+        })
+    }
+    fn write(&mut self, rb: &RecordBatch) -> Result<()> {
+        match self {
+            Table::Parquet(w) => w.write(rb)?,
+            Table::Stream(w) => {
+                w.write(rb)?;
+                w.get_mut().flush()?;
+            }
+        }
+        Ok(())
+    }
+    fn finish(self) -> Result<W> {
+        Ok(match self {
+            Table::Parquet(w) => w.into_inner()?,
+            Table::Stream(mut w) => {
+                w.finish()?;
+                let mut out = w.into_inner()?;
+                out.flush()?;
+                out
+            }
+        })
+    }
 }
 
 fn float_column<F: ArrowFloat>(values: Vec<F>) -> ArrayRef {
     Arc::new(PrimitiveArray::<F::Arrow>::from_iter_values(values))
 }
 
-/// Streams codes into a Parquet file: an optional `id` column, then `c0 .. c{k-1}`.
+/// Writes codes, batch by batch: an optional `id` column, then `c0 .. c{k-1}`.
 ///
 /// ```
 /// # fn main() -> streamnmf::Result<()> {
 /// use ndarray::array;
-/// use streamnmf::io::CodesWriter;
+/// use streamnmf::io::{CodesWriter, TableFormat};
+/// use streamnmf::persist::AtomicFile;
 /// use streamnmf::RowIds;
 /// let dir = tempfile::tempdir()?;
 /// let dest = dir.path().join("codes.parquet");
-/// let mut w = CodesWriter::<f32>::create(&dest, 2, Some(&RowIds::Int64(vec![])))?;
-/// w.write(array![[1.0f32, 0.0], [0.5, 2.0]].view(), Some(&RowIds::Int64(vec![10, 11])))?;
-/// assert!(!dest.exists()); // nothing visible until finished
-/// w.finish()?;
+/// let ids = RowIds::Int64(vec![10, 11]);
+/// let out = AtomicFile::create(&dest)?;
+/// let mut w = CodesWriter::<f32, _>::new(out, TableFormat::Parquet, 2, Some(&ids))?;
+/// w.write(array![[1.0f32, 0.0], [0.5, 2.0]].view(), Some(&ids))?;
+/// let (file, rows) = w.finish()?;
+/// assert_eq!(rows, 2);
+/// assert!(!dest.exists()); // nothing visible until committed
+/// file.commit()?;
 /// assert!(dest.exists());
 /// # Ok(()) }
 /// ```
-pub struct CodesWriter<F> {
-    dest: PathBuf,
+pub struct CodesWriter<F, W: Write + Send> {
     schema: SchemaRef,
-    writer: ArrowWriter<AtomicFile>,
+    table: Table<W>,
     rows: u64,
     _f: std::marker::PhantomData<fn() -> F>,
 }
 
-impl<F: ArrowFloat> CodesWriter<F> {
-    /// Starts a codes file for rank `k`; `ids_like` gives the id column's type (or none).
-    pub fn create(dest: &Path, k: usize, ids_like: Option<&RowIds>) -> Result<Self> {
+impl<F: ArrowFloat, W: Write + Send> CodesWriter<F, W> {
+    /// Starts a codes table of rank `k` on `out`; `ids_like` gives the id column's type
+    /// (or none).
+    pub fn new(out: W, format: TableFormat, k: usize, ids_like: Option<&RowIds>) -> Result<Self> {
         let mut fields = Vec::new();
         match ids_like {
             Some(RowIds::Int64(_)) => fields.push(Field::new("id", DataType::Int64, false)),
@@ -66,19 +147,16 @@ impl<F: ArrowFloat> CodesWriter<F> {
             fields.push(Field::new(format!("c{j}"), F::Arrow::DATA_TYPE, false));
         }
         let schema = Arc::new(Schema::new(fields));
-        let file = AtomicFile::create(dest)?;
-        let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties()))
-            .map_err(|e| Error::from(e).in_file(dest))?;
+        let table = Table::new(out, &schema, format)?;
         Ok(Self {
-            dest: dest.to_path_buf(),
             schema,
-            writer,
+            table,
             rows: 0,
             _f: std::marker::PhantomData,
         })
     }
 
-    /// Appends the codes of some rows (and their ids, if the file has an id column).
+    /// Appends the codes of some rows (and their ids, if the table has an id column).
     pub fn write(&mut self, codes: ArrayView2<F>, ids: Option<&RowIds>) -> Result<()> {
         let mut cols: Vec<ArrayRef> = Vec::new();
         let has_id = self.schema.fields().len() > codes.ncols();
@@ -96,57 +174,153 @@ impl<F: ArrowFloat> CodesWriter<F> {
         for c in codes.columns() {
             cols.push(float_column(c.to_vec()));
         }
-        let rb = RecordBatch::try_new(self.schema.clone(), cols)
-            .map_err(|e| Error::from(e).in_file(&self.dest))?;
-        self.writer
-            .write(&rb)
-            .map_err(|e| Error::from(e).in_file(&self.dest))?;
+        let rb = RecordBatch::try_new(self.schema.clone(), cols)?;
+        self.table.write(&rb)?;
         self.rows += codes.nrows() as u64;
         Ok(())
     }
 
-    /// Closes the file and moves it into place.
-    pub fn finish(self) -> Result<u64> {
-        let file = self
-            .writer
-            .into_inner()
-            .map_err(|e| Error::from(e).in_file(&self.dest))?;
-        file.commit()?;
-        Ok(self.rows)
+    /// Ends the table; returns the output (to commit, for an atomic file) and the rows.
+    pub fn finish(self) -> Result<(W, u64)> {
+        Ok((self.table.finish()?, self.rows))
     }
 }
 
-/// Writes H (k × p) as Parquet: a `component` column, then one column per feature.
+/// How H is laid out in a table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ComponentsLayout {
+    /// One row per component: a `component` column, then one column per feature (what a
+    /// data frame of H looks like; for up to a few thousand features).
+    Wide,
+    /// One row per (component, feature): `component`, `feature`, `value` (any number of
+    /// features, in bounded memory).
+    Long,
+}
+
+impl ComponentsLayout {
+    /// Wide up to 1000 features, long beyond: a Parquet writer keeps state per column, so
+    /// a wide table of 10 000 columns needs hundreds of megabytes to write.
+    pub fn auto(features: usize) -> Self {
+        if features <= 1000 {
+            ComponentsLayout::Wide
+        } else {
+            ComponentsLayout::Long
+        }
+    }
+}
+
+/// Rows per record batch of the long layout.
+const LONG_ROWS: usize = 65_536;
+
+/// Writes H (k × p) to `out` and returns it (to commit, for an atomic file). Feature names
+/// come from `names` (`f{j}` where missing).
 ///
 /// ```
 /// # fn main() -> streamnmf::Result<()> {
 /// use ndarray::array;
-/// let dir = tempfile::tempdir()?;
-/// let dest = dir.path().join("h.parquet");
+/// use streamnmf::io::{write_components, ComponentsLayout, TableFormat};
 /// let names = vec!["a".to_string(), "b".to_string()];
-/// streamnmf::io::write_components(&dest, array![[1.0f64, 0.0], [0.0, 1.0]].view(), &names)?;
-/// assert!(dest.exists());
+/// let h = array![[1.0f64, 0.0], [0.0, 1.0]];
+/// let bytes = write_components(Vec::new(), TableFormat::Parquet, ComponentsLayout::Long, h.view(), &names)?;
+/// assert!(bytes.starts_with(b"PAR1"));
 /// # Ok(()) }
 /// ```
-pub fn write_components<F: ArrowFloat>(
-    dest: &Path,
+pub fn write_components<F: ArrowFloat, W: Write + Send>(
+    out: W,
+    format: TableFormat,
+    layout: ComponentsLayout,
     h: ArrayView2<F>,
     names: &[String],
-) -> Result<()> {
-    let mut fields = vec![Field::new("component", DataType::Int64, false)];
-    let mut cols: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values(0..h.nrows() as i64))];
-    for (j, c) in h.columns().into_iter().enumerate() {
-        let name = names.get(j).cloned().unwrap_or_else(|| format!("f{j}"));
-        fields.push(Field::new(name, F::Arrow::DATA_TYPE, false));
-        cols.push(float_column(c.to_vec()));
+) -> Result<W> {
+    let name = |j: usize| names.get(j).cloned().unwrap_or_else(|| format!("f{j}"));
+    let (k, p) = h.dim();
+    match layout {
+        ComponentsLayout::Wide => {
+            let mut fields = vec![Field::new("component", DataType::Int64, false)];
+            fields.extend((0..p).map(|j| Field::new(name(j), F::Arrow::DATA_TYPE, false)));
+            let schema = Arc::new(Schema::new(fields));
+            let mut table = Table::new(out, &schema, format)?;
+            // A component (one row) at a time: every column's state is the writer's, not
+            // a copy of H as columns.
+            for c in 0..k {
+                let mut cols: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(vec![c as i64]))];
+                cols.extend((0..p).map(|j| float_column(vec![h[[c, j]]])));
+                table.write(&RecordBatch::try_new(schema.clone(), cols)?)?;
+            }
+            table.finish()
+        }
+        ComponentsLayout::Long => {
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("component", DataType::Int64, false),
+                Field::new("feature", DataType::Utf8, false),
+                Field::new("value", F::Arrow::DATA_TYPE, false),
+            ]));
+            let mut table = Table::new(out, &schema, format)?;
+            let total = k * p;
+            for start in (0..total).step_by(LONG_ROWS) {
+                let cells = start..(start + LONG_ROWS).min(total);
+                let comp = Int64Array::from_iter_values(cells.clone().map(|t| (t / p) as i64));
+                let feat = StringArray::from_iter_values(cells.clone().map(|t| name(t % p)));
+                let vals = float_column(cells.map(|t| h[[t / p, t % p]]).collect());
+                let cols: Vec<ArrayRef> = vec![Arc::new(comp), Arc::new(feat), vals];
+                table.write(&RecordBatch::try_new(schema.clone(), cols)?)?;
+            }
+            table.finish()
+        }
     }
-    let schema = Arc::new(Schema::new(fields));
-    let rb =
-        RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::from(e).in_file(dest))?;
-    let mut w = ArrowWriter::try_new(AtomicFile::create(dest)?, schema, Some(properties()))
-        .map_err(|e| Error::from(e).in_file(dest))?;
-    w.write(&rb).map_err(|e| Error::from(e).in_file(dest))?;
-    w.into_inner()
-        .map_err(|e| Error::from(e).in_file(dest))?
-        .commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Float64Type;
+
+    fn read_all(bytes: Vec<u8>, format: TableFormat) -> Vec<RecordBatch> {
+        match format {
+            TableFormat::Parquet => {
+                let mut f = tempfile::tempfile().unwrap();
+                f.write_all(&bytes).unwrap();
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+                    .unwrap()
+                    .build()
+                    .unwrap()
+                    .map(|b| b.unwrap())
+                    .collect()
+            }
+            TableFormat::ArrowStream => {
+                arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
+                    .unwrap()
+                    .map(|b| b.unwrap())
+                    .collect()
+            }
+        }
+    }
+
+    /// Both layouts, both formats, hold H exactly.
+    #[test]
+    fn components_round_trip() {
+        let h = ndarray::array![[1.0f64, 0.0, 2.5], [0.25, 3.0, 0.0]];
+        let names = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+        for format in [TableFormat::Parquet, TableFormat::ArrowStream] {
+            let wide =
+                write_components(Vec::new(), format, ComponentsLayout::Wide, h.view(), &names)
+                    .unwrap();
+            let rbs = read_all(wide, format);
+            let rows: usize = rbs.iter().map(|b| b.num_rows()).sum();
+            assert_eq!(rows, 2);
+            let c = rbs[rbs.len() - 1].column_by_name("c").unwrap();
+            assert_eq!(c.as_primitive::<Float64Type>().values()[c.len() - 1], 0.0);
+            let long =
+                write_components(Vec::new(), format, ComponentsLayout::Long, h.view(), &names)
+                    .unwrap();
+            let rb = &read_all(long, format)[0];
+            assert_eq!(rb.num_rows(), 6);
+            let v = rb.column(2).as_primitive::<Float64Type>().values().to_vec();
+            assert_eq!(v, h.iter().cloned().collect::<Vec<_>>());
+            assert_eq!(rb.column(1).as_string::<i32>().value(4), "b");
+        }
+        assert_eq!(ComponentsLayout::auto(1000), ComponentsLayout::Wide);
+        assert_eq!(ComponentsLayout::auto(1001), ComponentsLayout::Long);
+    }
 }

@@ -69,7 +69,7 @@ mod tests {
         // A 37 x 29 matrix with about one entry in five stored.
         let (n, p, k) = (37, 29, 13);
         let dense = |i: usize, j: usize| -> f32 {
-            if (i * 7 + j * 3) % 5 == 0 {
+            if (i * 7 + j * 3).is_multiple_of(5) {
                 ((i * j) % 11) as f32 * 0.37 + 0.1
             } else {
                 0.0

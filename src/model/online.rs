@@ -253,6 +253,43 @@ impl<F: Float> OnlineNmf<F> {
         self.threads = threads.max(1);
     }
 
+    /// Replaces the parameters that only say how the model is fitted: the batch size,
+    /// the passes of `fit` and their tolerance, and the solvers' limits. Parameters that
+    /// say what the model is (rank, loss, solver, forget, decay, purging, regularization,
+    /// init, seed) must stay as they are.
+    ///
+    /// ```
+    /// use streamnmf::{Error, Loss, NmfParams, OnlineNmf};
+    /// let mut m = OnlineNmf::<f32>::new(NmfParams::new(3).check().unwrap());
+    /// m.set_params(NmfParams::new(3).batch_size(64).code_tol(1e-6).check().unwrap()).unwrap();
+    /// assert_eq!(m.params().batch_size(), 64);
+    /// let kl = NmfParams::new(3).loss(Loss::KullbackLeibler).check().unwrap();
+    /// assert!(matches!(m.set_params(kl), Err(Error::ModelParamChange("loss"))));
+    /// ```
+    pub fn set_params(&mut self, params: ValidParams) -> Result<()> {
+        let old = &self.state.params;
+        let checks: [(&'static str, bool); 10] = [
+            ("rank", old.rank() == params.rank()),
+            ("loss", old.loss() == params.loss()),
+            ("solver", old.solver() == params.solver()),
+            ("forget", old.forget() == params.forget()),
+            ("decay", old.decay() == params.decay()),
+            ("purge_passes", old.purge_passes() == params.purge_passes()),
+            ("alpha_w", old.alpha_w() == params.alpha_w()),
+            ("alpha_h", old.alpha_h() == params.alpha_h()),
+            ("l1_ratio", old.l1_ratio() == params.l1_ratio()),
+            (
+                "seed",
+                old.seed() == params.seed() && old.init() == params.init(),
+            ),
+        ];
+        if let Some((name, _)) = checks.iter().find(|(_, same)| !same) {
+            return Err(Error::ModelParamChange(name));
+        }
+        self.state.params = params;
+        Ok(())
+    }
+
     /// Threads per batch.
     pub fn threads(&self) -> usize {
         self.threads

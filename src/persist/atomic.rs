@@ -2,6 +2,11 @@
 //! renamed onto it only when complete (after an fsync, followed by an fsync of the
 //! directory), so a failed or killed run never leaves a half-written file under the
 //! destination's name.
+//!
+//! A destination that is a symbolic link is written through: the link's target is
+//! replaced and the link stays. Files are created with the permissions `File::create`
+//! gives (0666 less the umask). Temporary files are named `.streamnmf-<pid>-…`, so a later
+//! run can tell the ones a dead process left behind ([`clean_stale_temps`]).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -13,6 +18,53 @@ use crate::error::{Error, Result};
 
 /// The prefix of every temporary file this crate creates.
 pub const TEMP_PREFIX: &str = ".streamnmf-";
+
+/// `path` with every symbolic link along the final component followed (a link to a link
+/// to a file gives the file), without requiring the final target to exist.
+pub fn resolve_links(path: &Path) -> Result<PathBuf> {
+    let mut p = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = std::fs::read_link(&p).map_err(|e| Error::Io(e).in_file(&p))?;
+                p = match (target.is_absolute(), p.parent()) {
+                    (false, Some(dir)) => dir.join(target),
+                    _ => target,
+                };
+            }
+            _ => return Ok(p),
+        }
+    }
+    Err(Error::Io(std::io::Error::other("too many levels of symbolic links")).in_file(path))
+}
+
+/// Removes the temporary files of this tool in `dir` whose writing process is gone
+/// (killed mid-write); files of live processes and anyone else's files are left alone.
+/// Returns how many were removed.
+pub fn clean_stale_temps(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(TEMP_PREFIX)) else {
+            continue;
+        };
+        let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|p| !process_alive(p)) && std::fs::remove_file(e.path()).is_ok() {
+            tracing::info!(path = %e.path().display(), "removed a temporary file left by a stopped run");
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Whether process `pid` exists (on systems without `/proc`, assumed alive).
+fn process_alive(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    !proc.is_dir() || proc.join(pid.to_string()).exists()
+}
 
 /// A file being written: a buffered temporary file beside `dest`, renamed onto `dest` by
 /// [`commit`](Self::commit); dropped without committing, it is deleted.
@@ -41,14 +93,38 @@ pub struct AtomicFile {
 }
 
 impl AtomicFile {
-    /// Starts writing `dest`.
+    /// Starts writing `dest` (a regular file, a new name, or a symbolic link to either).
+    /// A directory, a FIFO or a device cannot be replaced atomically: write those as a
+    /// stream instead.
     pub fn create(dest: &Path) -> Result<Self> {
+        let dest = &resolve_links(dest)?;
+        if let Ok(m) = std::fs::metadata(dest) {
+            if !m.is_file() {
+                let what = if m.is_dir() {
+                    "a directory"
+                } else {
+                    "not a regular file"
+                };
+                return Err(Error::Io(std::io::Error::other(format!(
+                    "{what}: cannot replace it atomically"
+                )))
+                .in_file(dest));
+            }
+        }
         let dir = match dest.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let tmp = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
+        let prefix = format!("{TEMP_PREFIX}{}-", std::process::id());
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix);
+        #[cfg(unix)]
+        {
+            // As `File::create` does: 0666, less the umask (the OS applies it).
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o666));
+        }
+        let tmp = builder
             .tempfile_in(&dir)
             .map_err(|e| Error::Io(e).in_file(dest))?;
         let file = tmp.reopen().map_err(|e| Error::Io(e).in_file(dest))?;
@@ -125,6 +201,41 @@ fn pause_mid_write() -> Option<std::time::Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A symbolic link is written through (its target replaced, the link kept); stale
+    /// temporary files of dead processes are removed, live ones and others' kept.
+    #[cfg(unix)]
+    #[test]
+    fn links_are_written_through_and_stale_temps_cleaned() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("real.bin");
+        std::fs::write(&target, b"old").unwrap();
+        let link = dir.path().join("link.bin");
+        std::os::unix::fs::symlink("real.bin", &link).unwrap();
+        let mut f = AtomicFile::create(&link).unwrap();
+        f.write_all(b"new").unwrap();
+        f.commit().unwrap();
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+
+        let dead = dir.path().join(format!("{TEMP_PREFIX}999999999-abc"));
+        let live = dir
+            .path()
+            .join(format!("{TEMP_PREFIX}{}-abc", std::process::id()));
+        let other = dir.path().join(".streamnmf-notes");
+        for p in [&dead, &live, &other] {
+            std::fs::write(p, b"x").unwrap();
+        }
+        assert_eq!(clean_stale_temps(dir.path()), 1);
+        assert!(!dead.exists() && live.exists() && other.exists());
+        assert!(
+            AtomicFile::create(dir.path()).is_err(),
+            "a directory is refused"
+        );
+    }
 
     #[test]
     fn dropped_file_leaves_nothing() {

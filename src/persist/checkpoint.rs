@@ -1,7 +1,10 @@
 //! Checkpoints: model files that also hold the run's state, in a directory that keeps the
 //! newest few, falls back past a corrupt one, and cleans up after interrupted writes.
 
+use std::fs::File;
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ndarray::Array2;
 
@@ -37,29 +40,83 @@ impl<F> RunState<F> {
 
 /// A directory of numbered checkpoints, `ckpt-<batches>.snmf`, keeping the newest `keep`.
 ///
+/// A run holds the directory for as long as this value lives: an exclusive advisory lock
+/// on its `.lock` file (which names the holder's process), so two runs cannot write into
+/// the same directory and a `--resume` cannot take a directory a live run is writing.
+///
 /// ```
 /// # fn main() -> streamnmf::Result<()> {
 /// use streamnmf::persist::CheckpointDir;
+/// use streamnmf::Error;
 /// let dir = tempfile::tempdir()?;
 /// let ck = CheckpointDir::new(&dir.path().join("ck"), 3)?;
 /// assert!(ck.list()?.is_empty());
 /// assert!(ck.latest::<f32>().is_err()); // nothing to resume from yet
+/// let second = CheckpointDir::open(&dir.path().join("ck"), 3);
+/// assert!(matches!(second, Err(Error::Locked { .. })));
+/// drop(ck);
+/// assert!(CheckpointDir::open(&dir.path().join("ck"), 3).is_ok());
+/// assert!(CheckpointDir::open(&dir.path().join("nowhere"), 3).is_err()); // not created
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug)]
 pub struct CheckpointDir {
     dir: PathBuf,
     keep: usize,
+    _lock: Arc<File>,
 }
 
 impl CheckpointDir {
     /// Uses (and creates) `dir`, keeping the newest `keep` checkpoints (at least 1).
     pub fn new(dir: &Path, keep: usize) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::Io(e).in_file(dir))?;
+        Self::open(dir, keep)
+    }
+
+    /// Uses an existing `dir` (to resume from): never creates it.
+    pub fn open(dir: &Path, keep: usize) -> Result<Self> {
+        if !dir.is_dir() {
+            let e =
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such checkpoint directory");
+            return Err(Error::Io(e).in_file(dir));
+        }
+        let lock = Self::lock(dir)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             keep: keep.max(1),
+            _lock: Arc::new(lock),
         })
+    }
+
+    /// Takes the directory's lock, or says who holds it.
+    fn lock(dir: &Path) -> Result<File> {
+        let path = dir.join(".lock");
+        let io = |e| Error::Io(e).in_file(&path);
+        let mut f = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        match f.try_lock() {
+            Ok(()) => {
+                f.set_len(0).map_err(io)?;
+                f.rewind().map_err(io)?;
+                write!(f, "{}", std::process::id()).map_err(io)?;
+                f.flush().map_err(io)?;
+                Ok(f)
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = f.read_to_string(&mut pid);
+                Err(Error::Locked {
+                    path: dir.to_path_buf(),
+                    pid: pid.trim().parse().ok(),
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+        }
     }
 
     /// The directory.
@@ -69,8 +126,14 @@ impl CheckpointDir {
 
     /// Checkpoint files, newest first.
     pub fn list(&self) -> Result<Vec<PathBuf>> {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(&self.dir)
-            .map_err(|e| Error::Io(e).in_file(&self.dir))?
+        Self::list_in(&self.dir)
+    }
+
+    /// The checkpoint files in `dir`, newest first, without taking the directory (to
+    /// watch a run from outside).
+    pub fn list_in(dir: &Path) -> Result<Vec<PathBuf>> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| Error::Io(e).in_file(dir))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
                 p.file_name()

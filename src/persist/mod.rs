@@ -11,7 +11,7 @@ mod format;
 
 use std::path::Path;
 
-pub use atomic::{AtomicFile, TEMP_PREFIX};
+pub use atomic::{clean_stale_temps, resolve_links, AtomicFile, TEMP_PREFIX};
 pub use checkpoint::{CheckpointDir, RunState};
 pub use format::{InputPosition, Metadata};
 
@@ -40,6 +40,16 @@ pub fn save<F: Float>(path: &Path, model: &OnlineNmf<F>, meta: &Metadata) -> Res
     let mut f = AtomicFile::create(path)?;
     format::encode_to(&mut f, model, meta, None).map_err(|e| Error::Io(e).in_file(path))?;
     f.commit()
+}
+
+/// Writes a model file's bytes to `out` (a pipe, standard output, an [`AtomicFile`] the
+/// caller commits with the run's other outputs).
+pub fn write_model<F: Float>(
+    out: impl std::io::Write,
+    model: &OnlineNmf<F>,
+    meta: &Metadata,
+) -> Result<()> {
+    format::encode_to(out, model, meta, None).map_err(Error::Io)
 }
 
 /// Reads a model file of element type `F` (see [`float_type`] to find it first).

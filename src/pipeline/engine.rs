@@ -95,7 +95,7 @@ pub(super) struct Item<F> {
 
 /// What the reader reads: the source, its first epoch already opened (and possibly its
 /// first batch already taken and checked, to initialize the model), how to check each
-/// batch, and how many epochs.
+/// batch, how many epochs, and the flag that asks it to stop.
 pub(super) struct Input<'a, F> {
     pub(super) source: &'a mut dyn BatchSource<F>,
     pub(super) first: Option<ValidBatch<F>>,
@@ -103,6 +103,7 @@ pub(super) struct Input<'a, F> {
     pub(super) start: Start,
     pub(super) epochs: usize,
     pub(super) checker: &'a Checker,
+    pub(super) stop: Option<&'a AtomicBool>,
 }
 
 /// State every thread sees: the quit flag and the first error.
@@ -218,7 +219,9 @@ fn read<F: Float>(
         start,
         epochs,
         checker,
+        stop,
     } = input;
+    let stopped = || stop.is_some_and(|s| s.load(Ordering::SeqCst));
     let mut seq = start.seq;
     let mut epoch0 = Some(epoch0);
     let mut first = first;
@@ -259,6 +262,11 @@ fn read<F: Float>(
         for b in batches {
             if shared.quitting() {
                 return;
+            }
+            if stopped() {
+                // Asked to stop: the batches before this one are applied, then the run
+                // ends here, at a position a checkpoint can name exactly.
+                return fail(seq, Error::Interrupted { checkpoint: None });
             }
             match b {
                 Ok(batch) => {

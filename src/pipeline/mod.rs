@@ -11,6 +11,7 @@
 
 mod engine;
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,15 +35,40 @@ use engine::{run_ordered, Checker, Input, Item, Shared, Start, Versions};
 /// let o = PipelineOptions::new().with_solvers(2).with_staleness(2).with_epochs(5);
 /// assert_eq!((o.solvers(), o.staleness(), o.epochs(), o.queue_depth()), (2, 2, 5, 2));
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct PipelineOptions {
     solvers: usize,
     batch_threads: usize,
     staleness: usize,
     queue_depth: usize,
     epochs: usize,
+    stop: Option<Arc<AtomicBool>>,
     #[cfg(feature = "test-hooks")]
     panic_in_solver_at: Option<u64>,
+}
+
+impl PartialEq for PipelineOptions {
+    /// The settings (the stop flag is compared by identity).
+    fn eq(&self, o: &Self) -> bool {
+        let same_stop = match (&self.stop, &o.stop) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        (
+            self.solvers,
+            self.batch_threads,
+            self.staleness,
+            self.queue_depth,
+            self.epochs,
+        ) == (
+            o.solvers,
+            o.batch_threads,
+            o.staleness,
+            o.queue_depth,
+            o.epochs,
+        ) && same_stop
+    }
 }
 
 impl Default for PipelineOptions {
@@ -61,6 +87,7 @@ impl PipelineOptions {
             staleness: 1,
             queue_depth: 2,
             epochs: 1,
+            stop: None,
             #[cfg(feature = "test-hooks")]
             panic_in_solver_at: None,
         }
@@ -90,6 +117,34 @@ impl PipelineOptions {
     /// Passes over the input (streams allow one).
     pub fn with_epochs(mut self, n: usize) -> Self {
         self.epochs = n;
+        self
+    }
+    /// A flag that stops the run once raised (from a signal handler, another thread, a
+    /// user interface): the reader stops reading, every batch read before is solved and
+    /// applied in order, a checkpoint is written if checkpoints are on, and the run
+    /// returns [`Error::Interrupted`]. Resuming from that checkpoint continues exactly.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    /// use ndarray::Array2;
+    /// use streamnmf::pipeline::{fit, PipelineOptions};
+    /// use streamnmf::source::MemorySource;
+    /// use streamnmf::{Error, NmfParams, OnlineNmf};
+    /// let stop = Arc::new(AtomicBool::new(false));
+    /// let opts = PipelineOptions::new().with_stop(stop.clone()).with_staleness(0);
+    /// let x = Array2::from_shape_fn((1000, 5), |(i, j)| ((i + j) % 3) as f32);
+    /// let mut model = OnlineNmf::<f32>::new(NmfParams::new(2).check().unwrap());
+    /// let r = fit(&mut model, &mut MemorySource::new(x, 100), &opts, |b| {
+    ///     if b.seq == 3 {
+    ///         stop.store(true, Ordering::SeqCst);
+    ///     }
+    /// });
+    /// assert!(matches!(r, Err(Error::Interrupted { .. })));
+    /// assert!(model.batches_seen() >= 4 && model.batches_seen() < 10);
+    /// ```
+    pub fn with_stop(mut self, stop: Arc<AtomicBool>) -> Self {
+        self.stop = Some(stop);
         self
     }
     /// Fault injection for the tests: the solver panics on batch `seq`.
@@ -286,10 +341,14 @@ pub fn fit_with<F: Float>(
                             }
                         }
                         None => {
-                            return Err(Error::EmptyBatch {
+                            let empty = Error::EmptyBatch {
                                 rows: 0,
                                 cols: checker.width(),
-                            })
+                            };
+                            return Err(match source.name() {
+                                Some(name) => empty.in_file(name),
+                                None => empty,
+                            });
                         }
                     }
                 };
@@ -326,9 +385,9 @@ pub fn fit_with<F: Float>(
                     position: Some(position.clone()),
                     ..c.meta.clone()
                 };
-                c.dir.write(model, &meta, &run).map(|_| ())
+                c.dir.write(model, &meta, &run).map(Some)
             }
-            None => Ok(()),
+            None => Ok(None),
         };
     let mut next_seq = start.seq;
     let input = Input {
@@ -338,8 +397,9 @@ pub fn fit_with<F: Float>(
         start,
         epochs: opts.epochs,
         checker: &checker,
+        stop: opts.stop.as_deref(),
     };
-    run_ordered(
+    let run = run_ordered(
         input,
         opts.solvers,
         opts.queue_depth,
@@ -381,7 +441,14 @@ pub fn fit_with<F: Float>(
             }
             Ok(())
         },
-    )?;
+    );
+    if let Err(Error::Interrupted { .. }) = run {
+        // Stopped on request: every batch before the stop is applied; the pass is not
+        // over, so the checkpoint holds it as it stands.
+        let checkpoint = write_checkpoint(model, &position, next_seq)?;
+        return Err(Error::Interrupted { checkpoint });
+    }
+    run?;
     model.end_pass();
     write_checkpoint(model, &position, next_seq)?;
     Ok(PipelineReport {
@@ -438,6 +505,7 @@ pub fn transform<F: Float>(
         },
         epochs: 1,
         checker: &checker,
+        stop: opts.stop.as_deref(),
     };
     run_ordered(
         input,

@@ -58,13 +58,13 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let dir = a.keep.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("planted.parquet");
-    println!(
+    crate::out(format_args!(
         "planted data: {} x {}, rank {}, 30% dense factors, 1% noise -> {}",
         a.rows,
         a.cols,
         a.rank,
         path.display()
-    );
+    ))?;
 
     // 1. Write the data chunk by chunk, accumulating XᵀX for the SVD bound on the way.
     let t = Instant::now();
@@ -105,11 +105,11 @@ pub fn run(a: DemoArgs) -> Result<()> {
     }
     writer.context("no rows")?.close()?;
     let bytes = std::fs::metadata(&path)?.len();
-    println!(
+    crate::out(format_args!(
         "wrote {:.0} MB of Parquet in {:.1} s",
         bytes as f64 / 1e6,
         t.elapsed().as_secs_f64()
-    );
+    ))?;
     let bound = gram_error_bound(gram.view(), total, a.rank)?;
 
     // 2. Fit through reader -> solvers -> updater.
@@ -125,14 +125,14 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let mut progress = Progress::new(Some((a.rows * a.epochs) as u64), false);
     let report = pipeline::fit(&mut model, &mut source, &popts, |r| progress.batch(r))?;
     progress.finish();
-    println!(
+    crate::out(format_args!(
         "fit: {} passes, {} batches, {} rows in {:.2} s: {:.0} rows/s through the pipeline",
         report.epochs,
         report.batches,
         report.rows,
         report.seconds,
         report.rows as f64 / report.seconds
-    );
+    ))?;
 
     // 3. Judge it: streamed relative error, and per-atom cosine to the truth.
     let h = model.components()?.to_owned();
@@ -145,17 +145,20 @@ pub fn run(a: DemoArgs) -> Result<()> {
     })?;
     let rel = (sq_err / total).sqrt();
     let cos = match_components(h_true.view(), h.mapv(|v| v as f64).view());
-    println!(
+    crate::out(format_args!(
         "recovery: per-atom cosine to the true dictionary: min {:.5}, mean {:.5}",
         cos.iter().cloned().fold(1.0, f64::min),
         cos.iter().sum::<f64>() / cos.len() as f64
-    );
-    println!(
+    ))?;
+    crate::out(format_args!(
         "relative error {rel:.5} vs truncated-SVD bound {bound:.5}: ratio {:.4}",
         rel / bound
-    );
+    ))?;
     if let Some(rss) = peak_rss_bytes() {
-        println!("peak memory (RSS): {:.0} MB", rss as f64 / 1e6);
+        crate::out(format_args!(
+            "peak memory (RSS): {:.0} MB",
+            rss as f64 / 1e6
+        ))?;
     }
     Ok(())
 }

@@ -1,20 +1,27 @@
 //! `streamnmf fit`: learn a model from files or a stream through the threaded pipeline.
+//!
+//! Order of work, so a mistake costs nothing: plan the outputs (none may be an input or
+//! another output), take the checkpoint directories' locks, settle the parameters (a
+//! saved model's or a checkpoint's, with any flag that contradicts them refused), open
+//! the input, and only then read and learn. Outputs are written to temporary files and
+//! moved into place together at the end.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use serde_json::json;
-use streamnmf::io::{ArrowFloat, CodesWriter};
-use streamnmf::persist::{self, CheckpointDir, Metadata};
+use serde_json::{json, Value};
+use streamnmf::io::{write_components, ArrowFloat, ComponentsLayout};
+use streamnmf::persist::{self, CheckpointDir, Metadata, RunState};
 use streamnmf::pipeline::{self, Checkpointing, PipelineOptions};
 use streamnmf::{Init, Loss, NmfParams, OnlineNmf, ValidParams};
 
 use crate::input::InputArgs;
+use crate::output::{write_codes, Finished, Plan};
 use crate::progress::{peak_rss_bytes, Progress};
 
 /// Element type of the model.
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum FloatType {
     /// Single precision (half the memory, faster).
     F32,
@@ -33,30 +40,44 @@ pub enum InitArg {
     Nndsvdar,
 }
 
-/// Options of `fit`.
+/// How H is written by `--components-out`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ComponentsFormat {
+    /// Wide up to 1000 features, long beyond.
+    Auto,
+    /// One row per component, one column per feature.
+    Wide,
+    /// One row per (component, feature, value).
+    Long,
+}
+
+/// Options of `fit`. The model's settings (rank, loss, forget, decay, regularization,
+/// init, seed) default as shown for a new model, and to the saved model's or the
+/// checkpoint's with `--model` or `--resume`, where a flag that contradicts them is an
+/// error.
 #[derive(Args, Debug)]
 pub struct FitArgs {
     #[command(flatten)]
     pub input: InputArgs,
-    /// Rank k: number of components (taken from the model with --model).
+    /// Rank k: number of components (taken from the model with --model or --resume).
     #[arg(long, short = 'k', required_unless_present_any = ["model", "resume"])]
     pub rank: Option<usize>,
-    /// Loss: fro, kl, is or beta=X.
-    #[arg(long, default_value = "fro")]
-    pub loss: Loss,
+    /// Loss: fro, kl, is or beta=X [default: fro].
+    #[arg(long)]
+    pub loss: Option<Loss>,
     /// Passes over the input (default 10 for files, 1 for a stream).
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Forget factor in (0, 1]: statistics decay by this per batch (1 = exact sums).
-    #[arg(long, default_value_t = 1.0)]
-    pub forget: f64,
+    /// Forget factor in (0, 1]: statistics decay by this per batch [default: 1, exact sums].
+    #[arg(long)]
+    pub forget: Option<f64>,
     /// Down-weight past batches: after t rows, the batch ending at row s weighs
     /// (s/t)^DECAY (default 8 for fro, 32 for other losses; 0 weighs all alike).
     #[arg(long)]
     pub decay: Option<f64>,
-    /// Initialization of H from the first batch.
-    #[arg(long, value_enum, default_value = "auto")]
-    pub init: InitArg,
+    /// Initialization of H from the first batch [default: auto].
+    #[arg(long, value_enum)]
+    pub init: Option<InitArg>,
     /// Inner iterations of the code solver per batch, at most (default 200). Lower values
     /// trade code accuracy for speed, e.g. when k exceeds the data's rank.
     #[arg(long)]
@@ -64,9 +85,9 @@ pub struct FitArgs {
     /// Relative change of the codes at which the code solver stops (default 1e-4).
     #[arg(long)]
     pub code_tol: Option<f64>,
-    /// Seed of every random choice.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Seed of every random choice [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Threads solving each batch, on fixed row chunks (default: all cores, shared by the
     /// solvers). Never changes the result.
     #[arg(long)]
@@ -81,39 +102,43 @@ pub struct FitArgs {
     /// Batches buffered between threads (per queue).
     #[arg(long, default_value_t = 2)]
     pub queue_depth: usize,
-    /// Regularization of W (scikit-learn's convention).
-    #[arg(long, default_value_t = 0.0)]
-    pub alpha_w: f64,
-    /// Regularization of H.
-    #[arg(long, default_value_t = 0.0)]
-    pub alpha_h: f64,
-    /// Share of L1 in the regularization.
-    #[arg(long, default_value_t = 0.0)]
-    pub l1_ratio: f64,
-    /// Element type.
-    #[arg(long, value_enum, default_value = "f32")]
-    pub float: FloatType,
-    /// Model file to write.
+    /// Regularization of W (scikit-learn's convention) [default: 0].
+    #[arg(long)]
+    pub alpha_w: Option<f64>,
+    /// Regularization of H [default: 0].
+    #[arg(long)]
+    pub alpha_h: Option<f64>,
+    /// Share of L1 in the regularization [default: 0].
+    #[arg(long)]
+    pub l1_ratio: Option<f64>,
+    /// Element type [default: f32; a saved model's or checkpoint's own].
+    #[arg(long, value_enum)]
+    pub float: Option<FloatType>,
+    /// Model file to write (`-`: standard output).
     #[arg(long, default_value = "model.snmf")]
     pub out: PathBuf,
-    /// Also write H as Parquet (one row per component, one column per feature).
+    /// Also write H: Parquet, or an Arrow IPC stream for `-` and `.arrows` names.
     #[arg(long)]
     pub components_out: Option<PathBuf>,
-    /// Also write the codes W of every input row as Parquet (one more pass; files only).
+    /// Layout of --components-out.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub components_format: ComponentsFormat,
+    /// Also write the codes W of every input row (one more pass; files only): Parquet,
+    /// or an Arrow IPC stream for `-` and `.arrows` names.
     #[arg(long)]
     pub codes_out: Option<PathBuf>,
     /// Keep learning from a saved model (its parameters, statistics and forget factor).
     #[arg(long, conflicts_with = "resume")]
     pub model: Option<PathBuf>,
-    /// Write checkpoints into this directory.
+    /// Write checkpoints into this directory (held by this run while it lasts).
     #[arg(long)]
     pub checkpoint_dir: Option<PathBuf>,
     /// Checkpoint every N batches.
     #[arg(long)]
     pub checkpoint_every: Option<u64>,
-    /// Checkpoint every T seconds.
-    #[arg(long)]
-    pub checkpoint_seconds: Option<f64>,
+    /// Checkpoint every T seconds (a positive number).
+    #[arg(long, value_parser = seconds)]
+    pub checkpoint_seconds: Option<std::time::Duration>,
     /// Checkpoints kept (the newest).
     #[arg(long, default_value_t = 3)]
     pub keep_checkpoints: usize,
@@ -129,11 +154,51 @@ pub struct FitArgs {
     pub quiet: bool,
 }
 
-pub fn run(a: FitArgs) -> Result<()> {
-    match a.float {
-        FloatType::F32 => fit::<f32>(a),
-        FloatType::F64 => fit::<f64>(a),
+/// A positive, finite number of seconds.
+fn seconds(s: &str) -> std::result::Result<std::time::Duration, String> {
+    let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err(format!("must be a positive number of seconds, got {s}"));
     }
+    std::time::Duration::try_from_secs_f64(v).map_err(|e| format!("{s}: {e}"))
+}
+
+pub fn run(a: FitArgs) -> Result<()> {
+    let float = match (&a.model, &a.resume) {
+        (Some(m), _) => Some(crate::read_model(m)?.1),
+        (None, Some(dir)) => checkpoint_float(dir)?,
+        (None, None) => None,
+    };
+    let f64s = match (float, a.float) {
+        (Some(saved), Some(asked)) if saved != (asked == FloatType::F64) => bail!(
+            "--float {} differs from the {} the saved model holds",
+            if saved { "f32" } else { "f64" },
+            if saved { "f64" } else { "f32" }
+        ),
+        (Some(saved), _) => saved,
+        (None, asked) => asked == Some(FloatType::F64),
+    };
+    if f64s {
+        fit::<f64>(a)
+    } else {
+        fit::<f32>(a)
+    }
+}
+
+/// The element type of the newest readable checkpoint in `dir` (whether it is f64).
+fn checkpoint_float(dir: &Path) -> Result<Option<bool>> {
+    if !dir.is_dir() {
+        bail!("--resume {}: no such checkpoint directory", dir.display());
+    }
+    for e in std::fs::read_dir(dir)?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("ckpt-") {
+            if let Ok(Ok(t)) = std::fs::read(e.path()).map(|b| persist::float_type(&b)) {
+                return Ok(Some(t == "f64"));
+            }
+        }
+    }
+    Ok(None)
 }
 
 fn init(i: InitArg) -> Init {
@@ -165,61 +230,195 @@ pub fn pipeline_options(
         .with_staleness(staleness.unwrap_or(solvers))
         .with_queue_depth(queue)
         .with_epochs(epochs)
+        .with_stop(crate::stop_flag())
 }
 
-/// What a run is, for telling whether a checkpoint belongs to it: the inputs (paths and
-/// sizes), reading settings, parameters and staleness. Thread counts may differ.
-fn fingerprint(
-    a: &FitArgs,
-    params: &serde_json::Value,
-    staleness: usize,
-    float: &str,
-) -> serde_json::Value {
-    let inputs: Vec<serde_json::Value> = a
+/// The parameters of this run: `base`'s (a saved model's or a checkpoint's) or the
+/// defaults, with the flags given applied. With a base, a flag that sets a model property
+/// to another value is an error naming it; the batch size, passes and solver limits may
+/// change.
+fn settle_params(a: &FitArgs, base: Option<&ValidParams>, epochs: usize) -> Result<ValidParams> {
+    let mut p = match base {
+        Some(b) => b.clone().into_builder(),
+        None => NmfParams::new(a.rank.unwrap_or(0)),
+    };
+    if let Some(b) = base {
+        let mut conflicts = Vec::new();
+        let mut differs = |flag: &str, given: Option<String>, saved: String| {
+            if let Some(g) = given.filter(|g| *g != saved) {
+                conflicts.push(format!("{flag} {g} (the model has {saved})"));
+            }
+        };
+        differs(
+            "--rank",
+            a.rank.map(|v| v.to_string()),
+            b.rank().to_string(),
+        );
+        differs(
+            "--loss",
+            a.loss.map(|v| v.to_string()),
+            b.loss().to_string(),
+        );
+        differs(
+            "--forget",
+            a.forget.map(|v| v.to_string()),
+            b.forget().to_string(),
+        );
+        differs(
+            "--decay",
+            a.decay.map(|v| v.to_string()),
+            b.decay().to_string(),
+        );
+        differs(
+            "--alpha-w",
+            a.alpha_w.map(|v| v.to_string()),
+            b.alpha_w().to_string(),
+        );
+        differs(
+            "--alpha-h",
+            a.alpha_h.map(|v| v.to_string()),
+            b.alpha_h().to_string(),
+        );
+        differs(
+            "--l1-ratio",
+            a.l1_ratio.map(|v| v.to_string()),
+            b.l1_ratio().to_string(),
+        );
+        differs(
+            "--seed",
+            a.seed.map(|v| v.to_string()),
+            b.seed().to_string(),
+        );
+        differs(
+            "--init",
+            a.init.map(|i| format!("{:?}", init(i))),
+            format!("{:?}", b.init()),
+        );
+        if !conflicts.is_empty() {
+            bail!(
+                "{} contradicts the model's own settings, which it keeps (drop the flag, \
+                 or start a new model without --model/--resume)",
+                conflicts.join(", ")
+            );
+        }
+    } else {
+        if let Some(l) = a.loss {
+            p = p.loss(l);
+        }
+        if let Some(f) = a.forget {
+            p = p.forget(f);
+        }
+        if let Some(d) = a.decay {
+            p = p.decay(d);
+        }
+        if let Some(i) = a.init {
+            p = p.init(init(i));
+        }
+        if let Some(s) = a.seed {
+            p = p.seed(s);
+        }
+        if let Some(v) = a.alpha_w {
+            p = p.alpha_w(v);
+        }
+        if let Some(v) = a.alpha_h {
+            p = p.alpha_h(v);
+        }
+        if let Some(v) = a.l1_ratio {
+            p = p.l1_ratio(v);
+        }
+    }
+    if let Some(it) = a.code_max_iter {
+        p = p.code_max_iter(it);
+    }
+    if let Some(tol) = a.code_tol {
+        p = p.code_tol(tol);
+    }
+    if let Some(b) = a.input.batch_size {
+        p = p.batch_size(b);
+    } else if base.is_none() && a.input.is_stream() {
+        // A live stream wants frequent dictionary updates: 64 rows, not 1024.
+        p = p.batch_size(64);
+    }
+    Ok(p.max_passes(epochs).check()?)
+}
+
+/// What a run is, for telling whether a checkpoint belongs to it: the inputs (paths,
+/// sizes, and what identifies their contents), reading settings, parameters and
+/// staleness. Thread counts may differ.
+fn fingerprint(a: &FitArgs, params: &ValidParams, staleness: usize, float: &str) -> Value {
+    let files = streamnmf::io::expand_paths(&a.input.inputs).unwrap_or_default();
+    let inputs: Vec<Value> = a
         .input
         .inputs
         .iter()
         .map(|p| json!([p, std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)]))
         .collect();
+    let contents: Vec<Value> = files.iter().map(|f| content_id(f)).collect();
+    let mut p = serde_json::to_value(params).unwrap_or(Value::Null);
+    p["max_passes"] = json!(null);
     json!({
         "inputs": inputs,
+        "contents": contents,
         "layout": a.input.layout,
         "columns": a.input.columns,
         "id_column": a.input.id_column,
         "width": a.input.width,
-        "batch_size": a.input.batch_size,
+        "batch_size": params.batch_size(),
         "shuffle_rows": a.input.shuffle_rows,
-        "params": params,
+        "params": p,
         "staleness": staleness,
         "float": float,
     })
 }
 
-/// The first setting that differs between two fingerprints, as `key: a vs b`.
-fn first_difference(
-    old: &serde_json::Value,
-    new: &serde_json::Value,
-    path: &str,
-) -> Option<String> {
+/// What identifies a file's contents cheaply: its size, modification time, and a
+/// checksum of its first and last 64 KiB (a Parquet file's metadata is at its end).
+fn content_id(path: &Path) -> Value {
+    use std::io::{Read, Seek, SeekFrom};
+    const EDGE: u64 = 64 * 1024;
+    let meta = std::fs::metadata(path).ok();
+    let len = meta.as_ref().map_or(0, |m| m.len());
+    let mtime = meta
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut crc = crc32fast::Hasher::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        let mut buf = vec![0u8; EDGE as usize];
+        for start in [0, len.saturating_sub(EDGE)] {
+            if f.seek(SeekFrom::Start(start)).is_ok() {
+                if let Ok(n) = f.read(&mut buf) {
+                    crc.update(&buf[..n]);
+                }
+            }
+        }
+    }
+    json!([path, len, mtime, crc.finalize()])
+}
+
+/// The first setting that differs between two fingerprints, as `key: a vs b`. A
+/// checkpoint written before contents were fingerprinted is compared without them.
+fn first_difference(old: &Value, new: &Value, path: &str) -> Option<String> {
     match (old, new) {
-        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+        (Value::Object(a), Value::Object(b)) => {
             let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
             keys.sort();
             keys.dedup();
             keys.into_iter().find_map(|k| {
+                if path.is_empty() && k == "contents" && !a.contains_key(k) {
+                    tracing::warn!("checkpoint from an older version: input contents not checked");
+                    return None;
+                }
                 let (x, y) = (
-                    a.get(k).unwrap_or(&serde_json::Value::Null),
-                    b.get(k).unwrap_or(&serde_json::Value::Null),
+                    a.get(k).unwrap_or(&Value::Null),
+                    b.get(k).unwrap_or(&Value::Null),
                 );
-                first_difference(
-                    x,
-                    y,
-                    &if path.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{path}.{k}")
-                    },
-                )
+                let sub = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                first_difference(x, y, &sub)
             })
         }
         (a, b) if a != b => Some(format!("{path}: checkpoint has {a}, this run has {b}")),
@@ -227,57 +426,76 @@ fn first_difference(
     }
 }
 
-/// The parameters this command line asks for.
-fn asked_params(a: &FitArgs, epochs: usize) -> Result<ValidParams> {
-    let mut params = NmfParams::new(a.rank.unwrap_or(0));
-    if let Some(d) = a.decay {
-        params = params.decay(d);
-    }
-    if let Some(it) = a.code_max_iter {
-        params = params.code_max_iter(it);
-    }
-    if let Some(tol) = a.code_tol {
-        params = params.code_tol(tol);
-    }
-    Ok(params
-        .loss(a.loss)
-        .batch_size(a.input.batch_size)
-        .max_passes(epochs)
-        .forget(a.forget)
-        .init(init(a.init))
-        .seed(a.seed)
-        .alpha_w(a.alpha_w)
-        .alpha_h(a.alpha_h)
-        .l1_ratio(a.l1_ratio)
-        .check()?)
+/// Where a run starts: a new model, a saved model to keep learning from, or a
+/// checkpoint's model and run state (whose directory this run then holds).
+struct Start<F> {
+    model: OnlineNmf<F>,
+    resume: Option<(Metadata, RunState<F>)>,
+    resume_dir: Option<CheckpointDir>,
+}
+
+fn start<F: ArrowFloat>(a: &FitArgs) -> Result<Start<F>> {
+    Ok(match (&a.model, &a.resume) {
+        (Some(path), _) => Start {
+            model: persist::load::<F>(path)?.0,
+            resume: None,
+            resume_dir: None,
+        },
+        (None, Some(dir)) => {
+            let ck = CheckpointDir::open(dir, a.keep_checkpoints)?;
+            let (m, meta, run) = ck.latest::<F>()?;
+            Start {
+                model: m,
+                resume: Some((meta, run)),
+                resume_dir: Some(ck),
+            }
+        }
+        (None, None) => {
+            let params = settle_params(a, None, 1)?;
+            Start {
+                model: OnlineNmf::new(params),
+                resume: None,
+                resume_dir: None,
+            }
+        }
+    })
 }
 
 fn fit<F: ArrowFloat>(a: FitArgs) -> Result<()> {
-    let stream = a.input.inputs.iter().any(|p| p.as_os_str() == "-");
+    let stream = a.input.is_stream();
     if stream && a.codes_out.is_some() {
         bail!("--codes-out needs file input: a stream cannot be read twice (use `streamnmf transform`)");
     }
     let epochs = a.epochs.unwrap_or(if stream { 1 } else { 10 });
-    let (mut model, resume_from) = match (&a.model, &a.resume) {
-        (Some(path), _) => {
-            let (m, _) = persist::load::<F>(path)?;
-            if a.rank.is_some_and(|k| k != m.params().rank()) {
-                bail!(
-                    "--rank {} differs from the model's rank {}",
-                    a.rank.unwrap_or(0),
-                    m.params().rank()
-                );
-            }
-            (m, None)
+    let plan = Plan::new(
+        &a.input.inputs,
+        &[
+            ("--out", Some(&a.out)),
+            ("--components-out", a.components_out.as_deref()),
+            ("--codes-out", a.codes_out.as_deref()),
+        ],
+    )?;
+    let Start {
+        mut model,
+        resume,
+        resume_dir,
+    } = start::<F>(&a)?;
+    let params = settle_params(&a, Some(model.params()), epochs).with_context(|| {
+        match (&a.resume, &a.model) {
+            (Some(dir), _) => format!("cannot resume from {}", dir.display()),
+            (_, Some(m)) => format!("cannot keep learning with {}", m.display()),
+            _ => "parameters".into(),
         }
-        (None, Some(dir)) => {
-            let (m, meta, run) = CheckpointDir::new(dir, a.keep_checkpoints)?.latest::<F>()?;
-            (m, Some((meta, run)))
-        }
-        (None, None) => (OnlineNmf::<F>::new(asked_params(&a, epochs)?), None),
-    };
-    let rank = model.params().rank();
-    let mut source = a.input.open::<F>(a.input.options(a.seed)?)?;
+    })?;
+    if a.model.is_some() {
+        // Keep learning with the settings this run may change (batch size, passes,
+        // solver limits); the model's own settings were checked to be the same.
+        model.set_params(params.clone())?;
+    }
+    let rank = params.rank();
+    let mut source = a
+        .input
+        .open::<F>(a.input.options(params.batch_size(), params.seed())?)?;
     if rank > source.width() {
         bail!(
             "rank k = {rank} exceeds the number of columns p = {}",
@@ -288,31 +506,19 @@ fn fit<F: ArrowFloat>(a: FitArgs) -> Result<()> {
     let popts = pipeline_options(a.threads, a.solvers, a.staleness, a.queue_depth, epochs);
 
     // What this run is; a resumed run must be the same run.
-    let this_run = if resume_from.is_some() {
-        // Compare with the parameters this command line asks for.
-        let mut p = serde_json::to_value(asked_params(&a, epochs)?)?;
-        p["max_passes"] = json!(null);
-        fingerprint(&a, &p, popts.staleness(), F::NAME)
-    } else {
-        let mut p = serde_json::to_value(model.params())?;
-        p["max_passes"] = json!(null);
-        fingerprint(&a, &p, popts.staleness(), F::NAME)
-    };
-    let resume = match resume_from {
+    let this_run = fingerprint(&a, &params, popts.staleness(), F::NAME);
+    let resume = match resume {
         Some((meta, run)) => {
-            let old: serde_json::Value = meta
+            let old: Value = meta
                 .fingerprint
                 .as_deref()
                 .map(serde_json::from_str)
                 .transpose()?
-                .unwrap_or(serde_json::Value::Null);
+                .unwrap_or(Value::Null);
             if let Some(diff) = first_difference(&old, &this_run, "") {
                 bail!(
                     "cannot resume from {}: a different run ({diff})",
-                    a.resume
-                        .as_ref()
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default()
+                    a.resume.as_deref().unwrap_or(Path::new("")).display()
                 );
             }
             if !a.quiet {
@@ -327,24 +533,7 @@ fn fit<F: ArrowFloat>(a: FitArgs) -> Result<()> {
         }
         None => None,
     };
-    let checkpoint_dir = a.checkpoint_dir.clone().or_else(|| a.resume.clone());
-    let checkpointing = match &checkpoint_dir {
-        Some(dir) => {
-            let meta = Metadata {
-                fingerprint: Some(this_run.to_string()),
-                ..Metadata::default().with_feature_names(names.clone())
-            };
-            let mut c = Checkpointing::new(CheckpointDir::new(dir, a.keep_checkpoints)?, meta);
-            if let Some(n) = a.checkpoint_every {
-                c = c.every_batches(n);
-            }
-            if let Some(s) = a.checkpoint_seconds {
-                c = c.every(std::time::Duration::from_secs_f64(s));
-            }
-            Some(c)
-        }
-        None => None,
-    };
+    let checkpointing = checkpointing(&a, resume_dir, &names, &this_run)?;
     let mut progress = Progress::new(None, a.quiet);
     let report = pipeline::fit_with(
         &mut model,
@@ -353,32 +542,42 @@ fn fit<F: ArrowFloat>(a: FitArgs) -> Result<()> {
         resume,
         checkpointing.as_ref(),
         |r| progress.batch(r),
-    )?;
+    );
     progress.finish();
+    let report = report?;
 
+    let mut done = Finished::default();
+    let mut sink = plan.open("--out")?;
     let meta = Metadata::default().with_feature_names(names.clone());
-    persist::save(&a.out, &model, &meta)?;
-    if let Some(path) = &a.components_out {
-        streamnmf::io::write_components(path, model.components()?, &names)?;
-    }
-    let mut codes_rows = None;
-    if let Some(path) = &a.codes_out {
-        let mut opts = a.input.options(a.seed)?;
-        opts.shuffle = None; // codes in input order
-        let mut src = a.input.open::<F>(opts)?;
-        let mut writer: Option<CodesWriter<F>> = None;
-        pipeline::transform(&model, src.as_mut(), &popts, |b, w| {
-            let wr = match writer.as_mut() {
-                Some(w) => w,
-                None => writer.insert(CodesWriter::create(path, rank, b.ids())?),
-            };
-            wr.write(w.view(), b.ids())
-        })?;
-        codes_rows = match writer {
-            Some(w) => Some(w.finish()?),
-            None => Some(CodesWriter::<F>::create(path, rank, None)?.finish()?),
+    persist::write_model(&mut sink, &model, &meta).with_context(|| sink.name().to_string())?;
+    done.push(sink)?;
+    if a.components_out.is_some() {
+        let sink = plan.open("--components-out")?;
+        let name = sink.name().to_string();
+        let h = model.components()?;
+        let layout = match a.components_format {
+            ComponentsFormat::Auto => ComponentsLayout::auto(h.ncols()),
+            ComponentsFormat::Wide => ComponentsLayout::Wide,
+            ComponentsFormat::Long => ComponentsLayout::Long,
         };
+        let format = plan.format("--components-out")?;
+        let sink = write_components(sink, format, layout, h, &names).with_context(|| name)?;
+        done.push(sink)?;
     }
+    let codes_rows = match &a.codes_out {
+        Some(_) => {
+            // Codes in input order, against the final dictionary.
+            let mut src = a
+                .input
+                .open::<F>(a.input.options(params.batch_size(), 0)?.no_shuffle())?;
+            let (sink, rows, _) =
+                write_codes(&plan, "--codes-out", &model, src.as_mut(), &popts, |_| {})?;
+            done.push(sink)?;
+            Some(rows)
+        }
+        None => None,
+    };
+    done.commit()?;
 
     let loss_per_row = model.loss_history().last().copied();
     let rps = report.rows as f64 / report.seconds.max(1e-9);
@@ -395,10 +594,7 @@ fn fit<F: ArrowFloat>(a: FitArgs) -> Result<()> {
             "model": a.out,
             "codes_rows": codes_rows,
         });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&summary).context("summary")?
-        );
+        crate::out(serde_json::to_string_pretty(&summary)?)?;
     } else if !a.quiet {
         eprintln!(
             "fitted rank {} on {} rows ({} passes, {} batches) in {:.2} s, {:.0} rows/s; loss/row {:.5e}; model written to {}",
@@ -413,4 +609,39 @@ fn fit<F: ArrowFloat>(a: FitArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Checkpoints of this run: into --checkpoint-dir, or back into the directory resumed
+/// from (already held).
+fn checkpointing(
+    a: &FitArgs,
+    resume_dir: Option<CheckpointDir>,
+    names: &[String],
+    this_run: &Value,
+) -> Result<Option<Checkpointing>> {
+    let dir = match (&a.checkpoint_dir, resume_dir) {
+        (Some(d), Some(held)) if same_dir(d, held.path()) => held,
+        (Some(d), _) => CheckpointDir::new(d, a.keep_checkpoints)?,
+        (None, Some(held)) => held,
+        (None, None) => return Ok(None),
+    };
+    let meta = Metadata {
+        fingerprint: Some(this_run.to_string()),
+        ..Metadata::default().with_feature_names(names.to_vec())
+    };
+    let mut c = Checkpointing::new(dir, meta);
+    if let Some(n) = a.checkpoint_every {
+        c = c.every_batches(n);
+    }
+    if let Some(t) = a.checkpoint_seconds {
+        c = c.every(t);
+    }
+    Ok(Some(c))
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
 }

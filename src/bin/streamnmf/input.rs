@@ -26,9 +26,10 @@ pub struct InputArgs {
     /// Number of features of a sparse layout (default: scanned from the files).
     #[arg(long)]
     pub width: Option<usize>,
-    /// Rows per mini-batch.
-    #[arg(long, default_value_t = 1024)]
-    pub batch_size: usize,
+    /// Rows per mini-batch [default: 1024 for files, 64 for a stream on stdin; a saved
+    /// model's own with --model].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
     /// Shuffle rows within a pool of this many rows, seeded by --seed (files; 0 = off).
     #[arg(long, default_value_t = 0)]
     pub shuffle_rows: usize,
@@ -57,8 +58,13 @@ pub fn parse_layout(s: &str) -> Result<Layout> {
 }
 
 impl InputArgs {
-    pub fn options(&self, seed: u64) -> Result<InputOptions> {
-        let mut o = InputOptions::new(self.batch_size)
+    /// Whether the input is standard output's twin: an Arrow IPC stream on stdin.
+    pub fn is_stream(&self) -> bool {
+        self.inputs.iter().any(|p| p.as_os_str() == "-")
+    }
+
+    pub fn options(&self, batch_size: usize, seed: u64) -> Result<InputOptions> {
+        let mut o = InputOptions::new(batch_size)
             .layout(parse_layout(&self.layout)?)
             .shuffle(self.shuffle_rows, seed);
         o.columns = self.columns.clone();

@@ -63,17 +63,17 @@ fn inspect<F: Float>(a: InspectArgs, bytes: &[u8]) -> Result<()> {
             "top_features": top,
             "writer": meta.writer,
         });
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        crate::out(serde_json::to_string_pretty(&s)?)?;
         return Ok(());
     }
     let p = model.params();
-    println!(
+    crate::out(format_args!(
         "model {} ({}; written by {})",
         a.model.display(),
         F::NAME,
         meta.writer
-    );
-    println!(
+    ))?;
+    crate::out(format_args!(
         "rank {}, width {}, loss {}, solver {:?}, batch {}, forget {}, decay {}",
         p.rank(),
         h.ncols(),
@@ -82,21 +82,21 @@ fn inspect<F: Float>(a: InspectArgs, bytes: &[u8]) -> Result<()> {
         p.batch_size(),
         p.forget(),
         p.decay()
-    );
-    println!(
+    ))?;
+    crate::out(format_args!(
         "seen {} batches, {} rows",
         model.batches_seen(),
         model.rows_seen()
-    );
+    ))?;
     let hist: Vec<String> = model
         .loss_history()
         .iter()
         .map(|v| format!("{v:.4e}"))
         .collect();
-    println!("loss per row by pass: [{}]", hist.join(", "));
+    crate::out(format_args!("loss per row by pass: [{}]", hist.join(", ")))?;
     for (j, feats) in top.iter().enumerate() {
         let list: Vec<String> = feats.iter().map(|(n, v)| format!("{n} {v:.3}")).collect();
-        println!("component {j}: {}", list.join(", "));
+        crate::out(format_args!("component {j}: {}", list.join(", ")))?;
     }
     Ok(())
 }

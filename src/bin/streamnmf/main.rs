@@ -1,15 +1,26 @@
 //! The `streamnmf` command line: `main → run → subcommand`.
+//!
+//! Error policy: every failure is one line on stderr, `error: …`, and exit code 1, panics
+//! included (a panic is a bug; it is reported, not dumped as a backtrace). SIGINT and
+//! SIGTERM stop a run cleanly (a checkpoint when checkpoints are on, no partial outputs)
+//! with exit code 130 or 143; a second signal exits at once. A closed standard output
+//! (`| head`) ends the program quietly.
 
 mod demo;
 mod fit;
 mod input;
 mod inspect;
+mod output;
 mod progress;
 mod transform;
 
+use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use clap::{Parser, Subcommand};
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 /// Streaming, online non-negative matrix factorization.
 #[derive(Parser, Debug)]
@@ -31,14 +42,48 @@ enum Command {
     Demo(demo::DemoArgs),
 }
 
+/// The signal that asked the run to stop (0: none yet).
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// The flag the pipelines watch: raised by the first SIGINT or SIGTERM.
+pub fn stop_flag() -> Arc<AtomicBool> {
+    static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    STOP.get_or_init(|| Arc::new(AtomicBool::new(false)))
+        .clone()
+}
+
+/// The message of the last panic (the hook records it instead of printing it).
+static PANIC: Mutex<Option<String>> = Mutex::new(None);
+
 fn main() -> ExitCode {
     init_logging();
+    install_panic_hook();
     let cli = Cli::parse();
-    match run(cli) {
+    if let Err(e) = watch_signals() {
+        let _ = writeln!(std::io::stderr(), "error: cannot watch signals: {e}");
+        return ExitCode::FAILURE;
+    }
+    let result = std::panic::catch_unwind(|| run(cli)).unwrap_or_else(|_| {
+        let msg = PANIC
+            .lock()
+            .map(|m| m.clone())
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(anyhow::anyhow!(
+            "internal error (a bug, please report it): {msg}"
+        ))
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
-            ExitCode::FAILURE
+            let (line, code) = match e.downcast_ref::<streamnmf::Error>() {
+                Some(streamnmf::Error::Interrupted { checkpoint }) => interrupted(checkpoint),
+                _ => (one_line(&e), 1),
+            };
+            let _ = writeln!(std::io::stderr(), "error: {line}");
+            ExitCode::from(code)
         }
     }
 }
@@ -50,6 +95,98 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(a) => inspect::run(a),
         Command::Demo(a) => demo::run(a),
     }
+}
+
+/// The first SIGINT or SIGTERM raises the stop flag (the run ends cleanly); a second one
+/// exits at once.
+fn watch_signals() -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let stop = stop_flag();
+    std::thread::Builder::new()
+        .name("streamnmf-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if SIGNAL.swap(sig, Ordering::SeqCst) != 0 {
+                    let _ = writeln!(std::io::stderr(), "error: interrupted again: stopping now");
+                    std::process::exit(128 + sig);
+                }
+                stop.store(true, Ordering::SeqCst);
+            }
+        })?;
+    Ok(())
+}
+
+/// The line and exit code of a run stopped by a signal.
+fn interrupted(checkpoint: &Option<std::path::PathBuf>) -> (String, u8) {
+    let sig = SIGNAL.load(Ordering::SeqCst);
+    let name = match sig {
+        SIGTERM => "SIGTERM",
+        _ => "SIGINT",
+    };
+    let line = match checkpoint {
+        Some(c) => {
+            let dir = c
+                .parent()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default();
+            format!(
+                "interrupted by {name}: checkpoint {} written; run the same command with \
+                 --resume {dir} to continue",
+                c.display()
+            )
+        }
+        None => format!(
+            "interrupted by {name}: nothing written (with --checkpoint-dir, a stopped run \
+             can be resumed)"
+        ),
+    };
+    let sig = if sig == 0 { SIGINT } else { sig };
+    (line, (128 + sig) as u8)
+}
+
+/// Records panic messages instead of printing them (with `STREAMNMF_DEBUG` set, also
+/// prints them with a backtrace). Decoder panics become errors naming the file; any other
+/// panic becomes one `internal error` line in `main`.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic".into());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        if let Ok(mut m) = PANIC.lock() {
+            *m = Some(format!("{payload}{at}"));
+        }
+        if std::env::var_os("STREAMNMF_DEBUG").is_some() {
+            let bt = std::backtrace::Backtrace::force_capture();
+            let _ = writeln!(std::io::stderr(), "panic: {payload}{at}\n{bt}");
+        }
+    }));
+}
+
+/// Whether the error is standard output's reader going away (`| head`).
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .or_else(|| match c.downcast_ref::<streamnmf::Error>() {
+                Some(streamnmf::Error::Io(io)) => Some(io),
+                _ => None,
+            })
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Writes a line to standard output, flushed (so a full disk is an error here).
+pub fn out(line: impl std::fmt::Display) -> anyhow::Result<()> {
+    let mut o = std::io::stdout().lock();
+    writeln!(o, "{line}")?;
+    o.flush()?;
+    Ok(())
 }
 
 /// The error and its causes on one line; the library's messages already include their

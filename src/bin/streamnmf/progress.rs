@@ -1,6 +1,6 @@
 //! Progress: a bar on a terminal, periodic log lines otherwise; and peak memory.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -51,7 +51,8 @@ impl Progress {
             None if !self.quiet && self.last_line.elapsed() > Duration::from_secs(5) => {
                 self.last_line = Instant::now();
                 let secs = self.start.elapsed().as_secs_f64();
-                eprintln!(
+                let _ = writeln!(
+                    std::io::stderr(),
                     "{} rows, {:.0} rows/s, loss/row {per_row:.4e}",
                     self.rows,
                     self.rows as f64 / secs

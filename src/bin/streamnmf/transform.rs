@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use serde_json::json;
-use streamnmf::io::{ArrowFloat, CodesWriter, Layout};
+use streamnmf::io::{ArrowFloat, Layout};
 use streamnmf::persist;
-use streamnmf::pipeline;
 
 use crate::fit::pipeline_options;
 use crate::input::{parse_layout, InputArgs};
+use crate::output::{write_codes, Finished, Plan};
 use crate::progress::{peak_rss_bytes, Progress};
 
 /// Options of `transform`.
@@ -45,11 +45,11 @@ pub fn run(a: TransformArgs) -> Result<()> {
 }
 
 fn transform<F: ArrowFloat>(a: TransformArgs, bytes: &[u8]) -> Result<()> {
+    let plan = Plan::new(&a.input.inputs, &[("--out", Some(&a.out))])?;
     let (model, meta) = persist::decode::<F>(bytes).map_err(|e| e.in_file(&a.model))?;
-    let k = model.params().rank();
-    let mut opts = a.input.options(0)?;
+    let batch = a.input.batch_size.unwrap_or(model.params().batch_size());
     // Codes come out in input order.
-    opts.shuffle = None;
+    let mut opts = a.input.options(batch, 0)?.no_shuffle();
     // Dense inputs default to the columns the model was trained on, by name.
     let named = !meta.feature_names.is_empty()
         && !meta.feature_names[0].contains('[')
@@ -62,21 +62,15 @@ fn transform<F: ArrowFloat>(a: TransformArgs, bytes: &[u8]) -> Result<()> {
     }
     let mut source = a.input.open::<F>(opts)?;
     let mut progress = Progress::new(None, a.quiet);
-    let mut writer: Option<CodesWriter<F>> = None;
     let popts = pipeline_options(a.threads, 1, None, 2, 1);
-    let report = pipeline::transform(&model, source.as_mut(), &popts, |b, w| {
-        progress.rows(w.nrows() as u64);
-        let wr = match writer.as_mut() {
-            Some(w) => w,
-            None => writer.insert(CodesWriter::create(&a.out, k, b.ids())?),
-        };
-        wr.write(w.view(), b.ids())
-    })?;
+    let codes = write_codes(&plan, "--out", &model, source.as_mut(), &popts, |n| {
+        progress.rows(n)
+    });
     progress.finish();
-    let rows = match writer {
-        Some(w) => w.finish()?,
-        None => CodesWriter::<F>::create(&a.out, k, None)?.finish()?,
-    };
+    let (sink, rows, report) = codes?;
+    let mut done = Finished::default();
+    done.push(sink)?;
+    done.commit()?;
     if a.json {
         let s = json!({
             "rows": rows,
@@ -85,7 +79,7 @@ fn transform<F: ArrowFloat>(a: TransformArgs, bytes: &[u8]) -> Result<()> {
             "peak_rss_bytes": peak_rss_bytes(),
             "codes": a.out,
         });
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        crate::out(serde_json::to_string_pretty(&s)?)?;
     } else if !a.quiet {
         eprintln!("wrote codes of {rows} rows to {}", a.out.display());
     }
