@@ -480,6 +480,8 @@ fn fit<F: ArrowFloat>(a: FitArgs) -> Result<()> {
         resume,
         resume_dir,
     } = start::<F>(&a)?;
+    // Hold the checkpoint directory before reading anything.
+    let checkpoint_dir = checkpoint_dir(&a, resume_dir)?;
     let params = settle_params(&a, Some(model.params()), epochs).with_context(|| {
         match (&a.resume, &a.model) {
             (Some(dir), _) => format!("cannot resume from {}", dir.display()),
@@ -533,7 +535,7 @@ fn fit<F: ArrowFloat>(a: FitArgs) -> Result<()> {
         }
         None => None,
     };
-    let checkpointing = checkpointing(&a, resume_dir, &names, &this_run)?;
+    let checkpointing = checkpoint_dir.map(|dir| checkpointing(&a, dir, &names, &this_run));
     let mut progress = Progress::new(None, a.quiet);
     let report = pipeline::fit_with(
         &mut model,
@@ -611,20 +613,24 @@ fn fit<F: ArrowFloat>(a: FitArgs) -> Result<()> {
     Ok(())
 }
 
-/// Checkpoints of this run: into --checkpoint-dir, or back into the directory resumed
-/// from (already held).
+/// Where this run's checkpoints go: --checkpoint-dir, or back into the directory resumed
+/// from (already held); taken (locked) now.
+fn checkpoint_dir(a: &FitArgs, resume_dir: Option<CheckpointDir>) -> Result<Option<CheckpointDir>> {
+    Ok(match (&a.checkpoint_dir, resume_dir) {
+        (Some(d), Some(held)) if same_dir(d, held.path()) => Some(held),
+        (Some(d), _) => Some(CheckpointDir::new(d, a.keep_checkpoints)?),
+        (None, Some(held)) => Some(held),
+        (None, None) => None,
+    })
+}
+
+/// The checkpoints of this run, into `dir`.
 fn checkpointing(
     a: &FitArgs,
-    resume_dir: Option<CheckpointDir>,
+    dir: CheckpointDir,
     names: &[String],
     this_run: &Value,
-) -> Result<Option<Checkpointing>> {
-    let dir = match (&a.checkpoint_dir, resume_dir) {
-        (Some(d), Some(held)) if same_dir(d, held.path()) => held,
-        (Some(d), _) => CheckpointDir::new(d, a.keep_checkpoints)?,
-        (None, Some(held)) => held,
-        (None, None) => return Ok(None),
-    };
+) -> Checkpointing {
     let meta = Metadata {
         fingerprint: Some(this_run.to_string()),
         ..Metadata::default().with_feature_names(names.to_vec())
@@ -636,7 +642,7 @@ fn checkpointing(
     if let Some(t) = a.checkpoint_seconds {
         c = c.every(t);
     }
-    Ok(Some(c))
+    c
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {

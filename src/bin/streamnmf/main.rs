@@ -58,7 +58,22 @@ static PANIC: Mutex<Option<String>> = Mutex::new(None);
 fn main() -> ExitCode {
     init_logging();
     install_panic_hook();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // Usage errors: one line (clap's first), exit code 2.
+            let text = e.to_string();
+            let line = text.lines().next().unwrap_or("invalid arguments");
+            let line = line.strip_prefix("error: ").unwrap_or(line);
+            let _ = writeln!(std::io::stderr(), "error: {line} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
     if let Err(e) = watch_signals() {
         let _ = writeln!(std::io::stderr(), "error: cannot watch signals: {e}");
         return ExitCode::FAILURE;

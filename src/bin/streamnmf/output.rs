@@ -98,6 +98,10 @@ impl Plan {
                     bail!("{flag} and {} both write to standard output", other.flag);
                 }
                 Target::Stdout
+            } else if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+                // A FIFO, a device, or a link to one (/dev/stdout): written in place, by
+                // the name given (the system follows its links).
+                Target::Stream(path.to_path_buf())
             } else {
                 let resolved = resolve_links(path)?;
                 let id = identity(&resolved)?;
@@ -113,7 +117,6 @@ impl Plan {
                 seen.push((flag, id));
                 match std::fs::metadata(&resolved) {
                     Ok(m) if m.is_dir() => bail!("{flag} {}: is a directory", path.display()),
-                    Ok(m) if !m.is_file() => Target::Stream(resolved),
                     _ => {
                         if let Some(dir) = resolved.parent() {
                             let dir = if dir.as_os_str().is_empty() {

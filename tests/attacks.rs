@@ -1,0 +1,611 @@
+//! The attack catalogue: what a user, a script or a system does to the binary that it must
+//! survive. Outputs are never destroyed or left half-done, signals stop a run cleanly,
+//! concurrent runs cannot clobber each other, and nothing panics.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use streamnmf::persist::{self, CheckpointDir};
+use streamnmf::synth::PlantedSpec;
+
+const BIN: &str = env!("CARGO_BIN_EXE_streamnmf");
+
+fn cmd(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args).current_dir(dir).stdin(Stdio::null());
+    c
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    cmd(dir, args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A failure: the exit code, one line on stderr with each needle, no panic.
+fn failed(o: &Output, code: i32, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    for n in needles {
+        assert!(lines[0].contains(n), "'{n}' not in: {err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A directory with `x.parquet` (`n` × 12, rank 3) and a model `m.snmf` fitted on it.
+fn setup(n: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let x = PlantedSpec::new(n, 12, 3).seed(6).generate().x;
+    write_parquet(
+        &dir.path().join("x.parquet"),
+        &dense_batches(&x, 1000, true),
+        800,
+    );
+    let o = run(
+        dir.path(),
+        &[
+            "fit",
+            "x.parquet",
+            "-k",
+            "3",
+            "--epochs",
+            "2",
+            "--id-column",
+            "id",
+            "-q",
+            "--out",
+            "m.snmf",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    dir
+}
+
+fn is_parquet(bytes: &[u8]) -> bool {
+    bytes.len() > 8 && bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1")
+}
+
+// ---- outputs ---------------------------------------------------------------------------
+
+/// `--out /dev/stdout` writes through to the process's standard output (a pipe here):
+/// the link and the pipe are left as they are.
+#[test]
+fn out_to_dev_stdout_streams_through() {
+    let dir = setup(2000);
+    let o = run(
+        dir.path(),
+        &[
+            "transform",
+            "--model",
+            "m.snmf",
+            "x.parquet",
+            "--id-column",
+            "id",
+            "-q",
+            "--out",
+            "/dev/stdout",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(is_parquet(&o.stdout), "{} bytes", o.stdout.len());
+    assert!(std::fs::symlink_metadata("/dev/stdout")
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+/// `--out -` is an Arrow IPC stream on standard output, one record batch per batch.
+#[test]
+fn out_dash_is_an_arrow_stream() {
+    let dir = setup(2000);
+    let o = run(
+        dir.path(),
+        &[
+            "transform",
+            "--model",
+            "m.snmf",
+            "x.parquet",
+            "--id-column",
+            "id",
+            "--batch-size",
+            "500",
+            "-q",
+            "--out",
+            "-",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(o.stdout), None).unwrap();
+    let batches: Vec<_> = r.map(|b| b.unwrap()).collect();
+    assert_eq!(batches.len(), 4);
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2000);
+    assert_eq!(batches[0].schema().field(0).name(), "id");
+    assert!(!dir.path().join("-").exists());
+}
+
+/// A FIFO's reader gets the whole file; the FIFO stays a FIFO.
+#[test]
+fn out_to_a_fifo_streams_in_place() {
+    let dir = setup(2000);
+    let fifo = dir.path().join("codes.fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    let o = run(
+        dir.path(),
+        &[
+            "transform",
+            "--model",
+            "m.snmf",
+            "x.parquet",
+            "-q",
+            "--out",
+            "codes.fifo",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(is_parquet(&reader.join().unwrap()));
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+}
+
+/// A symbolic link is written through: the target is replaced, the link stays.
+#[test]
+fn out_through_a_symlink_keeps_the_link() {
+    let dir = setup(2000);
+    let d = dir.path();
+    std::fs::create_dir(d.join("store")).unwrap();
+    std::fs::write(d.join("store/w.parquet"), b"old").unwrap();
+    std::os::unix::fs::symlink("store/w.parquet", d.join("w.parquet")).unwrap();
+    let o = run(
+        d,
+        &[
+            "transform",
+            "--model",
+            "m.snmf",
+            "x.parquet",
+            "-q",
+            "--out",
+            "w.parquet",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::symlink_metadata(d.join("w.parquet"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(is_parquet(
+        &std::fs::read(d.join("store/w.parquet")).unwrap()
+    ));
+}
+
+/// No output may be an input (by name, through a link, or a hard link) or another
+/// output: refused before anything is read or written.
+#[test]
+fn outputs_never_overwrite_inputs_or_each_other() {
+    let dir = setup(2000);
+    let d = dir.path();
+    std::fs::hard_link(d.join("x.parquet"), d.join("hard.parquet")).unwrap();
+    std::os::unix::fs::symlink("x.parquet", d.join("soft.parquet")).unwrap();
+    let before = std::fs::read(d.join("x.parquet")).unwrap();
+    let listing = files(d);
+    for out in ["x.parquet", "./x.parquet", "hard.parquet", "soft.parquet"] {
+        let o = run(
+            d,
+            &[
+                "transform",
+                "--model",
+                "m.snmf",
+                "x.parquet",
+                "-q",
+                "--out",
+                out,
+            ],
+        );
+        failed(&o, 1, &["--out", "is an input of this run"]);
+    }
+    let o = run(
+        d,
+        &[
+            "fit",
+            "x.parquet",
+            "-k",
+            "2",
+            "-q",
+            "--out",
+            "a.snmf",
+            "--components-out",
+            "a.snmf",
+        ],
+    );
+    failed(&o, 1, &["--components-out a.snmf: the same file as --out"]);
+    let o = run(
+        d,
+        &[
+            "fit",
+            "x.parquet",
+            "-k",
+            "2",
+            "-q",
+            "--out",
+            "a.snmf",
+            "--codes-out",
+            "nodir/w.parquet",
+        ],
+    );
+    failed(&o, 1, &["nodir/w.parquet: the directory does not exist"]);
+    assert_eq!(std::fs::read(d.join("x.parquet")).unwrap(), before);
+    assert_eq!(files(d), listing);
+}
+
+/// A run's outputs are all-or-nothing: when the last one fails (a full disk), the model
+/// and H written before it are not left behind, nor any temporary file.
+#[test]
+fn a_failing_output_leaves_no_other_output() {
+    let dir = setup(2000);
+    let d = dir.path();
+    let listing = files(d);
+    let o = run(
+        d,
+        &[
+            "fit",
+            "x.parquet",
+            "-k",
+            "3",
+            "--epochs",
+            "1",
+            "-q",
+            "--out",
+            "new.snmf",
+            "--components-out",
+            "h.parquet",
+            "--codes-out",
+            "/dev/full",
+        ],
+    );
+    failed(&o, 1, &["/dev/full", "No space left on device"]);
+    assert_eq!(files(d), listing);
+}
+
+/// Temporary files of a run that was killed are removed by the next run writing there;
+/// another program's files (or a live run's) are not.
+#[test]
+fn stale_temporary_files_are_cleaned() {
+    let dir = setup(2000);
+    let d = dir.path();
+    std::fs::write(d.join(".streamnmf-999999999-abc123"), b"half").unwrap();
+    std::fs::write(d.join(".streamnmf-notes"), b"someone else's").unwrap();
+    let o = run(
+        d,
+        &[
+            "transform",
+            "--model",
+            "m.snmf",
+            "x.parquet",
+            "-q",
+            "--out",
+            "w.parquet",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!d.join(".streamnmf-999999999-abc123").exists());
+    assert!(d.join(".streamnmf-notes").exists());
+}
+
+/// Outputs get the permissions `File::create` gives: 0666 less the umask.
+#[test]
+fn outputs_honour_the_umask() {
+    let dir = setup(2000);
+    let d = dir.path();
+    for (umask, mode) in [("022", 0o644), ("077", 0o600), ("002", 0o664)] {
+        let script = format!("umask {umask} && exec {BIN} transform --model m.snmf x.parquet -q --out w{umask}.parquet");
+        let o = Command::new("sh")
+            .args(["-c", &script])
+            .current_dir(d)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let m = std::fs::metadata(d.join(format!("w{umask}.parquet"))).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, mode, "umask {umask}");
+    }
+}
+
+// ---- standard output and flags ---------------------------------------------------------
+
+/// `inspect … | head -1`: the reader goes away; the program ends quietly.
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    let dir = setup(2000);
+    let mut child = cmd(dir.path(), &["inspect", "m.snmf", "--top", "12"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 10];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{:?}: {}", o.status, stderr(&o));
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+}
+
+/// A full standard output is an error, on one line.
+#[test]
+fn a_full_stdout_is_an_error() {
+    let dir = setup(2000);
+    let full = std::fs::File::options()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let o = cmd(dir.path(), &["inspect", "m.snmf", "--json"])
+        .stdout(full)
+        .output()
+        .unwrap();
+    failed(&o, 1, &["No space left on device"]);
+}
+
+/// Bad numbers for flags are usage errors (exit 2, one line), never panics.
+#[test]
+fn bad_flag_values_are_usage_errors() {
+    let dir = setup(2000);
+    for v in ["-1", "nan", "inf", "0", "1e400", "soon"] {
+        let flag = format!("--checkpoint-seconds={v}");
+        let o = run(
+            dir.path(),
+            &[
+                "fit",
+                "x.parquet",
+                "-k",
+                "2",
+                "--checkpoint-dir",
+                "ck",
+                &flag,
+            ],
+        );
+        failed(&o, 2, &["--checkpoint-seconds"]);
+    }
+}
+
+// ---- signals and concurrency -----------------------------------------------------------
+
+/// A fit on a stream that waits for more input (stdin held open): the process runs until
+/// the stream ends.
+fn waiting_fit(dir: &Path, extra: &[&str]) -> (Child, std::process::ChildStdin) {
+    let x = PlantedSpec::new(600, 12, 3).seed(6).generate().x;
+    let batches = dense_batches(&x, 200, false);
+    let mut bytes = Vec::new();
+    {
+        let mut w =
+            arrow_ipc::writer::StreamWriter::try_new(&mut bytes, &batches[0].schema()).unwrap();
+        for b in &batches {
+            w.write(b).unwrap();
+        }
+        // No end-of-stream marker: the reader waits for more.
+    }
+    let mut args = vec![
+        "fit",
+        "-",
+        "-k",
+        "3",
+        "--batch-size",
+        "100",
+        "-q",
+        "--out",
+        "live.snmf",
+    ];
+    args.extend_from_slice(extra);
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&bytes).unwrap();
+    stdin.flush().unwrap();
+    (child, stdin)
+}
+
+fn wait_for(mut ready: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !ready() {
+        assert!(t.elapsed() < Duration::from_secs(30), "timed out");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+/// A checkpoint directory is held by its run: a second run, or a `--resume` of it,
+/// fails at once naming the holder; once the run ends, the directory is free again.
+#[test]
+fn a_checkpoint_directory_is_held_by_one_run() {
+    let dir = setup(2000);
+    let d = dir.path();
+    let (child, stdin) = waiting_fit(d, &["--checkpoint-dir", "ck"]);
+    wait_for(|| {
+        d.join("ck/.lock").exists()
+            && !std::fs::read_to_string(d.join("ck/.lock"))
+                .unwrap_or_default()
+                .is_empty()
+    });
+    let pid = child.id().to_string();
+    let t = Instant::now();
+    let o = run(
+        d,
+        &[
+            "fit",
+            "x.parquet",
+            "-k",
+            "3",
+            "-q",
+            "--checkpoint-dir",
+            "ck",
+            "--out",
+            "b.snmf",
+        ],
+    );
+    failed(&o, 1, &["ck: in use by another run", &pid]);
+    let o = run(
+        d,
+        &[
+            "fit",
+            "x.parquet",
+            "-k",
+            "3",
+            "-q",
+            "--resume",
+            "ck",
+            "--out",
+            "b.snmf",
+        ],
+    );
+    failed(&o, 1, &["in use by another run", &pid]);
+    assert!(t.elapsed() < Duration::from_secs(5), "refused at once");
+    drop(stdin); // end of stream: the first run finishes
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!CheckpointDir::list_in(&d.join("ck")).unwrap().is_empty());
+    let o = run(
+        d,
+        &[
+            "fit",
+            "x.parquet",
+            "-k",
+            "3",
+            "--epochs",
+            "1",
+            "-q",
+            "--checkpoint-dir",
+            "ck",
+            "--out",
+            "b.snmf",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// SIGINT and SIGTERM stop a run cleanly: exit 130 / 143, one line saying where to
+/// resume, a checkpoint of every batch applied, no output and no temporary file; the
+/// resumed run ends with exactly the model of an uninterrupted one. A second signal exits
+/// at once.
+#[test]
+fn signals_stop_cleanly_and_resume_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let x = PlantedSpec::new(60_000, 40, 5).seed(2).generate().x;
+    write_parquet(
+        &d.join("x.parquet"),
+        &dense_batches(&x, 10_000, false),
+        8192,
+    );
+    let args = |out: &'static str| -> Vec<&'static str> {
+        vec![
+            "fit",
+            "x.parquet",
+            "-k",
+            "5",
+            "--epochs",
+            "6",
+            "--batch-size",
+            "500",
+            "--staleness",
+            "2",
+            "--threads",
+            "1",
+            "-q",
+            "--out",
+            out,
+        ]
+    };
+    let o = run(d, &args("full.snmf"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let want = std::fs::read(d.join("full.snmf")).unwrap();
+    for (sig, code) in [("-INT", 130), ("-TERM", 143)] {
+        let ck = format!("ck{code}");
+        let mut a = args("stopped.snmf");
+        a.extend(["--checkpoint-dir", Box::leak(ck.clone().into_boxed_str())]);
+        let child = cmd(d, &a).stderr(Stdio::piped()).spawn().unwrap();
+        wait_for(|| d.join(&ck).join(".lock").exists());
+        std::thread::sleep(Duration::from_millis(150));
+        signal(&child, sig);
+        let o = child.wait_with_output().unwrap();
+        failed(
+            &o,
+            code,
+            &[
+                "interrupted by SIG",
+                "checkpoint",
+                &format!("--resume {ck}"),
+            ],
+        );
+        assert!(
+            !d.join("stopped.snmf").exists(),
+            "no output from a stopped run"
+        );
+        assert!(files(d).iter().all(|f| !f.starts_with(".streamnmf-")));
+        assert_eq!(CheckpointDir::list_in(&d.join(&ck)).unwrap().len(), 1);
+        let mut a = args("resumed.snmf");
+        a.extend(["--resume", Box::leak(ck.into_boxed_str())]);
+        let o = run(d, &a);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(
+            std::fs::read(d.join("resumed.snmf")).unwrap() == want,
+            "{sig}: the resumed model differs"
+        );
+    }
+    // Two signals: the second exits at once, whatever the run was doing.
+    let (child, _stdin) = waiting_fit(d, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&child, "-INT");
+    std::thread::sleep(Duration::from_millis(50));
+    let t = Instant::now();
+    signal(&child, "-INT");
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(t.elapsed() < Duration::from_secs(2));
+    let (m, _) = persist::load::<f32>(&d.join("full.snmf")).unwrap();
+    assert_eq!(m.batches_seen(), 1200);
+}
