@@ -548,7 +548,7 @@ fn signals_stop_cleanly_and_resume_exactly() {
             "-k",
             "5",
             "--epochs",
-            "6",
+            "40",
             "--batch-size",
             "500",
             "--staleness",
@@ -566,10 +566,15 @@ fn signals_stop_cleanly_and_resume_exactly() {
     for (sig, code) in [("-INT", 130), ("-TERM", 143)] {
         let ck = format!("ck{code}");
         let mut a = args("stopped.snmf");
-        a.extend(["--checkpoint-dir", Box::leak(ck.clone().into_boxed_str())]);
+        let ck_arg: &'static str = Box::leak(ck.clone().into_boxed_str());
+        a.extend(["--checkpoint-dir", ck_arg, "--checkpoint-every", "50"]);
         let child = cmd(d, &a).stderr(Stdio::piped()).spawn().unwrap();
-        wait_for(|| d.join(&ck).join(".lock").exists());
-        std::thread::sleep(Duration::from_millis(150));
+        // Once the run is under way (a first periodic checkpoint), interrupt it.
+        wait_for(|| {
+            !CheckpointDir::list_in(&d.join(&ck))
+                .unwrap_or_default()
+                .is_empty()
+        });
         signal(&child, sig);
         let o = child.wait_with_output().unwrap();
         failed(
@@ -586,7 +591,9 @@ fn signals_stop_cleanly_and_resume_exactly() {
             "no output from a stopped run"
         );
         assert!(files(d).iter().all(|f| !f.starts_with(".streamnmf-")));
-        assert_eq!(CheckpointDir::list_in(&d.join(&ck)).unwrap().len(), 1);
+        let newest = CheckpointDir::list_in(&d.join(&ck)).unwrap()[0].clone();
+        let newest = newest.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(stderr(&o).contains(&newest), "{}", stderr(&o));
         let mut a = args("resumed.snmf");
         a.extend(["--resume", Box::leak(ck.into_boxed_str())]);
         let o = run(d, &a);
@@ -607,5 +614,5 @@ fn signals_stop_cleanly_and_resume_exactly() {
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
     assert!(t.elapsed() < Duration::from_secs(2));
     let (m, _) = persist::load::<f32>(&d.join("full.snmf")).unwrap();
-    assert_eq!(m.batches_seen(), 1200);
+    assert_eq!(m.batches_seen(), 4800);
 }
