@@ -24,7 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let h = spec.dictionary();
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_max_row_group_size(CHUNK)
+        .set_max_row_group_row_count(Some(CHUNK))
         .build();
     let mut writer: Option<ArrowWriter<File>> = None;
     let starts: Vec<usize> = (0..rows).step_by(CHUNK).collect();

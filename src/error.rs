@@ -97,6 +97,15 @@ pub enum Error {
         /// Columns of the codes given.
         found: usize,
     },
+    /// A value that arose inside the model (codes, statistics, dictionary) is not finite:
+    /// the data's scale overflowed the element type. Nothing of the batch is kept.
+    #[error("batch {batch}: the {what} overflowed (values too large for the element type); use f64 (`--float f64`) or scale the data down")]
+    NumericalOverflow {
+        /// The batch's sequence number.
+        batch: u64,
+        /// What overflowed: `"codes"`, `"statistics"`, `"dictionary"`.
+        what: &'static str,
+    },
     /// The model has not seen any data yet, so it has no dictionary.
     #[error("the model has no dictionary yet: fit it on data first")]
     NotFitted,
@@ -155,6 +164,18 @@ pub enum Error {
     /// forgetting, regularization, init or seed), not only how it is fitted.
     #[error("the model's {0} cannot change: it is part of what the model learned")]
     ModelParamChange(&'static str),
+    /// A model whose dictionary and statistics would not fit in this machine's memory.
+    #[error("a rank-{rank} model of {width} features needs about {gib:.1} GiB for its dictionary and statistics, more than this machine has ({total_gib:.1} GiB); lower the rank or the width")]
+    ModelTooLarge {
+        /// Rank k.
+        rank: usize,
+        /// Width p.
+        width: usize,
+        /// Memory the model needs, GiB.
+        gib: f64,
+        /// Memory the machine has, GiB.
+        total_gib: f64,
+    },
     /// A user-given initial dictionary with the wrong shape.
     #[error("initial dictionary is {found_rows} x {found_cols}, expected {rank} x {width}")]
     InitShape {
@@ -319,13 +340,12 @@ impl Error {
             ),
             _ => return self,
         };
-        match names.get(col) {
-            Some(name) => Error::Column {
-                row,
-                column: name.clone(),
-                message,
-            },
-            None => self,
+        // Without names (sparse layouts), the column is named by its index.
+        let column = names.get(col).cloned().unwrap_or_else(|| col.to_string());
+        Error::Column {
+            row,
+            column,
+            message,
         }
     }
 }

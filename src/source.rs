@@ -36,9 +36,10 @@ pub trait BatchSource<F>: Send {
     fn name(&self) -> Option<String> {
         None
     }
-    /// Feature names, one per column (default: `"0"`, `"1"`, …).
+    /// Feature names, one per column, or none (the default): features are then named by
+    /// their index.
     fn feature_names(&self) -> Vec<String> {
-        (0..self.width()).map(|j| j.to_string()).collect()
+        Vec::new()
     }
     /// The batches of epoch `epoch` (0-based). Iterators own their state.
     fn epoch(&mut self, epoch: usize) -> Result<BatchIter<F>>;

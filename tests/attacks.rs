@@ -238,6 +238,8 @@ fn outputs_never_overwrite_inputs_or_each_other() {
         &[
             "fit",
             "x.parquet",
+            "--id-column",
+            "id",
             "-k",
             "2",
             "-q",
@@ -253,6 +255,8 @@ fn outputs_never_overwrite_inputs_or_each_other() {
         &[
             "fit",
             "x.parquet",
+            "--id-column",
+            "id",
             "-k",
             "2",
             "-q",
@@ -279,6 +283,8 @@ fn a_failing_output_leaves_no_other_output() {
         &[
             "fit",
             "x.parquet",
+            "--id-column",
+            "id",
             "-k",
             "3",
             "--epochs",
@@ -389,6 +395,8 @@ fn bad_flag_values_are_usage_errors() {
             &[
                 "fit",
                 "x.parquet",
+                "--id-column",
+                "id",
                 "-k",
                 "2",
                 "--checkpoint-dir",
@@ -478,6 +486,8 @@ fn a_checkpoint_directory_is_held_by_one_run() {
         &[
             "fit",
             "x.parquet",
+            "--id-column",
+            "id",
             "-k",
             "3",
             "-q",
@@ -493,6 +503,8 @@ fn a_checkpoint_directory_is_held_by_one_run() {
         &[
             "fit",
             "x.parquet",
+            "--id-column",
+            "id",
             "-k",
             "3",
             "-q",
@@ -513,6 +525,8 @@ fn a_checkpoint_directory_is_held_by_one_run() {
         &[
             "fit",
             "x.parquet",
+            "--id-column",
+            "id",
             "-k",
             "3",
             "--epochs",

@@ -38,6 +38,8 @@ pub(crate) struct Converter {
     /// Triplets: the row being assembled across record batches, with the source and line
     /// of its first entry.
     pending: Option<Pending>,
+    /// Triplets: the ids of the rows completed last.
+    recent: RecentIds,
 }
 
 #[derive(Clone, Debug)]
@@ -48,15 +50,78 @@ struct Pending {
     entries: Vec<(u32, f64)>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Hash)]
 enum IdValue {
     Int(i64),
     Str(String),
 }
 
+impl std::fmt::Display for IdValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IdValue::Int(v) => write!(f, "{v}"),
+            IdValue::Str(s) => write!(f, "'{s}'"),
+        }
+    }
+}
+
+/// The row ids of the last [`RecentIds::WINDOW`] completed triplet rows (as 64-bit
+/// hashes: 24 MB at most), to catch a row id that comes back after other rows, a file
+/// not grouped by row, which would otherwise give one row of X per run of its triplets.
+#[derive(Clone, Debug, Default)]
+struct RecentIds {
+    set: std::collections::HashSet<u64>,
+    order: std::collections::VecDeque<u64>,
+}
+
+impl RecentIds {
+    const WINDOW: usize = 1 << 20;
+
+    fn key(id: &IdValue) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        id.hash(&mut h);
+        h.finish()
+    }
+    fn contains(&self, id: &IdValue) -> bool {
+        self.set.contains(&Self::key(id))
+    }
+    fn insert(&mut self, id: &IdValue) {
+        let k = Self::key(id);
+        if self.set.insert(k) {
+            self.order.push_back(k);
+            if self.order.len() > Self::WINDOW {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+}
+
 fn column<'a>(rb: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
     rb.column_by_name(name)
         .ok_or_else(|| Error::Schema(format!("missing column '{name}'")))
+}
+
+/// An integer column named like an identifier (`id`, `user_id`, `userId`, `index`, a
+/// pandas index saved as `__index_level_0__`, …).
+fn looks_like_an_id(name: &str, t: &DataType) -> bool {
+    let lower = name.to_ascii_lowercase();
+    t.is_integer()
+        && (matches!(
+            lower.as_str(),
+            "id" | "index"
+                | "idx"
+                | "key"
+                | "uuid"
+                | "row"
+                | "rowid"
+                | "row_id"
+                | "__index_level_0__"
+        ) || lower.ends_with("_id")
+            || name.ends_with("Id")
+            || name.ends_with("ID"))
 }
 
 fn first_null(a: &dyn Array) -> Option<usize> {
@@ -81,6 +146,21 @@ fn floats<F: ArrowFloat>(a: &ArrayRef, name: &str, row0: u64) -> Result<ArrayRef
     }
     if let Some(i) = first_null(a.as_ref()) {
         return Err(null_error(row0, i, name));
+    }
+    if F::Arrow::DATA_TYPE == DataType::Float32 && a.data_type() == &DataType::Float64 {
+        // A cast would turn these into infinities and report them as such.
+        let big = f32::MAX as f64;
+        let values = a.as_primitive::<arrow_array::types::Float64Type>().values();
+        if let Some(i) = values.iter().position(|v| v.is_finite() && v.abs() > big) {
+            return Err(Error::Column {
+                row: row0 + i as u64,
+                column: name.into(),
+                message: format!(
+                    "value {:e} is beyond the f32 range (±3.4e38): use f64 (`--float f64`)",
+                    values[i]
+                ),
+            });
+        }
     }
     Ok(cast(a, &F::Arrow::DATA_TYPE)?)
 }
@@ -144,8 +224,16 @@ impl Converter {
         if let Some(id) = &opts.id_column {
             field(id)?;
         }
-        let need_width = || width.ok_or(Error::SparseWidthUnknown);
-        let (resolved, names) = match &opts.layout {
+        let need_width = || match width {
+            // Column indices are stored as u32.
+            Some(w) if w > u32::MAX as usize => Err(Error::Schema(format!(
+                "{w} features: more than the {} a sparse layout can index",
+                u32::MAX
+            ))),
+            Some(w) => Ok(w),
+            None => Err(Error::SparseWidthUnknown),
+        };
+        let (resolved, names, width) = match &opts.layout {
             Layout::Dense => {
                 let chosen: Vec<String> = match &opts.columns {
                     Some(cols) => cols.clone(),
@@ -162,6 +250,20 @@ impl Converter {
                 };
                 if chosen.is_empty() {
                     return Err(Error::Schema("no numeric columns to factorize".into()));
+                }
+                if opts.columns.is_none() {
+                    // Taking every numeric column: an id among them would be learned as a
+                    // feature, and silently spoil the model.
+                    if let Some(f) = schema.fields().iter().find(|f| {
+                        chosen.contains(f.name()) && looks_like_an_id(f.name(), f.data_type())
+                    }) {
+                        return Err(Error::Schema(format!(
+                            "column '{0}' looks like a row id (an integer column named like \
+                             one): carry it as the row id (`--id-column {0}`) or list the \
+                             features (`--columns`)",
+                            f.name()
+                        )));
+                    }
                 }
                 for (i, c) in chosen.iter().enumerate() {
                     if chosen[..i].contains(c) {
@@ -192,7 +294,7 @@ impl Converter {
                     }
                     let size = *size as usize;
                     let names = (0..size).map(|j| format!("{name}[{j}]")).collect();
-                    (Resolved::FixedList(name, size), names)
+                    (Resolved::FixedList(name, size), names, size)
                 } else {
                     for c in &chosen {
                         let t = field(c)?.data_type();
@@ -202,33 +304,34 @@ impl Converter {
                             )));
                         }
                     }
-                    (Resolved::Columns(chosen.clone()), chosen)
+                    let p = chosen.len();
+                    (Resolved::Columns(chosen.clone()), chosen, p)
                 }
             }
             Layout::Triplets { row, col, value } => {
                 for c in [row, col, value] {
                     field(c)?;
                 }
-                let w = need_width()?;
                 (
                     Resolved::Triplets {
                         row: row.clone(),
                         col: col.clone(),
                         value: value.clone(),
                     },
-                    (0..w).map(|j| j.to_string()).collect(),
+                    // Sparse features are named by their index: no list of p names.
+                    Vec::new(),
+                    need_width()?,
                 )
             }
             Layout::SparseList { column } => {
                 field(column)?;
-                let w = need_width()?;
                 (
                     Resolved::SparseList(column.clone()),
-                    (0..w).map(|j| j.to_string()).collect(),
+                    Vec::new(),
+                    need_width()?,
                 )
             }
         };
-        let width = names.len();
         Ok(Self {
             resolved,
             id: match &opts.layout {
@@ -238,12 +341,19 @@ impl Converter {
             names,
             width,
             pending: None,
+            recent: RecentIds::default(),
         })
     }
 
-    /// Feature names, one per column of the data.
+    /// Feature names, one per column of the data (none for sparse layouts, whose features
+    /// are named by their index).
     pub fn names(&self) -> &[String] {
         &self.names
+    }
+
+    /// The number of features p.
+    pub fn width(&self) -> usize {
+        self.width
     }
 
     /// The columns to read (for projections), in schema order of appearance.
@@ -400,7 +510,7 @@ impl Converter {
                     let entries: Vec<(i64, F)> = (s..e).map(|t| (idx[t], val[t])).collect();
                     rows.push(entries);
                 }
-                Batch::csr(self.csr_from_rows(rows, row0, &name)?)
+                Batch::csr(self.csr_from_rows(rows, |i| (row0 + i as u64, String::new()), &name)?)
             }
             Resolved::Triplets { row, col, value } => {
                 return self.convert_triplets(rb, source, row0, &row, &col, &value);
@@ -413,10 +523,12 @@ impl Converter {
         }))
     }
 
+    /// Rows of (index, value) entries as CSR; `at(i)` gives row `i`'s position in the
+    /// file and how to name it, for an index out of range or repeated.
     fn csr_from_rows<F: ArrowFloat>(
         &self,
         rows: Vec<Vec<(i64, F)>>,
-        row0: u64,
+        at: impl Fn(usize) -> (u64, String),
         name: &str,
     ) -> Result<CsrMatrix<F>> {
         let mut out = CsrBuilder::new(self.width);
@@ -425,17 +537,19 @@ impl Converter {
             r.sort_by_key(|e| e.0);
             for (t, &(c, _)) in r.iter().enumerate() {
                 if c < 0 || c as usize >= self.width {
+                    let (row, what) = at(i);
                     return Err(Error::Column {
-                        row: row0 + i as u64,
+                        row,
                         column: name.into(),
-                        message: format!("column index {c} outside 0..{}", self.width),
+                        message: format!("column index {c} outside 0..{}{what}", self.width),
                     });
                 }
                 if t > 0 && r[t - 1].0 == c {
+                    let (row, what) = at(i);
                     return Err(Error::Column {
-                        row: row0 + i as u64,
+                        row,
                         column: name.into(),
-                        message: format!("column index {c} appears twice in one row"),
+                        message: format!("column index {c} appears twice in one row{what}"),
                     });
                 }
             }
@@ -480,7 +594,18 @@ impl Converter {
                 Some(p) if p.id == id => p.entries.push((c as u32, v.as_f64())),
                 _ => {
                     if let Some(prev) = self.pending.take() {
+                        self.recent.insert(&prev.id);
                         done.push(prev);
+                    }
+                    if self.recent.contains(&id) {
+                        return Err(Error::Column {
+                            row: line,
+                            column: row.into(),
+                            message: format!(
+                                "row id {id} comes back after other rows: a row's triplets \
+                                 must be contiguous (sort or group the input by '{row}')"
+                            ),
+                        });
                     }
                     self.pending = Some(Pending {
                         id,
@@ -520,14 +645,11 @@ impl Converter {
             IdValue::Int(_) => RowIds::Int64(Vec::with_capacity(rows.len())),
             IdValue::Str(_) => RowIds::Utf8(Vec::with_capacity(rows.len())),
         };
-        let line0 = first.line;
         let mut origin = Origin::default();
         let mut entries = Vec::with_capacity(rows.len());
+        let mut lines = Vec::with_capacity(rows.len());
         for (i, r) in rows.into_iter().enumerate() {
-            ids.append(match r.id {
-                IdValue::Int(v) => RowIds::Int64(vec![v]),
-                IdValue::Str(s) => RowIds::Utf8(vec![s]),
-            });
+            lines.push(r.line);
             origin = origin.then(i, r.source, r.line);
             entries.push(
                 r.entries
@@ -535,8 +657,20 @@ impl Converter {
                     .map(|(c, v)| (c as i64, F::from_f64(v)))
                     .collect(),
             );
+            ids.append(match r.id {
+                IdValue::Int(v) => RowIds::Int64(vec![v]),
+                IdValue::Str(s) => RowIds::Utf8(vec![s]),
+            });
         }
-        let m = self.csr_from_rows(entries, line0, col)?;
+        let row_id = |i: usize| match &ids {
+            RowIds::Int64(v) => v[i].to_string(),
+            RowIds::Utf8(v) => format!("'{}'", v[i]),
+        };
+        let m = self.csr_from_rows(
+            entries,
+            |i| (lines[i], format!(" of row id {}", row_id(i))),
+            col,
+        )?;
         Ok(Some(Batch::csr(m).with_ids(ids)?.with_origin(origin)))
     }
 

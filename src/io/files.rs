@@ -14,6 +14,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
 use super::convert::Converter;
+use super::guard::{decoding, guarded};
 use super::prefetch::Prefetch;
 use super::records::{mini_batches, Named, RecordBatches};
 use super::shuffle::Shuffle;
@@ -29,38 +30,36 @@ fn open_file(
 ) -> Result<(SchemaRef, RecordBatches)> {
     let located = |e: Error| e.in_file(path);
     let file = || File::open(path).map_err(|e| located(Error::Io(e)));
-    match Format::detect(path)? {
-        Format::Parquet => {
-            let builder =
-                ParquetRecordBatchReaderBuilder::try_new(file()?).map_err(|e| located(e.into()))?;
+    let (schema, batches): (SchemaRef, RecordBatches) = match Format::detect(path)? {
+        Format::Parquet => decoding("Parquet", || {
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file()?)?;
             let schema = builder.schema().clone();
             // Validate names ourselves: ProjectionMask::roots panics on a bad index.
             let mut idx = Vec::new();
             for c in columns {
                 match schema.index_of(c) {
                     Ok(i) => idx.push(i),
-                    Err(_) => return Err(located(Error::Schema(format!("missing column '{c}'")))),
+                    Err(_) => return Err(Error::Schema(format!("missing column '{c}'"))),
                 }
             }
             let mask = ProjectionMask::roots(builder.parquet_schema(), idx);
             let reader = builder
                 .with_projection(mask)
                 .with_batch_size(decode_rows)
-                .build()
-                .map_err(|e| located(e.into()))?;
-            Ok((schema, Box::new(reader)))
-        }
-        Format::ArrowFile => {
-            let r = FileReader::try_new(BufReader::new(file()?), None)
-                .map_err(|e| located(e.into()))?;
-            Ok((r.schema(), Box::new(r)))
-        }
-        Format::ArrowStream => {
-            let r = StreamReader::try_new(BufReader::new(file()?), None)
-                .map_err(|e| located(e.into()))?;
-            Ok((r.schema(), Box::new(r)))
-        }
+                .build()?;
+            Ok((schema, Box::new(reader) as RecordBatches))
+        }),
+        Format::ArrowFile => decoding("Arrow", || {
+            let r = FileReader::try_new(BufReader::new(file()?), None)?;
+            Ok((r.schema(), Box::new(r) as RecordBatches))
+        }),
+        Format::ArrowStream => decoding("Arrow", || {
+            let r = StreamReader::try_new(BufReader::new(file()?), None)?;
+            Ok((r.schema(), Box::new(r) as RecordBatches))
+        }),
     }
+    .map_err(located)?;
+    Ok((schema, guarded(batches)))
 }
 
 /// Schema of a file without reading its data.
@@ -235,7 +234,7 @@ fn prescan_width(files: &[PathBuf], layout: &Layout) -> Result<usize> {
 
 impl<F: ArrowFloat> BatchSource<F> for FileSource<F> {
     fn width(&self) -> usize {
-        self.converter.names().len()
+        self.converter.width()
     }
     fn rewindable(&self) -> bool {
         true

@@ -12,6 +12,7 @@
 
 mod convert;
 mod files;
+mod guard;
 mod prefetch;
 mod records;
 mod shuffle;

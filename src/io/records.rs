@@ -9,6 +9,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::ArrowError;
 
 use super::convert::Converter;
+use super::guard::decoding;
 use super::ArrowFloat;
 use crate::error::{Error, Result};
 use crate::matrix::{Batch, BatchBuffer};
@@ -52,7 +53,9 @@ pub(crate) fn mini_batches<F: ArrowFloat>(
             Some(Ok(rb)) => {
                 let at = *row0;
                 *row0 += rb.num_rows() as u64;
-                match converter.convert::<F>(&rb, name, at) {
+                // Arrays a corrupt file decoded into can break invariants the conversion
+                // relies on: a panic there is a corrupt input too.
+                match decoding("Arrow", || converter.convert::<F>(&rb, name, at)) {
                     Ok(Some(b)) => return Some(Ok(b)),
                     Ok(None) => continue,
                     Err(e) => {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arrow_ipc::reader::StreamReader;
 
 use super::convert::Converter;
+use super::guard::{decoding, guarded};
 use super::records::{mini_batches, Named, RecordBatches};
 use super::{ArrowFloat, InputOptions};
 use crate::error::{Error, Result};
@@ -46,8 +47,10 @@ impl<F: ArrowFloat> StreamSource<F> {
     /// Reads the stream's schema from `input` and resolves the layout against it. `name`
     /// labels errors (e.g. `"<stdin>"`).
     pub fn new(input: Box<dyn Read + Send>, name: &str, opts: InputOptions) -> Result<Self> {
-        let reader = StreamReader::try_new(BufReader::new(input), None)
-            .map_err(|e| Error::from(e).in_file(name))?;
+        let reader = decoding("Arrow", || {
+            Ok(StreamReader::try_new(BufReader::new(input), None)?)
+        })
+        .map_err(|e| e.in_file(name))?;
         let converter =
             Converter::new(&reader.schema(), &opts, opts.width).map_err(|e| e.in_file(name))?;
         Ok(Self {
@@ -62,7 +65,7 @@ impl<F: ArrowFloat> StreamSource<F> {
 
 impl<F: ArrowFloat> BatchSource<F> for StreamSource<F> {
     fn width(&self) -> usize {
-        self.converter.names().len()
+        self.converter.width()
     }
     fn rewindable(&self) -> bool {
         false
@@ -78,7 +81,7 @@ impl<F: ArrowFloat> BatchSource<F> for StreamSource<F> {
             .reader
             .take()
             .ok_or_else(|| Error::NotRewindable.in_file(&*self.name))?;
-        let batches: RecordBatches = Box::new(reader);
+        let batches: RecordBatches = guarded(Box::new(reader));
         let input: Named = Ok((self.name.clone(), batches));
         Ok(Box::new(mini_batches(
             std::iter::once(input),

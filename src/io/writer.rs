@@ -213,7 +213,7 @@ impl ComponentsLayout {
 const LONG_ROWS: usize = 65_536;
 
 /// Writes H (k × p) to `out` and returns it (to commit, for an atomic file). Feature names
-/// come from `names` (`f{j}` where missing).
+/// come from `names` (the index `j` where missing).
 ///
 /// ```
 /// # fn main() -> streamnmf::Result<()> {
@@ -232,7 +232,7 @@ pub fn write_components<F: ArrowFloat, W: Write + Send>(
     h: ArrayView2<F>,
     names: &[String],
 ) -> Result<W> {
-    let name = |j: usize| names.get(j).cloned().unwrap_or_else(|| format!("f{j}"));
+    let name = |j: usize| names.get(j).cloned().unwrap_or_else(|| j.to_string());
     let (k, p) = h.dim();
     match layout {
         ComponentsLayout::Wide => {

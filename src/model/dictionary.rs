@@ -33,11 +33,16 @@ use rand_chacha::ChaCha8Rng;
 use super::loss::Loss;
 use super::params::ValidParams;
 use super::statistics::{past_scale, Contribution, Statistics};
+use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::linalg::parallel::{chunks_of, map_indexed, CHUNK_ROWS};
 use crate::linalg::{pow, to_column_major};
 use crate::matrix::Valid;
 use crate::solve::cd;
+
+/// The floor of a multiplicative-update dictionary entry, as a share of its atom's mean
+/// (see `Dictionary::apply`).
+const MU_FLOOR: f64 = 1e-9;
 
 /// Code energy below this share of the largest atom's marks an atom as dead.
 const DEAD_SHARE: f64 = 1e-10;
@@ -69,6 +74,35 @@ pub(crate) struct Dictionary<F> {
     pub(crate) life_rows: u64,
 }
 
+/// Checks that a dictionary of rank `k` over `p` features, with its statistics (current
+/// and previous pass), fits in this machine's memory, before anything that large is
+/// allocated: a sparse input whose largest column index is 2^40 must be an error, not an
+/// allocation failure that aborts the process.
+pub(crate) fn check_size<F: Float>(k: usize, p: usize, loss: Loss) -> Result<()> {
+    // H, and B (Frobenius) or numerator and denominator (other betas), twice.
+    let arrays = if loss.beta() == 2.0 { 3.0 } else { 5.0 };
+    let bytes = arrays * k as f64 * p as f64 * std::mem::size_of::<F>() as f64;
+    let total = physical_memory().unwrap_or(u64::MAX as f64);
+    if bytes > total || (k as u128 * p as u128) > isize::MAX as u128 / 8 {
+        let gib = |b: f64| b / (1u64 << 30) as f64;
+        return Err(Error::ModelTooLarge {
+            rank: k,
+            width: p,
+            gib: gib(bytes),
+            total_gib: gib(total),
+        });
+    }
+    Ok(())
+}
+
+/// This machine's memory in bytes (Linux `MemTotal`), when known.
+fn physical_memory() -> Option<f64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024.0)
+}
+
 impl<F: Float> Dictionary<F> {
     /// A dictionary starting from `h`, with empty statistics.
     pub(crate) fn new(h: Array2<F>, loss: Loss) -> Self {
@@ -87,6 +121,16 @@ impl<F: Float> Dictionary<F> {
     /// H (k × p).
     pub(crate) fn components(&self) -> ArrayView2<'_, F> {
         self.h.view()
+    }
+
+    /// Whether H and the statistics are all finite.
+    pub(crate) fn is_finite(&self) -> bool {
+        let finite = |s: &Statistics<F>| {
+            s.a.iter().chain(s.b.iter()).all(|v| v.is_finite()) && s.rows.is_finite()
+        };
+        self.h.iter().all(|v| v.is_finite())
+            && finite(&self.current)
+            && self.previous.as_ref().is_none_or(finite)
     }
 
     /// Marks the start of a new pass over the same data (see the module docs).
@@ -170,16 +214,36 @@ impl<F: Float> Dictionary<F> {
             )
         } else {
             let gamma = self.loss.mu_exponent();
-            Zip::from(&mut self.h)
-                .and(&*a)
-                .and(&*b)
-                .for_each(|h, &num, &den| {
-                    let den = den + l1 + l2 * *h;
-                    if den > F::zero() {
-                        let r = num / den;
-                        *h = pow(r, gamma);
-                    }
-                });
+            // A multiplicative update never moves a zero: an entry that reaches 0 (a
+            // feature absent from the recent batches, whose statistics decayed) would stay
+            // 0 for good, and every later row that has the feature would be explained by
+            // nothing (on word counts with 16-row batches, half of H's columns died so).
+            // Each atom keeps this share of its mean as a floor instead.
+            let p = self.h.ncols() as f64;
+            let floors: Vec<F> = self
+                .h
+                .rows()
+                .into_iter()
+                .map(|r| F::from_f64(MU_FLOOR * r.iter().map(|v| v.as_f64()).sum::<f64>() / p))
+                .collect();
+            for (((mut hr, ar), br), &floor) in self
+                .h
+                .rows_mut()
+                .into_iter()
+                .zip(a.rows())
+                .zip(b.rows())
+                .zip(&floors)
+            {
+                Zip::from(&mut hr)
+                    .and(ar)
+                    .and(br)
+                    .for_each(|h, &num, &den| {
+                        let den = den + l1 + l2 * *h;
+                        if den > F::zero() {
+                            *h = pow(num / den, gamma).max(floor);
+                        }
+                    });
+            }
             1
         };
         drop((a, b));

@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::codes::{solve_chunked, Codes, Prepared};
-use super::dictionary::Dictionary;
+use super::dictionary::{check_size, Dictionary};
 use super::init::initial_dictionary;
 use super::loss::divergence;
 use super::params::ValidParams;
@@ -353,6 +353,7 @@ impl<F: Float> OnlineNmf<F> {
     pub(crate) fn ensure_dictionary(&mut self, x: Valid<F>) -> Result<()> {
         if self.state.dict.is_none() {
             let p = &self.state.params;
+            check_size::<F>(p.rank(), x.ncols(), p.loss())?;
             let h = initial_dictionary(p.effective_init(), x, p.rank(), &mut self.state.rng)?;
             self.state.dict = Some(Dictionary::new(h, p.loss()));
         }
@@ -368,7 +369,20 @@ impl<F: Float> OnlineNmf<F> {
             codes,
             contribution,
         } = solved;
+        let overflow = |what| Error::NumericalOverflow {
+            batch: st.batches,
+            what,
+        };
+        if !codes.loss.is_finite() || !codes.w.iter().all(|v| v.is_finite()) {
+            return Err(overflow("codes"));
+        }
+        if !contribution.is_finite() {
+            return Err(overflow("statistics"));
+        }
         let update = dict.apply(contribution, x, &st.params, &mut st.rng, self.threads);
+        if !dict.is_finite() {
+            return Err(overflow("dictionary"));
+        }
         let report = BatchReport {
             seq: st.batches,
             rows: x.nrows(),
@@ -408,9 +422,16 @@ impl<F: Float> OnlineNmf<F> {
     /// ```
     pub fn partial_fit<'a>(&mut self, x: impl Into<MatRef<'a, F>>) -> Result<BatchReport> {
         let x = self.check(x.into(), self.state.rows)?;
-        self.ensure_dictionary(x)?;
-        let solved = solve_batch(&self.state.params, self.components()?, x, self.threads);
-        self.absorb(solved, x)
+        // A batch that overflows leaves the model as it was.
+        let before = (self.state.dict.clone(), self.state.rng.clone());
+        let result = self.ensure_dictionary(x).and_then(|()| {
+            let solved = solve_batch(&self.state.params, self.components()?, x, self.threads);
+            self.absorb(solved, x)
+        });
+        if result.is_err() {
+            (self.state.dict, self.state.rng) = before;
+        }
+        result
     }
 
     /// Marks the start of another pass over the same data: closes the current pass in the

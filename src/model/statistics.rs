@@ -87,6 +87,15 @@ impl<F: Float> Contribution<F> {
         }
     }
 
+    /// Whether every value is finite.
+    pub(crate) fn is_finite(&self) -> bool {
+        self.first
+            .iter()
+            .chain(self.second.iter())
+            .all(|v| v.is_finite())
+            && self.energy.iter().all(|v| v.is_finite())
+    }
+
     /// Adds another batch's (or chunk's) contribution to this one.
     pub(crate) fn add(&mut self, other: &Self) {
         self.rows += other.rows;

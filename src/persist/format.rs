@@ -361,7 +361,10 @@ impl Reader<'_> {
         if r.dim != dim {
             return Err(bad(format!("shape {:?}, expected {:?}", r.dim, dim)));
         }
-        let len: usize = dim.iter().product();
+        let len = dim
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| bad(format!("shape {dim:?} too large")))?;
         if r.len != len {
             return Err(bad(format!("{} values for shape {:?}", r.len, dim)));
         }
@@ -389,10 +392,8 @@ impl Reader<'_> {
     }
     fn matrix<F: Float>(&self, r: &BlockRef, k: usize, p: usize, what: &str) -> Result<Array2<F>> {
         let v = self.values(r, &[k, p], what)?;
-        Ok(
-            Array2::from_shape_vec((k, p), v.into_iter().map(F::from_f64).collect())
-                .expect("shape checked"),
-        )
+        Array2::from_shape_vec((k, p), v.into_iter().map(F::from_f64).collect())
+            .map_err(|e| Error::ModelFile(format!("{what}: {e}")))
     }
     fn stats<F: Float>(
         &self,

@@ -80,7 +80,7 @@ pub fn dense_batches(x: &Array2<f64>, rows: usize, with_id: bool) -> Vec<RecordB
 /// Writes record batches to Parquet, `group` rows per row group.
 pub fn write_parquet(path: &Path, batches: &[RecordBatch], group: usize) {
     let props = WriterProperties::builder()
-        .set_max_row_group_size(group)
+        .set_max_row_group_row_count(Some(group))
         .build();
     let mut w = ArrowWriter::try_new(
         File::create(path).unwrap(),

@@ -75,7 +75,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let mut total = 0.0;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_max_row_group_size(CHUNK)
+        .set_max_row_group_row_count(Some(CHUNK))
         .build();
     let mut writer: Option<ArrowWriter<File>> = None;
     for start in (0..a.rows).step_by(CHUNK) {
