@@ -630,3 +630,56 @@ fn signals_stop_cleanly_and_resume_exactly() {
     let (m, _) = persist::load::<f32>(&d.join("full.snmf")).unwrap();
     assert_eq!(m.batches_seen(), 4800);
 }
+
+// ---- memory ----------------------------------------------------------------------------
+
+/// Writing a wide H (10 304 features, as a 112 × 92 face image) costs no memory beyond
+/// the fit's: it goes out in the long layout, in bounded slices.
+#[test]
+fn a_wide_dictionary_is_written_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let x = PlantedSpec::new(400, 10_304, 25).seed(3).generate().x;
+    write_parquet(
+        &d.join("faces.parquet"),
+        &dense_batches(&x, 400, false),
+        400,
+    );
+    let peak = |extra: &[&str]| -> f64 {
+        let mut a = vec![
+            "fit",
+            "faces.parquet",
+            "-k",
+            "25",
+            "--epochs",
+            "2",
+            "-q",
+            "--json",
+            "--out",
+            "m.snmf",
+        ];
+        a.extend_from_slice(extra);
+        let o = run(d, &a);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["peak_rss_bytes"].as_f64().unwrap() / 1e6
+    };
+    let (fit, with_h) = (peak(&[]), peak(&["--components-out", "h.parquet"]));
+    assert!(
+        with_h <= fit * 1.1 + 10.0,
+        "peak RSS {fit:.0} MB, {with_h:.0} MB with H"
+    );
+    let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(d.join("h.parquet")).unwrap(),
+    )
+    .unwrap();
+    let names: Vec<String> = r
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, ["component", "feature", "value"]);
+    let rows: usize = r.build().unwrap().map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(rows, 25 * 10_304);
+}

@@ -40,6 +40,8 @@ pub(crate) struct Converter {
     pending: Option<Pending>,
     /// Triplets: the ids of the rows completed last.
     recent: RecentIds,
+    /// Dense columns: whether the first record batch was looked at for row numbers.
+    looked_for_ids: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -122,6 +124,26 @@ fn looks_like_an_id(name: &str, t: &DataType) -> bool {
         ) || lower.ends_with("_id")
             || name.ends_with("Id")
             || name.ends_with("ID"))
+}
+
+/// Warns when a feature column holds strictly increasing integers (16 rows or more): row
+/// numbers or ids, most likely, which would be learned as a feature.
+fn warn_if_row_numbers(a: &ArrayRef, name: &str) {
+    if !a.data_type().is_integer() || a.len() < 16 || a.null_count() > 0 {
+        return;
+    }
+    let Ok(ints) = cast(a, &DataType::Int64) else {
+        return;
+    };
+    let v = ints.as_primitive::<Int64Type>().values();
+    if v.windows(2).all(|w| w[0] < w[1]) {
+        tracing::warn!(
+            column = name,
+            "column '{name}' holds increasing integers, like row numbers or ids: learned as a \
+             feature; carry it as the row id (`--id-column {name}`) or list the features \
+             (`--columns`) if it is not one"
+        );
+    }
 }
 
 fn first_null(a: &dyn Array) -> Option<usize> {
@@ -342,6 +364,7 @@ impl Converter {
             width,
             pending: None,
             recent: RecentIds::default(),
+            looked_for_ids: false,
         })
     }
 
@@ -423,8 +446,12 @@ impl Converter {
                         .get(name.as_str())
                         .map(|&i| rb.column(i))
                         .ok_or_else(|| Error::Schema(format!("missing column '{name}'")))?;
+                    if !self.looked_for_ids {
+                        warn_if_row_numbers(col, name);
+                    }
                     columns.push(floats::<F>(col, name, row0)?);
                 }
+                self.looked_for_ids = true;
                 let vals: Vec<&[F]> = columns
                     .iter()
                     .map(|a| a.as_primitive::<F::Arrow>().values().as_ref())

@@ -22,6 +22,9 @@ use super::{ArrowFloat, Format, InputOptions, Layout};
 use crate::error::{Error, Result};
 use crate::source::{BatchIter, BatchSource};
 
+/// Values per decoded record batch, at most (rows × columns).
+const DECODE_VALUES: usize = 4 << 20;
+
 /// Opens one file's record batches, reading only `columns`.
 fn open_file(
     path: &Path,
@@ -255,7 +258,11 @@ impl<F: ArrowFloat> BatchSource<F> for FileSource<F> {
     }
     fn epoch(&mut self, epoch: usize) -> Result<BatchIter<F>> {
         let columns = self.converter.needed_columns();
-        let decode_rows = self.opts.batch_rows.clamp(1, 8192);
+        // Record batches of at most about 4 M values (16 MB of f32), whatever the width:
+        // the decoder keeps a few of them ahead, and a 10 000-column file decoded 8192
+        // rows at a time would hold hundreds of megabytes.
+        let values_per_row = self.converter.width().max(columns.len()).max(1);
+        let decode_rows = (DECODE_VALUES / values_per_row).clamp(16, 8192);
         let files = self.files.clone();
         let inputs = files.into_iter().map(move |f| -> Named {
             let (_, batches) = open_file(&f, &columns, decode_rows)?;

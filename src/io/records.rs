@@ -29,11 +29,38 @@ pub(crate) fn mini_batches<F: ArrowFloat>(
     mut converter: Converter,
     batch_rows: usize,
 ) -> impl Iterator<Item = Result<Batch<F>>> + Send {
+    // Record batches are converted a slice at a time (a zero-copy view of at most this
+    // many rows): a producer's 65 536-row record batch never becomes one 65 536-row copy,
+    // so memory is bounded by the batch size whatever the record batches are.
+    let slice_rows = batch_rows.max(1024);
     let mut current: Option<(Arc<str>, RecordBatches, u64)> = None;
+    // The record batch being sliced: its rows, the next row to take, and its first row's
+    // index in its input.
+    let mut record: Option<(RecordBatch, usize, u64)> = None;
     let mut finished = false;
     let converted = std::iter::from_fn(move || loop {
         if finished {
             return None;
+        }
+        if let Some((rb, offset, rb_row0)) = record.as_mut() {
+            let name = &current.as_ref().expect("a record batch has an input").0;
+            let len = slice_rows.min(rb.num_rows() - *offset);
+            let slice = rb.slice(*offset, len);
+            let at = *rb_row0 + *offset as u64;
+            *offset += len;
+            if *offset >= rb.num_rows() {
+                record = None;
+            }
+            // Arrays a corrupt file decoded into can break invariants the conversion
+            // relies on: a panic there is a corrupt input too.
+            match decoding("Arrow", || converter.convert::<F>(&slice, name, at)) {
+                Ok(Some(b)) => return Some(Ok(b)),
+                Ok(None) => continue,
+                Err(e) => {
+                    finished = true;
+                    return Some(Err(e.in_file(&**name)));
+                }
+            }
         }
         if current.is_none() {
             match inputs.next() {
@@ -53,16 +80,7 @@ pub(crate) fn mini_batches<F: ArrowFloat>(
             Some(Ok(rb)) => {
                 let at = *row0;
                 *row0 += rb.num_rows() as u64;
-                // Arrays a corrupt file decoded into can break invariants the conversion
-                // relies on: a panic there is a corrupt input too.
-                match decoding("Arrow", || converter.convert::<F>(&rb, name, at)) {
-                    Ok(Some(b)) => return Some(Ok(b)),
-                    Ok(None) => continue,
-                    Err(e) => {
-                        finished = true;
-                        return Some(Err(e.in_file(&**name)));
-                    }
-                }
+                record = (rb.num_rows() > 0).then_some((rb, 0, at));
             }
             Some(Err(e)) => {
                 finished = true;

@@ -53,9 +53,17 @@ impl TableFormat {
     }
 }
 
-fn properties() -> WriterProperties {
+/// Writer settings for a table of `columns` columns. A Parquet writer keeps a compressor
+/// per column, and zstd's is large (a 10 304-column H took 150 MB more to write than to
+/// fit), so wide tables use snappy, whose state is small.
+fn properties(columns: usize) -> WriterProperties {
+    let compression = if columns > 256 {
+        Compression::SNAPPY
+    } else {
+        Compression::ZSTD(ZstdLevel::default())
+    };
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_compression(compression)
         // Floats rarely repeat: dictionary pages would only cost memory per column.
         .set_dictionary_enabled(false)
         .build()
@@ -73,7 +81,7 @@ impl<W: Write + Send> Table<W> {
             TableFormat::Parquet => Table::Parquet(ArrowWriter::try_new(
                 out,
                 schema.clone(),
-                Some(properties()),
+                Some(properties(schema.fields().len())),
             )?),
             TableFormat::ArrowStream => Table::Stream(StreamWriter::try_new(out, schema)?),
         })

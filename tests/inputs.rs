@@ -1,0 +1,419 @@
+//! The input side of the attack catalogue: inputs that used to give a silent wrong answer
+//! (unsorted triplets, an id learned as a feature, values too large for f32, flags that
+//! contradict a saved model) are errors or honoured, named by file, row and column.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch};
+use common::*;
+use streamnmf::persist;
+use streamnmf::synth::PlantedSpec;
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_streamnmf"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &Output) {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Fails with exit code 1 and one line holding every needle; writes nothing.
+fn refused(dir: &Path, args: &[&str], needles: &[&str]) {
+    let before: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let o = run(dir, args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    for n in needles {
+        assert!(lines[0].contains(n), "'{n}' not in: {err}");
+    }
+    let after: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(before.len(), after.len(), "an output was left: {after:?}");
+}
+
+fn triplets(rows: &[(i64, i64, f64)]) -> RecordBatch {
+    RecordBatch::try_from_iter([
+        (
+            "user",
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))) as ArrayRef,
+        ),
+        (
+            "item",
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))) as ArrayRef,
+        ),
+        (
+            "rating",
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))) as ArrayRef,
+        ),
+    ])
+    .unwrap()
+}
+
+/// Triplets not grouped by row: the first row id that comes back is named, with the line.
+/// A (row, item) pair given twice names the row id and the real column.
+#[test]
+fn triplets_must_be_grouped_and_unique() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let rows = [
+        (1, 0, 1.0),
+        (1, 2, 2.0),
+        (2, 1, 1.0),
+        (1, 3, 4.0),
+        (3, 0, 1.0),
+    ];
+    write_parquet(&d.join("t.parquet"), &[triplets(&rows)], 100);
+    let layout = "triplets:user,item,rating";
+    refused(
+        d,
+        &[
+            "fit",
+            "t.parquet",
+            "-k",
+            "1",
+            "--layout",
+            layout,
+            "--width",
+            "4",
+            "-q",
+        ],
+        &[
+            "t.parquet",
+            "row 3, column 'user'",
+            "row id 1 comes back after other rows",
+        ],
+    );
+    let dup = [(1, 0, 1.0), (1, 2, 2.0), (1, 2, 3.0), (2, 1, 1.0)];
+    write_parquet(&d.join("t.parquet"), &[triplets(&dup)], 100);
+    refused(
+        d,
+        &[
+            "fit",
+            "t.parquet",
+            "-k",
+            "1",
+            "--layout",
+            layout,
+            "--width",
+            "4",
+            "-q",
+        ],
+        &[
+            "t.parquet",
+            "column 'item'",
+            "index 2 appears twice in one row of row id 1",
+        ],
+    );
+}
+
+/// Values too large for f32: reported as such (not as infinities) in f64 inputs; values
+/// whose products overflow f32 inside the model stop the run naming the batch, and
+/// nothing is written; with `--float f64` both fit.
+#[test]
+fn values_beyond_f32_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let x = PlantedSpec::new(300, 5, 2).seed(1).generate().x;
+    let mut big = x.clone();
+    big[[123, 3]] = 1e300;
+    write_parquet(
+        &d.join("big.parquet"),
+        &dense_batches(&big, 100, false),
+        100,
+    );
+    refused(
+        d,
+        &["fit", "big.parquet", "-k", "2", "-q"],
+        &[
+            "big.parquet: row 123, column 'f3'",
+            "1e300 is beyond the f32 range",
+            "--float f64",
+        ],
+    );
+    // 1e39 is beyond f32 too, and fits in f64 (1e300 does not: its square overflows f64).
+    big[[123, 3]] = 1e39;
+    write_parquet(
+        &d.join("big.parquet"),
+        &dense_batches(&big, 100, false),
+        100,
+    );
+    refused(
+        d,
+        &["fit", "big.parquet", "-k", "2", "-q"],
+        &["1e39 is beyond the f32 range"],
+    );
+    ok(&run(
+        d,
+        &[
+            "fit",
+            "big.parquet",
+            "-k",
+            "2",
+            "-q",
+            "--float",
+            "f64",
+            "--out",
+            "a.snmf",
+        ],
+    ));
+    let huge = x.mapv(|v| (v + 0.5) * 1e30);
+    write_parquet(
+        &d.join("huge.parquet"),
+        &dense_batches(&huge, 100, false),
+        100,
+    );
+    refused(
+        d,
+        &[
+            "fit",
+            "huge.parquet",
+            "-k",
+            "2",
+            "-q",
+            "--out",
+            "h.snmf",
+            "--components-out",
+            "h.parquet",
+        ],
+        &["batch 0", "overflowed", "--float f64"],
+    );
+    ok(&run(
+        d,
+        &[
+            "fit",
+            "huge.parquet",
+            "-k",
+            "2",
+            "-q",
+            "--float",
+            "f64",
+            "--out",
+            "h.snmf",
+        ],
+    ));
+}
+
+/// An empty file: the error names it.
+#[test]
+fn an_empty_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let x = PlantedSpec::new(10, 4, 2).seed(1).generate().x;
+    let empty = dense_batches(&x, 10, false)[0].slice(0, 0);
+    write_parquet(&d.join("empty.parquet"), &[empty], 10);
+    refused(
+        d,
+        &["fit", "empty.parquet", "-k", "2", "-q"],
+        &["empty.parquet", "empty batch: 0 rows x 4 columns"],
+    );
+}
+
+/// An integer column named like an id, among the columns taken by default, is refused
+/// with the flags to use; named as the id column it is carried through.
+#[test]
+fn an_id_among_the_features_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let x = PlantedSpec::new(500, 6, 2).seed(1).generate().x;
+    write_parquet(&d.join("x.parquet"), &dense_batches(&x, 250, true), 250);
+    refused(
+        d,
+        &["fit", "x.parquet", "-k", "2", "-q"],
+        &[
+            "x.parquet",
+            "column 'id' looks like a row id",
+            "--id-column id",
+            "--columns",
+        ],
+    );
+    ok(&run(
+        d,
+        &[
+            "fit",
+            "x.parquet",
+            "-k",
+            "2",
+            "-q",
+            "--id-column",
+            "id",
+            "--out",
+            "m.snmf",
+        ],
+    ));
+    let (m, meta) = persist::load::<f32>(&d.join("m.snmf")).unwrap();
+    assert_eq!(m.components().unwrap().ncols(), 6);
+    assert!(!meta.feature_names.contains(&"id".to_string()));
+    // Duplicate feature names would make an H that data frames cannot read.
+    refused(
+        d,
+        &["fit", "x.parquet", "-k", "2", "-q", "--columns", "f0,f0,f1"],
+        &["column 'f0' is asked for twice"],
+    );
+}
+
+/// A saved model keeps its settings: flags that contradict them are refused naming them;
+/// settings not given come from the model (its batch size, its rank), and --resume needs
+/// no --rank.
+#[test]
+fn a_saved_model_keeps_its_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let x = PlantedSpec::new(2000, 8, 3).seed(1).generate().x;
+    write_parquet(&d.join("x.parquet"), &dense_batches(&x, 1000, false), 500);
+    ok(&run(
+        d,
+        &[
+            "fit",
+            "x.parquet",
+            "-k",
+            "3",
+            "--loss",
+            "kl",
+            "--batch-size",
+            "100",
+            "--epochs",
+            "1",
+            "-q",
+            "--out",
+            "m.snmf",
+        ],
+    ));
+    refused(
+        d,
+        &[
+            "fit",
+            "x.parquet",
+            "--model",
+            "m.snmf",
+            "--loss",
+            "fro",
+            "--forget",
+            "0.5",
+            "-q",
+            "--out",
+            "n.snmf",
+        ],
+        &[
+            "cannot keep learning with m.snmf",
+            "--loss fro (the model has kl)",
+            "--forget 0.5 (the model has 1)",
+        ],
+    );
+    ok(&run(
+        d,
+        &[
+            "fit",
+            "x.parquet",
+            "--model",
+            "m.snmf",
+            "--loss",
+            "kl",
+            "--epochs",
+            "1",
+            "-q",
+            "--out",
+            "n.snmf",
+        ],
+    ));
+    let (n, _) = persist::load::<f32>(&d.join("n.snmf")).unwrap();
+    assert_eq!(n.params().batch_size(), 100, "the model's batch size");
+    assert_eq!(n.batches_seen(), 40);
+    // --resume takes the rank (and everything else) from the checkpoint.
+    ok(&run(
+        d,
+        &[
+            "fit",
+            "x.parquet",
+            "-k",
+            "3",
+            "--epochs",
+            "2",
+            "-q",
+            "--checkpoint-dir",
+            "ck",
+            "--out",
+            "a.snmf",
+        ],
+    ));
+    ok(&run(
+        d,
+        &[
+            "fit",
+            "x.parquet",
+            "--epochs",
+            "3",
+            "-q",
+            "--resume",
+            "ck",
+            "--out",
+            "b.snmf",
+        ],
+    ));
+    let (b, _) = persist::load::<f32>(&d.join("b.snmf")).unwrap();
+    assert_eq!((b.params().rank(), b.loss_history().len()), (3, 3));
+}
+
+/// A sparse input whose largest column index is 2^40, without `--width`: an error saying
+/// so, not an attempt to allocate a dictionary of 2^40 columns.
+#[test]
+fn a_huge_column_index_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_parquet(
+        &d.join("t.parquet"),
+        &[triplets(&[(1, 0, 1.0), (1, 1 << 40, 2.0), (2, 3, 1.0)])],
+        10,
+    );
+    refused(
+        d,
+        &[
+            "fit",
+            "t.parquet",
+            "-k",
+            "2",
+            "--layout",
+            "triplets:user,item,rating",
+            "-q",
+        ],
+        &[
+            "t.parquet",
+            "1099511627777 features",
+            "more than the 4294967295 a sparse layout can index",
+        ],
+    );
+    // Within the index range but beyond the machine's memory: refused before allocating.
+    write_parquet(
+        &d.join("t.parquet"),
+        &[triplets(&[(1, 0, 1.0), (1, 4_000_000_000, 2.0)])],
+        10,
+    );
+    refused(
+        d,
+        &[
+            "fit",
+            "t.parquet",
+            "-k",
+            "64",
+            "--layout",
+            "triplets:user,item,rating",
+            "-q",
+        ],
+        &["a rank-64 model of 4000000001 features needs about", "GiB"],
+    );
+}
