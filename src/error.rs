@@ -157,6 +157,12 @@ pub enum Error {
     /// A non-finite beta.
     #[error("beta must be finite, got {0}")]
     InvalidBeta(f64),
+    /// A confidence scale for implicit feedback that is not a positive number.
+    #[error("the implicit-feedback confidence alpha must be finite and > 0, got {0}")]
+    InvalidConfidence(f64),
+    /// An unobserved-entry mode that the loss does not support.
+    #[error("the {0} loss cannot treat unstored entries as {1:?}: observed-only needs fro or kl, implicit needs fro")]
+    UnobservedNeedsLoss(crate::model::Loss, crate::model::Unobserved),
     /// HALS asked for with a loss other than Frobenius.
     #[error("the HALS code solver needs the Frobenius loss (beta = 2), got beta = {0}; use the multiplicative solver")]
     SolverNeedsFrobenius(f64),

@@ -59,7 +59,8 @@ pub use float::Float;
 pub use matrix::{Batch, CsrMatrix, CsrView, MatRef, Matrix, Origin, RowIds};
 pub use model::loss;
 pub use model::{
-    BatchReport, FitReport, Init, Loss, LossReport, NmfParams, OnlineNmf, Solver, ValidParams,
+    BatchReport, FitReport, Init, Loss, LossReport, NmfParams, OnlineNmf, Solver, Unobserved,
+    ValidParams,
 };
 
 /// The README's examples, compiled and run as doctests.

@@ -41,6 +41,14 @@ pub trait BatchSource<F>: Send {
     fn feature_names(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Whether the batches are sparse with columns that name features by index, so their
+    /// width may differ from a model's: a narrower batch stores nothing in the columns it
+    /// lacks, and a wider one brings new features (a growing catalogue), which fitting
+    /// adds to the model and computing codes ignores. Dense sources have exactly the
+    /// model's columns.
+    fn sparse(&self) -> bool {
+        false
+    }
     /// The batches of epoch `epoch` (0-based). Iterators own their state.
     fn epoch(&mut self, epoch: usize) -> Result<BatchIter<F>>;
 }
@@ -77,6 +85,9 @@ impl<F: Float> MemorySource<F> {
 impl<F: Float> BatchSource<F> for MemorySource<F> {
     fn width(&self) -> usize {
         self.data.view().ncols()
+    }
+    fn sparse(&self) -> bool {
+        matches!(*self.data, Matrix::Csr(_))
     }
     fn rewindable(&self) -> bool {
         true

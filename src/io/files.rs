@@ -239,6 +239,9 @@ impl<F: ArrowFloat> BatchSource<F> for FileSource<F> {
     fn width(&self) -> usize {
         self.converter.width()
     }
+    fn sparse(&self) -> bool {
+        !matches!(self.opts.layout, Layout::Dense)
+    }
     fn rewindable(&self) -> bool {
         true
     }

@@ -9,7 +9,7 @@ use arrow_ipc::reader::StreamReader;
 use super::convert::Converter;
 use super::guard::{decoding, guarded};
 use super::records::{mini_batches, Named, RecordBatches};
-use super::{ArrowFloat, InputOptions};
+use super::{ArrowFloat, InputOptions, Layout};
 use crate::error::{Error, Result};
 use crate::source::{BatchIter, BatchSource};
 
@@ -66,6 +66,9 @@ impl<F: ArrowFloat> StreamSource<F> {
 impl<F: ArrowFloat> BatchSource<F> for StreamSource<F> {
     fn width(&self) -> usize {
         self.converter.width()
+    }
+    fn sparse(&self) -> bool {
+        !matches!(self.opts.layout, Layout::Dense)
     }
     fn rewindable(&self) -> bool {
         false

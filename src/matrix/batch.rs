@@ -239,6 +239,23 @@ impl<F: Float> Batch<F> {
     pub fn origin(&self) -> &Origin {
         &self.origin
     }
+    /// The same rows (ids, origin) with their data changed by `f` (same rows).
+    pub(crate) fn map_data(
+        mut self,
+        f: impl FnOnce(Matrix<F>) -> Result<Matrix<F>>,
+    ) -> Result<Self> {
+        let rows = self.rows();
+        let placeholder = Matrix::Dense(Array2::zeros((0, 0)));
+        self.data = f(std::mem::replace(&mut self.data, placeholder))?;
+        debug_assert_eq!(self.rows(), rows);
+        Ok(self)
+    }
+    /// The same rows (ids, origin) holding other data of the same shape.
+    pub(crate) fn with_data(mut self, data: Matrix<F>) -> Self {
+        debug_assert_eq!(data.view().nrows(), self.rows());
+        self.data = data;
+        self
+    }
 }
 
 impl<'a, F: Float> From<&'a Batch<F>> for MatRef<'a, F> {

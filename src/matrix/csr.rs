@@ -94,12 +94,17 @@ impl<F: Float> CsrMatrix<F> {
     /// assert_eq!(CsrMatrix::from_dense(x.view()).to_dense(), x);
     /// ```
     pub fn from_dense(x: ArrayView2<F>) -> Self {
+        Self::from_dense_keeping(x, |v| v != F::zero())
+    }
+
+    /// The entries of `x` for which `keep` holds, zeros included if it says so.
+    pub(crate) fn from_dense_keeping(x: ArrayView2<F>, keep: impl Fn(F) -> bool) -> Self {
         let mut indptr = Vec::with_capacity(x.nrows() + 1);
         let (mut indices, mut data) = (Vec::new(), Vec::new());
         indptr.push(0);
         for row in x.rows() {
             for (j, &v) in row.iter().enumerate() {
-                if v != F::zero() {
+                if keep(v) {
                     indices.push(j as u32);
                     data.push(v);
                 }
@@ -111,6 +116,14 @@ impl<F: Float> CsrMatrix<F> {
             indptr,
             indices,
             data,
+        }
+    }
+
+    /// The same rows in a wider matrix (see [`CsrView::widened`]).
+    pub(crate) fn widen(self, ncols: usize) -> Self {
+        Self {
+            ncols: ncols.max(self.ncols),
+            ..self
         }
     }
 
@@ -212,6 +225,46 @@ impl<'a, F: Float> CsrView<'a, F> {
         out
     }
     /// The raw parts, for the kernels of [`crate::linalg`].
+    /// The same rows in a wider matrix (`ncols` at least the width): the new columns
+    /// store nothing.
+    pub(crate) fn widened(&self, ncols: usize) -> CsrView<'a, F> {
+        CsrView {
+            ncols: ncols.max(self.ncols),
+            ..*self
+        }
+    }
+
+    /// The first `ncols` columns, and the number of stored entries beyond them.
+    pub(crate) fn first_columns(&self, ncols: usize) -> (CsrMatrix<F>, usize) {
+        let m = self.filtered_at(|j, _| (j as usize) < ncols);
+        let dropped = self.nnz() - m.nnz();
+        (CsrMatrix { ncols, ..m }, dropped)
+    }
+
+    /// The stored entries for which `keep` holds.
+    pub(crate) fn filtered(&self, keep: impl Fn(F) -> bool) -> CsrMatrix<F> {
+        self.filtered_at(|_, v| keep(v))
+    }
+
+    /// The stored entries `(column, value)` for which `keep` holds.
+    fn filtered_at(&self, keep: impl Fn(u32, F) -> bool) -> CsrMatrix<F> {
+        let mut b = CsrBuilder::new(self.ncols());
+        let (mut cols, mut vals) = (Vec::new(), Vec::new());
+        for i in 0..self.nrows() {
+            let (c, v) = self.row(i);
+            cols.clear();
+            vals.clear();
+            for (&j, &x) in c.iter().zip(v) {
+                if keep(j, x) {
+                    cols.push(j);
+                    vals.push(x);
+                }
+            }
+            b.push_row(&cols, &vals);
+        }
+        b.finish()
+    }
+
     pub(crate) fn parts(&self) -> CsrParts<'a, F> {
         CsrParts {
             indptr: self.indptr,

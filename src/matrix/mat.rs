@@ -54,6 +54,17 @@ impl<'a, F: Float> From<&'a Matrix<F>> for MatRef<'a, F> {
 }
 
 impl<'a, F: Float> MatRef<'a, F> {
+    /// The same view with a shorter lifetime (ndarray's views are invariant in theirs).
+    pub(crate) fn reborrow<'b>(self) -> MatRef<'b, F>
+    where
+        'a: 'b,
+    {
+        match self {
+            MatRef::Dense(d) => MatRef::Dense(d.reborrow()),
+            MatRef::Csr(c) => MatRef::Csr(c),
+        }
+    }
+
     /// Number of rows.
     pub fn nrows(&self) -> usize {
         match self {

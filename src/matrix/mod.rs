@@ -13,4 +13,4 @@ pub use mat::{MatRef, Matrix};
 #[cfg(feature = "arrow")]
 pub(crate) use batch::{gather_rows, BatchBuffer};
 pub(crate) use csr::CsrBuilder;
-pub(crate) use validate::{Valid, ValidBatch, ValueRule};
+pub(crate) use validate::{Observed, Reading, Valid, ValidBatch, ValueRule};

@@ -7,7 +7,8 @@
 use std::ops::{Deref, Range};
 
 use super::batch::Batch;
-use super::mat::MatRef;
+use super::csr::CsrMatrix;
+use super::mat::{MatRef, Matrix};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::linalg::parallel::{chunks_of, map_indexed, CHUNK_ROWS};
@@ -19,15 +20,105 @@ use crate::linalg::simd;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct ValueRule {
     beta: f64,
+    reading: Reading,
+}
+
+/// What the stored entries of a matrix are, for the loss (the model's `Unobserved`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Reading {
+    /// Every entry is data; an unstored sparse entry is a zero.
+    Zeros,
+    /// Stored entries are observations (zeros included); NaN and unstored entries are
+    /// missing. Solvers get CSR holding the observed entries.
+    Observed,
+    /// Stored non-zero entries are interactions; zeros and unstored entries are not.
+    /// Solvers get CSR holding the non-zero entries.
+    Interactions,
 }
 
 impl ValueRule {
     /// The rule of the beta-divergence with this beta.
     pub(crate) fn for_beta(beta: f64) -> Self {
-        Self { beta }
+        Self {
+            beta,
+            reading: Reading::Zeros,
+        }
+    }
+    /// The same rule, reading stored entries as `reading`.
+    pub(crate) fn reading(self, reading: Reading) -> Self {
+        Self { reading, ..self }
     }
     fn zero_is_bad(&self) -> bool {
-        self.beta <= 0.0
+        self.beta <= 0.0 && self.reading == Reading::Zeros
+    }
+    fn nan_is_missing(&self) -> bool {
+        self.reading == Reading::Observed
+    }
+    /// Whether a stored value is kept by the conversion to what solvers see.
+    fn keeps<F: Float>(&self, v: F) -> bool {
+        match self.reading {
+            Reading::Zeros => true,
+            Reading::Observed => !v.is_nan(),
+            Reading::Interactions => v != F::zero(),
+        }
+    }
+}
+
+/// Valid data in the form solvers take: the data itself, or (for observed-only and
+/// implicit readings) its CSR of kept entries.
+#[derive(Debug)]
+pub(crate) enum Observed<'a, F> {
+    Same(Valid<'a, F>),
+    Converted(CsrMatrix<F>),
+}
+
+impl<F: Float> Observed<'_, F> {
+    /// Checks an owned matrix (for data the caller had to copy first) and converts it.
+    pub(crate) fn owned(
+        x: CsrMatrix<F>,
+        first_row: u64,
+        rule: ValueRule,
+        threads: usize,
+    ) -> Result<Self> {
+        Valid::check(MatRef::Csr(x.view()), first_row, rule, threads)?;
+        Ok(Observed::Converted(
+            match convert(MatRef::Csr(x.view()), rule) {
+                None => x,
+                Some(c) => c,
+            },
+        ))
+    }
+
+    /// Sparse data in a matrix of at least `ncols` columns (see [`Valid::widened`]).
+    pub(crate) fn widened(self, ncols: usize) -> Self {
+        match self {
+            Observed::Same(v) => Observed::Same(v.widened(ncols)),
+            Observed::Converted(c) => Observed::Converted(c.widen(ncols)),
+        }
+    }
+
+    /// The data solvers see.
+    pub(crate) fn valid(&self) -> Valid<'_, F> {
+        match self {
+            Observed::Same(v) => Valid(v.0.reborrow()),
+            Observed::Converted(c) => Valid(MatRef::Csr(c.view())),
+        }
+    }
+}
+
+/// The CSR of the entries of `x` that `rule` keeps, or `None` when `x` is already what
+/// solvers see.
+fn convert<F: Float>(x: MatRef<F>, rule: ValueRule) -> Option<CsrMatrix<F>> {
+    match (rule.reading, x) {
+        (Reading::Zeros, _) => None,
+        (_, MatRef::Dense(d)) => Some(CsrMatrix::from_dense_keeping(d, |v| rule.keeps(v))),
+        (_, MatRef::Csr(c)) => {
+            if c.parts().data.iter().all(|&v| rule.keeps(v)) {
+                None
+            } else {
+                Some(c.filtered(|v| rule.keeps(v)))
+            }
+        }
     }
 }
 
@@ -81,6 +172,23 @@ impl<'a, F: Float> Valid<'a, F> {
     pub(crate) fn view(&self) -> MatRef<'a, F> {
         self.0
     }
+
+    /// Sparse data in a matrix of at least `ncols` columns (the new ones store nothing,
+    /// so it stays valid); dense data as it is.
+    pub(crate) fn widened(&self, ncols: usize) -> Valid<'a, F> {
+        match self.0 {
+            MatRef::Csr(c) if c.ncols() < ncols => Valid(MatRef::Csr(c.widened(ncols))),
+            _ => *self,
+        }
+    }
+
+    /// The data as solvers under `rule` see it (see [`Reading`]).
+    pub(crate) fn observed(self, rule: ValueRule) -> Observed<'a, F> {
+        match convert(self.0, rule) {
+            None => Observed::Same(self),
+            Some(c) => Observed::Converted(c),
+        }
+    }
 }
 
 /// A batch that passed the validator, with the width the model expects.
@@ -116,7 +224,10 @@ impl<F: Float> ValidBatch<F> {
                 None => e,
             });
         }
-        Ok(Self(batch))
+        match convert(batch.view(), rule) {
+            None => Ok(Self(batch)),
+            Some(c) => Ok(Self(batch.with_data(Matrix::Csr(c)))),
+        }
     }
 
     /// The validated data.
@@ -146,7 +257,9 @@ fn check_values<F: Float>(x: MatRef<F>, first_row: u64, rule: ValueRule) -> Resu
             return;
         }
         let row = first_row + i as u64;
-        if !v.is_finite() {
+        if v.is_nan() && rule.nan_is_missing() {
+            // A missing observation.
+        } else if !v.is_finite() {
             err = Some(Error::NonFinite {
                 row,
                 col: j,
@@ -196,7 +309,10 @@ mod tests {
     use crate::matrix::{CsrMatrix, Origin};
     use ndarray::{array, Array2};
 
-    const FRO: ValueRule = ValueRule { beta: 2.0 };
+    const FRO: ValueRule = ValueRule {
+        beta: 2.0,
+        reading: Reading::Zeros,
+    };
 
     #[test]
     fn reports_the_global_row_and_column() {

@@ -14,7 +14,8 @@ use std::ops::Range;
 use ndarray::{s, Array2, ArrayView2};
 
 use super::loss::{divergence, frobenius_from_products};
-use super::params::{Solver, ValidParams};
+use super::masked;
+use super::params::{Solver, Unobserved, ValidParams};
 use crate::float::Float;
 use crate::linalg::parallel::{chunks_of, map_indexed, CHUNK_ROWS};
 use crate::matrix::{MatRef, Valid};
@@ -106,6 +107,20 @@ fn solve_prepared<F: Float>(
     warm: Option<Array2<F>>,
 ) -> Codes<F> {
     let x = x.view();
+    if let (MatRef::Csr(c), true) = (x, params.unobserved() != Unobserved::Zero) {
+        let (w, stats, loss) = if params.loss().beta() == 1.0 {
+            masked::codes_kl(params, prep.ht.view(), c, warm.as_ref().map(|w| w.view()))
+        } else {
+            masked::codes(
+                params,
+                prep.ht.view(),
+                prep.g.view(),
+                c,
+                warm.as_ref().map(|w| w.view()),
+            )
+        };
+        return Codes { w, stats, loss };
+    }
     let (l1, l2) = params.w_penalties(x.ncols());
     let pen = (F::from_f64(l1), F::from_f64(l2));
     let (max_iter, tol) = (params.code_max_iter(), params.code_tol());

@@ -26,12 +26,13 @@
 
 use std::borrow::Cow;
 
-use ndarray::{s, Array1, Array2, ArrayView2, Zip};
+use ndarray::{s, Array1, Array2, ArrayView2, ShapeBuilder, Zip};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::loss::Loss;
-use super::params::ValidParams;
+use super::masked;
+use super::params::{Unobserved, ValidParams};
 use super::statistics::{past_scale, Contribution, Statistics};
 use crate::error::{Error, Result};
 use crate::float::Float;
@@ -66,6 +67,7 @@ pub(crate) struct UpdateStats {
 pub(crate) struct Dictionary<F> {
     pub(crate) h: Array2<F>,
     pub(crate) loss: Loss,
+    pub(crate) mode: Unobserved,
     pub(crate) current: Statistics<F>,
     pub(crate) previous: Option<Statistics<F>>,
     pub(crate) rows_in_pass: u64,
@@ -78,9 +80,14 @@ pub(crate) struct Dictionary<F> {
 /// and previous pass), fits in this machine's memory, before anything that large is
 /// allocated: a sparse input whose largest column index is 2^40 must be an error, not an
 /// allocation failure that aborts the process.
-pub(crate) fn check_size<F: Float>(k: usize, p: usize, loss: Loss) -> Result<()> {
-    // H, and B (Frobenius) or numerator and denominator (other betas), twice.
-    let arrays = if loss.beta() == 2.0 { 3.0 } else { 5.0 };
+pub(crate) fn check_size<F: Float>(k: usize, p: usize, loss: Loss, mode: Unobserved) -> Result<()> {
+    // H, and B (Frobenius) or numerator and denominator (other betas), twice; per-column
+    // statistics hold a packed k × k matrix and a vector per column, twice.
+    let arrays = match (loss.beta() == 2.0, mode) {
+        (true, Unobserved::Zero) => 3.0,
+        (true, _) => 1.0 + 2.0 * (k as f64 + 3.0) / 2.0,
+        (false, _) => 5.0,
+    };
     let bytes = arrays * k as f64 * p as f64 * std::mem::size_of::<F>() as f64;
     let total = physical_memory().unwrap_or(u64::MAX as f64);
     if bytes > total || (k as u128 * p as u128) > isize::MAX as u128 / 8 {
@@ -95,6 +102,31 @@ pub(crate) fn check_size<F: Float>(k: usize, p: usize, loss: Loss) -> Result<()>
     Ok(())
 }
 
+/// The value a new feature's column of H starts at, per atom: 0 where coordinate descent
+/// updates H (it moves off zero as soon as rows use the feature, and a zero column leaves
+/// the codes as they were), the atom's mean under multiplicative updates (which cannot
+/// move a zero).
+fn new_column_value<F: Float>(atom: ndarray::ArrayView1<F>, loss: Loss) -> F {
+    if loss.beta() == 2.0 || atom.is_empty() {
+        return F::zero();
+    }
+    F::from_f64(atom.iter().map(|v| v.as_f64()).sum::<f64>() / atom.len() as f64)
+}
+
+/// `h` (k × p₀, any layout) widened to `p` columns (column-major), the new ones at
+/// [`new_column_value`]: what the codes of a batch wider than the dictionary are solved
+/// against, and what the dictionary becomes when it grows.
+pub(crate) fn padded<F: Float>(h: ArrayView2<F>, p: usize, loss: Loss) -> Array2<F> {
+    let (k, old) = h.dim();
+    let mut out = Array2::zeros((k, p.max(old)).f());
+    out.slice_mut(s![.., ..old]).assign(&h);
+    for (j, row) in h.rows().into_iter().enumerate() {
+        let v = new_column_value(row, loss);
+        out.slice_mut(s![j, old..]).fill(v);
+    }
+    out
+}
+
 /// This machine's memory in bytes (Linux `MemTotal`), when known.
 fn physical_memory() -> Option<f64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -105,17 +137,35 @@ fn physical_memory() -> Option<f64> {
 
 impl<F: Float> Dictionary<F> {
     /// A dictionary starting from `h`, with empty statistics.
-    pub(crate) fn new(h: Array2<F>, loss: Loss) -> Self {
+    pub(crate) fn new(h: Array2<F>, loss: Loss, mode: Unobserved) -> Self {
         let (k, p) = h.dim();
         Self {
-            current: Statistics::zeros(loss, k, p),
+            current: Statistics::zeros(loss, mode, k, p),
             h: to_column_major(h),
             loss,
+            mode,
             previous: None,
             rows_in_pass: 0,
             version: 0,
             life_rows: 0,
         }
+    }
+
+    /// Grows to `p` features (new items of a growing catalogue): H gets columns of
+    /// [`new_column_value`] per atom and the statistics empty columns, which the next
+    /// updates fill from the rows that touch them.
+    pub(crate) fn grow(&mut self, p: usize) {
+        let old = self.h.ncols();
+        if p <= old {
+            return;
+        }
+        self.h = padded(self.h.view(), p, self.loss);
+        let frobenius = self.loss.beta() == 2.0;
+        self.current.grow(p, frobenius);
+        if let Some(prev) = self.previous.as_mut() {
+            prev.grow(p, frobenius);
+        }
+        tracing::info!(from = old, to = p, "dictionary grew new features");
     }
 
     /// H (k × p).
@@ -125,19 +175,16 @@ impl<F: Float> Dictionary<F> {
 
     /// Whether H and the statistics are all finite.
     pub(crate) fn is_finite(&self) -> bool {
-        let finite = |s: &Statistics<F>| {
-            s.a.iter().chain(s.b.iter()).all(|v| v.is_finite()) && s.rows.is_finite()
-        };
         self.h.iter().all(|v| v.is_finite())
-            && finite(&self.current)
-            && self.previous.as_ref().is_none_or(finite)
+            && self.current.is_finite()
+            && self.previous.as_ref().is_none_or(|p| p.is_finite())
     }
 
     /// Marks the start of a new pass over the same data (see the module docs).
     pub(crate) fn start_pass(&mut self, purge: bool) {
         if purge && self.current.raw_rows > 0 {
             let (k, p) = self.h.dim();
-            let fresh = Statistics::zeros(self.loss, k, p);
+            let fresh = Statistics::zeros(self.loss, self.mode, k, p);
             self.previous = Some(std::mem::replace(&mut self.current, fresh));
         }
         self.rows_in_pass = 0;
@@ -155,6 +202,8 @@ impl<F: Float> Dictionary<F> {
         rng: &mut ChaCha8Rng,
         threads: usize,
     ) -> UpdateStats {
+        self.grow(c.width);
+        let x = x.widened(self.h.ncols());
         let rho = F::from_f64(past_scale(
             params.forget(),
             params.decay(),
@@ -202,7 +251,38 @@ impl<F: Float> Dictionary<F> {
         };
         let (l1, l2) = params.h_penalties(rows);
         let (l1, l2) = (F::from_f64(l1), F::from_f64(l2));
-        let sweeps = if frobenius {
+        let per_column = self.current.columns.is_some();
+        let sweeps = if per_column {
+            let cur = self
+                .current
+                .columns
+                .as_ref()
+                .expect("per-column statistics");
+            let prev = prev.and_then(|(p, left)| p.columns.as_ref().map(|c| (c, left)));
+            let implicit = matches!(self.mode, Unobserved::Implicit { .. });
+            let touched = c.columns.as_ref().map(|c| c.cols.as_slice()).unwrap_or(&[]);
+            // Implicit feedback: the shared `Σ w wᵀ` moves every column's problem.
+            let all: Vec<u32>;
+            let cols = if implicit {
+                all = (0..self.h.ncols() as u32).collect();
+                &all
+            } else {
+                touched
+            };
+            // Implicit feedback reads every row for every item; observed-only data, the
+            // rows that observe the item.
+            let penalties = |count: f64| params.h_penalties(if implicit { rows } else { count });
+            masked::update_columns(
+                &mut self.h,
+                cols,
+                cur,
+                prev,
+                implicit.then(|| a.view()),
+                &penalties,
+                (params.dict_max_iter(), params.dict_tol()),
+                threads,
+            )
+        } else if frobenius {
             let (max_iter, tol) = (params.dict_max_iter(), params.dict_tol());
             hals_dictionary(
                 &mut self.h,
@@ -404,8 +484,18 @@ mod tests {
             .dict_tol(0.0)
             .check()
             .unwrap();
-        let mut d = Dictionary::new(Array2::from_elem((2, 4), 0.5), Loss::Frobenius);
-        let c = Contribution::new(Loss::Frobenius, valid(&x), w.view(), h_true.view());
+        let mut d = Dictionary::new(
+            Array2::from_elem((2, 4), 0.5),
+            Loss::Frobenius,
+            Unobserved::Zero,
+        );
+        let c = Contribution::new(
+            Loss::Frobenius,
+            Unobserved::Zero,
+            valid(&x),
+            w.view(),
+            h_true.view(),
+        );
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let u = d.apply(c, valid(&x), &params, &mut rng, 1);
         assert!(u.reseeded.is_empty());
@@ -418,7 +508,7 @@ mod tests {
     #[test]
     fn h_is_column_major() {
         let h = array![[1.0f64, 0.0, 2.0], [0.5, 3.0, 0.0]];
-        let d = Dictionary::new(h.clone(), Loss::Frobenius);
+        let d = Dictionary::new(h.clone(), Loss::Frobenius, Unobserved::Zero);
         assert!(d.components().t().is_standard_layout());
         assert_eq!(d.components(), h);
     }
@@ -430,8 +520,14 @@ mod tests {
         let w = array![[1.0, 0.0], [2.0, 0.0]];
         let h = array![[0.5, 1.0, 1.0], [1.0, 1.0, 1.0]];
         let params = NmfParams::new(2).check().unwrap();
-        let mut d = Dictionary::new(h.clone(), Loss::Frobenius);
-        let c = Contribution::new(Loss::Frobenius, valid(&x), w.view(), h.view());
+        let mut d = Dictionary::new(h.clone(), Loss::Frobenius, Unobserved::Zero);
+        let c = Contribution::new(
+            Loss::Frobenius,
+            Unobserved::Zero,
+            valid(&x),
+            w.view(),
+            h.view(),
+        );
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let u = d.apply(c, valid(&x), &params, &mut rng, 1);
         assert_eq!(u.reseeded, vec![1]);

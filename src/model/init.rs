@@ -10,7 +10,7 @@ use ndarray_linalg::{JobSvd, QR, SVDDC};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::params::Init;
+use super::params::{Init, Unobserved};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::matrix::{CsrBuilder, CsrMatrix, MatRef, Valid};
@@ -28,6 +28,7 @@ pub(crate) fn initial_dictionary<F: Float>(
     init: &Init,
     x: Valid<F>,
     k: usize,
+    mode: Unobserved,
     rng: &mut ChaCha8Rng,
 ) -> Result<Array2<F>> {
     let x = x.view();
@@ -35,7 +36,14 @@ pub(crate) fn initial_dictionary<F: Float>(
     if k > p {
         return Err(Error::RankTooLarge { rank: k, width: p });
     }
-    let mean = x.sum() / (x.nrows() as f64 * p as f64);
+    let cells = x.nrows() as f64 * p as f64;
+    // The mean of what W H should reproduce: every entry, the observed ones, or the
+    // preferences (1 for each interaction, 0 elsewhere).
+    let mean = match mode {
+        Unobserved::Zero => x.sum() / cells,
+        Unobserved::Missing => x.sum() / x.nnz().max(1) as f64,
+        Unobserved::Implicit { .. } => x.nnz() as f64 / cells,
+    };
     let h64 = match init {
         Init::Custom(h) => {
             if h.dim() != (k, p) {
@@ -290,6 +298,7 @@ mod tests {
             &Init::Nndsvd,
             v(MatRef::from(&x)),
             4,
+            Unobserved::Zero,
             &mut ChaCha8Rng::seed_from_u64(7),
         )
         .unwrap();
@@ -297,6 +306,7 @@ mod tests {
             &Init::Nndsvd,
             v(MatRef::from(&csr)),
             4,
+            Unobserved::Zero,
             &mut ChaCha8Rng::seed_from_u64(7),
         )
         .unwrap();
@@ -322,13 +332,13 @@ mod tests {
             1,
         )
         .unwrap();
-        let plain = initial_dictionary(&Init::Nndsvd, xv, 3, &mut rng).unwrap();
+        let plain = initial_dictionary(&Init::Nndsvd, xv, 3, Unobserved::Zero, &mut rng).unwrap();
         assert!(plain.iter().any(|&v| v == 0.0));
-        let a = initial_dictionary(&Init::Nndsvda, xv, 3, &mut rng).unwrap();
+        let a = initial_dictionary(&Init::Nndsvda, xv, 3, Unobserved::Zero, &mut rng).unwrap();
         assert!(a.iter().all(|&v| v > 0.0));
-        let ar = initial_dictionary(&Init::Nndsvdar, xv, 3, &mut rng).unwrap();
+        let ar = initial_dictionary(&Init::Nndsvdar, xv, 3, Unobserved::Zero, &mut rng).unwrap();
         assert!(ar.iter().all(|&v| v >= 0.0));
-        let e = initial_dictionary(&Init::Random, xv, 5, &mut rng);
+        let e = initial_dictionary(&Init::Random, xv, 5, Unobserved::Zero, &mut rng);
         assert!(matches!(e, Err(Error::RankTooLarge { rank: 5, width: 4 })));
     }
 }

@@ -6,14 +6,16 @@ mod codes;
 mod dictionary;
 mod init;
 pub mod loss;
+mod masked;
 mod online;
 mod params;
 mod statistics;
 
 pub use loss::Loss;
 pub use online::{BatchReport, FitReport, LossReport, OnlineNmf};
-pub use params::{Init, NmfParams, Solver, ValidParams};
+pub use params::{Init, NmfParams, Solver, Unobserved, ValidParams};
 
-pub(crate) use dictionary::Dictionary;
+pub(crate) use dictionary::{check_size, Dictionary};
+pub(crate) use masked::ColumnStats;
 pub(crate) use online::{solve_batch, transform_batch, State};
 pub(crate) use statistics::Statistics;

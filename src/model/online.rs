@@ -7,15 +7,15 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::codes::{solve_chunked, Codes, Prepared};
-use super::dictionary::{check_size, Dictionary};
+use super::dictionary::{check_size, padded, Dictionary};
 use super::init::initial_dictionary;
 use super::loss::divergence;
-use super::params::ValidParams;
+use super::params::{Unobserved, ValidParams};
 use super::statistics::Contribution;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::linalg::parallel::default_threads;
-use crate::matrix::{MatRef, Valid, ValueRule};
+use crate::matrix::{MatRef, Observed, Valid, ValueRule};
 
 /// What one `partial_fit` did. The loss is measured on the batch against the dictionary
 /// *before* the batch updates it (a progressive-validation loss).
@@ -57,8 +57,24 @@ pub struct LossReport {
     pub loss: f64,
     /// Rows evaluated.
     pub rows: u64,
-    /// `‖X − WH‖_F / ‖X‖_F` (Frobenius loss only).
+    /// `‖X − WH‖_F / ‖X‖_F` (Frobenius loss only; over the observed entries when
+    /// unstored entries are missing, and `None` for implicit feedback).
     pub relative_error: Option<f64>,
+    /// The root mean squared error over the observed entries (Frobenius loss with
+    /// [`Unobserved::Missing`]: the rating-prediction error).
+    ///
+    /// [`Unobserved::Missing`]: crate::Unobserved::Missing
+    #[serde(default)]
+    pub rmse: Option<f64>,
+}
+
+/// What [`OnlineNmf::check`] does with sparse data wider than the dictionary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wider {
+    /// Learning: the dictionary grows to the new features.
+    Grow,
+    /// Codes of new rows: entries of unknown features are dropped.
+    Ignore,
 }
 
 /// A batch's codes and its contribution to the statistics: the output of the solver step,
@@ -78,10 +94,21 @@ pub(crate) fn solve_batch<F: Float>(
     x: Valid<F>,
     threads: usize,
 ) -> Solved<F> {
+    // A growing catalogue: a batch narrower than H stores nothing in the columns it
+    // lacks; a wider one is solved against H with its new features at their start values
+    // (the dictionary grows to them when the contribution is folded in).
+    let x = x.widened(h.ncols());
+    let wide;
+    let h = if x.ncols() > h.ncols() {
+        wide = padded(h, x.ncols(), params.loss());
+        wide.view()
+    } else {
+        h
+    };
     let prep = Prepared::new(params, h);
-    let loss = params.loss();
+    let (loss, mode) = (params.loss(), params.unobserved());
     let (codes, parts) = solve_chunked(params, &prep, x, threads, None, |xc, w| {
-        Contribution::new(loss, xc, w, prep.h())
+        Contribution::new(loss, mode, xc, w, prep.h())
     });
     let mut parts = parts.into_iter();
     let mut contribution = parts.next().expect("a batch has at least one chunk");
@@ -211,9 +238,9 @@ impl<F: Float> OnlineNmf<F> {
                 value: v.as_f64(),
             });
         }
-        let loss = params.loss();
+        let (loss, mode) = (params.loss(), params.unobserved());
         let mut model = Self::new(params);
-        model.state.dict = Some(Dictionary::new(h, loss));
+        model.state.dict = Some(Dictionary::new(h, loss, mode));
         Ok(model)
     }
 
@@ -332,30 +359,56 @@ impl<F: Float> OnlineNmf<F> {
 
     /// The rule every batch's values must follow under this model's loss.
     pub(crate) fn value_rule(&self) -> ValueRule {
-        ValueRule::for_beta(self.state.params.loss().beta())
+        let p = &self.state.params;
+        ValueRule::for_beta(p.loss().beta()).reading(p.unobserved().reading())
     }
 
-    /// Checks `x`'s width against the dictionary (when there is one) and its values.
-    fn check<'a>(&self, x: MatRef<'a, F>, first_row: u64) -> Result<Valid<'a, F>> {
-        if let Some(d) = &self.state.dict {
-            let p = d.components().ncols();
-            if x.ncols() != p {
-                return Err(Error::WidthMismatch {
-                    expected: p,
-                    found: x.ncols(),
-                });
+    /// Checks `x`'s width against the dictionary (when there is one) and its values, and
+    /// converts it to what the solvers read. Sparse data may be narrower than the
+    /// dictionary (it stores nothing in the columns it lacks) or wider: new features,
+    /// which `wider` grows the dictionary for (learning) or ignores (codes of new rows).
+    fn check<'a>(&self, x: MatRef<'a, F>, first_row: u64, wider: Wider) -> Result<Observed<'a, F>> {
+        let rule = self.value_rule();
+        let Some(p) = self.state.dict.as_ref().map(|d| d.components().ncols()) else {
+            return Ok(Valid::check(x, first_row, rule, self.threads)?.observed(rule));
+        };
+        match x {
+            MatRef::Csr(c) if c.ncols() > p && wider == Wider::Ignore => {
+                let (kept, dropped) = c.first_columns(p);
+                if dropped > 0 {
+                    tracing::warn!(
+                        entries = dropped,
+                        features = c.ncols() - p,
+                        "entries of features the model has not learned are ignored"
+                    );
+                }
+                Observed::owned(kept, first_row, rule, self.threads)
             }
+            MatRef::Csr(c) => {
+                if c.ncols() > p {
+                    let params = &self.state.params;
+                    check_size::<F>(params.rank(), c.ncols(), params.loss(), params.unobserved())?;
+                }
+                Ok(Valid::check(x, first_row, rule, self.threads)?
+                    .observed(rule)
+                    .widened(p))
+            }
+            MatRef::Dense(_) if x.ncols() != p => Err(Error::WidthMismatch {
+                expected: p,
+                found: x.ncols(),
+            }),
+            MatRef::Dense(_) => Ok(Valid::check(x, first_row, rule, self.threads)?.observed(rule)),
         }
-        Valid::check(x, first_row, self.value_rule(), self.threads)
     }
 
     /// On the very first batch, initializes the dictionary from it.
     pub(crate) fn ensure_dictionary(&mut self, x: Valid<F>) -> Result<()> {
         if self.state.dict.is_none() {
             let p = &self.state.params;
-            check_size::<F>(p.rank(), x.ncols(), p.loss())?;
-            let h = initial_dictionary(p.effective_init(), x, p.rank(), &mut self.state.rng)?;
-            self.state.dict = Some(Dictionary::new(h, p.loss()));
+            let (loss, mode) = (p.loss(), p.unobserved());
+            check_size::<F>(p.rank(), x.ncols(), loss, mode)?;
+            let h = initial_dictionary(p.effective_init(), x, p.rank(), mode, &mut self.state.rng)?;
+            self.state.dict = Some(Dictionary::new(h, loss, mode));
         }
         Ok(())
     }
@@ -421,7 +474,8 @@ impl<F: Float> OnlineNmf<F> {
     /// assert!(report.loss.is_finite());
     /// ```
     pub fn partial_fit<'a>(&mut self, x: impl Into<MatRef<'a, F>>) -> Result<BatchReport> {
-        let x = self.check(x.into(), self.state.rows)?;
+        let x = self.check(x.into(), self.state.rows, Wider::Grow)?;
+        let x = x.valid();
         // A batch that overflows leaves the model as it was.
         let before = (self.state.dict.clone(), self.state.rng.clone());
         let result = self.ensure_dictionary(x).and_then(|()| {
@@ -529,7 +583,9 @@ impl<F: Float> OnlineNmf<F> {
         mut after_pass: impl FnMut(&Self, usize) -> bool,
     ) -> Result<FitReport> {
         // Validate everything before discarding any state.
-        let x = Valid::check(x, 0, self.value_rule(), self.threads)?;
+        let rule = self.value_rule();
+        let x = Valid::check(x, 0, rule, self.threads)?.observed(rule);
+        let x = x.valid();
         let mut fresh = Self::new(self.state.params.clone()).with_threads(self.threads);
         let (n, b) = (x.nrows(), self.state.params.batch_size());
         fresh.ensure_dictionary(x.slice_rows(0..b.min(n)))?;
@@ -581,7 +637,8 @@ impl<F: Float> OnlineNmf<F> {
     /// ```
     pub fn transform<'a>(&self, x: impl Into<MatRef<'a, F>>) -> Result<Array2<F>> {
         let h = self.components()?;
-        let x = self.check(x.into(), 0)?;
+        let x = self.check(x.into(), 0, Wider::Ignore)?;
+        let x = x.valid();
         Ok(transform_batch(&self.state.params, h, x, self.threads))
     }
 
@@ -592,7 +649,8 @@ impl<F: Float> OnlineNmf<F> {
         w0: ArrayView2<F>,
     ) -> Result<Array2<F>> {
         let h = self.components()?;
-        let x = self.check(x.into(), 0)?;
+        let x = self.check(x.into(), 0, Wider::Ignore)?;
+        let x = x.valid();
         let k = self.state.params.rank();
         if w0.dim() != (x.nrows(), k) {
             return Err(Error::CodesShape {
@@ -638,18 +696,29 @@ impl<F: Float> OnlineNmf<F> {
     /// ```
     pub fn loss<'a>(&self, x: impl Into<MatRef<'a, F>>) -> Result<LossReport> {
         let h = self.components()?;
-        let x = self.check(x.into(), 0)?;
+        let x = self.check(x.into(), 0, Wider::Ignore)?;
+        let x = x.valid();
         let beta = self.state.params.loss().beta();
-        // The exact divergence, not the solver's expanded form (which loses digits to
-        // cancellation near a perfect fit).
-        let (_, parts) = self.codes_of(h, x, None, |xc, w| divergence(*xc, w, h, beta));
-        let loss = parts.iter().sum::<f64>();
-        let relative_error =
-            (beta == 2.0).then(|| (2.0 * loss / x.squared_norm().max(f64::MIN_POSITIVE)).sqrt());
+        let mode = self.state.params.unobserved();
+        let loss = if mode == Unobserved::Zero {
+            // The exact divergence, not the solver's expanded form (which loses digits to
+            // cancellation near a perfect fit).
+            let (_, parts) = self.codes_of(h, x, None, |xc, w| divergence(*xc, w, h, beta));
+            parts.iter().sum::<f64>()
+        } else {
+            // Observed-only and implicit solvers report the loss over what they read.
+            self.codes_of(h, x, None, |_, _| ()).0.loss
+        };
+        let implicit = matches!(mode, Unobserved::Implicit { .. });
+        let relative_error = (beta == 2.0 && !implicit)
+            .then(|| (2.0 * loss / x.squared_norm().max(f64::MIN_POSITIVE)).sqrt());
+        let rmse = (beta == 2.0 && mode == Unobserved::Missing)
+            .then(|| (2.0 * loss / x.nnz().max(1) as f64).sqrt());
         Ok(LossReport {
             loss,
             rows: x.nrows() as u64,
             relative_error,
+            rmse,
         })
     }
 
@@ -692,7 +761,10 @@ mod tests {
             for pair in bounds.windows(2) {
                 let (start, end) = (pair[0], pair[1]);
                 let xb = x.slice(s![start..end, ..]);
-                let xv = model.check(MatRef::from(xb), start as u64).unwrap();
+                let obs = model
+                    .check(MatRef::from(xb), start as u64, Wider::Grow)
+                    .unwrap();
+                let xv = obs.valid();
                 model.ensure_dictionary(xv).unwrap();
                 let solved = solve_batch(&params, model.components().unwrap(), xv, 2);
                 let w = solved.codes.w.clone();

@@ -10,9 +10,11 @@
 //! after `t` rows, the statistics are multiplied by `ρ (t / (t + b))^decay` (ρ the forget
 //! factor), so the batch ending at row `s` weighs `(s / t)^decay`.
 
-use ndarray::{Array1, Array2, ArrayView2, Axis, ShapeBuilder, Zip};
+use ndarray::{s, Array1, Array2, ArrayView2, Axis, ShapeBuilder, Zip};
 
 use super::loss::Loss;
+use super::masked::{kl_statistics, ColumnContribution, ColumnStats};
+use super::params::Unobserved;
 use crate::float::Float;
 use crate::linalg::{pow, CLIP};
 use crate::matrix::{MatRef, Valid};
@@ -23,17 +25,27 @@ use crate::solve::mu::kl_ratio_into;
 pub(crate) struct Contribution<F> {
     /// Rows in the batch.
     pub(crate) rows: usize,
+    /// Features of the batch (the dictionary grows to them).
+    pub(crate) width: usize,
     /// Frobenius: `W_bᵀW_b` (k × k). Other betas: `W_bᵀ(V^(β−2) ⊙ X_b)` (k × p).
     pub(crate) first: Array2<F>,
     /// Frobenius: `W_bᵀX_b` (k × p). Other betas: `W_bᵀV^(β−1)` (k × p).
     pub(crate) second: Array2<F>,
     /// `Σ_i w_ij²` per component.
     pub(crate) energy: Array1<f64>,
+    /// Observed-only Frobenius and implicit feedback: what each column touched gets.
+    pub(crate) columns: Option<ColumnContribution<F>>,
 }
 
 impl<F: Float> Contribution<F> {
     /// The contribution of a batch `x` with codes `w`, solved against `h`.
-    pub(crate) fn new(loss: Loss, x: Valid<F>, w: ArrayView2<F>, h: ArrayView2<F>) -> Self {
+    pub(crate) fn new(
+        loss: Loss,
+        mode: Unobserved,
+        x: Valid<F>,
+        w: ArrayView2<F>,
+        h: ArrayView2<F>,
+    ) -> Self {
         let x = x.view();
         let (k, p) = h.dim();
         let energy = w
@@ -41,6 +53,26 @@ impl<F: Float> Contribution<F> {
             .map(|c| c.iter().map(|v| v.as_f64() * v.as_f64()).sum())
             .collect();
         let beta = loss.beta();
+        if let (MatRef::Csr(c), true) = (x, mode != Unobserved::Zero) {
+            let ht = h.t().as_standard_layout().into_owned();
+            let (first, second, columns) = if beta == 1.0 {
+                let (num, den) = kl_statistics(c, w, ht.view());
+                (num, den, None)
+            } else {
+                // `Σ_all w wᵀ` (the shared part of implicit feedback, and the code
+                // energy's), and the columns' own sums; no `Wᵀ X`.
+                let cols = ColumnContribution::new(mode, c, w);
+                (w.t().dot(&w), Array2::zeros((k, 0).f()), Some(cols))
+            };
+            return Self {
+                rows: x.nrows(),
+                width: p,
+                first,
+                second,
+                energy,
+                columns,
+            };
+        }
         let (first, second) = if beta == 2.0 {
             // Column-major, like the statistics it is folded into (see `Statistics`).
             (w.t().dot(&w), x.wt_x(w))
@@ -81,9 +113,11 @@ impl<F: Float> Contribution<F> {
         };
         Self {
             rows: x.nrows(),
+            width: p,
             first,
             second,
             energy,
+            columns: None,
         }
     }
 
@@ -94,6 +128,7 @@ impl<F: Float> Contribution<F> {
             .chain(self.second.iter())
             .all(|v| v.is_finite())
             && self.energy.iter().all(|v| v.is_finite())
+            && self.columns.as_ref().is_none_or(|c| c.is_finite())
     }
 
     /// Adds another batch's (or chunk's) contribution to this one.
@@ -102,6 +137,9 @@ impl<F: Float> Contribution<F> {
         self.first += &other.first;
         self.second += &other.second;
         self.energy += &other.energy;
+        if let (Some(a), Some(b)) = (self.columns.as_mut(), other.columns.as_ref()) {
+            a.add(b, self.first.nrows());
+        }
     }
 }
 
@@ -118,18 +156,25 @@ pub(crate) struct Statistics<F> {
     pub(crate) rows: f64,
     /// Rows folded in, unweighted.
     pub(crate) raw_rows: u64,
+    /// Observed-only Frobenius and implicit feedback: each column's own statistics.
+    pub(crate) columns: Option<ColumnStats<F>>,
 }
 
 impl<F: Float> Statistics<F> {
     /// Empty statistics. Frobenius keeps B column-major: sparse batches add `Xᵀ W` into
     /// it without transposing, and the H update reads `Bᵀ` as a standard p × k array.
-    pub(crate) fn zeros(loss: Loss, k: usize, p: usize) -> Self {
+    /// Observed-only Frobenius and implicit feedback keep only A here (their columns have
+    /// statistics of their own): B is k × 0.
+    pub(crate) fn zeros(loss: Loss, mode: Unobserved, k: usize, p: usize) -> Self {
         let frobenius = loss.beta() == 2.0;
         let a_cols = if frobenius { k } else { p };
+        let per_column = frobenius && mode != Unobserved::Zero;
+        let b_cols = if per_column { 0 } else { p };
         Self {
+            columns: per_column.then(|| ColumnStats::zeros(k, p)),
             a: Array2::zeros((k, a_cols)),
             b: if frobenius {
-                Array2::zeros((k, p).f())
+                Array2::zeros((k, b_cols).f())
             } else {
                 Array2::zeros((k, p))
             },
@@ -158,6 +203,40 @@ impl<F: Float> Statistics<F> {
             .for_each(|s, &v| *s = r * *s + v);
         self.rows = r * self.rows + c.rows as f64;
         self.raw_rows += c.rows as u64;
+        if let (Some(s), Some(cc)) = (self.columns.as_mut(), c.columns.as_ref()) {
+            s.fold(r, cc);
+        }
+    }
+
+    /// Whether every value is finite.
+    pub(crate) fn is_finite(&self) -> bool {
+        self.a.iter().chain(self.b.iter()).all(|v| v.is_finite())
+            && self.rows.is_finite()
+            && self.columns.as_ref().is_none_or(|c| c.is_finite())
+    }
+
+    /// Grows to `p` features: the new ones have no statistics yet.
+    pub(crate) fn grow(&mut self, p: usize, frobenius: bool) {
+        let grow = |m: &mut Array2<F>| {
+            let (k, old) = m.dim();
+            if old > 0 && old < p {
+                let mut out = if m.t().is_standard_layout() {
+                    Array2::zeros((k, p).f())
+                } else {
+                    Array2::zeros((k, p))
+                };
+                out.slice_mut(s![.., ..old]).assign(m);
+                *m = out;
+            }
+        };
+        // Frobenius A is k × k; B is k × 0 with per-column statistics (left alone above).
+        if !frobenius {
+            grow(&mut self.a);
+        }
+        grow(&mut self.b);
+        if let Some(c) = self.columns.as_mut() {
+            c.grow(p);
+        }
     }
 
     /// The multiplicative statistics of atom `j` as they would have been, had the atom
@@ -178,6 +257,9 @@ impl<F: Float> Statistics<F> {
         }
         self.b.row_mut(j).fill(F::zero());
         self.energy[j] = 0.0;
+        if let Some(c) = self.columns.as_mut() {
+            c.forget_atom(j);
+        }
     }
 }
 
@@ -213,8 +295,8 @@ mod tests {
         for loss in [Loss::Frobenius, Loss::KullbackLeibler] {
             let d = Valid::check(MatRef::from(&x), 0, rule, 1).unwrap();
             let s = Valid::check(MatRef::from(&csr), 0, rule, 1).unwrap();
-            let a = Contribution::new(loss, d, w.view(), h.view());
-            let b = Contribution::new(loss, s, w.view(), h.view());
+            let a = Contribution::new(loss, Unobserved::Zero, d, w.view(), h.view());
+            let b = Contribution::new(loss, Unobserved::Zero, s, w.view(), h.view());
             for (p, q) in [(&a.first, &b.first), (&a.second, &b.second)] {
                 assert!(
                     p.iter().zip(q.iter()).all(|(u, v)| (u - v).abs() < 1e-12),

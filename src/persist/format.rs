@@ -34,7 +34,9 @@ use super::checkpoint::RunState;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::linalg::to_column_major;
-use crate::model::{Dictionary, Loss, OnlineNmf, State, Statistics, ValidParams};
+use crate::model::{
+    ColumnStats, Dictionary, Loss, OnlineNmf, State, Statistics, Unobserved, ValidParams,
+};
 
 const MAGIC: &[u8; 8] = b"SNMFMODL";
 const VERSION: u32 = 1;
@@ -108,6 +110,7 @@ struct BlockRef {
 enum Out<'a, F> {
     Mat(ArrayView2<'a, F>),
     Vec(ArrayView1<'a, f64>),
+    Flat(&'a [F]),
 }
 
 impl<F: Float> Out<'_, F> {
@@ -115,12 +118,14 @@ impl<F: Float> Out<'_, F> {
         match self {
             Out::Mat(a) => vec![a.nrows(), a.ncols()],
             Out::Vec(v) => vec![v.len()],
+            Out::Flat(v) => vec![v.len()],
         }
     }
     fn for_each(&self, mut f: impl FnMut(f64)) {
         match self {
             Out::Mat(a) => a.iter().for_each(|v| f(v.as_f64())),
             Out::Vec(v) => v.iter().for_each(|&v| f(v)),
+            Out::Flat(v) => v.iter().for_each(|v| f(v.as_f64())),
         }
     }
 }
@@ -156,13 +161,23 @@ impl<'a, F: Float> Blocks<'a, F> {
         serde_json::to_value(r).expect("plain struct")
     }
     fn stats(&mut self, s: &'a Statistics<F>) -> Value {
-        json!({
+        let mut v = json!({
             "a": self.add(Out::Mat(s.a.view())),
             "b": self.add(Out::Mat(s.b.view())),
             "energy": self.add(Out::Vec(s.energy.view())),
             "raw_rows": s.raw_rows,
             "rows": s.rows,
-        })
+        });
+        // Only models with per-column statistics have the key: other files are unchanged.
+        if let Some(c) = &s.columns {
+            v["columns"] = json!({
+                "a": self.add(Out::Flat(&c.a)),
+                "b": self.add(Out::Flat(&c.b)),
+                "n": self.add(Out::Flat(&c.n)),
+                "scale": c.scale,
+            });
+        }
+        v
     }
 }
 
@@ -338,9 +353,19 @@ struct DictRec {
 struct StatsRec {
     a: BlockRef,
     b: BlockRef,
+    #[serde(default)]
+    columns: Option<ColumnsRec>,
     energy: BlockRef,
     raw_rows: u64,
     rows: f64,
+}
+
+#[derive(Deserialize)]
+struct ColumnsRec {
+    a: BlockRef,
+    b: BlockRef,
+    n: BlockRef,
+    scale: f64,
 }
 
 #[derive(Deserialize)]
@@ -399,15 +424,52 @@ impl Reader<'_> {
         &self,
         s: &StatsRec,
         loss: Loss,
+        mode: Unobserved,
         k: usize,
         p: usize,
     ) -> Result<Statistics<F>> {
         let frobenius = loss.beta() == 2.0;
+        let per_column = frobenius && mode != Unobserved::Zero;
         let a = self.matrix(&s.a, k, if frobenius { k } else { p }, "statistics A")?;
-        let b = self.matrix::<F>(&s.b, k, p, "statistics B")?;
+        let b_cols = if per_column { 0 } else { p };
+        let b = self.matrix::<F>(&s.b, k, b_cols, "statistics B")?;
+        let columns = match (&s.columns, per_column) {
+            (None, false) => None,
+            (Some(c), true) => {
+                let flat = |r: &BlockRef, len: usize, what: &str| -> Result<Vec<F>> {
+                    let n = p
+                        .checked_mul(len)
+                        .ok_or_else(|| Error::ModelFile(format!("{what}: too large")))?;
+                    Ok(self
+                        .values(r, &[n], what)?
+                        .into_iter()
+                        .map(F::from_f64)
+                        .collect())
+                };
+                if !(c.scale.is_finite() && c.scale > 0.0) {
+                    return Err(Error::ModelFile(format!(
+                        "column statistics scale {}",
+                        c.scale
+                    )));
+                }
+                Some(ColumnStats {
+                    k,
+                    scale: c.scale,
+                    a: flat(&c.a, k * (k + 1) / 2, "column statistics A")?,
+                    b: flat(&c.b, k, "column statistics B")?,
+                    n: flat(&c.n, 1, "column statistics counts")?,
+                })
+            }
+            (None, true) => return Err(Error::ModelFile("column statistics missing".into())),
+            (Some(_), false) => {
+                return Err(Error::ModelFile(
+                    "column statistics in a model without them".into(),
+                ))
+            }
+        };
         // Frobenius keeps B column-major (see `Statistics::zeros`).
         let b = if frobenius {
-            let mut cm = Array2::zeros((k, p).f());
+            let mut cm = Array2::zeros((k, b_cols).f());
             cm.assign(&b);
             cm
         } else {
@@ -423,6 +485,7 @@ impl Reader<'_> {
             energy,
             rows: s.rows,
             raw_rows: s.raw_rows,
+            columns,
         })
     }
 }
@@ -461,14 +524,16 @@ pub(crate) fn decode<F: Float>(
             if h.iter().any(|&v| v < F::zero()) {
                 return Err(Error::ModelFile("dictionary H has negative values".into()));
             }
+            let mode = rec.params.unobserved();
             Some(Dictionary {
                 h,
                 loss: d.loss,
-                current: reader.stats(&d.current, d.loss, k, p)?,
+                mode,
+                current: reader.stats(&d.current, d.loss, mode, k, p)?,
                 previous: d
                     .previous
                     .as_ref()
-                    .map(|s| reader.stats(s, d.loss, k, p))
+                    .map(|s| reader.stats(s, d.loss, mode, k, p))
                     .transpose()?,
                 rows_in_pass: d.rows_in_pass,
                 version: d.version,
@@ -488,7 +553,12 @@ pub(crate) fn decode<F: Float>(
                 .recent
                 .iter()
                 .map(|(ver, b)| {
-                    let h = reader.matrix::<F>(b, k, p, "recent dictionary")?;
+                    // Narrower than H when the catalogue grew since that version.
+                    let q = match b.dim.as_slice() {
+                        [_, q] if *q <= p => *q,
+                        _ => p,
+                    };
+                    let h = reader.matrix::<F>(b, k, q, "recent dictionary")?;
                     Ok((*ver, to_column_major(h)))
                 })
                 .collect::<Result<_>>()?;

@@ -27,7 +27,7 @@
 //!   the join turns a panic into [`Error::WorkerPanic`].
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -37,41 +37,93 @@ use ndarray::Array2;
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::matrix::{Batch, ValidBatch, ValueRule};
-use crate::model::OnlineNmf;
+use crate::matrix::{Batch, MatRef, Matrix, ValidBatch, ValueRule};
+use crate::model::{check_size, Loss, OnlineNmf, Unobserved};
 use crate::source::{BatchIter, BatchSource};
 
 /// How the reader checks each batch of a source for a model: the model's value rule, the
-/// source's width (which must be the model's, once it has a dictionary) and its feature
-/// names for messages.
+/// width (the model's, once it has a dictionary) and the source's feature names for
+/// messages. Sparse sources may be narrower or wider than the model (see
+/// [`BatchSource::sparse`]): a narrower batch is widened; a wider one grows the width
+/// (fitting: the dictionary-updater grows H when its contribution arrives) or loses its
+/// entries beyond the width, which are counted (codes).
 pub(super) struct Checker {
     rule: ValueRule,
-    width: usize,
+    width: AtomicUsize,
     names: Vec<String>,
+    sparse: bool,
+    grow: Option<(usize, Loss, Unobserved)>,
+    ignored: AtomicU64,
 }
 
 impl Checker {
-    pub(super) fn new<F: Float>(model: &OnlineNmf<F>, source: &dyn BatchSource<F>) -> Result<Self> {
-        let width = source.width();
+    /// A checker for fitting (`grow`) or computing codes with `model`.
+    pub(super) fn new<F: Float>(
+        model: &OnlineNmf<F>,
+        source: &dyn BatchSource<F>,
+        grow: bool,
+    ) -> Result<Self> {
+        let (sparse, mut width) = (source.sparse(), source.width());
         if let Ok(h) = model.components() {
-            if h.ncols() != width {
+            if sparse {
+                width = width.max(h.ncols());
+            } else if h.ncols() != width {
                 return Err(Error::WidthMismatch {
                     expected: h.ncols(),
                     found: width,
                 });
             }
+            if !grow {
+                width = h.ncols();
+            }
+        }
+        let p = model.params();
+        if grow && sparse {
+            check_size::<F>(p.rank(), width, p.loss(), p.unobserved())?;
         }
         Ok(Self {
             rule: model.value_rule(),
-            width,
+            width: AtomicUsize::new(width),
             names: source.feature_names(),
+            sparse,
+            grow: grow.then(|| (p.rank(), p.loss(), p.unobserved())),
+            ignored: AtomicU64::new(0),
         })
     }
     pub(super) fn check<F: Float>(&self, b: Batch<F>) -> Result<ValidBatch<F>> {
-        ValidBatch::check(b, self.rule, self.width, &self.names)
+        let mut width = self.width.load(Ordering::SeqCst);
+        let b = match (self.sparse, b.view()) {
+            (true, MatRef::Csr(c)) if c.ncols() > width => match self.grow {
+                Some((k, loss, mode)) => {
+                    check_size::<F>(k, c.ncols(), loss, mode)?;
+                    width = c.ncols();
+                    self.width.store(width, Ordering::SeqCst);
+                    b
+                }
+                None => b.map_data(|m| {
+                    let Matrix::Csr(c) = m else {
+                        unreachable!("matched CSR")
+                    };
+                    let (kept, dropped) = c.view().first_columns(width);
+                    self.ignored.fetch_add(dropped as u64, Ordering::SeqCst);
+                    Ok(Matrix::Csr(kept))
+                })?,
+            },
+            (true, MatRef::Csr(c)) if c.ncols() < width => b.map_data(|m| match m {
+                Matrix::Csr(c) => Ok(Matrix::Csr(c.widen(width))),
+                dense => Ok(dense),
+            })?,
+            _ => b,
+        };
+        ValidBatch::check(b, self.rule, width, &self.names)
     }
     pub(super) fn width(&self) -> usize {
-        self.width
+        self.width.load(Ordering::SeqCst)
+    }
+    /// Stored entries dropped because their feature is beyond the model's width (codes
+    /// only).
+    pub(super) fn ignored(&self) -> u64 {
+        self.ignored.load(Ordering::SeqCst)
     }
 }
 

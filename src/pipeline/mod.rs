@@ -209,6 +209,10 @@ pub struct PipelineReport {
     pub rows: u64,
     /// Wall-clock seconds.
     pub seconds: f64,
+    /// Stored entries of features beyond the model's width, ignored when computing codes
+    /// of a sparse input (new items in a growing catalogue); 0 when fitting, which learns
+    /// them.
+    pub ignored_entries: u64,
 }
 
 /// When and where the dictionary updater writes checkpoints: every so many batches and/or
@@ -298,7 +302,7 @@ pub fn fit_with<F: Float>(
     if opts.epochs > 1 && !source.rewindable() {
         return Err(Error::NotRewindable);
     }
-    let checker = Checker::new(model, source)?;
+    let checker = Checker::new(model, source, true)?;
     let start_time = Instant::now();
     let s = opts.staleness as u64;
     let shared = Shared::new();
@@ -323,6 +327,7 @@ pub fn fit_with<F: Float>(
                     batches: 0,
                     rows: 0,
                     seconds: 0.0,
+                    ignored_entries: 0,
                 });
             }
             let epoch0 = source.epoch(start.epoch)?;
@@ -456,6 +461,7 @@ pub fn fit_with<F: Float>(
         batches,
         rows,
         seconds: start_time.elapsed().as_secs_f64(),
+        ignored_entries: 0,
     })
 }
 
@@ -487,7 +493,7 @@ pub fn transform<F: Float>(
 ) -> Result<PipelineReport> {
     opts.check()?;
     let h = model.components()?.to_owned();
-    let checker = Checker::new(model, source)?;
+    let checker = Checker::new(model, source, false)?;
     let start_time = Instant::now();
     let epoch0 = source.epoch(0)?;
     let shared = Shared::new();
@@ -534,5 +540,6 @@ pub fn transform<F: Float>(
         batches,
         rows,
         seconds: start_time.elapsed().as_secs_f64(),
+        ignored_entries: checker.ignored(),
     })
 }

@@ -158,6 +158,55 @@ fn solve_rows_body<F: Float>(
     stats
 }
 
+/// Coordinate descent on one problem with its own Gram matrix: `w ≥ 0` minimizing
+/// `½ wᵀG w − rᵀw + l1·Σw + ½ l2‖w‖²`, for `g` (k × k, row-major, symmetric), `r` and `w`
+/// (k, `w` the warm start). The per-row codes of the observed-only and implicit losses and
+/// the per-column dictionary of those losses solve such problems, each with its own G.
+/// Returns the sweeps made and whether the relative change fell below `tol`.
+pub(crate) fn solve_one<F: Float>(
+    g: &[F],
+    r: &[F],
+    w: &mut [F],
+    (l1, l2): (F, F),
+    max_iter: usize,
+    tol: f64,
+) -> (usize, bool) {
+    let k = w.len();
+    let zero = F::zero();
+    // grad = r − l1 − (G + l2 I) w, kept up to date as coordinates move.
+    let mut grad: Vec<F> = (0..k)
+        .map(|j| {
+            let gw: F = (0..k).map(|m| g[j * k + m] * w[m]).fold(zero, |a, b| a + b);
+            r[j] - l1 - gw - l2 * w[j]
+        })
+        .collect();
+    let tol2 = F::from_f64(tol * tol);
+    for it in 1..=max_iter {
+        let (mut delta, mut norm) = (zero, zero);
+        for j in 0..k {
+            let den = g[j * k + j] + l2;
+            if den <= zero {
+                continue;
+            }
+            let new = (w[j] + grad[j] / den).max(zero);
+            let d = new - w[j];
+            if d != zero {
+                w[j] = new;
+                for (m, gm) in grad.iter_mut().enumerate() {
+                    *gm -= d * g[m * k + j];
+                }
+                grad[j] -= d * l2;
+            }
+            delta += d * d;
+            norm += new * new;
+        }
+        if delta <= tol2 * norm {
+            return (it, true);
+        }
+    }
+    (max_iter, false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +252,23 @@ mod tests {
         let mut w = Array2::zeros((1, 1));
         solve(r.view(), g.view(), &mut w, (0.0, 2.0), 10, 0.0);
         assert!((w[[0, 0]] - 1.0).abs() < 1e-12);
+    }
+
+    /// One problem with its own Gram matrix lands where the block solver does.
+    #[test]
+    fn one_problem_matches_the_block_solver() {
+        let h = Array2::from_shape_fn((4, 9), |(j, c)| ((j * 5 + c * 3) % 7) as f64 * 0.4);
+        let x = Array2::from_shape_fn((1, 9), |(_, c)| ((c * 5) % 4) as f64);
+        let (r, g) = (x.dot(&h.t()), h.dot(&h.t()));
+        let mut block = Array2::zeros((1, 4));
+        solve(r.view(), g.view(), &mut block, (0.1, 0.3), 500, 1e-12);
+        let mut one = vec![0.0; 4];
+        let gs = g.as_slice().unwrap();
+        let (it, ok) = solve_one(gs, r.as_slice().unwrap(), &mut one, (0.1, 0.3), 500, 1e-12);
+        assert!(ok && it < 500);
+        for (a, b) in one.iter().zip(block.iter()) {
+            assert!((a - b).abs() < 1e-9, "{one:?} vs {block}");
+        }
     }
 
     /// Rows solved in one block give bitwise the same codes as each row solved alone:

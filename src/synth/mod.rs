@@ -14,6 +14,9 @@ use rand_distr::{Distribution, Normal, Poisson};
 
 use crate::error::{Error, Result};
 
+mod ratings;
+pub use ratings::{Feedback, Ratings, RatingsSpec};
+
 /// A planted data set.
 #[derive(Clone, Debug)]
 pub struct Planted {
