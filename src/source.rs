@@ -49,6 +49,11 @@ pub trait BatchSource<F>: Send {
     fn sparse(&self) -> bool {
         false
     }
+    /// Stored entries the source dropped because they name features a fixed catalogue
+    /// does not know (item ids new to a model, when computing codes).
+    fn unknown_entries(&self) -> u64 {
+        0
+    }
     /// The batches of epoch `epoch` (0-based). Iterators own their state.
     fn epoch(&mut self, epoch: usize) -> Result<BatchIter<F>>;
 }

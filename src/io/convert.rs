@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, UInt64Type};
-use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, RecordBatch};
+use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, PrimitiveArray, RecordBatch};
 use arrow_cast::cast;
 use arrow_schema::{DataType, Schema};
 use ndarray::Array2;
 
+use super::vocabulary;
 use super::{ArrowFloat, InputOptions, Layout};
 use crate::error::{Error, Result};
 use crate::matrix::{Batch, CsrBuilder, CsrMatrix, Origin, RowIds};
@@ -42,6 +43,13 @@ pub(crate) struct Converter {
     recent: RecentIds,
     /// Dense columns: whether the first record batch was looked at for row numbers.
     looked_for_ids: bool,
+    /// Triplets with item ids: the catalogue mapping them to columns.
+    items: Option<vocabulary::Shared>,
+    /// Dense columns: nulls are missing entries (NaN), not errors.
+    nulls_are_missing: bool,
+    /// Sparse layouts: the width was given (`--width`), so a larger index is an error;
+    /// otherwise the width grows to the largest index seen.
+    strict_width: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -160,14 +168,19 @@ fn null_error(row0: u64, i: usize, name: &str) -> Error {
 
 /// Casts a numeric column to F, rejecting nulls and non-numeric types.
 fn floats<F: ArrowFloat>(a: &ArrayRef, name: &str, row0: u64) -> Result<ArrayRef> {
+    if let Some(i) = first_null(a.as_ref()) {
+        return Err(null_error(row0, i, name));
+    }
+    floats_or_nan::<F>(a, name, row0)
+}
+
+/// Casts a numeric column to F, with nulls as NaN (missing entries).
+fn floats_or_nan<F: ArrowFloat>(a: &ArrayRef, name: &str, row0: u64) -> Result<ArrayRef> {
     if !a.data_type().is_numeric() {
         return Err(Error::Schema(format!(
             "column '{name}' has type {}, not a number",
             a.data_type()
         )));
-    }
-    if let Some(i) = first_null(a.as_ref()) {
-        return Err(null_error(row0, i, name));
     }
     if F::Arrow::DATA_TYPE == DataType::Float32 && a.data_type() == &DataType::Float64 {
         // A cast would turn these into infinities and report them as such.
@@ -184,7 +197,18 @@ fn floats<F: ArrowFloat>(a: &ArrayRef, name: &str, row0: u64) -> Result<ArrayRef
             });
         }
     }
-    Ok(cast(a, &F::Arrow::DATA_TYPE)?)
+    let values = cast(a, &F::Arrow::DATA_TYPE)?;
+    if values.null_count() == 0 {
+        return Ok(values);
+    }
+    let p = values.as_primitive::<F::Arrow>();
+    let nan = F::from_f64(f64::NAN);
+    let filled: Vec<F> = (0..p.len())
+        .map(|i| if p.is_null(i) { nan } else { p.value(i) })
+        .collect();
+    Ok(Arc::new(PrimitiveArray::<F::Arrow>::from_iter_values(
+        filled,
+    )))
 }
 
 fn integers(a: &ArrayRef, name: &str, row0: u64) -> Result<Vec<i64>> {
@@ -253,7 +277,8 @@ impl Converter {
                 u32::MAX
             ))),
             Some(w) => Ok(w),
-            None => Err(Error::SparseWidthUnknown),
+            // A stream without --width: the width grows with the indices seen.
+            None => Ok(0),
         };
         let (resolved, names, width) = match &opts.layout {
             Layout::Dense => {
@@ -334,16 +359,17 @@ impl Converter {
                 for c in [row, col, value] {
                     field(c)?;
                 }
-                (
-                    Resolved::Triplets {
-                        row: row.clone(),
-                        col: col.clone(),
-                        value: value.clone(),
-                    },
+                let resolved = Resolved::Triplets {
+                    row: row.clone(),
+                    col: col.clone(),
+                    value: value.clone(),
+                };
+                match &opts.item_ids {
+                    // Named by the catalogue, which the source reads when asked.
+                    Some(ids) => (resolved, Vec::new(), ids.known.len()),
                     // Sparse features are named by their index: no list of p names.
-                    Vec::new(),
-                    need_width()?,
-                )
+                    None => (resolved, Vec::new(), need_width()?),
+                }
             }
             Layout::SparseList { column } => {
                 field(column)?;
@@ -365,18 +391,62 @@ impl Converter {
             pending: None,
             recent: RecentIds::default(),
             looked_for_ids: false,
+            items: None,
+            nulls_are_missing: opts.nulls_are_missing,
+            strict_width: opts.width.is_some(),
         })
     }
 
-    /// Feature names, one per column of the data (none for sparse layouts, whose features
-    /// are named by their index).
-    pub fn names(&self) -> &[String] {
-        &self.names
+    /// Maps the triplets' column column through `items` (see [`ItemIds`]).
+    ///
+    /// [`ItemIds`]: super::ItemIds
+    pub(crate) fn with_items(mut self, items: vocabulary::Shared) -> Result<Self> {
+        if !matches!(self.resolved, Resolved::Triplets { .. }) {
+            return Err(Error::Schema(
+                "item ids need the triplets layout (triplets:ROW,ITEM,VALUE)".into(),
+            ));
+        }
+        self.width = vocabulary::lock(&items).len();
+        self.items = Some(items);
+        Ok(self)
     }
 
-    /// The number of features p.
+    /// A converter for `opts` (see [`Converter::new`]), with its item catalogue when the
+    /// options ask for one.
+    pub fn from_options(
+        schema: &Schema,
+        opts: &InputOptions,
+        width: Option<usize>,
+    ) -> Result<Self> {
+        let c = Self::new(schema, opts, width)?;
+        match &opts.item_ids {
+            Some(ids) => c.with_items(vocabulary::Vocabulary::new(ids)?),
+            None => Ok(c),
+        }
+    }
+
+    /// Feature names, one per column of the data: the dense columns, the item ids of a
+    /// catalogue (so far), none for sparse layouts with column indices.
+    pub fn names(&self) -> Vec<String> {
+        match &self.items {
+            Some(items) => vocabulary::lock(items).names().to_vec(),
+            None => self.names.clone(),
+        }
+    }
+
+    /// The number of features p (so far, with a growing catalogue).
     pub fn width(&self) -> usize {
-        self.width
+        match &self.items {
+            Some(items) => vocabulary::lock(items).len(),
+            None => self.width,
+        }
+    }
+
+    /// Entries dropped because a fixed catalogue did not know their item.
+    pub fn unknown_entries(&self) -> u64 {
+        self.items
+            .as_ref()
+            .map_or(0, |items| vocabulary::lock(items).unknown())
     }
 
     /// The columns to read (for projections), in schema order of appearance.
@@ -449,7 +519,11 @@ impl Converter {
                     if !self.looked_for_ids {
                         warn_if_row_numbers(col, name);
                     }
-                    columns.push(floats::<F>(col, name, row0)?);
+                    columns.push(if self.nulls_are_missing {
+                        floats_or_nan::<F>(col, name, row0)?
+                    } else {
+                        floats::<F>(col, name, row0)?
+                    });
                 }
                 self.looked_for_ids = true;
                 let vals: Vec<&[F]> = columns
@@ -553,11 +627,17 @@ impl Converter {
     /// Rows of (index, value) entries as CSR; `at(i)` gives row `i`'s position in the
     /// file and how to name it, for an index out of range or repeated.
     fn csr_from_rows<F: ArrowFloat>(
-        &self,
+        &mut self,
         rows: Vec<Vec<(i64, F)>>,
         at: impl Fn(usize) -> (u64, String),
         name: &str,
     ) -> Result<CsrMatrix<F>> {
+        if !self.strict_width {
+            let top = rows.iter().flatten().map(|e| e.0).max().unwrap_or(-1);
+            if top >= self.width as i64 && top < u32::MAX as i64 {
+                self.width = top as usize + 1;
+            }
+        }
         let mut out = CsrBuilder::new(self.width);
         let (mut cols, mut vals) = (Vec::new(), Vec::new());
         for (i, mut r) in rows.into_iter().enumerate() {
@@ -599,7 +679,31 @@ impl Converter {
         value: &str,
     ) -> Result<Option<Batch<F>>> {
         let ids = ids_of(column(rb, row)?, row, row0)?;
-        let cols = integers(column(rb, col)?, col, row0)?;
+        let cols: Vec<Option<i64>> = match &self.items {
+            None => integers(column(rb, col)?, col, row0)?
+                .into_iter()
+                .map(Some)
+                .collect(),
+            Some(items) => {
+                let keys = ids_of(column(rb, col)?, col, row0)?;
+                let mut v = vocabulary::lock(items);
+                let mut out = Vec::with_capacity(rb.num_rows());
+                match keys {
+                    RowIds::Int64(k) => {
+                        for id in k {
+                            out.push(v.column(&id.to_string())?.map(i64::from));
+                        }
+                    }
+                    RowIds::Utf8(k) => {
+                        for id in k {
+                            out.push(v.column(&id)?.map(i64::from));
+                        }
+                    }
+                }
+                self.width = v.len();
+                out
+            }
+        };
         let vals = floats::<F>(column(rb, value)?, value, row0)?;
         let vals = vals.as_primitive::<F::Arrow>().values();
         let mut done: Vec<Pending> = Vec::new();
@@ -608,17 +712,27 @@ impl Converter {
                 RowIds::Int64(v) => IdValue::Int(v[t]),
                 RowIds::Utf8(v) => IdValue::Str(v[t].clone()),
             };
-            let (c, v) = (cols[t], vals[t]);
+            let v = vals[t];
             let line = row0 + t as u64;
-            if c < 0 || c as usize >= self.width {
-                return Err(Error::Column {
-                    row: line,
-                    column: col.into(),
-                    message: format!("column index {c} outside 0..{}", self.width),
-                });
-            }
+            // `None`: an item a fixed catalogue does not know, dropped (and counted); its
+            // row is still a row.
+            let entry = match cols[t] {
+                Some(c) if !self.strict_width && c >= self.width as i64 && c < u32::MAX as i64 => {
+                    self.width = c as usize + 1;
+                    Some((c as u32, v.as_f64()))
+                }
+                Some(c) if c < 0 || c as usize >= self.width => {
+                    return Err(Error::Column {
+                        row: line,
+                        column: col.into(),
+                        message: format!("column index {c} outside 0..{}", self.width),
+                    });
+                }
+                Some(c) => Some((c as u32, v.as_f64())),
+                None => None,
+            };
             match &mut self.pending {
-                Some(p) if p.id == id => p.entries.push((c as u32, v.as_f64())),
+                Some(p) if p.id == id => p.entries.extend(entry),
                 _ => {
                     if let Some(prev) = self.pending.take() {
                         self.recent.insert(&prev.id);
@@ -638,7 +752,7 @@ impl Converter {
                         id,
                         source: source.clone(),
                         line,
-                        entries: vec![(c as u32, v.as_f64())],
+                        entries: entry.into_iter().collect(),
                     });
                 }
             }
@@ -661,7 +775,7 @@ impl Converter {
     /// Completed triplet rows as a CSR batch whose origin gives, for each row, the source
     /// and line of its first entry.
     fn triplet_rows<F: ArrowFloat>(
-        &self,
+        &mut self,
         rows: Vec<Pending>,
         col: &str,
     ) -> Result<Option<Batch<F>>> {

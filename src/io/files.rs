@@ -163,10 +163,13 @@ impl<F: ArrowFloat> FileSource<F> {
         let first = schema_of(&files[0])?;
         let width = match (&opts.layout, opts.width) {
             (Layout::Dense, _) => None,
+            // A catalogue of item ids sets the width as it reads.
+            _ if opts.item_ids.is_some() => None,
             (_, Some(w)) => Some(w),
             (layout, None) => Some(prescan_width(&files, layout)?),
         };
-        let converter = Converter::new(&first, &opts, width).map_err(|e| e.in_file(&files[0]))?;
+        let converter =
+            Converter::from_options(&first, &opts, width).map_err(|e| e.in_file(&files[0]))?;
         for f in &files[1..] {
             let s = schema_of(f)?;
             converter
@@ -242,6 +245,9 @@ impl<F: ArrowFloat> BatchSource<F> for FileSource<F> {
     fn sparse(&self) -> bool {
         !matches!(self.opts.layout, Layout::Dense)
     }
+    fn unknown_entries(&self) -> u64 {
+        self.converter.unknown_entries()
+    }
     fn rewindable(&self) -> bool {
         true
     }
@@ -257,7 +263,7 @@ impl<F: ArrowFloat> BatchSource<F> for FileSource<F> {
         }
     }
     fn feature_names(&self) -> Vec<String> {
-        self.converter.names().to_vec()
+        self.converter.names()
     }
     fn epoch(&mut self, epoch: usize) -> Result<BatchIter<F>> {
         let columns = self.converter.needed_columns();

@@ -17,11 +17,14 @@ mod prefetch;
 mod records;
 mod shuffle;
 mod stream;
+mod vocabulary;
 mod writer;
 
 pub use files::{expand_paths, FileSource};
 pub use stream::StreamSource;
-pub use writer::{write_components, CodesWriter, ComponentsLayout, TableFormat};
+pub use writer::{
+    write_components, CodesWriter, ComponentsLayout, RecommendationsWriter, TableFormat,
+};
 
 use std::fs::File;
 use std::io::Read;
@@ -111,6 +114,41 @@ pub struct InputOptions {
     /// File inputs only: shuffle rows within a pool of this many rows, in a seeded order
     /// that changes every epoch (`(pool rows, seed)`).
     pub shuffle: Option<(usize, u64)>,
+    /// Triplets: the column column holds item ids (integers or strings), not indices.
+    #[serde(default)]
+    pub item_ids: Option<ItemIds>,
+    /// Dense layout: a null value is a missing entry (NaN, for observed-only losses)
+    /// instead of an error.
+    #[serde(default)]
+    pub nulls_are_missing: bool,
+}
+
+/// Item ids of a triplet input and the columns they map to: a catalogue of items in the
+/// order they were first seen, which a model keeps as its feature names.
+///
+/// ```
+/// use streamnmf::io::ItemIds;
+/// let ids = ItemIds::growing(vec!["tt0111161".into()]);
+/// assert!(ids.grow && ids.known.len() == 1);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemIds {
+    /// Items already known (a model's feature names), column j holding `known[j]`.
+    pub known: Vec<String>,
+    /// New ids get the next columns (fitting); otherwise their entries are dropped and
+    /// counted (codes, recommendations).
+    pub grow: bool,
+}
+
+impl ItemIds {
+    /// Known items, new ones appended as they appear.
+    pub fn growing(known: Vec<String>) -> Self {
+        Self { known, grow: true }
+    }
+    /// Known items only: entries of other ids are ignored and counted.
+    pub fn fixed(known: Vec<String>) -> Self {
+        Self { known, grow: false }
+    }
 }
 
 impl InputOptions {
@@ -123,7 +161,19 @@ impl InputOptions {
             width: None,
             batch_rows,
             shuffle: None,
+            item_ids: None,
+            nulls_are_missing: false,
         }
+    }
+    /// Reads the triplets' column column as item ids (see [`ItemIds`]).
+    pub fn item_ids(mut self, ids: ItemIds) -> Self {
+        self.item_ids = Some(ids);
+        self
+    }
+    /// Reads nulls of a dense layout as missing entries (NaN).
+    pub fn nulls_are_missing(mut self, yes: bool) -> Self {
+        self.nulls_are_missing = yes;
+        self
     }
     /// Selects feature columns by name.
     pub fn columns(mut self, columns: Vec<String>) -> Self {

@@ -51,8 +51,8 @@ impl<F: ArrowFloat> StreamSource<F> {
             Ok(StreamReader::try_new(BufReader::new(input), None)?)
         })
         .map_err(|e| e.in_file(name))?;
-        let converter =
-            Converter::new(&reader.schema(), &opts, opts.width).map_err(|e| e.in_file(name))?;
+        let converter = Converter::from_options(&reader.schema(), &opts, opts.width)
+            .map_err(|e| e.in_file(name))?;
         Ok(Self {
             reader: Some(reader),
             converter,
@@ -70,6 +70,9 @@ impl<F: ArrowFloat> BatchSource<F> for StreamSource<F> {
     fn sparse(&self) -> bool {
         !matches!(self.opts.layout, Layout::Dense)
     }
+    fn unknown_entries(&self) -> u64 {
+        self.converter.unknown_entries()
+    }
     fn rewindable(&self) -> bool {
         false
     }
@@ -77,7 +80,7 @@ impl<F: ArrowFloat> BatchSource<F> for StreamSource<F> {
         Some(self.name.to_string())
     }
     fn feature_names(&self) -> Vec<String> {
-        self.converter.names().to_vec()
+        self.converter.names()
     }
     fn epoch(&mut self, _epoch: usize) -> Result<BatchIter<F>> {
         let reader = self

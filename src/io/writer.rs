@@ -145,14 +145,26 @@ impl<F: ArrowFloat, W: Write + Send> CodesWriter<F, W> {
     /// Starts a codes table of rank `k` on `out`; `ids_like` gives the id column's type
     /// (or none).
     pub fn new(out: W, format: TableFormat, k: usize, ids_like: Option<&RowIds>) -> Result<Self> {
+        let names: Vec<String> = (0..k).map(|j| format!("c{j}")).collect();
+        Self::named(out, format, &names, ids_like)
+    }
+
+    /// A table of rows with the value columns `names` (e.g. imputed data under the input's
+    /// feature names) instead of `c0 ..`.
+    pub fn named(
+        out: W,
+        format: TableFormat,
+        names: &[String],
+        ids_like: Option<&RowIds>,
+    ) -> Result<Self> {
         let mut fields = Vec::new();
         match ids_like {
             Some(RowIds::Int64(_)) => fields.push(Field::new("id", DataType::Int64, false)),
             Some(RowIds::Utf8(_)) => fields.push(Field::new("id", DataType::Utf8, false)),
             None => {}
         }
-        for j in 0..k {
-            fields.push(Field::new(format!("c{j}"), F::Arrow::DATA_TYPE, false));
+        for name in names {
+            fields.push(Field::new(name, F::Arrow::DATA_TYPE, false));
         }
         let schema = Arc::new(Schema::new(fields));
         let table = Table::new(out, &schema, format)?;
@@ -189,6 +201,124 @@ impl<F: ArrowFloat, W: Write + Send> CodesWriter<F, W> {
     }
 
     /// Ends the table; returns the output (to commit, for an atomic file) and the rows.
+    pub fn finish(self) -> Result<(W, u64)> {
+        Ok((self.table.finish()?, self.rows))
+    }
+}
+
+/// Writes recommendations in the long layout, batch by batch: `user` (the input's row id,
+/// or the row number), `rank` (1 = best), `item` (the model's item id when it has a
+/// catalogue, else the column index) and `score` (the predicted value `w · h`).
+///
+/// ```
+/// # fn main() -> streamnmf::Result<()> {
+/// use streamnmf::io::{RecommendationsWriter, TableFormat};
+/// use streamnmf::RowIds;
+/// let mut out = Vec::new();
+/// let names = vec!["a".to_string(), "b".into(), "c".into()];
+/// let ids = RowIds::Utf8(vec!["u1".into()]);
+/// let mut w = RecommendationsWriter::<f32, _>::new(&mut out, TableFormat::ArrowStream, Some(&ids), &names)?;
+/// w.write(&[vec![(2, 1.5f32), (0, 0.5)]], Some(&ids))?;
+/// assert_eq!(w.finish()?.1, 2);
+/// # Ok(()) }
+/// ```
+pub struct RecommendationsWriter<'n, F, W: Write + Send> {
+    schema: SchemaRef,
+    table: Table<W>,
+    names: &'n [String],
+    users: u64,
+    rows: u64,
+    _f: std::marker::PhantomData<fn() -> F>,
+}
+
+impl<'n, F: ArrowFloat, W: Write + Send> RecommendationsWriter<'n, F, W> {
+    /// Starts the table on `out`: `ids_like` gives the user column's type (integer row
+    /// numbers without ids), `names` the item ids (empty: column indices).
+    pub fn new(
+        out: W,
+        format: TableFormat,
+        ids_like: Option<&RowIds>,
+        names: &'n [String],
+    ) -> Result<Self> {
+        let user = match ids_like {
+            Some(RowIds::Utf8(_)) => DataType::Utf8,
+            _ => DataType::Int64,
+        };
+        let item = if names.is_empty() {
+            DataType::Int64
+        } else {
+            DataType::Utf8
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("user", user, false),
+            Field::new("rank", DataType::Int32, false),
+            Field::new("item", item, false),
+            Field::new("score", F::Arrow::DATA_TYPE, false),
+        ]));
+        let table = Table::new(out, &schema, format)?;
+        Ok(Self {
+            schema,
+            table,
+            names,
+            users: 0,
+            rows: 0,
+            _f: std::marker::PhantomData,
+        })
+    }
+
+    /// Appends the recommendations of some users (`(item, score)` best first), with their
+    /// ids.
+    pub fn write(&mut self, recs: &[Vec<(u32, F)>], ids: Option<&RowIds>) -> Result<()> {
+        let total: usize = recs.iter().map(Vec::len).sum();
+        let (mut rank, mut item, mut score) = (
+            Vec::with_capacity(total),
+            Vec::with_capacity(total),
+            Vec::with_capacity(total),
+        );
+        for r in recs {
+            for (t, &(j, v)) in r.iter().enumerate() {
+                rank.push(t as i32 + 1);
+                item.push(j);
+                score.push(v);
+            }
+        }
+        let repeat = |i: usize| recs[i].len();
+        let user: ArrayRef = match (ids, self.schema.field(0).data_type()) {
+            (Some(RowIds::Utf8(v)), DataType::Utf8) => Arc::new(StringArray::from_iter_values(
+                (0..recs.len()).flat_map(|i| std::iter::repeat_n(v[i].as_str(), repeat(i))),
+            )),
+            (Some(RowIds::Int64(v)), _) => Arc::new(Int64Array::from_iter_values(
+                (0..recs.len()).flat_map(|i| std::iter::repeat_n(v[i], repeat(i))),
+            )),
+            _ => Arc::new(Int64Array::from_iter_values((0..recs.len()).flat_map(
+                |i| std::iter::repeat_n(self.users as i64 + i as i64, repeat(i)),
+            ))),
+        };
+        let item: ArrayRef = if self.names.is_empty() {
+            Arc::new(Int64Array::from_iter_values(
+                item.into_iter().map(i64::from),
+            ))
+        } else {
+            Arc::new(StringArray::from_iter_values(
+                item.into_iter().map(|j| self.names[j as usize].as_str()),
+            ))
+        };
+        let rb = RecordBatch::try_new(
+            self.schema.clone(),
+            vec![
+                user,
+                Arc::new(arrow_array::Int32Array::from(rank)),
+                item,
+                float_column(score),
+            ],
+        )?;
+        self.table.write(&rb)?;
+        self.users += recs.len() as u64;
+        self.rows += total as u64;
+        Ok(())
+    }
+
+    /// Ends the table; returns the output and the rows written.
     pub fn finish(self) -> Result<(W, u64)> {
         Ok((self.table.finish()?, self.rows))
     }

@@ -329,8 +329,15 @@ impl<F: Float> BatchBuffer<F> {
                 }
             }
             Matrix::Csr(m) => {
-                self.width = m.ncols();
+                // A growing catalogue: later rows may be wider; the buffer takes the
+                // widest (earlier rows store nothing in the new columns).
+                self.width = if self.rows == 0 {
+                    m.ncols()
+                } else {
+                    self.width.max(m.ncols())
+                };
                 let c = self.csr.get_or_insert_with(|| CsrBuilder::new(m.ncols()));
+                c.widen(self.width);
                 let v = m.view();
                 for i in 0..v.nrows() {
                     let (cols, vals) = v.row(i);
@@ -478,6 +485,26 @@ mod tests {
         assert!(matches!(a.view(), MatRef::Csr(_)));
         assert_eq!(a.view().to_dense().row(3), x.row(0));
         assert_eq!(b.view().to_dense(), x.slice(ndarray::s![1..3, ..]));
+    }
+
+    /// Rows of a growing catalogue: a wider batch widens the buffer, and the rows before
+    /// it store nothing in the new columns.
+    #[test]
+    fn buffer_takes_the_widest_sparse_rows() {
+        let narrow = array![[1.0f64, 2.0], [0.0, 3.0]];
+        let wide = array![[0.0f64, 0.0, 4.0]];
+        let mut buf = BatchBuffer::new();
+        buf.push(Batch::csr(CsrMatrix::from_dense(narrow.view())));
+        buf.push(Batch::csr(CsrMatrix::from_dense(wide.view())));
+        buf.push(Batch::csr(CsrMatrix::from_dense(narrow.view())));
+        let a = buf.take(3, 0);
+        assert_eq!(
+            a.view().to_dense(),
+            array![[1.0, 2.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 4.0]]
+        );
+        let b = buf.take(2, 3);
+        assert_eq!(b.view().ncols(), 3);
+        assert_eq!(b.view().to_dense().column(2).sum(), 0.0);
     }
 
     #[test]

@@ -293,7 +293,11 @@ impl<F: Float> CsrBuilder<F> {
             data: Vec::new(),
         }
     }
-    /// Appends a row of a valid CSR matrix of the same width.
+    /// Widens the matrix being built to at least `ncols` columns.
+    pub(crate) fn widen(&mut self, ncols: usize) {
+        self.ncols = self.ncols.max(ncols);
+    }
+    /// Appends a row of a valid CSR matrix of the same width (or narrower).
     pub(crate) fn push_row(&mut self, cols: &[u32], vals: &[F]) {
         self.indices.extend_from_slice(cols);
         self.data.extend_from_slice(vals);

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use streamnmf::io::{write_components, ArrowFloat, ComponentsLayout};
 use streamnmf::persist::{self, CheckpointDir, Metadata, RunState};
 use streamnmf::pipeline::{self, Checkpointing, PipelineOptions};
-use streamnmf::{Init, Loss, NmfParams, OnlineNmf, ValidParams};
+use streamnmf::{Init, Loss, NmfParams, OnlineNmf, Unobserved, ValidParams};
 
 use crate::input::InputArgs;
 use crate::output::{write_codes, Finished, Plan};
@@ -38,6 +38,26 @@ pub enum InitArg {
     Nndsvd,
     Nndsvda,
     Nndsvdar,
+}
+
+/// What an unstored entry (or a null or NaN in dense input) means, on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum UnobservedArg {
+    /// A zero: the loss covers every entry (classic NMF).
+    Zero,
+    /// Missing: the loss covers the stored entries only (explicit ratings, missing data).
+    Missing,
+    /// Implicit feedback: stored entries are interactions, weighted by confidence.
+    Implicit,
+}
+
+/// How the confidence of implicit feedback grows with the stored value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ConfidenceArg {
+    /// 1 + alpha · value.
+    Linear,
+    /// 1 + alpha · ln(1 + value).
+    Log,
 }
 
 /// How H is written by `--components-out`.
@@ -102,10 +122,22 @@ pub struct FitArgs {
     /// Batches buffered between threads (per queue).
     #[arg(long, default_value_t = 2)]
     pub queue_depth: usize,
-    /// Regularization of W (scikit-learn's convention) [default: 0].
+    /// What an unstored entry means [default: zero]: `missing` fits the stored entries
+    /// only (ratings; nulls and NaN in dense input are missing), `implicit` reads them as
+    /// interactions with confidence (Hu, Koren & Volinsky 2008).
+    #[arg(long, value_enum)]
+    pub unobserved: Option<UnobservedArg>,
+    /// Implicit feedback: confidence per unit of the stored value [default: 1].
+    #[arg(long)]
+    pub confidence_alpha: Option<f64>,
+    /// Implicit feedback: how confidence grows with the value [default: linear].
+    #[arg(long, value_enum)]
+    pub confidence: Option<ConfidenceArg>,
+    /// Regularization of W (scikit-learn's convention; with --unobserved missing it
+    /// counts observed entries, as ALS-WR) [default: 0; 0.1 with --unobserved missing].
     #[arg(long)]
     pub alpha_w: Option<f64>,
-    /// Regularization of H [default: 0].
+    /// Regularization of H [default: 0; 0.1 with --unobserved missing].
     #[arg(long)]
     pub alpha_h: Option<f64>,
     /// Share of L1 in the regularization [default: 0].
@@ -289,6 +321,13 @@ fn settle_params(a: &FitArgs, base: Option<&ValidParams>, epochs: usize) -> Resu
             a.seed.map(|v| v.to_string()),
             b.seed().to_string(),
         );
+        if a.unobserved.is_some() || a.confidence_alpha.is_some() || a.confidence.is_some() {
+            differs(
+                "--unobserved",
+                Some(format!("{:?}", unobserved(a, b.unobserved())?)),
+                format!("{:?}", b.unobserved()),
+            );
+        }
         differs(
             "--init",
             a.init.map(|i| format!("{:?}", init(i))),
@@ -326,6 +365,7 @@ fn settle_params(a: &FitArgs, base: Option<&ValidParams>, epochs: usize) -> Resu
         if let Some(v) = a.l1_ratio {
             p = p.l1_ratio(v);
         }
+        p = p.unobserved(unobserved(a, Unobserved::Zero)?);
     }
     if let Some(it) = a.code_max_iter {
         p = p.code_max_iter(it);
@@ -342,6 +382,31 @@ fn settle_params(a: &FitArgs, base: Option<&ValidParams>, epochs: usize) -> Resu
     Ok(p.max_passes(epochs).check()?)
 }
 
+/// The meaning of unstored entries the flags ask for, `base` filling in what they leave
+/// out (a saved model's mode, or the default).
+fn unobserved(a: &FitArgs, base: Unobserved) -> Result<Unobserved> {
+    let (base_alpha, base_log) = match base {
+        Unobserved::Implicit { alpha, log } => (alpha, log),
+        _ => (1.0, false),
+    };
+    let mode = a.unobserved.unwrap_or(match base {
+        Unobserved::Zero => UnobservedArg::Zero,
+        Unobserved::Missing => UnobservedArg::Missing,
+        Unobserved::Implicit { .. } => UnobservedArg::Implicit,
+    });
+    if mode != UnobservedArg::Implicit && (a.confidence_alpha.is_some() || a.confidence.is_some()) {
+        bail!("--confidence-alpha and --confidence need --unobserved implicit");
+    }
+    Ok(match mode {
+        UnobservedArg::Zero => Unobserved::Zero,
+        UnobservedArg::Missing => Unobserved::Missing,
+        UnobservedArg::Implicit => Unobserved::Implicit {
+            alpha: a.confidence_alpha.unwrap_or(base_alpha),
+            log: a.confidence.map_or(base_log, |c| c == ConfidenceArg::Log),
+        },
+    })
+}
+
 /// What a run is, for telling whether a checkpoint belongs to it: the inputs (paths,
 /// sizes, and what identifies their contents), reading settings, parameters and
 /// staleness. Thread counts may differ.
@@ -356,7 +421,7 @@ fn fingerprint(a: &FitArgs, params: &ValidParams, staleness: usize, float: &str)
     let contents: Vec<Value> = files.iter().map(|f| content_id(f)).collect();
     let mut p = serde_json::to_value(params).unwrap_or(Value::Null);
     p["max_passes"] = json!(null);
-    json!({
+    let mut fp = json!({
         "inputs": inputs,
         "contents": contents,
         "layout": a.input.layout,
@@ -368,7 +433,12 @@ fn fingerprint(a: &FitArgs, params: &ValidParams, staleness: usize, float: &str)
         "params": p,
         "staleness": staleness,
         "float": float,
-    })
+    });
+    // Only when set, so checkpoints of earlier versions still match.
+    if a.input.item_ids {
+        fp["item_ids"] = json!(true);
+    }
+    fp
 }
 
 /// What identifies a file's contents cheaply: its size, modification time, and a
@@ -430,22 +500,29 @@ fn first_difference(old: &Value, new: &Value, path: &str) -> Option<String> {
 /// checkpoint's model and run state (whose directory this run then holds).
 struct Start<F> {
     model: OnlineNmf<F>,
+    /// The saved model's or checkpoint's feature names (its item catalogue).
+    names: Vec<String>,
     resume: Option<(Metadata, RunState<F>)>,
     resume_dir: Option<CheckpointDir>,
 }
 
 fn start<F: ArrowFloat>(a: &FitArgs) -> Result<Start<F>> {
     Ok(match (&a.model, &a.resume) {
-        (Some(path), _) => Start {
-            model: persist::load::<F>(path)?.0,
-            resume: None,
-            resume_dir: None,
-        },
+        (Some(path), _) => {
+            let (model, meta) = persist::load::<F>(path)?;
+            Start {
+                model,
+                names: meta.feature_names,
+                resume: None,
+                resume_dir: None,
+            }
+        }
         (None, Some(dir)) => {
             let ck = CheckpointDir::open(dir, a.keep_checkpoints)?;
             let (m, meta, run) = ck.latest::<F>()?;
             Start {
                 model: m,
+                names: meta.feature_names.clone(),
                 resume: Some((meta, run)),
                 resume_dir: Some(ck),
             }
@@ -454,6 +531,7 @@ fn start<F: ArrowFloat>(a: &FitArgs) -> Result<Start<F>> {
             let params = settle_params(a, None, 1)?;
             Start {
                 model: OnlineNmf::new(params),
+                names: Vec::new(),
                 resume: None,
                 resume_dir: None,
             }
@@ -477,6 +555,7 @@ fn fit<F: ArrowFloat>(a: FitArgs) -> Result<()> {
     )?;
     let Start {
         mut model,
+        names: model_names,
         resume,
         resume_dir,
     } = start::<F>(&a)?;
@@ -495,10 +574,12 @@ fn fit<F: ArrowFloat>(a: FitArgs) -> Result<()> {
         model.set_params(params.clone())?;
     }
     let rank = params.rank();
-    let mut source = a
-        .input
-        .open::<F>(a.input.options(params.batch_size(), params.seed())?)?;
-    if rank > source.width() {
+    let missing = params.unobserved() == Unobserved::Missing;
+    let opts = a.input.options(params.batch_size(), params.seed())?;
+    let opts = a.input.model_options(opts, &model_names, true, missing)?;
+    let mut source = a.input.open::<F>(opts)?;
+    // A sparse source's width grows as it is read; a dense one is known now.
+    if !source.sparse() && rank > source.width() {
         bail!(
             "rank k = {rank} exceeds the number of columns p = {}",
             source.width()
@@ -548,6 +629,8 @@ fn fit<F: ArrowFloat>(a: FitArgs) -> Result<()> {
     progress.finish();
     let report = report?;
 
+    // An item catalogue grew as the input was read.
+    let names = source.feature_names();
     let mut done = Finished::default();
     let mut sink = plan.open("--out")?;
     let meta = Metadata::default().with_feature_names(names.clone());
@@ -569,9 +652,9 @@ fn fit<F: ArrowFloat>(a: FitArgs) -> Result<()> {
     let codes_rows = match &a.codes_out {
         Some(_) => {
             // Codes in input order, against the final dictionary.
-            let mut src = a
-                .input
-                .open::<F>(a.input.options(params.batch_size(), 0)?.no_shuffle())?;
+            let opts = a.input.options(params.batch_size(), 0)?.no_shuffle();
+            let opts = a.input.model_options(opts, &names, false, missing)?;
+            let mut src = a.input.open::<F>(opts)?;
             let (sink, rows, _) =
                 write_codes(&plan, "--codes-out", &model, src.as_mut(), &popts, |_| {})?;
             done.push(sink)?;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use streamnmf::io::{ArrowFloat, FileSource, InputOptions, Layout, StreamSource};
+use streamnmf::io::{ArrowFloat, FileSource, InputOptions, ItemIds, Layout, StreamSource};
 use streamnmf::source::BatchSource;
 use streamnmf::Error;
 
@@ -33,6 +33,11 @@ pub struct InputArgs {
     /// Shuffle rows within a pool of this many rows, seeded by --seed (files; 0 = off).
     #[arg(long, default_value_t = 0)]
     pub shuffle_rows: usize,
+    /// Triplets: the column column holds item ids (integers or strings), kept by the
+    /// model as its catalogue. Fitting adds new items as new columns; codes and
+    /// recommendations ignore items the model does not know, and count them.
+    #[arg(long)]
+    pub item_ids: bool,
 }
 
 pub fn parse_layout(s: &str) -> Result<Layout> {
@@ -64,13 +69,46 @@ impl InputArgs {
     }
 
     pub fn options(&self, batch_size: usize, seed: u64) -> Result<InputOptions> {
+        let layout = parse_layout(&self.layout)?;
+        if self.item_ids && !matches!(layout, Layout::Triplets { .. }) {
+            bail!("--item-ids needs --layout triplets:ROW,ITEM,VALUE");
+        }
+        if self.item_ids && self.width.is_some() {
+            bail!("--width and --item-ids exclude each other: the catalogue sets the width");
+        }
         let mut o = InputOptions::new(batch_size)
-            .layout(parse_layout(&self.layout)?)
+            .layout(layout)
             .shuffle(self.shuffle_rows, seed);
         o.columns = self.columns.clone();
         o.id_column = self.id_column.clone();
         o.width = self.width;
         Ok(o)
+    }
+
+    /// The options for reading with a model whose feature names are `names` (from its
+    /// file; empty for a new model): with `--item-ids`, its catalogue, which grows when
+    /// `grow` (fitting); nulls of dense input read as missing when `missing` (the
+    /// observed-only loss).
+    pub fn model_options(
+        &self,
+        opts: InputOptions,
+        names: &[String],
+        grow: bool,
+        missing: bool,
+    ) -> Result<InputOptions> {
+        let sparse = !matches!(opts.layout, Layout::Dense);
+        if sparse && !self.item_ids && !names.is_empty() {
+            bail!(
+                "the model maps item ids to its {} columns: add --item-ids",
+                names.len()
+            );
+        }
+        let opts = opts.nulls_are_missing(missing);
+        Ok(match (self.item_ids, grow) {
+            (false, _) => opts,
+            (true, true) => opts.item_ids(ItemIds::growing(names.to_vec())),
+            (true, false) => opts.item_ids(ItemIds::fixed(names.to_vec())),
+        })
     }
 
     /// Opens the inputs: stdin as a stream, everything else as files.

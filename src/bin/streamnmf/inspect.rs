@@ -60,6 +60,7 @@ fn inspect<F: Float>(a: InspectArgs, bytes: &[u8]) -> Result<()> {
             "batches_seen": model.batches_seen(),
             "rows_seen": model.rows_seen(),
             "loss_history": model.loss_history(),
+            "unobserved": model.params().unobserved(),
             "top_features": top,
             "writer": meta.writer,
         });
@@ -82,6 +83,20 @@ fn inspect<F: Float>(a: InspectArgs, bytes: &[u8]) -> Result<()> {
         p.batch_size(),
         p.forget(),
         p.decay()
+    ))?;
+    let unstored = match p.unobserved() {
+        streamnmf::Unobserved::Zero => "zero".to_string(),
+        streamnmf::Unobserved::Missing => "missing (observed-only loss)".to_string(),
+        streamnmf::Unobserved::Implicit { alpha, log } => format!(
+            "implicit feedback, confidence 1 + {alpha}·{}",
+            if log { "ln(1 + x)" } else { "x" }
+        ),
+    };
+    crate::out(format_args!(
+        "unstored entries: {unstored}; alpha_w {}, alpha_h {}, l1_ratio {}",
+        p.alpha_w(),
+        p.alpha_h(),
+        p.l1_ratio()
     ))?;
     crate::out(format_args!(
         "seen {} batches, {} rows",

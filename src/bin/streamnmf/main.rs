@@ -7,11 +7,13 @@
 //! (`| head`) ends the program quietly.
 
 mod demo;
+mod evaluate;
 mod fit;
 mod input;
 mod inspect;
 mod output;
 mod progress;
+mod recommend;
 mod transform;
 
 use std::io::Write;
@@ -36,6 +38,11 @@ enum Command {
     Fit(Box<fit::FitArgs>),
     /// Codes of new rows with a saved model fixed, written to Parquet.
     Transform(transform::TransformArgs),
+    /// Top-N items per user from a model and the users' interactions, to a long table.
+    Recommend(recommend::RecommendArgs),
+    /// Rating (RMSE, MAE) and ranking (P@N, recall@N, NDCG@N, MAP@N) metrics of a model
+    /// on held-out entries.
+    Evaluate(evaluate::EvaluateArgs),
     /// Show a model file: parameters, loss history, top features per component.
     Inspect(inspect::InspectArgs),
     /// Generate planted data as Parquet, fit it through the pipeline, report quality.
@@ -107,6 +114,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Fit(a) => fit::run(*a),
         Command::Transform(a) => transform::run(a),
+        Command::Recommend(a) => recommend::run(a),
+        Command::Evaluate(a) => evaluate::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Demo(a) => demo::run(a),
     }

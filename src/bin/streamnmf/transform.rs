@@ -24,6 +24,11 @@ pub struct TransformArgs {
     /// Codes file to write (Parquet: `id` if the input has one, then c0..c{k-1}).
     #[arg(long)]
     pub out: PathBuf,
+    /// Write the input rows with their missing entries filled by W·H instead of the codes
+    /// (models fitted with --unobserved missing): same columns as the model's features,
+    /// observed values kept as they are.
+    #[arg(long)]
+    pub impute: bool,
     /// Threads solving each batch (default: all cores). Never changes the codes.
     #[arg(long)]
     pub threads: Option<usize>,
@@ -57,23 +62,50 @@ fn transform<F: ArrowFloat>(a: TransformArgs, bytes: &[u8]) -> Result<()> {
     if opts.columns.is_none() && parse_layout(&a.input.layout)? == Layout::Dense && named {
         opts.columns = Some(meta.feature_names.clone());
     }
-    if opts.width.is_none() {
-        opts.width = Some(model.components()?.ncols());
-    }
+    // Sparse input may be narrower or wider than the model (new items): columns beyond
+    // the model's are ignored, and counted.
+    let missing = model.params().unobserved() == streamnmf::Unobserved::Missing;
+    let opts = a
+        .input
+        .model_options(opts, &meta.feature_names, false, missing)?;
     let mut source = a.input.open::<F>(opts)?;
     let mut progress = Progress::new(None, a.quiet);
     let popts = pipeline_options(a.threads, 1, None, 2, 1);
-    let codes = write_codes(&plan, "--out", &model, source.as_mut(), &popts, |n| {
-        progress.rows(n)
-    });
+    let codes = if a.impute {
+        if !missing {
+            anyhow::bail!(
+                "--impute needs a model fitted with --unobserved missing (this one reads \
+                 unstored entries as {:?})",
+                model.params().unobserved()
+            );
+        }
+        let h = model.components()?.to_owned();
+        let names: Vec<String> = if meta.feature_names.len() == h.ncols() {
+            meta.feature_names.clone()
+        } else {
+            (0..h.ncols()).map(|j| format!("f{j}")).collect()
+        };
+        write_imputed(&plan, &model, &h, &names, source.as_mut(), &popts, |n| {
+            progress.rows(n)
+        })
+    } else {
+        write_codes(&plan, "--out", &model, source.as_mut(), &popts, |n| {
+            progress.rows(n)
+        })
+    };
     progress.finish();
     let (sink, rows, report) = codes?;
     let mut done = Finished::default();
     done.push(sink)?;
     done.commit()?;
+    let ignored = report.ignored_entries + source.unknown_entries();
+    if ignored > 0 && !a.quiet {
+        eprintln!("ignored {ignored} entries of items the model does not know");
+    }
     if a.json {
         let s = json!({
             "rows": rows,
+            "ignored_entries": ignored,
             "seconds": report.seconds,
             "rows_per_second": rows as f64 / report.seconds.max(1e-9),
             "peak_rss_bytes": peak_rss_bytes(),
@@ -81,7 +113,69 @@ fn transform<F: ArrowFloat>(a: TransformArgs, bytes: &[u8]) -> Result<()> {
         });
         crate::out(serde_json::to_string_pretty(&s)?)?;
     } else if !a.quiet {
-        eprintln!("wrote codes of {rows} rows to {}", a.out.display());
+        let what = if a.impute { "imputed" } else { "codes of" };
+        eprintln!("wrote {what} {rows} rows to {}", a.out.display());
     }
     Ok(())
+}
+
+/// The rows of the input with their unobserved entries predicted: `W H`, with every
+/// observed entry (what the model read) put back as it was.
+fn write_imputed<F: ArrowFloat>(
+    plan: &Plan,
+    model: &streamnmf::OnlineNmf<F>,
+    h: &ndarray::Array2<F>,
+    names: &[String],
+    source: &mut dyn streamnmf::source::BatchSource<F>,
+    popts: &streamnmf::pipeline::PipelineOptions,
+    mut on_rows: impl FnMut(u64),
+) -> Result<(
+    crate::output::Sink,
+    u64,
+    streamnmf::pipeline::PipelineReport,
+)> {
+    use anyhow::Context;
+    use streamnmf::io::CodesWriter;
+    use streamnmf::MatRef;
+    let format = plan.format("--out")?;
+    let mut sink = Some(plan.open("--out")?);
+    let name = sink
+        .as_ref()
+        .map(|s| s.name().to_string())
+        .unwrap_or_default();
+    let mut writer = None;
+    let report = streamnmf::pipeline::transform(model, source, popts, |b, w| {
+        on_rows(w.nrows() as u64);
+        let mut x = w.dot(h);
+        match b.view() {
+            MatRef::Csr(c) => {
+                for i in 0..c.nrows() {
+                    let (cols, vals) = c.row(i);
+                    for (&j, &v) in cols.iter().zip(vals) {
+                        x[[i, j as usize]] = v;
+                    }
+                }
+            }
+            MatRef::Dense(d) => ndarray::Zip::from(&mut x).and(d).for_each(|o, &v| {
+                if !v.is_nan() {
+                    *o = v;
+                }
+            }),
+        }
+        let wr = match writer.as_mut() {
+            Some(wr) => wr,
+            None => {
+                let out = sink.take().expect("opened once");
+                writer.insert(CodesWriter::<F, _>::named(out, format, names, b.ids())?)
+            }
+        };
+        wr.write(x.view(), b.ids())
+    })
+    .with_context(|| name.clone())?;
+    let writer = match writer {
+        Some(w) => w,
+        None => CodesWriter::<F, _>::named(sink.take().expect("unused"), format, names, None)?,
+    };
+    let (sink, rows) = writer.finish().with_context(|| name)?;
+    Ok((sink, rows, report))
 }
