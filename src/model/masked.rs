@@ -24,7 +24,7 @@ use super::params::{Unobserved, ValidParams};
 use crate::float::Float;
 use crate::linalg::CLIP;
 use crate::matrix::CsrView;
-use crate::solve::{cd, SolveStats};
+use crate::solve::{cd, least_squares_start_one, SolveStats};
 
 /// Values of a packed symmetric k × k matrix (upper triangle, row by row).
 pub(crate) fn packed(k: usize) -> usize {
@@ -108,12 +108,18 @@ pub(crate) fn codes<F: Float>(
             } else {
                 (F::one(), v)
             };
+            // The upper triangle only; mirrored below.
             for a in 0..k {
                 let ca = coef * hj[a];
-                for b in 0..k {
+                for b in a..k {
                     g[a * k + b] += ca * hj[b];
                 }
                 r[a] += target * hj[a];
+            }
+        }
+        for a in 0..k {
+            for b in a + 1..k {
+                g[b * k + a] = g[a * k + b];
             }
         }
         let wi = wi.as_slice_mut().expect("a row of a standard array");
@@ -123,6 +129,9 @@ pub(crate) fn codes<F: Float>(
             }
         }
         let pen = penalties(cols.len());
+        if warm.is_none() && !cols.is_empty() {
+            least_squares_start_one(&g, &r, pen, wi);
+        }
         let (it, ok) = cd::solve_one(&g, &r, wi, pen, params.code_max_iter(), params.code_tol());
         stats.iterations = stats.iterations.max(it);
         stats.converged &= ok;
@@ -285,14 +294,20 @@ impl<F: Float> ColumnContribution<F> {
         let w = w.as_standard_layout();
         let ws = w.as_slice().expect("standard layout");
         // Entries by column (then row: the order the sums are made in).
-        let mut entries: Vec<(u32, usize, F)> = Vec::with_capacity(x.nnz());
+        let mut entries: Vec<(u64, F)> = Vec::with_capacity(x.nnz());
         for i in 0..x.nrows() {
             let (cols, vals) = x.row(i);
-            entries.extend(cols.iter().zip(vals).map(|(&j, &v)| (j, i, v)));
+            entries.extend(
+                cols.iter()
+                    .zip(vals)
+                    .map(|(&j, &v)| ((u64::from(j) << 32) | i as u64, v)),
+            );
         }
-        entries.sort_by_key(|e| (e.0, e.1));
+        // Distinct keys: an unstable sort is deterministic.
+        entries.sort_unstable_by_key(|e| e.0);
         let mut out = Self::default();
-        for (j, i, v) in entries {
+        for (key, v) in entries {
+            let (j, i) = ((key >> 32) as u32, (key & 0xffff_ffff) as usize);
             if out.cols.last() != Some(&j) {
                 out.cols.push(j);
                 out.a.resize(out.a.len() + kk, F::zero());
@@ -320,43 +335,39 @@ impl<F: Float> ColumnContribution<F> {
     /// Adds another chunk's contribution (merging the column lists).
     pub(crate) fn add(&mut self, other: &Self, k: usize) {
         let kk = packed(k);
-        let mut merged = Self::default();
+        let mut merged = Self {
+            cols: Vec::with_capacity(self.cols.len() + other.cols.len()),
+            a: Vec::with_capacity(self.a.len() + other.a.len()),
+            b: Vec::with_capacity(self.b.len() + other.b.len()),
+            n: Vec::with_capacity(self.n.len() + other.n.len()),
+        };
         let (mut s, mut o) = (0, 0);
         while s < self.cols.len() || o < other.cols.len() {
-            let take_self =
-                o >= other.cols.len() || (s < self.cols.len() && self.cols[s] <= other.cols[o]);
-            let take_other =
-                s >= self.cols.len() || (o < other.cols.len() && other.cols[o] <= self.cols[s]);
-            let col = if take_self {
-                self.cols[s]
-            } else {
-                other.cols[o]
-            };
-            merged.cols.push(col);
-            let (mut a, mut b, mut n) = (vec![F::zero(); kk], vec![F::zero(); k], F::zero());
-            if take_self {
-                n += self.n[s];
-                a.iter_mut()
-                    .zip(&self.a[s * kk..(s + 1) * kk])
-                    .for_each(|(x, &y)| *x += y);
-                b.iter_mut()
-                    .zip(&self.b[s * k..(s + 1) * k])
-                    .for_each(|(x, &y)| *x += y);
-                s += 1;
+            let mine =
+                s < self.cols.len() && (o >= other.cols.len() || self.cols[s] <= other.cols[o]);
+            let theirs =
+                o < other.cols.len() && (s >= self.cols.len() || other.cols[o] <= self.cols[s]);
+            let (src, t) = if mine { (&*self, s) } else { (other, o) };
+            merged.cols.push(src.cols[t]);
+            merged.a.extend_from_slice(&src.a[t * kk..(t + 1) * kk]);
+            merged.b.extend_from_slice(&src.b[t * k..(t + 1) * k]);
+            merged.n.push(src.n[t]);
+            if mine && theirs {
+                // The column is in both: add the other's sums.
+                let c = merged.cols.len() - 1;
+                let add = |d: &mut [F], v: &[F]| d.iter_mut().zip(v).for_each(|(x, &y)| *x += y);
+                add(
+                    &mut merged.a[c * kk..(c + 1) * kk],
+                    &other.a[o * kk..(o + 1) * kk],
+                );
+                add(
+                    &mut merged.b[c * k..(c + 1) * k],
+                    &other.b[o * k..(o + 1) * k],
+                );
+                merged.n[c] += other.n[o];
             }
-            if take_other {
-                n += other.n[o];
-                a.iter_mut()
-                    .zip(&other.a[o * kk..(o + 1) * kk])
-                    .for_each(|(x, &y)| *x += y);
-                b.iter_mut()
-                    .zip(&other.b[o * k..(o + 1) * k])
-                    .for_each(|(x, &y)| *x += y);
-                o += 1;
-            }
-            merged.a.extend(a);
-            merged.b.extend(b);
-            merged.n.push(n);
+            s += usize::from(mine);
+            o += usize::from(theirs);
         }
         *self = merged;
     }

@@ -68,24 +68,41 @@ fn best<F: Float>(scores: &[F], skip: &[u32], n: usize) -> Ranked<F> {
     if n == 0 {
         return out;
     }
-    let mut next_skip = skip.iter().peekable();
-    for (j, &v) in scores.iter().enumerate() {
-        let j = j as u32;
-        while next_skip.next_if(|&&s| s < j).is_some() {}
-        if next_skip.next_if_eq(&&j).is_some() || v.is_nan() {
-            continue;
+    // The worst kept score once `n` are kept: most scores fail this one comparison
+    // (which NaN fails too), and whole blocks whose largest score fails it are skipped
+    // after one vectorizable pass.
+    let mut worst = F::zero();
+    for (b, block) in scores.chunks(SCAN_BLOCK).enumerate() {
+        if out.len() == n {
+            let top = block
+                .iter()
+                .fold(F::neg_infinity(), |m, &v| if v > m { v } else { m });
+            if top <= worst {
+                continue;
+            }
         }
-        // Full and not better than the worst kept (equal loses: it has a higher index).
-        if out.len() == n && v <= out[n - 1].1 {
-            continue;
+        for (t, &v) in block.iter().enumerate() {
+            if out.len() == n && (v <= worst || v.is_nan()) {
+                continue;
+            }
+            let j = (b * SCAN_BLOCK + t) as u32;
+            if v.is_nan() || skip.binary_search(&j).is_ok() {
+                continue;
+            }
+            // After every kept item scored at least as high (ties stay in index order).
+            let at = out.partition_point(|&(_, s)| s >= v);
+            out.insert(at, (j, v));
+            out.truncate(n);
+            if out.len() == n {
+                worst = out[n - 1].1;
+            }
         }
-        // After every kept item scored at least as high.
-        let at = out.partition_point(|&(_, s)| s >= v);
-        out.insert(at, (j, v));
-        out.truncate(n);
     }
     out
 }
+
+/// Scores scanned per block by [`best`] before it looks at any one of them.
+const SCAN_BLOCK: usize = 64;
 
 #[cfg(test)]
 mod tests {

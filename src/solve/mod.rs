@@ -42,6 +42,26 @@ pub(crate) fn least_squares_start<F: Float>(
     }
 }
 
+/// The unconstrained least-squares solution of one problem `(G + l2 I) w = r − l1`,
+/// clipped at zero, into `w` (`g` k × k row-major): the start of [`cd::solve_one`] when
+/// there is no warm start. Left as it is when the system is singular (LAPACK's Cholesky
+/// factorization, in f64).
+pub(crate) fn least_squares_start_one<F: Float>(g: &[F], r: &[F], (l1, l2): (F, F), w: &mut [F]) {
+    use ndarray_linalg::SolveC;
+    let k = w.len();
+    let a = Array2::from_shape_fn((k, k), |(i, j)| {
+        g[i * k + j].as_f64() + if i == j { l2.as_f64() } else { 0.0 }
+    });
+    let b = ndarray::Array1::from_shape_fn(k, |i| (r[i] - l1).as_f64());
+    if let Ok(x) = a.solvec(&b) {
+        if x.iter().all(|v| v.is_finite()) {
+            for (d, &v) in w.iter_mut().zip(x.iter()) {
+                *d = F::from_f64(v.max(0.0));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

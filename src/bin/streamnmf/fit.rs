@@ -421,6 +421,11 @@ fn fingerprint(a: &FitArgs, params: &ValidParams, staleness: usize, float: &str)
     let contents: Vec<Value> = files.iter().map(|f| content_id(f)).collect();
     let mut p = serde_json::to_value(params).unwrap_or(Value::Null);
     p["max_passes"] = json!(null);
+    // Effective values, whether the parameters say them or leave them to their defaults
+    // (as earlier versions' checkpoints always said them).
+    p["batch_size"] = json!(params.batch_size());
+    p["alpha_w"] = json!(params.alpha_w());
+    p["alpha_h"] = json!(params.alpha_h());
     let mut fp = json!({
         "inputs": inputs,
         "contents": contents,
