@@ -541,8 +541,11 @@ fn memory_is_bounded_by_the_queues_not_the_input() {
     };
     let (rs, rb) = (rss(&small), rss(&big));
     let raw_mb = 200_000.0 * 100.0 * 8.0 / 1e6;
+    // Five times the rows (160 MB of values) may not add more than the allocator's
+    // slack: with the other tests of this file running at the same time, glibc's
+    // per-thread arenas alone moved the peak by 16 MB between runs.
     assert!(
-        rb < rs + 16.0,
+        rb < rs + 24.0,
         "peak RSS grew with n: {rs:.0} MB -> {rb:.0} MB"
     );
     assert!(rb < 96.0, "peak RSS {rb:.0} MB for {raw_mb:.0} MB of data");

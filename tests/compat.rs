@@ -18,9 +18,7 @@ use streamnmf::persist::{self, CheckpointDir};
 use streamnmf::{Float, OnlineNmf};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/v1")
-        .join(name)
+    common::manifest_dir().join("tests/fixtures/v1").join(name)
 }
 
 /// H from a `--components-out` file (a `component` column, then one column per feature).

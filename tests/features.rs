@@ -6,7 +6,7 @@ use std::process::Command;
 
 fn cargo() -> Command {
     let mut c = Command::new(env!("CARGO"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c.current_dir(manifest_dir());
     c
 }
 
@@ -71,4 +71,13 @@ fn library_builds_without_default_features() {
         "cargo check --no-default-features failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The crate's root at run time: `cargo test` sets `CARGO_MANIFEST_DIR` for the test
+/// process, and unlike `env!` it follows the checkout when a shared target directory
+/// holds a binary compiled from another clone.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
 }

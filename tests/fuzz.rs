@@ -349,7 +349,7 @@ fn quiet_panics() {
 #[test]
 fn regressions_never_panic() {
     quiet_panics();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz");
+    let dir = common::manifest_dir().join("tests/fixtures/fuzz");
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return;
     };

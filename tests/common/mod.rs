@@ -234,3 +234,12 @@ pub fn word_counts(n: usize, p: usize, k: usize, seed: u64) -> streamnmf::CsrMat
     }
     streamnmf::CsrMatrix::from_dense(x.view())
 }
+
+/// The crate's root at run time: `cargo test` sets `CARGO_MANIFEST_DIR` for the test
+/// process, and unlike `env!` it follows the checkout when a shared target directory
+/// holds a binary compiled from another clone.
+pub fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+}
