@@ -160,6 +160,33 @@ pub enum Error {
     /// A confidence scale for implicit feedback that is not a positive number.
     #[error("the implicit-feedback confidence alpha must be finite and > 0, got {0}")]
     InvalidConfidence(f64),
+    /// Dictionaries that cannot be stacked.
+    #[error("cannot compose part {part}: {what}")]
+    ComposeMismatch {
+        /// The part (0-based).
+        part: usize,
+        /// What differs.
+        what: String,
+    },
+    /// A fixed atom beyond the rank.
+    #[error("fixed component {atom} does not exist: the rank is {rank} (atoms 0..{rank})")]
+    FixedComponent {
+        /// The atom asked for.
+        atom: usize,
+        /// Rank k.
+        rank: usize,
+    },
+    /// Fixed atoms with observed-only or implicit data.
+    #[error("fixed components need unstored entries as zeros, not {0:?}")]
+    FixedNeedsZeroMode(crate::model::Unobserved),
+    /// A fixed atom that neither the initial dictionary nor the model gives.
+    #[error("fixed component {atom} is not given: the initial dictionary has {given} atoms")]
+    FixedNotGiven {
+        /// The atom.
+        atom: usize,
+        /// Atoms given.
+        given: usize,
+    },
     /// An unobserved-entry mode that the loss does not support.
     #[error("the {0} loss cannot treat unstored entries as {1:?}: observed-only needs fro or kl, implicit needs fro")]
     UnobservedNeedsLoss(crate::model::Loss, crate::model::Unobserved),

@@ -52,6 +52,8 @@ mod solve;
 pub mod source;
 pub mod synth;
 
+#[cfg(feature = "audio")]
+pub mod audio;
 #[cfg(feature = "arrow")]
 pub mod io;
 

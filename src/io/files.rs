@@ -26,7 +26,7 @@ use crate::source::{BatchIter, BatchSource};
 const DECODE_VALUES: usize = 4 << 20;
 
 /// Opens one file's record batches, reading only `columns`.
-fn open_file(
+pub(super) fn open_file(
     path: &Path,
     columns: &[String],
     decode_rows: usize,

@@ -10,6 +10,7 @@
 //! The readers check structure (columns, types, nulls, indices); values are checked by the
 //! pipeline with the model's loss, like every other source's.
 
+mod components;
 mod convert;
 mod files;
 mod guard;
@@ -20,6 +21,7 @@ mod stream;
 mod vocabulary;
 mod writer;
 
+pub use components::read_components;
 pub use files::{expand_paths, FileSource};
 pub use stream::StreamSource;
 pub use writer::{

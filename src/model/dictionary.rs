@@ -26,7 +26,7 @@
 
 use std::borrow::Cow;
 
-use ndarray::{s, Array1, Array2, ArrayView2, ShapeBuilder, Zip};
+use ndarray::{s, Array1, Array2, ArrayView2, Axis, ShapeBuilder, Zip};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -284,10 +284,11 @@ impl<F: Float> Dictionary<F> {
             )
         } else if frobenius {
             let (max_iter, tol) = (params.dict_max_iter(), params.dict_tol());
-            hals_dictionary(
+            hals_free_atoms(
                 &mut self.h,
                 a.view(),
                 b.view(),
+                params.fixed_components(),
                 (l1, l2),
                 (max_iter, tol),
                 threads,
@@ -306,14 +307,19 @@ impl<F: Float> Dictionary<F> {
                 .into_iter()
                 .map(|r| F::from_f64(MU_FLOOR * r.iter().map(|v| v.as_f64()).sum::<f64>() / p))
                 .collect();
-            for (((mut hr, ar), br), &floor) in self
+            let fixed = params.fixed_components();
+            for (j, (((mut hr, ar), br), &floor)) in self
                 .h
                 .rows_mut()
                 .into_iter()
                 .zip(a.rows())
                 .zip(b.rows())
                 .zip(&floors)
+                .enumerate()
             {
+                if fixed.binary_search(&j).is_ok() {
+                    continue;
+                }
                 Zip::from(&mut hr)
                     .and(ar)
                     .and(br)
@@ -328,9 +334,9 @@ impl<F: Float> Dictionary<F> {
         };
         drop((a, b));
         if !frobenius && params.alpha_w() == 0.0 && params.alpha_h() == 0.0 {
-            self.normalize_atoms();
+            self.normalize_atoms(params.fixed_components());
         }
-        let reseeded = self.reseed_dead(&energy, x, rng, frobenius);
+        let reseeded = self.reseed_dead(&energy, x, rng, frobenius, params.fixed_components());
         self.version += 1;
         UpdateStats { sweeps, reseeded }
     }
@@ -345,10 +351,14 @@ impl<F: Float> Dictionary<F> {
     /// arithmetic the rescaling changes nothing (the updates are equivariant to it); in
     /// floating point it keeps every factor near the data's scale. Without regularization
     /// only: penalties pin the scale themselves, and rescaling would change their meaning.
-    fn normalize_atoms(&mut self) {
+    /// Fixed atoms keep the scale they were given.
+    fn normalize_atoms(&mut self, fixed: &[usize]) {
         let gamma = self.loss.mu_exponent();
         let p = self.h.ncols() as f64;
         for j in 0..self.h.nrows() {
+            if fixed.binary_search(&j).is_ok() {
+                continue;
+            }
             let mean = self.h.row(j).iter().map(|v| v.as_f64()).sum::<f64>() / p;
             if !(mean > 0.0 && mean.is_finite()) || mean == 1.0 {
                 continue;
@@ -369,6 +379,7 @@ impl<F: Float> Dictionary<F> {
         x: Valid<F>,
         rng: &mut ChaCha8Rng,
         frobenius: bool,
+        fixed: &[usize],
     ) -> Vec<usize> {
         let max_energy = energy.iter().cloned().fold(0.0, f64::max);
         let norms: Vec<f64> = self
@@ -384,6 +395,7 @@ impl<F: Float> Dictionary<F> {
             .collect();
         let dead: Vec<usize> = (0..self.h.nrows())
             .filter(|&j| norms[j] == 0.0 || energy[j] <= DEAD_SHARE * max_energy)
+            .filter(|j| fixed.binary_search(j).is_err())
             .collect();
         if dead.is_empty() {
             return dead;
@@ -419,6 +431,39 @@ impl<F: Float> Dictionary<F> {
         }
         done
     }
+}
+
+/// [`hals_dictionary`] on the free atoms only. With the fixed rows `F` of H held, the
+/// free rows `f` solve the same problem with `A_ff` and `B_f − A_fF H_F`: the fixed
+/// atoms take part in every column's fit but are never written.
+fn hals_free_atoms<F: Float>(
+    h: &mut Array2<F>,
+    a: ArrayView2<F>,
+    b: ArrayView2<F>,
+    fixed: &[usize],
+    pen: (F, F),
+    limits: (usize, f64),
+    threads: usize,
+) -> usize {
+    if fixed.is_empty() {
+        return hals_dictionary(h, a, b, pen, limits, threads);
+    }
+    let free: Vec<usize> = (0..h.nrows())
+        .filter(|j| fixed.binary_search(j).is_err())
+        .collect();
+    if free.is_empty() {
+        return 0;
+    }
+    let a_f = a.select(Axis(0), &free);
+    let a_ff = a_f.select(Axis(1), &free);
+    let b_f =
+        &b.select(Axis(0), &free) - &a_f.select(Axis(1), fixed).dot(&h.select(Axis(0), fixed));
+    let mut h_f = h.select(Axis(0), &free);
+    let sweeps = hals_dictionary(&mut h_f, a_ff.view(), b_f.view(), pen, limits, threads);
+    for (i, &j) in free.iter().enumerate() {
+        h.row_mut(j).assign(&h_f.row(i));
+    }
+    sweeps
 }
 
 /// Coordinate descent on H from statistics (A, B); returns the most sweeps any block took.

@@ -31,6 +31,7 @@ pub(crate) fn initial_dictionary<F: Float>(
     mode: Unobserved,
     rng: &mut ChaCha8Rng,
 ) -> Result<Array2<F>> {
+    let valid = x;
     let x = x.view();
     let p = x.ncols();
     if k > p {
@@ -46,7 +47,7 @@ pub(crate) fn initial_dictionary<F: Float>(
     };
     let h64 = match init {
         Init::Custom(h) => {
-            if h.dim() != (k, p) {
+            if h.ncols() != p || h.nrows() > k || h.nrows() == 0 {
                 return Err(Error::InitShape {
                     rank: k,
                     width: p,
@@ -54,7 +55,17 @@ pub(crate) fn initial_dictionary<F: Float>(
                     found_cols: h.ncols(),
                 });
             }
-            h.clone()
+            if h.nrows() == k {
+                h.clone()
+            } else {
+                // The free atoms: NNDSVDa of the batch (no zeros, so multiplicative
+                // updates can move every entry), stacked under the given ones.
+                let free: Array2<F> =
+                    initial_dictionary(&Init::Nndsvda, valid, k - h.nrows(), mode, rng)?;
+                let free = free.mapv(|v| v.as_f64());
+                ndarray::concatenate(ndarray::Axis(0), &[h.view(), free.view()])
+                    .expect("same width")
+            }
         }
         Init::Random => random(k, p, mean, rng),
         // `Auto` arrives resolved (`ValidParams::effective_init`); alone it means NNDSVD.

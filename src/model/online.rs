@@ -10,7 +10,7 @@ use super::codes::{solve_chunked, Codes, Prepared};
 use super::dictionary::{check_size, padded, Dictionary};
 use super::init::initial_dictionary;
 use super::loss::divergence;
-use super::params::{Unobserved, ValidParams};
+use super::params::{Init, Unobserved, ValidParams};
 use super::statistics::Contribution;
 use crate::error::{Error, Result};
 use crate::float::Float;
@@ -244,6 +244,63 @@ impl<F: Float> OnlineNmf<F> {
         Ok(model)
     }
 
+    /// One model whose dictionary stacks the parts' atoms, in order: codes against it
+    /// explain a row by every part at once (supervised source separation, Smaragdis et al.
+    /// 2007). The parts must share their loss, mode and width; the settings are the first
+    /// part's, with the rank summed, and the statistics start empty.
+    ///
+    /// ```
+    /// use ndarray::array;
+    /// use streamnmf::{NmfParams, OnlineNmf};
+    /// let params = |k| NmfParams::new(k).check().unwrap();
+    /// let a = OnlineNmf::from_components(params(1), array![[1.0f64, 1.0, 0.0]]).unwrap();
+    /// let b = OnlineNmf::from_components(params(1), array![[0.0f64, 0.0, 2.0]]).unwrap();
+    /// let ab = OnlineNmf::compose(&[&a, &b]).unwrap();
+    /// assert_eq!(ab.params().rank(), 2);
+    /// let w = ab.transform(&array![[3.0, 3.0, 4.0]]).unwrap();
+    /// assert!((w[[0, 0]] - 3.0).abs() < 1e-6 && (w[[0, 1]] - 2.0).abs() < 1e-6);
+    /// ```
+    pub fn compose(parts: &[&OnlineNmf<F>]) -> Result<Self> {
+        let first = parts.first().ok_or(Error::NotFitted)?;
+        let mut atoms = Vec::with_capacity(parts.len());
+        for (i, m) in parts.iter().enumerate() {
+            let (a, b) = (first.params(), m.params());
+            if (a.loss(), a.unobserved()) != (b.loss(), b.unobserved()) {
+                return Err(Error::ComposeMismatch {
+                    part: i,
+                    what: format!(
+                        "loss {} ({:?}), the first part has {} ({:?})",
+                        b.loss(),
+                        b.unobserved(),
+                        a.loss(),
+                        a.unobserved()
+                    ),
+                });
+            }
+            let h = m.components()?;
+            let p0 = first.components()?.ncols();
+            if h.ncols() != p0 {
+                return Err(Error::ComposeMismatch {
+                    part: i,
+                    what: format!("{} features, the first part has {p0}", h.ncols()),
+                });
+            }
+            atoms.push(h);
+        }
+        let h = ndarray::concatenate(ndarray::Axis(0), &atoms).expect("same widths");
+        let params = first
+            .params()
+            .clone()
+            .into_builder()
+            .rank(h.nrows())
+            .init(Init::Auto)
+            .fixed_components([])
+            .check()?;
+        let mut model = Self::from_components(params, h)?;
+        model.threads = first.threads;
+        Ok(model)
+    }
+
     pub(crate) fn from_state(state: State<F>) -> Self {
         Self {
             state,
@@ -407,6 +464,13 @@ impl<F: Float> OnlineNmf<F> {
             let p = &self.state.params;
             let (loss, mode) = (p.loss(), p.unobserved());
             check_size::<F>(p.rank(), x.ncols(), loss, mode)?;
+            let given = match p.init() {
+                Init::Custom(h) => h.nrows(),
+                _ => 0,
+            };
+            if let Some(&atom) = p.fixed_components().iter().find(|&&a| a >= given) {
+                return Err(Error::FixedNotGiven { atom, given });
+            }
             let h = initial_dictionary(p.effective_init(), x, p.rank(), mode, &mut self.state.rng)?;
             self.state.dict = Some(Dictionary::new(h, loss, mode));
         }

@@ -103,7 +103,10 @@ pub enum Init {
     Nndsvda,
     /// NNDSVD with zeros filled by small seeded random values.
     Nndsvdar,
-    /// A user-given H (k × p), non-negative and finite.
+    /// A user-given H (g × p, g ≤ k), non-negative and finite: the first g atoms. Atoms
+    /// g..k, if any, start from NNDSVDa of rank k − g on the first batch (a dictionary
+    /// learned elsewhere plus free atoms: semi-supervised NMF, with
+    /// [`NmfParams::fixed_components`]).
     Custom(Array2<f64>),
 }
 
@@ -151,6 +154,9 @@ pub struct NmfParams {
     /// Written only when not the default, so files of the zero mode stay as they were.
     #[serde(default, skip_serializing_if = "Unobserved::is_zero")]
     unobserved: Unobserved,
+    /// Atoms the dictionary updates never change (sorted); written only when some are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    fixed_components: Vec<usize>,
 }
 
 impl NmfParams {
@@ -178,7 +184,38 @@ impl NmfParams {
             l1_ratio: 0.0,
             seed: 0,
             unobserved: Unobserved::Zero,
+            fixed_components: Vec::new(),
         }
+    }
+    /// Atoms (rows of H) that the dictionary updates never change: supervised (all of
+    /// them) or semi-supervised NMF (Smaragdis et al. 2007), where atoms learned on clean
+    /// sources are fixed and the rest learn what they do not explain. Codes are still
+    /// solved against every atom. The fixed atoms come from [`Init::Custom`] or from the
+    /// model being continued. Frobenius and β-divergences with unstored entries as zeros.
+    ///
+    /// ```
+    /// use ndarray::{array, Array2};
+    /// use streamnmf::{Init, NmfParams, OnlineNmf};
+    /// let given = array![[1.0f64, 1.0, 0.0, 0.0]];
+    /// let params = NmfParams::new(2)
+    ///     .init(Init::Custom(given.clone()))
+    ///     .fixed_components([0])
+    ///     .check()
+    ///     .unwrap();
+    /// let x = Array2::from_shape_fn((64, 4), |(i, j)| ((i + j) % 3) as f64);
+    /// let mut model = OnlineNmf::new(params);
+    /// model.fit(&x).unwrap();
+    /// let h = model.components().unwrap();
+    /// assert_eq!(h.row(0), given.row(0));
+    /// ```
+    pub fn fixed_components(mut self, atoms: impl IntoIterator<Item = usize>) -> Self {
+        self.fixed_components = atoms.into_iter().collect();
+        self
+    }
+    /// The rank k (atoms of H).
+    pub fn rank(mut self, k: usize) -> Self {
+        self.rank = k;
+        self
     }
     /// What an unstored entry means: a zero (default), missing (observed-only loss), or
     /// implicit feedback. See [`Unobserved`].
@@ -355,13 +392,32 @@ impl NmfParams {
             }
             u => return Err(Error::UnobservedNeedsLoss(self.loss, u)),
         }
+        self.fixed_components.sort_unstable();
+        self.fixed_components.dedup();
+        if let Some(&atom) = self.fixed_components.last() {
+            if atom >= self.rank {
+                return Err(Error::FixedComponent {
+                    atom,
+                    rank: self.rank,
+                });
+            }
+            if self.unobserved != Unobserved::Zero {
+                return Err(Error::FixedNeedsZeroMode(self.unobserved));
+            }
+        }
         if let Init::Custom(h) = &self.init {
-            if h.nrows() != self.rank {
+            if h.nrows() > self.rank || h.nrows() == 0 {
                 return Err(Error::InitShape {
                     rank: self.rank,
                     width: h.ncols(),
                     found_rows: h.nrows(),
                     found_cols: h.ncols(),
+                });
+            }
+            if let Some(&atom) = self.fixed_components.iter().find(|&&a| a >= h.nrows()) {
+                return Err(Error::FixedNotGiven {
+                    atom,
+                    given: h.nrows(),
                 });
             }
             if let Some(((row, col), &value)) = h
@@ -531,6 +587,11 @@ impl ValidParams {
     pub fn unobserved(&self) -> Unobserved {
         self.0.unobserved
     }
+    /// Atoms the dictionary updates never change, sorted (see
+    /// [`NmfParams::fixed_components`]).
+    pub fn fixed_components(&self) -> &[usize] {
+        &self.0.fixed_components
+    }
     /// Back to a builder, to change a setting and check again.
     pub fn into_builder(self) -> NmfParams {
         self.0
@@ -660,6 +721,30 @@ mod tests {
             NmfParams::new(2).init(Init::Custom(h)).check(),
             Err(Error::InitValue { row: 1, col: 3, .. })
         ));
+    }
+    #[test]
+    fn fixed_components() {
+        let p = NmfParams::new(4)
+            .fixed_components([2, 0, 2])
+            .check()
+            .unwrap();
+        assert_eq!(p.fixed_components(), &[0, 2]);
+        assert!(matches!(
+            NmfParams::new(4).fixed_components([4]).check(),
+            Err(Error::FixedComponent { atom: 4, rank: 4 })
+        ));
+        assert!(matches!(
+            NmfParams::new(4)
+                .fixed_components([0])
+                .unobserved(Unobserved::Missing)
+                .check(),
+            Err(Error::FixedNeedsZeroMode(_))
+        ));
+        // Fewer given atoms than the rank is fine (the rest are learned); none is not.
+        let h = Array2::<f64>::ones((2, 5));
+        assert!(NmfParams::new(4).init(Init::Custom(h)).check().is_ok());
+        let none = Array2::<f64>::ones((0, 5));
+        assert!(NmfParams::new(4).init(Init::Custom(none)).check().is_err());
     }
     /// Parameters read back from JSON are checked: a bad value is an error, not a model.
     #[test]

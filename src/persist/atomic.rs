@@ -187,6 +187,14 @@ impl Write for AtomicFile {
     }
 }
 
+/// Seeking flushes the buffer first (formats that patch their header at the end, such
+/// as WAV, need it).
+impl std::io::Seek for AtomicFile {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.out.seek(pos)
+    }
+}
+
 /// Fault injection for the crash tests: with the `test-hooks` feature, the pause that
 /// `STREAMNMF_TEST_CHECKPOINT_PAUSE_MS` asks for halfway through every atomic write, so a
 /// test can kill the process while a half-written temporary file is on disk.

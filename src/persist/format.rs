@@ -74,6 +74,26 @@ pub struct Metadata {
     /// The `streamnmf` version that wrote the file.
     #[serde(default)]
     pub writer: String,
+    /// The source each atom belongs to (`compose`, `separate`), one per atom, or none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub atom_labels: Vec<String>,
+    /// How the rows were made from audio, when they are spectrogram frames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spectrogram: Option<Spectrogram>,
+}
+
+/// The short-time Fourier transform that turned audio into the rows of a model's data:
+/// enough to turn a WAV into the same frames, and masked frames back into audio.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Spectrogram {
+    /// Samples per second of the audio.
+    pub sample_rate: u32,
+    /// FFT size (and Hann window length), samples.
+    pub fft_size: usize,
+    /// Hop between frames, samples.
+    pub hop: usize,
+    /// The frames hold |STFT|^power: 1 (magnitude) or 2 (power).
+    pub power: u8,
 }
 
 impl Default for Metadata {
@@ -84,6 +104,8 @@ impl Default for Metadata {
             fingerprint: None,
             position: None,
             writer: format!("streamnmf {}", env!("CARGO_PKG_VERSION")),
+            atom_labels: Vec::new(),
+            spectrogram: None,
         }
     }
 }
@@ -92,6 +114,11 @@ impl Metadata {
     /// Sets the feature names.
     pub fn with_feature_names(mut self, names: Vec<String>) -> Self {
         self.feature_names = names;
+        self
+    }
+    /// Sets the atoms' source labels (one per atom, or none).
+    pub fn with_atom_labels(mut self, labels: Vec<String>) -> Self {
+        self.atom_labels = labels;
         self
     }
 }

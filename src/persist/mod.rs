@@ -13,7 +13,7 @@ use std::path::Path;
 
 pub use atomic::{clean_stale_temps, resolve_links, AtomicFile, TEMP_PREFIX};
 pub use checkpoint::{CheckpointDir, RunState};
-pub use format::{InputPosition, Metadata};
+pub use format::{InputPosition, Metadata, Spectrogram};
 
 use crate::error::{Error, Result};
 use crate::float::Float;

@@ -80,8 +80,22 @@ pub struct FitArgs {
     #[command(flatten)]
     pub input: InputArgs,
     /// Rank k: number of components (taken from the model with --model or --resume).
-    #[arg(long, short = 'k', required_unless_present_any = ["model", "resume"])]
+    #[arg(long, short = 'k', required_unless_present_any = ["model", "resume", "components"])]
     pub rank: Option<usize>,
+    /// Start from these atoms: H as Parquet or Arrow IPC (wide or long, as
+    /// --components-out writes it) or a model file. With -k above their count, the
+    /// other atoms are learned from the data.
+    #[arg(long, conflicts_with_all = ["model", "resume", "init"])]
+    pub components: Option<PathBuf>,
+    /// Atoms this fit never changes: indices and ranges (`0..16,20`) or source labels
+    /// (`speech`). Semi-supervised NMF: fixed atoms from clean sources, free ones learn
+    /// the rest.
+    #[arg(long)]
+    pub fixed_components: Option<String>,
+    /// Source label of the atoms this fit learns, kept in the model for `compose` and
+    /// `separate` [default: learned, when other atoms are labelled].
+    #[arg(long)]
+    pub label: Option<String>,
     /// Loss: fro, kl, is or beta=X [default: fro].
     #[arg(long)]
     pub loss: Option<Loss>,
@@ -269,10 +283,19 @@ pub fn pipeline_options(
 /// defaults, with the flags given applied. With a base, a flag that sets a model property
 /// to another value is an error naming it; the batch size, passes and solver limits may
 /// change.
-fn settle_params(a: &FitArgs, base: Option<&ValidParams>, epochs: usize) -> Result<ValidParams> {
-    let mut p = match base {
-        Some(b) => b.clone().into_builder(),
-        None => NmfParams::new(a.rank.unwrap_or(0)),
+fn settle_params(
+    a: &FitArgs,
+    base: Option<&ValidParams>,
+    epochs: usize,
+    given: Option<&Given>,
+    labels: &[String],
+) -> Result<ValidParams> {
+    let mut p = match (base, given) {
+        (Some(b), _) => b.clone().into_builder(),
+        (None, Some(g)) => {
+            NmfParams::new(a.rank.unwrap_or(g.h.nrows())).init(Init::Custom(g.h.clone()))
+        }
+        (None, None) => NmfParams::new(a.rank.unwrap_or(0)),
     };
     if let Some(b) = base {
         let mut conflicts = Vec::new();
@@ -379,7 +402,85 @@ fn settle_params(a: &FitArgs, base: Option<&ValidParams>, epochs: usize) -> Resu
         // A live stream wants frequent dictionary updates: 64 rows, not 1024.
         p = p.batch_size(64);
     }
+    if let Some(spec) = &a.fixed_components {
+        let rank = base.map_or(a.rank.or(given.map(|g| g.h.nrows())).unwrap_or(0), |b| {
+            b.rank()
+        });
+        p = p.fixed_components(atom_set(spec, labels, rank)?);
+    }
     Ok(p.max_passes(epochs).check()?)
+}
+
+/// Atoms given on the command line (`--components`): H, its feature names, and a source
+/// label per atom.
+pub struct Given {
+    pub h: ndarray::Array2<f64>,
+    pub names: Vec<String>,
+    pub labels: Vec<String>,
+}
+
+impl Given {
+    /// Reads a model file or a components table; atoms without labels are labelled by
+    /// the file's stem (`speech.snmf` → `speech`).
+    pub fn read(path: &Path) -> Result<Given> {
+        let stem = path
+            .file_stem()
+            .map_or("given".into(), |s| s.to_string_lossy().into_owned());
+        let (h, names, labels) = if crate::is_model_file(path) {
+            let (h, _, meta) = crate::read_any_model(path)?;
+            (h, meta.feature_names, meta.atom_labels)
+        } else {
+            let (h, names) = streamnmf::io::read_components(path)?;
+            (h, names, Vec::new())
+        };
+        let labels = if labels.len() == h.nrows() {
+            labels
+        } else {
+            vec![stem; h.nrows()]
+        };
+        Ok(Given { h, names, labels })
+    }
+}
+
+/// The atoms a `--fixed-components` value names: comma-separated indices, ranges `a..b`
+/// (b excluded) or `a..=b`, and source labels.
+pub fn atom_set(spec: &str, labels: &[String], rank: usize) -> Result<Vec<usize>> {
+    let mut out = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let index = |s: &str| -> Result<usize> {
+            s.trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--fixed-components: '{s}' is not an atom index"))
+        };
+        if let Some((lo, hi)) = part.split_once("..") {
+            let (hi, inclusive) = match hi.strip_prefix('=') {
+                Some(h) => (h, true),
+                None => (hi, false),
+            };
+            let (lo, hi) = (index(lo)?, index(hi)? + inclusive as usize);
+            out.extend(lo..hi);
+        } else if part.chars().all(|c| c.is_ascii_digit()) {
+            out.push(index(part)?);
+        } else {
+            let n = out.len();
+            out.extend(
+                labels
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| *l == part)
+                    .map(|(i, _)| i),
+            );
+            if out.len() == n {
+                let mut known: Vec<&String> = labels.iter().collect();
+                known.dedup();
+                bail!("--fixed-components: no atom is labelled '{part}' (labels: {known:?})");
+            }
+        }
+    }
+    if let Some(&a) = out.iter().find(|&&a| a >= rank) {
+        bail!("--fixed-components: atom {a} does not exist (rank {rank})");
+    }
+    Ok(out)
 }
 
 /// The meaning of unstored entries the flags ask for, `base` filling in what they leave
@@ -507,6 +608,10 @@ struct Start<F> {
     model: OnlineNmf<F>,
     /// The saved model's or checkpoint's feature names (its item catalogue).
     names: Vec<String>,
+    /// The source label of each atom, or none.
+    labels: Vec<String>,
+    /// The feature names of `--components`' atoms.
+    given_names: Vec<String>,
     resume: Option<(Metadata, RunState<F>)>,
     resume_dir: Option<CheckpointDir>,
 }
@@ -518,6 +623,8 @@ fn start<F: ArrowFloat>(a: &FitArgs) -> Result<Start<F>> {
             Start {
                 model,
                 names: meta.feature_names,
+                labels: meta.atom_labels,
+                given_names: Vec::new(),
                 resume: None,
                 resume_dir: None,
             }
@@ -528,15 +635,31 @@ fn start<F: ArrowFloat>(a: &FitArgs) -> Result<Start<F>> {
             Start {
                 model: m,
                 names: meta.feature_names.clone(),
+                labels: meta.atom_labels.clone(),
+                given_names: Vec::new(),
                 resume: Some((meta, run)),
                 resume_dir: Some(ck),
             }
         }
         (None, None) => {
-            let params = settle_params(a, None, 1)?;
+            let given = a.components.as_deref().map(Given::read).transpose()?;
+            let k = a.rank.or(given.as_ref().map(|g| g.h.nrows())).unwrap_or(0);
+            let learned = || a.label.clone().unwrap_or_else(|| "learned".into());
+            let labels = match &given {
+                Some(g) => {
+                    let mut l = g.labels.clone();
+                    l.resize(k.max(l.len()), learned());
+                    l
+                }
+                None if a.label.is_some() => vec![learned(); k],
+                None => Vec::new(),
+            };
+            let params = settle_params(a, None, 1, given.as_ref(), &labels)?;
             Start {
                 model: OnlineNmf::new(params),
                 names: Vec::new(),
+                given_names: given.map(|g| g.names).unwrap_or_default(),
+                labels,
                 resume: None,
                 resume_dir: None,
             }
@@ -561,18 +684,21 @@ fn fit<F: ArrowFloat>(a: FitArgs) -> Result<()> {
     let Start {
         mut model,
         names: model_names,
+        labels,
+        given_names,
         resume,
         resume_dir,
     } = start::<F>(&a)?;
     // Hold the checkpoint directory before reading anything.
     let checkpoint_dir = checkpoint_dir(&a, resume_dir)?;
-    let params = settle_params(&a, Some(model.params()), epochs).with_context(|| {
-        match (&a.resume, &a.model) {
-            (Some(dir), _) => format!("cannot resume from {}", dir.display()),
-            (_, Some(m)) => format!("cannot keep learning with {}", m.display()),
-            _ => "parameters".into(),
-        }
-    })?;
+    let params =
+        settle_params(&a, Some(model.params()), epochs, None, &labels).with_context(|| {
+            match (&a.resume, &a.model) {
+                (Some(dir), _) => format!("cannot resume from {}", dir.display()),
+                (_, Some(m)) => format!("cannot keep learning with {}", m.display()),
+                _ => "parameters".into(),
+            }
+        })?;
     if a.model.is_some() {
         // Keep learning with the settings this run may change (batch size, passes,
         // solver limits); the model's own settings were checked to be the same.
@@ -591,6 +717,19 @@ fn fit<F: ArrowFloat>(a: FitArgs) -> Result<()> {
         );
     }
     let names = source.feature_names();
+    if !given_names.is_empty() && !source.sparse() && given_names != names {
+        let at = (0..given_names.len().max(names.len()))
+            .find(|&i| given_names.get(i) != names.get(i))
+            .unwrap_or(0);
+        bail!(
+            "--components {} has {} features and the input {}; they differ first at feature {at} ({:?} vs {:?})",
+            a.components.as_deref().unwrap_or(Path::new("")).display(),
+            given_names.len(),
+            names.len(),
+            given_names.get(at),
+            names.get(at)
+        );
+    }
     let popts = pipeline_options(a.threads, a.solvers, a.staleness, a.queue_depth, epochs);
 
     // What this run is; a resumed run must be the same run.
@@ -638,7 +777,9 @@ fn fit<F: ArrowFloat>(a: FitArgs) -> Result<()> {
     let names = source.feature_names();
     let mut done = Finished::default();
     let mut sink = plan.open("--out")?;
-    let meta = Metadata::default().with_feature_names(names.clone());
+    let meta = Metadata::default()
+        .with_feature_names(names.clone())
+        .with_atom_labels(labels);
     persist::write_model(&mut sink, &model, &meta).with_context(|| sink.name().to_string())?;
     done.push(sink)?;
     if a.components_out.is_some() {

@@ -6,6 +6,7 @@
 //! with exit code 130 or 143; a second signal exits at once. A closed standard output
 //! (`| head`) ends the program quietly.
 
+mod compose;
 mod demo;
 mod evaluate;
 mod fit;
@@ -43,6 +44,8 @@ enum Command {
     /// Rating (RMSE, MAE) and ranking (P@N, recall@N, NDCG@N, MAP@N) metrics of a model
     /// on held-out entries.
     Evaluate(evaluate::EvaluateArgs),
+    /// Stack several models' atoms into one model, labelled by source.
+    Compose(compose::ComposeArgs),
     /// Show a model file: parameters, loss history, top features per component.
     Inspect(inspect::InspectArgs),
     /// Generate planted data as Parquet, fit it through the pipeline, report quality.
@@ -116,6 +119,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Transform(a) => transform::run(a),
         Command::Recommend(a) => recommend::run(a),
         Command::Evaluate(a) => evaluate::run(a),
+        Command::Compose(a) => compose::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Demo(a) => demo::run(a),
     }
@@ -227,6 +231,40 @@ fn one_line(e: &anyhow::Error) -> String {
 }
 
 /// Reads a model file and tells its element type: `(bytes, is_f64)`.
+/// Whether `path` starts like a model file (rather than a table).
+fn is_model_file(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && &head == b"SNMFMODL"
+}
+
+/// A model file of either element type, with H as f64.
+fn read_any_model(
+    path: &std::path::Path,
+) -> anyhow::Result<(
+    ndarray::Array2<f64>,
+    streamnmf::ValidParams,
+    streamnmf::persist::Metadata,
+)> {
+    let (bytes, f64s) = read_model(path)?;
+    let at = |e: streamnmf::Error| e.in_file(path);
+    Ok(if f64s {
+        let (m, meta) = streamnmf::persist::decode::<f64>(&bytes).map_err(at)?;
+        (
+            m.components().map_err(at)?.to_owned(),
+            m.params().clone(),
+            meta,
+        )
+    } else {
+        let (m, meta) = streamnmf::persist::decode::<f32>(&bytes).map_err(at)?;
+        let h = m.components().map_err(at)?.mapv(f64::from);
+        (h, m.params().clone(), meta)
+    })
+}
+
 fn read_model(path: &std::path::Path) -> anyhow::Result<(Vec<u8>, bool)> {
     let bytes = std::fs::read(path).map_err(|e| streamnmf::Error::Io(e).in_file(path))?;
     let f64 = streamnmf::persist::float_type(&bytes).map_err(|e| e.in_file(path))? == "f64";
