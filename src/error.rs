@@ -160,6 +160,9 @@ pub enum Error {
     /// A confidence scale for implicit feedback that is not a positive number.
     #[error("the implicit-feedback confidence alpha must be finite and > 0, got {0}")]
     InvalidConfidence(f64),
+    /// A data floor that is negative, not finite, or set where it means nothing.
+    #[error("epsilon {0} is invalid: a finite floor >= 0, for losses with beta < 2 and unstored entries as zeros")]
+    InvalidEpsilon(f64),
     /// Dictionaries that cannot be stacked.
     #[error("cannot compose part {part}: {what}")]
     ComposeMismatch {

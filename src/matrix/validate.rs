@@ -21,6 +21,9 @@ use crate::linalg::simd;
 pub(crate) struct ValueRule {
     beta: f64,
     reading: Reading,
+    /// Values below this are raised to it before the solvers see them (0: none). With a
+    /// floor, zeros are valid under Itakura-Saito (digital silence).
+    floor: f64,
 }
 
 /// What the stored entries of a matrix are, for the loss (the model's `Unobserved`).
@@ -42,14 +45,19 @@ impl ValueRule {
         Self {
             beta,
             reading: Reading::Zeros,
+            floor: 0.0,
         }
+    }
+    /// The same rule, raising values below `floor` to it.
+    pub(crate) fn with_floor(self, floor: f64) -> Self {
+        Self { floor, ..self }
     }
     /// The same rule, reading stored entries as `reading`.
     pub(crate) fn reading(self, reading: Reading) -> Self {
         Self { reading, ..self }
     }
     fn zero_is_bad(&self) -> bool {
-        self.beta <= 0.0 && self.reading == Reading::Zeros
+        self.beta <= 0.0 && self.reading == Reading::Zeros && self.floor <= 0.0
     }
     fn nan_is_missing(&self) -> bool {
         self.reading == Reading::Observed
@@ -69,7 +77,7 @@ impl ValueRule {
 #[derive(Debug)]
 pub(crate) enum Observed<'a, F> {
     Same(Valid<'a, F>),
-    Converted(CsrMatrix<F>),
+    Converted(Matrix<F>),
 }
 
 impl<F: Float> Observed<'_, F> {
@@ -83,7 +91,7 @@ impl<F: Float> Observed<'_, F> {
         Valid::check(MatRef::Csr(x.view()), first_row, rule, threads)?;
         Ok(Observed::Converted(
             match convert(MatRef::Csr(x.view()), rule) {
-                None => x,
+                None => Matrix::Csr(x),
                 Some(c) => c,
             },
         ))
@@ -93,7 +101,8 @@ impl<F: Float> Observed<'_, F> {
     pub(crate) fn widened(self, ncols: usize) -> Self {
         match self {
             Observed::Same(v) => Observed::Same(v.widened(ncols)),
-            Observed::Converted(c) => Observed::Converted(c.widen(ncols)),
+            Observed::Converted(Matrix::Csr(c)) => Observed::Converted(Matrix::Csr(c.widen(ncols))),
+            dense => dense,
         }
     }
 
@@ -101,22 +110,26 @@ impl<F: Float> Observed<'_, F> {
     pub(crate) fn valid(&self) -> Valid<'_, F> {
         match self {
             Observed::Same(v) => Valid(v.0.reborrow()),
-            Observed::Converted(c) => Valid(MatRef::Csr(c.view())),
+            Observed::Converted(m) => Valid(m.view()),
         }
     }
 }
 
-/// The CSR of the entries of `x` that `rule` keeps, or `None` when `x` is already what
-/// solvers see.
-fn convert<F: Float>(x: MatRef<F>, rule: ValueRule) -> Option<CsrMatrix<F>> {
+/// What solvers see of `x` under `rule`, or `None` when it is `x` itself: the CSR of the
+/// entries `rule` keeps (observed-only and implicit readings), or a dense copy raised to
+/// the floor.
+fn convert<F: Float>(x: MatRef<F>, rule: ValueRule) -> Option<Matrix<F>> {
     match (rule.reading, x) {
+        (Reading::Zeros, _) if rule.floor > 0.0 => Some(Matrix::Dense(floored(x, rule.floor))),
         (Reading::Zeros, _) => None,
-        (_, MatRef::Dense(d)) => Some(CsrMatrix::from_dense_keeping(d, |v| rule.keeps(v))),
+        (_, MatRef::Dense(d)) => Some(Matrix::Csr(CsrMatrix::from_dense_keeping(d, |v| {
+            rule.keeps(v)
+        }))),
         (_, MatRef::Csr(c)) => {
             if c.parts().data.iter().all(|&v| rule.keeps(v)) {
                 None
             } else {
-                Some(c.filtered(|v| rule.keeps(v)))
+                Some(Matrix::Csr(c.filtered(|v| rule.keeps(v))))
             }
         }
     }
@@ -226,7 +239,7 @@ impl<F: Float> ValidBatch<F> {
         }
         match convert(batch.view(), rule) {
             None => Ok(Self(batch)),
-            Some(c) => Ok(Self(batch.with_data(Matrix::Csr(c)))),
+            Some(m) => Ok(Self(batch.with_data(m))),
         }
     }
 
@@ -239,6 +252,32 @@ impl<F: Float> ValidBatch<F> {
     pub(crate) fn batch(&self) -> &Batch<F> {
         &self.0
     }
+}
+
+/// `x` densely, with values below `floor` raised to it. Warns once per process when more
+/// than 1 % of a batch's values sit below the floor: the floor then shapes the fit.
+fn floored<F: Float>(x: MatRef<F>, floor: f64) -> ndarray::Array2<F> {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let mut d = x.to_dense();
+    let f = F::from_f64(floor);
+    let mut below = 0usize;
+    d.mapv_inplace(|v| {
+        if v < f {
+            below += 1;
+            f
+        } else {
+            v
+        }
+    });
+    let share = below as f64 / d.len().max(1) as f64;
+    if share > 0.01 && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            percent = format!("{:.1}", 100.0 * share),
+            epsilon = floor,
+            "values below the epsilon floor were raised to it (e.g. silence); a smaller epsilon fits them more closely"
+        );
+    }
+    d
 }
 
 /// The rule applied to every stored value of `x`, row by row, then (for a strict rule and
@@ -312,7 +351,24 @@ mod tests {
     const FRO: ValueRule = ValueRule {
         beta: 2.0,
         reading: Reading::Zeros,
+        floor: 0.0,
     };
+
+    /// With a floor, zeros pass under Itakura-Saito and solvers see the floored copy.
+    #[test]
+    fn floor_admits_zeros_and_raises_them() {
+        let x = CsrMatrix::from_dense(array![[0.0f64, 2.0], [1e-9, 0.0]].view());
+        let is = ValueRule::for_beta(0.0);
+        assert!(Valid::check(MatRef::from(&x), 0, is, 1).is_err());
+        let rule = is.with_floor(1e-6);
+        let v = Valid::check(MatRef::from(&x), 0, rule, 1).unwrap();
+        let seen = v.observed(rule);
+        assert_eq!(
+            seen.valid().to_dense(),
+            array![[1e-6, 2.0], [1e-6, 1e-6]],
+            "dense, floored"
+        );
+    }
 
     #[test]
     fn reports_the_global_row_and_column() {

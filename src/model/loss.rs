@@ -117,13 +117,17 @@ impl FromStr for Loss {
     }
 }
 
-/// The divergence of one entry, `d_β(x | v)`, with `v` clipped at [`CLIP`].
+/// The divergence of one entry, `d_β(x | v)`, exactly: no clipping, so a model value of
+/// 0 under data above 0 is an infinite KL or Itakura-Saito divergence, as it should be
+/// (a finite loss never hides zeros of `W H` where the data has energy).
 ///
 /// ```
 /// use streamnmf::loss::element;
 /// assert_eq!(element(3.0, 1.0, 2.0), 2.0);
 /// assert!((element(2.0, 1.0, 1.0) - (2.0 * 2f64.ln() - 1.0)).abs() < 1e-15);
 /// assert!((element(2.0, 1.0, 0.0) - (2.0 - 2f64.ln() - 1.0)).abs() < 1e-15);
+/// assert_eq!(element(1e-3, 0.0, 0.0), f64::INFINITY);
+/// assert_eq!(element(0.0, 0.0, 1.0), 0.0);
 /// ```
 #[inline]
 pub fn element(x: f64, v: f64, beta: f64) -> f64 {
@@ -131,7 +135,13 @@ pub fn element(x: f64, v: f64, beta: f64) -> f64 {
         let d = x - v;
         return 0.5 * d * d;
     }
-    let v = v.max(CLIP);
+    if v <= 0.0 {
+        return match (x > 0.0, beta <= 1.0) {
+            (true, true) => f64::INFINITY,
+            (true, false) => x.powf(beta) / (beta * (beta - 1.0)),
+            (false, _) => 0.0,
+        };
+    }
     if beta == 1.0 {
         if x == 0.0 {
             v
@@ -193,9 +203,15 @@ pub fn divergence<F: Float>(x: MatRef<F>, w: ArrayView2<F>, h: ArrayView2<F>, be
                 let (cols, vals) = xs.row(i);
                 let wi = w.row(i);
                 for (&j, &xv) in cols.iter().zip(vals) {
-                    let v = wi.dot(&ht.row(j as usize)).as_f64().max(CLIP);
+                    let v = wi.dot(&ht.row(j as usize)).as_f64();
                     let xv = xv.as_f64();
-                    s += xv * (xv / v).ln() - xv;
+                    s += if xv == 0.0 {
+                        0.0
+                    } else if v > 0.0 {
+                        xv * (xv / v).ln() - xv
+                    } else {
+                        f64::INFINITY
+                    };
                 }
             }
             let wsum = w.sum_axis(ndarray::Axis(0));

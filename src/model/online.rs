@@ -417,7 +417,9 @@ impl<F: Float> OnlineNmf<F> {
     /// The rule every batch's values must follow under this model's loss.
     pub(crate) fn value_rule(&self) -> ValueRule {
         let p = &self.state.params;
-        ValueRule::for_beta(p.loss().beta()).reading(p.unobserved().reading())
+        ValueRule::for_beta(p.loss().beta())
+            .reading(p.unobserved().reading())
+            .with_floor(p.epsilon())
     }
 
     /// Checks `x`'s width against the dictionary (when there is one) and its values, and

@@ -157,6 +157,13 @@ pub struct NmfParams {
     /// Atoms the dictionary updates never change (sorted); written only when some are.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     fixed_components: Vec<usize>,
+    /// The data floor for β < 2; written only when set.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    epsilon: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl NmfParams {
@@ -185,7 +192,27 @@ impl NmfParams {
             seed: 0,
             unobserved: Unobserved::Zero,
             fixed_components: Vec::new(),
+            epsilon: 0.0,
         }
+    }
+    /// A floor for the data under losses with β < 2: values below `epsilon` are raised
+    /// to it before any solver sees them (default 0: none). Itakura-Saito is undefined at
+    /// zero, so digital silence is an error without a floor; with one, silence is fitted
+    /// as a very quiet frame. The floor is in the data's units: for a spectrogram, a
+    /// value well below the quietest sound of interest (e.g. 1e-6 of the mean power).
+    ///
+    /// ```
+    /// use ndarray::array;
+    /// use streamnmf::{Loss, NmfParams, OnlineNmf};
+    /// let x = array![[0.0f64, 1.0, 2.0], [1.0, 0.0, 2.0], [2.0, 1.0, 0.0], [1.0, 1.0, 1.0]];
+    /// let is = NmfParams::new(2).loss(Loss::ItakuraSaito);
+    /// assert!(OnlineNmf::new(is.clone().check().unwrap()).fit(&x).is_err());
+    /// let mut m = OnlineNmf::new(is.epsilon(1e-6).check().unwrap());
+    /// assert!(m.fit(&x).is_ok());
+    /// ```
+    pub fn epsilon(mut self, epsilon: f64) -> Self {
+        self.epsilon = epsilon;
+        self
     }
     /// Atoms (rows of H) that the dictionary updates never change: supervised (all of
     /// them) or semi-supervised NMF (Smaragdis et al. 2007), where atoms learned on clean
@@ -392,6 +419,11 @@ impl NmfParams {
             }
             u => return Err(Error::UnobservedNeedsLoss(self.loss, u)),
         }
+        if !(self.epsilon.is_finite() && self.epsilon >= 0.0)
+            || (self.epsilon > 0.0 && (beta >= 2.0 || self.unobserved != Unobserved::Zero))
+        {
+            return Err(Error::InvalidEpsilon(self.epsilon));
+        }
         self.fixed_components.sort_unstable();
         self.fixed_components.dedup();
         if let Some(&atom) = self.fixed_components.last() {
@@ -586,6 +618,10 @@ impl ValidParams {
     /// What an unstored entry means.
     pub fn unobserved(&self) -> Unobserved {
         self.0.unobserved
+    }
+    /// The data floor for β < 2 (see [`NmfParams::epsilon`]).
+    pub fn epsilon(&self) -> f64 {
+        self.0.epsilon
     }
     /// Atoms the dictionary updates never change, sorted (see
     /// [`NmfParams::fixed_components`]).

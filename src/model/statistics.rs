@@ -16,9 +16,9 @@ use super::loss::Loss;
 use super::masked::{kl_statistics, ColumnContribution, ColumnStats};
 use super::params::Unobserved;
 use crate::float::Float;
-use crate::linalg::{pow, CLIP};
+use crate::linalg::pow;
 use crate::matrix::{MatRef, Valid};
-use crate::solve::mu::kl_ratio_into;
+use crate::solve::mu::{kl_ratio_into, relative_clip};
 
 /// What one batch adds to the statistics, computed by a solver next to its codes.
 #[derive(Clone, Debug)]
@@ -84,7 +84,7 @@ impl<F: Float> Contribution<F> {
                     // Wᵀ(X / V) through the same nnz kernel as the codes: (X/V)ᵀ W = num of
                     // the transposed problem. Build it row by row.
                     let ht = h.t().as_standard_layout().into_owned();
-                    let clip = F::from_f64(CLIP);
+                    let clip = relative_clip(x);
                     let mut acc = Array2::<F>::zeros((p, k));
                     x.for_each_stored(|i, j, v| {
                         let wi = w.row(i);
@@ -96,7 +96,7 @@ impl<F: Float> Contribution<F> {
                 _ => {
                     let xd = x.to_dense();
                     let mut v = w.dot(&h);
-                    let clip = F::from_f64(CLIP);
+                    let clip = relative_clip(x);
                     if beta == 1.0 {
                         kl_ratio_into(&mut v, &xd, clip);
                         (w.t().dot(&v), ones_den())

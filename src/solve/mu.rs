@@ -47,13 +47,27 @@ pub(crate) fn initial_codes<F: Float>(x: MatRef<F>, h: ArrayView2<F>) -> Array2<
     w
 }
 
+/// The floor of `W H` where an update divides by it or raises it to a negative power:
+/// [`CLIP`] times the batch's mean, so that it is the same share of the data at any
+/// scale (a power spectrogram whose values sit around 1e-6 is not clipped wholesale,
+/// and KL and Itakura-Saito, which are scale-equivariant, give the same updates for `X`
+/// and `λX`). An all-zero batch keeps [`CLIP`] itself.
+pub(crate) fn relative_clip<F: Float>(x: MatRef<F>) -> F {
+    let cells = x.nrows() as f64 * x.ncols() as f64;
+    let mut sum = 0.0f64;
+    x.for_each_stored(|_, _, v| sum += v.as_f64());
+    let mean = sum / cells.max(1.0);
+    let scale = if mean > 0.0 && mean.is_finite() { mean } else { 1.0 };
+    F::from_f64((CLIP * scale).max(f64::from(f32::MIN_POSITIVE)))
+}
+
 /// `(X / max(W H, clip)) Hᵀ`, visiting only the stored entries of a sparse X.
 pub(crate) fn kl_numerator_sparse<F: Float>(
     x: MatRef<F>,
     w: ArrayView2<F>,
     ht: ArrayView2<F>,
+    clip: F,
 ) -> Array2<F> {
-    let clip = F::from_f64(CLIP);
     let mut num = Array2::zeros(w.raw_dim());
     x.for_each_stored(|i, j, v| {
         let hj = ht.row(j);
@@ -77,7 +91,7 @@ pub(crate) fn solve<F: Float>(
     tol: f64,
 ) -> SolveStats {
     let gamma = F::from_f64(mu_exponent(beta));
-    let clip = F::from_f64(CLIP);
+    let clip = relative_clip(x);
     let hsum: Array1<F> = h.sum_axis(ndarray::Axis(1));
     // Precomputed pieces, by case.
     let r = (beta == 2.0).then(|| x.x_ht(ht));
@@ -94,7 +108,7 @@ pub(crate) fn solve<F: Float>(
             (r.clone(), w.dot(g))
         } else if sparse_kl {
             let den = Array2::from_shape_fn(w.raw_dim(), |(_, j)| hsum[j]);
-            (kl_numerator_sparse(x, w.view(), ht), den)
+            (kl_numerator_sparse(x, w.view(), ht, clip), den)
         } else {
             let xd = dense_x.as_ref().expect("dense copy");
             let v = v.as_mut().expect("buffer");

@@ -14,7 +14,9 @@ use rand_distr::{Distribution, Normal, Poisson};
 
 use crate::error::{Error, Result};
 
+mod audio;
 mod ratings;
+pub use audio::{match_energy, noise_like, sdr, speech_like};
 pub use ratings::{Feedback, Ratings, RatingsSpec};
 
 /// A planted data set.

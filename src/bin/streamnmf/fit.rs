@@ -92,6 +92,10 @@ pub struct FitArgs {
     /// the rest.
     #[arg(long)]
     pub fixed_components: Option<String>,
+    /// Floor for the data under KL, Itakura-Saito and other β < 2: smaller values are
+    /// raised to it (digital silence under IS). In the data's units [default: none].
+    #[arg(long)]
+    pub epsilon: Option<f64>,
     /// Source label of the atoms this fit learns, kept in the model for `compose` and
     /// `separate` [default: learned, when other atoms are labelled].
     #[arg(long)]
@@ -402,6 +406,9 @@ fn settle_params(
         // A live stream wants frequent dictionary updates: 64 rows, not 1024.
         p = p.batch_size(64);
     }
+    if let Some(e) = a.epsilon {
+        p = p.epsilon(e);
+    }
     if let Some(spec) = &a.fixed_components {
         let rank = base.map_or(a.rank.or(given.map(|g| g.h.nrows())).unwrap_or(0), |b| {
             b.rank()
@@ -417,6 +424,7 @@ pub struct Given {
     pub h: ndarray::Array2<f64>,
     pub names: Vec<String>,
     pub labels: Vec<String>,
+    pub spectrogram: Option<persist::Spectrogram>,
 }
 
 impl Given {
@@ -426,19 +434,24 @@ impl Given {
         let stem = path
             .file_stem()
             .map_or("given".into(), |s| s.to_string_lossy().into_owned());
-        let (h, names, labels) = if crate::is_model_file(path) {
+        let (h, names, labels, spectrogram) = if crate::is_model_file(path) {
             let (h, _, meta) = crate::read_any_model(path)?;
-            (h, meta.feature_names, meta.atom_labels)
+            (h, meta.feature_names, meta.atom_labels, meta.spectrogram)
         } else {
             let (h, names) = streamnmf::io::read_components(path)?;
-            (h, names, Vec::new())
+            (h, names, Vec::new(), None)
         };
         let labels = if labels.len() == h.nrows() {
             labels
         } else {
             vec![stem; h.nrows()]
         };
-        Ok(Given { h, names, labels })
+        Ok(Given {
+            h,
+            names,
+            labels,
+            spectrogram,
+        })
     }
 }
 
@@ -612,6 +625,8 @@ struct Start<F> {
     labels: Vec<String>,
     /// The feature names of `--components`' atoms.
     given_names: Vec<String>,
+    /// The spectrogram settings the model was fitted with.
+    spectrogram: Option<persist::Spectrogram>,
     resume: Option<(Metadata, RunState<F>)>,
     resume_dir: Option<CheckpointDir>,
 }
@@ -625,6 +640,7 @@ fn start<F: ArrowFloat>(a: &FitArgs) -> Result<Start<F>> {
                 names: meta.feature_names,
                 labels: meta.atom_labels,
                 given_names: Vec::new(),
+                spectrogram: meta.spectrogram,
                 resume: None,
                 resume_dir: None,
             }
@@ -637,6 +653,7 @@ fn start<F: ArrowFloat>(a: &FitArgs) -> Result<Start<F>> {
                 names: meta.feature_names.clone(),
                 labels: meta.atom_labels.clone(),
                 given_names: Vec::new(),
+                spectrogram: meta.spectrogram,
                 resume: Some((meta, run)),
                 resume_dir: Some(ck),
             }
@@ -658,6 +675,7 @@ fn start<F: ArrowFloat>(a: &FitArgs) -> Result<Start<F>> {
             Start {
                 model: OnlineNmf::new(params),
                 names: Vec::new(),
+                spectrogram: given.as_ref().and_then(|g| g.spectrogram),
                 given_names: given.map(|g| g.names).unwrap_or_default(),
                 labels,
                 resume: None,
@@ -667,7 +685,7 @@ fn start<F: ArrowFloat>(a: &FitArgs) -> Result<Start<F>> {
     })
 }
 
-fn fit<F: ArrowFloat>(a: FitArgs) -> Result<()> {
+fn fit<F: ArrowFloat>(mut a: FitArgs) -> Result<()> {
     let stream = a.input.is_stream();
     if stream && a.codes_out.is_some() {
         bail!("--codes-out needs file input: a stream cannot be read twice (use `streamnmf transform`)");
@@ -686,9 +704,12 @@ fn fit<F: ArrowFloat>(a: FitArgs) -> Result<()> {
         names: model_names,
         labels,
         given_names,
+        spectrogram,
         resume,
         resume_dir,
     } = start::<F>(&a)?;
+    a.input.model_spectrogram = spectrogram;
+    let spectrogram = a.input.spectrogram(spectrogram.as_ref())?.or(spectrogram);
     // Hold the checkpoint directory before reading anything.
     let checkpoint_dir = checkpoint_dir(&a, resume_dir)?;
     let params =
@@ -777,9 +798,12 @@ fn fit<F: ArrowFloat>(a: FitArgs) -> Result<()> {
     let names = source.feature_names();
     let mut done = Finished::default();
     let mut sink = plan.open("--out")?;
-    let meta = Metadata::default()
-        .with_feature_names(names.clone())
-        .with_atom_labels(labels);
+    let meta = Metadata {
+        spectrogram,
+        ..Metadata::default()
+            .with_feature_names(names.clone())
+            .with_atom_labels(labels)
+    };
     persist::write_model(&mut sink, &model, &meta).with_context(|| sink.name().to_string())?;
     done.push(sink)?;
     if a.components_out.is_some() {

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 use streamnmf::io::{ArrowFloat, FileSource, InputOptions, ItemIds, Layout, StreamSource};
+use streamnmf::audio::WavSource;
+use streamnmf::persist::Spectrogram;
 use streamnmf::source::BatchSource;
 use streamnmf::Error;
 
@@ -38,6 +40,27 @@ pub struct InputArgs {
     /// recommendations ignore items the model does not know, and count them.
     #[arg(long)]
     pub item_ids: bool,
+    /// WAV input: FFT size (and Hann window length) of the spectrogram frames [default:
+    /// the model's, else 1024].
+    #[arg(long)]
+    pub fft_size: Option<usize>,
+    /// WAV input: hop between frames, samples [default: the model's, else FFT size / 4].
+    #[arg(long)]
+    pub hop: Option<usize>,
+    /// WAV input: frames hold |STFT|^POWER, 1 (magnitude) or 2 (power) [default: the
+    /// model's, else 1].
+    #[arg(long)]
+    pub power: Option<u8>,
+    /// The spectrogram settings of the model in use, which WAV input follows by default.
+    #[arg(skip)]
+    pub model_spectrogram: Option<Spectrogram>,
+}
+
+/// Whether `path` names a WAV file (by its extension).
+pub fn is_wav(path: &std::path::Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("wav"))
 }
 
 pub fn parse_layout(s: &str) -> Result<Layout> {
@@ -66,6 +89,46 @@ impl InputArgs {
     /// Whether the input is standard output's twin: an Arrow IPC stream on stdin.
     pub fn is_stream(&self) -> bool {
         self.inputs.iter().any(|p| p.as_os_str() == "-")
+    }
+
+    /// The spectrogram settings of WAV input (`model`'s settings filling in the flags not
+    /// given), or none for tables.
+    pub fn spectrogram(&self, model: Option<&Spectrogram>) -> Result<Option<Spectrogram>> {
+        let wavs = self.inputs.iter().filter(|p| is_wav(p)).count();
+        if wavs == 0 {
+            if self.fft_size.is_some() || self.hop.is_some() || self.power.is_some() {
+                bail!("--fft-size, --hop and --power apply to WAV input only");
+            }
+            return Ok(None);
+        }
+        if self.inputs.len() > 1 {
+            bail!("WAV input is one file at a time (got {} inputs)", self.inputs.len());
+        }
+        let wav = streamnmf::audio::WavReader::open(&self.inputs[0])?;
+        let fft_size = self.fft_size.or(model.map(|m| m.fft_size)).unwrap_or(1024);
+        let spec = Spectrogram {
+            sample_rate: wav.sample_rate(),
+            fft_size,
+            hop: self.hop.or(model.map(|m| m.hop)).unwrap_or(fft_size / 4),
+            power: self.power.or(model.map(|m| m.power)).unwrap_or(1),
+        };
+        streamnmf::audio::check(&spec).map_err(|e| e.in_file(&self.inputs[0]))?;
+        if let Some(m) = model {
+            if (m.fft_size, m.hop, m.power) != (spec.fft_size, spec.hop, spec.power) {
+                tracing::warn!(
+                    "the model was fitted on frames of FFT size {}, hop {}, power {}; these are {}, {}, {}",
+                    m.fft_size, m.hop, m.power, spec.fft_size, spec.hop, spec.power
+                );
+            }
+            if m.sample_rate != spec.sample_rate {
+                tracing::warn!(
+                    "the model was fitted at {} Hz, this file is {} Hz",
+                    m.sample_rate,
+                    spec.sample_rate
+                );
+            }
+        }
+        Ok(Some(spec))
     }
 
     pub fn options(&self, batch_size: usize, seed: u64) -> Result<InputOptions> {
@@ -122,6 +185,11 @@ impl InputArgs {
             }
             e => e.into(),
         };
+        if let Some(s) = self.spectrogram(self.model_spectrogram.as_ref())? {
+            let path = &self.inputs[0];
+            let src = WavSource::<F>::open(path, s.fft_size, s.hop, s.power, opts.batch_rows)?;
+            return Ok(Box::new(src));
+        }
         if self.inputs.iter().any(|p| p.as_os_str() == "-") {
             if self.inputs.len() > 1 {
                 bail!("`-` (stdin) cannot be combined with other inputs");

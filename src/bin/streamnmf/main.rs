@@ -6,6 +6,7 @@
 //! with exit code 130 or 143; a second signal exits at once. A closed standard output
 //! (`| head`) ends the program quietly.
 
+mod audio;
 mod compose;
 mod demo;
 mod evaluate;
@@ -44,6 +45,11 @@ enum Command {
     /// Rating (RMSE, MAE) and ranking (P@N, recall@N, NDCG@N, MAP@N) metrics of a model
     /// on held-out entries.
     Evaluate(evaluate::EvaluateArgs),
+    /// A WAV file's spectrogram (frames × frequency bins in Hz) as a table.
+    Stft(audio::StftArgs),
+    /// Split a mixture (WAV or spectrogram) into its sources with a model whose atoms are
+    /// labelled by source: Wiener-masked spectrograms and WAVs.
+    Separate(audio::SeparateArgs),
     /// Stack several models' atoms into one model, labelled by source.
     Compose(compose::ComposeArgs),
     /// Show a model file: parameters, loss history, top features per component.
@@ -120,6 +126,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Recommend(a) => recommend::run(a),
         Command::Evaluate(a) => evaluate::run(a),
         Command::Compose(a) => compose::run(a),
+        Command::Stft(a) => audio::stft(a),
+        Command::Separate(a) => audio::separate(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Demo(a) => demo::run(a),
     }

@@ -49,17 +49,25 @@ pub fn run(a: TransformArgs) -> Result<()> {
     }
 }
 
-fn transform<F: ArrowFloat>(a: TransformArgs, bytes: &[u8]) -> Result<()> {
+fn transform<F: ArrowFloat>(mut a: TransformArgs, bytes: &[u8]) -> Result<()> {
     let plan = Plan::new(&a.input.inputs, &[("--out", Some(&a.out))])?;
     let (model, meta) = persist::decode::<F>(bytes).map_err(|e| e.in_file(&a.model))?;
-    let batch = a.input.batch_size.unwrap_or(model.params().batch_size());
+    a.input.model_spectrogram = meta.spectrogram;
+    // Codes do not depend on the batch size; on a live stream a small batch is a short
+    // wait between a row arriving and its codes leaving.
+    let batch = a.input.batch_size.unwrap_or(if a.input.is_stream() {
+        64
+    } else {
+        model.params().batch_size()
+    });
     // Codes come out in input order.
     let mut opts = a.input.options(batch, 0)?.no_shuffle();
     // Dense inputs default to the columns the model was trained on, by name.
     let named = !meta.feature_names.is_empty()
         && !meta.feature_names[0].contains('[')
         && meta.feature_names[0].parse::<usize>().is_err();
-    if opts.columns.is_none() && parse_layout(&a.input.layout)? == Layout::Dense && named {
+    let wav = a.input.inputs.iter().any(|p| crate::input::is_wav(p));
+    if opts.columns.is_none() && parse_layout(&a.input.layout)? == Layout::Dense && named && !wav {
         opts.columns = Some(meta.feature_names.clone());
     }
     // Sparse input may be narrower or wider than the model (new items): columns beyond

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Audio separation side by side: streamnmf's CLI (fit on WAVs, compose, separate) against
+# scikit-learn's NMF(mu) with KL and Itakura-Saito on the same spectrograms; see audio.py.
+# Usage: benches/peers/audio.sh [--seconds S] [--loss kl|is] [--rank K]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+./scripts/ensure-deps.sh
+cargo build --release --bin streamnmf --example separate
+VENV=${STREAMNMF_PEERS_VENV:-$HOME/.cache/streamnmf-peers-venv}
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import sklearn, scipy, pyarrow" 2>/dev/null; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q numpy scipy pandas pyarrow scikit-learn
+fi
+export STREAMNMF_BIN=${CARGO_TARGET_DIR:-target}/release
+exec "$VENV/bin/python" benches/peers/audio.py "$@"
