@@ -43,7 +43,12 @@ fn fit(x: &Array2<f32>, k: usize, passes: usize) -> OnlineNmf<f32> {
 }
 
 /// Separates `mix` with `model`; returns the speech estimate and the noise estimate.
-fn separate(model: &OnlineNmf<f32>, labels: &[String], mix: &[f32], spec: &Spectrogram) -> Vec<Vec<f32>> {
+fn separate(
+    model: &OnlineNmf<f32>,
+    labels: &[String],
+    mix: &[f32],
+    spec: &Spectrogram,
+) -> Vec<Vec<f32>> {
     let s = spectra(mix, spec);
     let x = magnitudes::<f32>(&s, spec.power);
     let sources = Sources::from_labels(labels, labels.len()).expect("labels");

@@ -47,7 +47,7 @@ pub enum Error {
     /// A zero entry under a loss that is undefined at zero (beta <= 0, e.g. Itakura-Saito).
     #[error(
         "zero value at row {row}, column {col}: the beta={beta} divergence (Itakura-Saito for \
-         beta=0) is undefined at zero; add a small offset to the data or use another loss"
+         beta=0) is undefined at zero; floor the data with --epsilon (NmfParams::epsilon) or use another loss"
     )]
     ZeroForBeta {
         /// Row, 0-based over the whole input.

@@ -16,8 +16,13 @@ use crate::persist::Spectrogram;
 use crate::source::{BatchIter, BatchSource};
 
 fn wav_error(e: hound::Error) -> Error {
+    use std::io::ErrorKind;
     match e {
-        hound::Error::IoError(e) => Error::Io(e),
+        hound::Error::IoError(e)
+            if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::PermissionDenied) =>
+        {
+            Error::Io(e)
+        }
         e => Error::Decode {
             format: "WAV",
             message: e.to_string(),
@@ -236,6 +241,7 @@ impl<F: Float> BatchSource<F> for WavSource<F> {
     fn epoch(&mut self, _epoch: usize) -> Result<BatchIter<F>> {
         let mut reader = SpectraReader::open(&self.path, &self.spec)?;
         let (rows, power) = (self.batch_rows, self.spec.power);
+        let name: std::sync::Arc<str> = self.path.display().to_string().into();
         let mut first = 0u64;
         Ok(Box::new(std::iter::from_fn(move || {
             match reader.next_spectra(rows) {
@@ -243,7 +249,9 @@ impl<F: Float> BatchSource<F> for WavSource<F> {
                 Ok(s) if s.is_empty() => None,
                 Ok(s) => {
                     let x = crate::matrix::Matrix::Dense(magnitudes::<F>(&s, power));
-                    let batch = Batch::new(x).with_first_row(first);
+                    let batch = Batch::new(x)
+                        .with_first_row(first)
+                        .with_origin(crate::matrix::Origin::source(name.clone(), first));
                     first += s.len() as u64;
                     Some(Ok(batch))
                 }

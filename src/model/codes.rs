@@ -301,7 +301,7 @@ mod tests {
                 );
                 let now = divergence(xr, w.view(), h.view(), loss.beta());
                 assert!(
-                    now <= last * (1.0 + 1e-12) + 1e-15,
+                    now <= last * (1.0 + 1e-12) + 1e-12 * start,
                     "{loss}: {now} > {last}"
                 );
                 last = now;

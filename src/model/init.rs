@@ -89,11 +89,19 @@ pub(crate) fn initial_dictionary<F: Float>(
                         random(k, p, mean, rng)
                     }
                 };
+                // Zeros are filled at the scale of H's entries, `sqrt(mean / k)` (where
+                // `W H` has the data's mean when W is of the same scale), not at the
+                // data's mean as scikit-learn does: H scales with the square root of the
+                // data, so a fill at the mean made the start, and every fit after it,
+                // depend on the data's units (a spectrogram in other units learned
+                // another dictionary).
+                let fill = (mean.max(0.0) / k as f64).sqrt();
+                let fill = if fill > 0.0 { fill } else { 1.0 };
                 match init {
-                    Init::Nndsvda => h.mapv_inplace(|v| if v == 0.0 { mean } else { v }),
+                    Init::Nndsvda => h.mapv_inplace(|v| if v == 0.0 { fill } else { v }),
                     Init::Nndsvdar => h.mapv_inplace(|v| {
                         if v == 0.0 {
-                            mean / 100.0 * rng.random::<f64>()
+                            fill / 100.0 * rng.random::<f64>()
                         } else {
                             v
                         }

@@ -99,9 +99,10 @@ pub enum Init {
     Random,
     /// NNDSVD (Boutsidis & Gallopoulos 2008) of the first batch: sparse, with zeros.
     Nndsvd,
-    /// NNDSVD with zeros filled by the batch mean (no atom starts dead).
+    /// NNDSVD with zeros filled at the scale of H's entries, `sqrt(mean(X) / k)` (no atom
+    /// starts dead, and the start does not depend on the data's units).
     Nndsvda,
-    /// NNDSVD with zeros filled by small seeded random values.
+    /// NNDSVD with zeros filled by small seeded random values (up to 1 % of that scale).
     Nndsvdar,
     /// A user-given H (g × p, g ≤ k), non-negative and finite: the first g atoms. Atoms
     /// g..k, if any, start from NNDSVDa of rank k − g on the first batch (a dictionary

@@ -103,9 +103,11 @@ impl<F: Float> Contribution<F> {
                     } else {
                         v.mapv_inplace(|e| e.max(clip));
                         let q = v.mapv(|e| pow(e, beta - 1.0));
+                        // (X / V) ⊙ V^(β−1): V^(β−2) alone overflows f32 for small V.
                         Zip::from(&mut v)
                             .and(&xd)
-                            .for_each(|e, &xv| *e = pow(*e, beta - 2.0) * xv);
+                            .and(&q)
+                            .for_each(|e, &xv, &qe| *e = xv / *e * qe);
                         (w.t().dot(&v), w.t().dot(&q))
                     }
                 }

@@ -296,7 +296,49 @@ pub fn fit_with<F: Float>(
     opts: &PipelineOptions,
     resume: Option<RunState<F>>,
     checkpoints: Option<&Checkpointing>,
+    on_batch: impl FnMut(&BatchReport),
+) -> Result<PipelineReport> {
+    fit_with_codes(
+        model,
+        source,
+        opts,
+        resume,
+        checkpoints,
+        on_batch,
+        |_, _| Ok(()),
+    )
+}
+
+/// [`fit_with`], also handing `on_codes` each batch's codes, in order, as the batch is
+/// learned from: the codes against the dictionary the batch was solved with (online
+/// activations, e.g. for a live audio stream), with the batch's row ids. An error from
+/// `on_codes` stops the run.
+///
+/// ```
+/// use ndarray::Array2;
+/// use streamnmf::pipeline::{fit_with_codes, PipelineOptions};
+/// use streamnmf::source::MemorySource;
+/// use streamnmf::{NmfParams, OnlineNmf};
+/// let x = Array2::from_shape_fn((300, 6), |(i, j)| ((i + 2 * j) % 4) as f32);
+/// let mut model = OnlineNmf::<f32>::new(NmfParams::new(2).check().unwrap());
+/// let mut rows = Vec::new();
+/// let opts = PipelineOptions::new();
+/// let src = &mut MemorySource::new(x, 64);
+/// fit_with_codes(&mut model, src, &opts, None, None, |_| {}, |w, _| {
+///     rows.push(w.nrows());
+///     Ok(())
+/// })
+/// .unwrap();
+/// assert_eq!(rows, [64, 64, 64, 64, 44]);
+/// ```
+pub fn fit_with_codes<F: Float>(
+    model: &mut OnlineNmf<F>,
+    source: &mut dyn BatchSource<F>,
+    opts: &PipelineOptions,
+    resume: Option<RunState<F>>,
+    checkpoints: Option<&Checkpointing>,
     mut on_batch: impl FnMut(&BatchReport),
+    mut on_codes: impl FnMut(ndarray::ArrayView2<F>, Option<&crate::RowIds>) -> Result<()>,
 ) -> Result<PipelineReport> {
     opts.check()?;
     if opts.epochs > 1 && !source.rewindable() {
@@ -426,6 +468,7 @@ pub fn fit_with<F: Float>(
                     ..Default::default()
                 };
             }
+            on_codes(solved.codes.w.view(), item.batch.batch().ids())?;
             let report = model.absorb(solved, item.batch.view())?;
             batches += 1;
             rows += report.rows as u64;

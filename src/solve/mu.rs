@@ -48,17 +48,30 @@ pub(crate) fn initial_codes<F: Float>(x: MatRef<F>, h: ArrayView2<F>) -> Array2<
 }
 
 /// The floor of `W H` where an update divides by it or raises it to a negative power:
-/// [`CLIP`] times the batch's mean, so that it is the same share of the data at any
-/// scale (a power spectrogram whose values sit around 1e-6 is not clipped wholesale,
-/// and KL and Itakura-Saito, which are scale-equivariant, give the same updates for `X`
-/// and `λX`). An all-zero batch keeps [`CLIP`] itself.
+/// [`CLIP`] times the batch's mean, and at most a thousandth of its smallest positive
+/// value. So it is the same share of the data at any scale (KL and Itakura-Saito are
+/// scale-equivariant and get the same updates for `X` and `λX`), and it sits below
+/// every value: a clip above quiet entries (a power spectrogram spans ten orders of
+/// magnitude) made the updates see `W H` larger than the data there, push their codes
+/// to zero, and the divergence grow without bound. An all-zero batch keeps [`CLIP`].
 pub(crate) fn relative_clip<F: Float>(x: MatRef<F>) -> F {
     let cells = x.nrows() as f64 * x.ncols() as f64;
-    let mut sum = 0.0f64;
-    x.for_each_stored(|_, _, v| sum += v.as_f64());
+    let (mut sum, mut least) = (0.0f64, f64::INFINITY);
+    x.for_each_stored(|_, _, v| {
+        let v = v.as_f64();
+        sum += v;
+        if v > 0.0 && v < least {
+            least = v;
+        }
+    });
     let mean = sum / cells.max(1.0);
-    let scale = if mean > 0.0 && mean.is_finite() { mean } else { 1.0 };
-    F::from_f64((CLIP * scale).max(f64::from(f32::MIN_POSITIVE)))
+    let scale = if mean > 0.0 && mean.is_finite() {
+        mean
+    } else {
+        1.0
+    };
+    let clip = (CLIP * scale).min(1e-3 * least);
+    F::from_f64(clip.max(f64::from(f32::MIN_POSITIVE)))
 }
 
 /// `(X / max(W H, clip)) Hᵀ`, visiting only the stored entries of a sparse X.
@@ -118,7 +131,8 @@ pub(crate) fn solve<F: Float>(
                 let den = Array2::from_shape_fn(w.raw_dim(), |(_, j)| hsum[j]);
                 (v.dot(&ht), den)
             } else {
-                // q = V^(β−1); v ← V^(β−2) ⊙ X
+                // q = V^(β−1); v ← V^(β−2) ⊙ X, as (X / V) ⊙ q: V^(β−2) alone
+                // overflows f32 where V is small (1e-20^-2) though the product does not.
                 v.mapv_inplace(|e| e.max(clip));
                 let qb = q.get_or_insert_with(|| Array2::zeros(v.raw_dim()));
                 Zip::from(&mut *qb)
@@ -126,7 +140,8 @@ pub(crate) fn solve<F: Float>(
                     .for_each(|qe, &ve| *qe = pow(ve, beta - 1.0));
                 Zip::from(&mut *v)
                     .and(xd)
-                    .for_each(|ve, &xv| *ve = pow(*ve, beta - 2.0) * xv);
+                    .and(&*qb)
+                    .for_each(|ve, &xv, &qe| *ve = xv / *ve * qe);
                 (v.dot(&ht), qb.dot(&ht))
             }
         };

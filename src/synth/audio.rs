@@ -31,7 +31,10 @@ pub fn speech_like(seconds: f64, sample_rate: u32, seed: u64) -> Vec<f32> {
             rng.random_range(300.0..900.0),
             rng.random_range(900.0..2500.0),
         );
-        let (fa_end, fb_end) = (fa * rng.random_range(0.8..1.25), fb * rng.random_range(0.8..1.25));
+        let (fa_end, fb_end) = (
+            fa * rng.random_range(0.8..1.25),
+            fb * rng.random_range(0.8..1.25),
+        );
         let gain: f64 = rng.random_range(0.3..1.0);
         let mut phase = 0.0f64;
         for i in 0..len.min(n - t0) {
@@ -44,7 +47,8 @@ pub fn speech_like(seconds: f64, sample_rate: u32, seed: u64) -> Vec<f32> {
             let mut h = 1.0;
             while h * f0 < sr / 2.0 - 200.0 && h <= 40.0 {
                 let f = h * f0;
-                let formant = (-((f - f1) / 150.0).powi(2)).exp() + 0.6 * (-((f - f2) / 250.0).powi(2)).exp();
+                let formant =
+                    (-((f - f1) / 150.0).powi(2)).exp() + 0.6 * (-((f - f2) / 250.0).powi(2)).exp();
                 v += (0.15 / h + formant) * (h * phase).sin();
                 h += 1.0;
             }

@@ -120,7 +120,10 @@ fn separate_as<F: ArrowFloat>(mut a: SeparateArgs, bytes: &[u8]) -> Result<()> {
     let rank = model.params().rank();
     let sources = Sources::from_labels(&meta.atom_labels, rank).map_err(|e| e.in_file(&a.model))?;
     if !(a.mask_power.is_finite() && a.mask_power > 0.0) {
-        bail!("--mask-power must be a positive number, got {}", a.mask_power);
+        bail!(
+            "--mask-power must be a positive number, got {}",
+            a.mask_power
+        );
     }
     std::fs::create_dir_all(&a.out_dir)
         .with_context(|| format!("{}: cannot create the directory", a.out_dir.display()))?;
@@ -133,7 +136,13 @@ fn separate_as<F: ArrowFloat>(mut a: SeparateArgs, bytes: &[u8]) -> Result<()> {
     let path = |label: &str, ext: &str| -> PathBuf {
         let safe: String = label
             .chars()
-            .map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         a.out_dir.join(format!("{safe}.{ext}"))
     };
@@ -146,7 +155,12 @@ fn separate_as<F: ArrowFloat>(mut a: SeparateArgs, bytes: &[u8]) -> Result<()> {
         }
         if wav_spec.is_none() || a.spectrograms {
             let f = AtomicFile::create(&path(label, "parquet"))?;
-            tables.push(CodesWriter::<F, _>::named(f, TableFormat::Parquet, &names, None)?);
+            tables.push(CodesWriter::<F, _>::named(
+                f,
+                TableFormat::Parquet,
+                &names,
+                None,
+            )?);
         }
     }
     let sep = Separator::new(&model, sources.clone(), a.mask_power);
@@ -197,7 +211,9 @@ fn separate_as<F: ArrowFloat>(mut a: SeparateArgs, bytes: &[u8]) -> Result<()> {
         }
         None => {
             let opts = a.input.options(FRAMES, 0)?.no_shuffle();
-            let mut opts = a.input.model_options(opts, &meta.feature_names, false, false)?;
+            let mut opts = a
+                .input
+                .model_options(opts, &meta.feature_names, false, false)?;
             if opts.columns.is_none() && !meta.feature_names.is_empty() {
                 opts.columns = Some(meta.feature_names.clone());
             }
@@ -233,7 +249,6 @@ fn separate_as<F: ArrowFloat>(mut a: SeparateArgs, bytes: &[u8]) -> Result<()> {
 
 fn masked<F: ArrowFloat>(x: &Array2<F>, m: &Array2<F>) -> Array2<F> {
     let mut y = x.clone();
-    Zip::from(&mut y).and(m).for_each(|v, &g| *v = *v * g);
+    Zip::from(&mut y).and(m).for_each(|v, &g| *v *= g);
     y
 }
-

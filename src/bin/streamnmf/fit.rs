@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
-use streamnmf::io::{write_components, ArrowFloat, ComponentsLayout};
+use streamnmf::io::{write_components, ArrowFloat, CodesWriter, ComponentsLayout};
 use streamnmf::persist::{self, CheckpointDir, Metadata, RunState};
 use streamnmf::pipeline::{self, Checkpointing, PipelineOptions};
 use streamnmf::{Init, Loss, NmfParams, OnlineNmf, Unobserved, ValidParams};
@@ -173,8 +173,10 @@ pub struct FitArgs {
     /// Layout of --components-out.
     #[arg(long, value_enum, default_value = "auto")]
     pub components_format: ComponentsFormat,
-    /// Also write the codes W of every input row (one more pass; files only): Parquet,
-    /// or an Arrow IPC stream for `-` and `.arrows` names.
+    /// Also write the codes W of every input row: Parquet, or an Arrow IPC stream for `-`
+    /// and `.arrows` names. Files: one more pass, against the final dictionary. A stream
+    /// on stdin: each batch's codes as it is learned from, against the dictionary it was
+    /// solved with (online activations), flushed batch by batch.
     #[arg(long)]
     pub codes_out: Option<PathBuf>,
     /// Keep learning from a saved model (its parameters, statistics and forget factor).
@@ -687,9 +689,6 @@ fn start<F: ArrowFloat>(a: &FitArgs) -> Result<Start<F>> {
 
 fn fit<F: ArrowFloat>(mut a: FitArgs) -> Result<()> {
     let stream = a.input.is_stream();
-    if stream && a.codes_out.is_some() {
-        bail!("--codes-out needs file input: a stream cannot be read twice (use `streamnmf transform`)");
-    }
     let epochs = a.epochs.unwrap_or(if stream { 1 } else { 10 });
     let plan = Plan::new(
         &a.input.inputs,
@@ -783,13 +782,37 @@ fn fit<F: ArrowFloat>(mut a: FitArgs) -> Result<()> {
     };
     let checkpointing = checkpoint_dir.map(|dir| checkpointing(&a, dir, &names, &this_run));
     let mut progress = Progress::new(None, a.quiet);
-    let report = pipeline::fit_with(
+    // Live codes of a stream: written as each batch is learned from.
+    let live = stream && a.codes_out.is_some();
+    let codes_format = plan.format("--codes-out").ok();
+    let mut codes_sink = if live {
+        Some(plan.open("--codes-out")?)
+    } else {
+        None
+    };
+    let mut live_writer = None;
+    let mut live_rows = 0u64;
+    let report = pipeline::fit_with_codes(
         &mut model,
         source.as_mut(),
         &popts,
         resume,
         checkpointing.as_ref(),
         |r| progress.batch(r),
+        |w, ids| {
+            let Some(format) = codes_format.filter(|_| live) else {
+                return Ok(());
+            };
+            let wr = match live_writer.as_mut() {
+                Some(wr) => wr,
+                None => {
+                    let out = codes_sink.take().expect("opened once");
+                    live_writer.insert(CodesWriter::<F, _>::new(out, format, rank, ids)?)
+                }
+            };
+            live_rows += w.nrows() as u64;
+            wr.write(w, ids)
+        },
     );
     progress.finish();
     let report = report?;
@@ -820,6 +843,20 @@ fn fit<F: ArrowFloat>(mut a: FitArgs) -> Result<()> {
         done.push(sink)?;
     }
     let codes_rows = match &a.codes_out {
+        Some(_) if live => {
+            let writer = match live_writer {
+                Some(w) => w,
+                None => CodesWriter::<F, _>::new(
+                    codes_sink.take().expect("unused"),
+                    codes_format.expect("planned"),
+                    rank,
+                    None,
+                )?,
+            };
+            let (sink, rows) = writer.finish()?;
+            done.push(sink)?;
+            Some(rows.max(live_rows))
+        }
         Some(_) => {
             // Codes in input order, against the final dictionary.
             let opts = a.input.options(params.batch_size(), 0)?.no_shuffle();

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use streamnmf::io::{ArrowFloat, FileSource, InputOptions, ItemIds, Layout, StreamSource};
 use streamnmf::audio::WavSource;
+use streamnmf::io::{ArrowFloat, FileSource, InputOptions, ItemIds, Layout, StreamSource};
 use streamnmf::persist::Spectrogram;
 use streamnmf::source::BatchSource;
 use streamnmf::Error;
@@ -102,7 +102,10 @@ impl InputArgs {
             return Ok(None);
         }
         if self.inputs.len() > 1 {
-            bail!("WAV input is one file at a time (got {} inputs)", self.inputs.len());
+            bail!(
+                "WAV input is one file at a time (got {} inputs)",
+                self.inputs.len()
+            );
         }
         let wav = streamnmf::audio::WavReader::open(&self.inputs[0])?;
         let fft_size = self.fft_size.or(model.map(|m| m.fft_size)).unwrap_or(1024);

@@ -63,6 +63,10 @@ fn inspect<F: Float>(a: InspectArgs, bytes: &[u8]) -> Result<()> {
             "unobserved": model.params().unobserved(),
             "top_features": top,
             "writer": meta.writer,
+            "atom_labels": meta.atom_labels,
+            "fixed_components": model.params().fixed_components(),
+            "epsilon": model.params().epsilon(),
+            "spectrogram": meta.spectrogram,
         });
         crate::out(serde_json::to_string_pretty(&s)?)?;
         return Ok(());
@@ -98,6 +102,36 @@ fn inspect<F: Float>(a: InspectArgs, bytes: &[u8]) -> Result<()> {
         p.alpha_h(),
         p.l1_ratio()
     ))?;
+    if let Some(s) = &meta.spectrogram {
+        crate::out(format_args!(
+            "spectrogram frames: {} Hz, FFT {}, hop {} ({:.1} ms), |STFT|^{}",
+            s.sample_rate,
+            s.fft_size,
+            s.hop,
+            1000.0 * s.hop as f64 / s.sample_rate as f64,
+            s.power
+        ))?;
+    }
+    if !meta.atom_labels.is_empty() {
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, l) in meta.atom_labels.iter().enumerate() {
+            match groups.iter_mut().find(|g| &g.0 == l) {
+                Some(g) => g.1.push(i),
+                None => groups.push((l.clone(), vec![i])),
+            }
+        }
+        let list: Vec<String> = groups
+            .iter()
+            .map(|(l, atoms)| format!("{l} {}..={}", atoms[0], atoms[atoms.len() - 1]))
+            .collect();
+        crate::out(format_args!("sources: {}", list.join(", ")))?;
+    }
+    if !p.fixed_components().is_empty() {
+        crate::out(format_args!("fixed atoms: {:?}", p.fixed_components()))?;
+    }
+    if p.epsilon() > 0.0 {
+        crate::out(format_args!("data floor (epsilon): {}", p.epsilon()))?;
+    }
     crate::out(format_args!(
         "seen {} batches, {} rows",
         model.batches_seen(),

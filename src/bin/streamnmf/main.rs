@@ -14,6 +14,7 @@ mod fit;
 mod input;
 mod inspect;
 mod output;
+mod plot;
 mod progress;
 mod recommend;
 mod transform;
@@ -50,6 +51,9 @@ enum Command {
     /// Split a mixture (WAV or spectrogram) into its sources with a model whose atoms are
     /// labelled by source: Wiener-masked spectrograms and WAVs.
     Separate(audio::SeparateArgs),
+    /// Draw a model's atoms (over Hz for spectrograms), its codes over time, or its loss
+    /// history, as a PNG.
+    Plot(plot::PlotArgs),
     /// Stack several models' atoms into one model, labelled by source.
     Compose(compose::ComposeArgs),
     /// Show a model file: parameters, loss history, top features per component.
@@ -126,6 +130,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Recommend(a) => recommend::run(a),
         Command::Evaluate(a) => evaluate::run(a),
         Command::Compose(a) => compose::run(a),
+        Command::Plot(a) => plot::run(a),
         Command::Stft(a) => audio::stft(a),
         Command::Separate(a) => audio::separate(a),
         Command::Inspect(a) => inspect::run(a),
