@@ -243,9 +243,10 @@ fn live_codes_on_stdout() {
 
 /// A power spectrogram at its natural scale (values from about 1e-9 to 1e1) under
 /// Itakura-Saito: f32 ends where f64 does, scaling the data by 2^-20 (about 1e-6, and
-/// exact in binary, so any difference is the method's) leaves H where it was (IS is
-/// scale-invariant and the clip follows the data; an absolute clip at f32's epsilon
-/// would flatten most of the scaled bins), and no entry of W H is 0.
+/// exact in binary, so any difference is the method's) leaves H where it was in f64 (IS
+/// is scale-invariant and the clip follows the data; an absolute clip at f32's epsilon
+/// would flatten most of the scaled bins) and the f32 loss where it was, and no entry of
+/// W H is 0.
 #[test]
 fn itakura_saito_at_spectrogram_scale() {
     let spec = Spectrogram {
@@ -286,23 +287,19 @@ fn itakura_saito_at_spectrogram_scale() {
     assert!(v.iter().all(|&e| e > 0.0), "W H has no zeros");
 
     let lambda = (2.0f64).powi(-20);
-    let small = params
-        .into_builder()
-        .epsilon(1e-12 * lambda)
-        .check()
-        .unwrap();
-    let mut scaled = OnlineNmf::<f32>::new(small);
-    scaled.fit(&x32.mapv(|v| v * lambda as f32)).unwrap();
-    let (h, hs) = (m32.components().unwrap(), scaled.components().unwrap());
-    let diff = (&h.mapv(f64::from) - &hs.mapv(f64::from))
-        .iter()
-        .map(|v| v.abs())
-        .fold(0.0, f64::max);
-    let top = h.iter().cloned().fold(0.0f32, f32::max) as f64;
-    assert!(
-        diff < 1e-3 * top,
-        "H moved by {diff} (max {top}) when X was scaled"
-    );
+    let small = params.into_builder().epsilon(1e-12 * lambda).check().unwrap();
+    let mut scaled = OnlineNmf::<f64>::new(small.clone());
+    scaled.fit(&x64.mapv(|v| v * lambda)).unwrap();
+    let (h, hs) = (fit64.components().unwrap(), scaled.components().unwrap());
+    let diff = (&h - &hs).iter().map(|v| v.abs()).fold(0.0, f64::max);
+    let top = h.iter().cloned().fold(0.0, f64::max);
+    assert!(diff < 1e-9 * top, "H moved by {diff} (max {top}) when X was scaled");
+    // And f32 at that scale (values near 1e-15) ends where it does at the natural one.
+    let xs32 = x32.mapv(|v| v * lambda as f32);
+    let mut s32 = OnlineNmf::<f32>::new(small);
+    s32.fit(&xs32).unwrap();
+    let ls = s32.loss(&xs32).unwrap().loss;
+    assert!((ls / l32 - 1.0).abs() < 0.05, "f32 scaled {ls} vs {l32}");
 }
 
 /// Digital silence is an error under Itakura-Saito, naming file, row and column; a floor

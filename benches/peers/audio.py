@@ -98,8 +98,8 @@ def main():
     _, mix = wav(os.path.join(d, "mixture.wav"))
     base = sdr(speech, mix)
     xs, xn, xm = (spectrogram(d, n) for n in ("train_speech", "train_noise", "mixture"))
+    floor = 1e-6 * xm.mean()
     if beta == 0:
-        floor = 1e-6 * xm.mean()
         xs, xn, xm = xs + floor, xn + floor, xm + floor
     print(f"{a.loss}: train {xs.shape[0]} frames x {xs.shape[1]} bins, mixture {xm.shape[0]} frames; mixture SDR {base:.2f} dB")
     loss = {1: "kullback-leibler", 0: "itakura-saito"}[beta]
@@ -125,7 +125,7 @@ def main():
     # streamnmf CLI, whole processes from WAV.
     common = ["--loss", a.loss, "--epochs", str(a.epochs), "-q", "--json"]
     if beta == 0:
-        common += ["--epsilon", "1e-6"]
+        common += ["--epsilon", f"{floor:.6g}"]
     t1, js = run("fit", os.path.join(d, "train_speech.wav"), "-k", str(k), "--label", "speech", "--out", os.path.join(d, "s.snmf"), *common)
     hist = json.loads(js)["loss_history"]
     t2, _ = run("fit", os.path.join(d, "train_noise.wav"), "-k", str(kn), "--label", "noise", "--out", os.path.join(d, "n.snmf"), *common)
