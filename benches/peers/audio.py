@@ -88,6 +88,7 @@ def main():
     ap.add_argument("--rank", type=int, default=20)
     ap.add_argument("--iters", type=int, default=200, help="scikit-learn max_iter")
     ap.add_argument("--epochs", type=int, default=30, help="streamnmf passes")
+    ap.add_argument("--batch-size", type=int, default=128, help="streamnmf frames per batch")
     a = ap.parse_args()
     beta = 1 if a.loss == "kl" else 0
     k, kn = a.rank, a.rank // 2
@@ -123,7 +124,7 @@ def main():
     sdri_sk_semi = sdr(speech, est) - base
 
     # streamnmf CLI, whole processes from WAV.
-    common = ["--loss", a.loss, "--epochs", str(a.epochs), "-q", "--json"]
+    common = ["--loss", a.loss, "--epochs", str(a.epochs), "--batch-size", str(a.batch_size), "-q", "--json"]
     if beta == 0:
         common += ["--epsilon", f"{floor:.6g}"]
     t1, js = run("fit", os.path.join(d, "train_speech.wav"), "-k", str(k), "--label", "speech", "--out", os.path.join(d, "s.snmf"), *common)
