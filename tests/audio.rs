@@ -287,13 +287,20 @@ fn itakura_saito_at_spectrogram_scale() {
     assert!(v.iter().all(|&e| e > 0.0), "W H has no zeros");
 
     let lambda = (2.0f64).powi(-20);
-    let small = params.into_builder().epsilon(1e-12 * lambda).check().unwrap();
+    let small = params
+        .into_builder()
+        .epsilon(1e-12 * lambda)
+        .check()
+        .unwrap();
     let mut scaled = OnlineNmf::<f64>::new(small.clone());
     scaled.fit(&x64.mapv(|v| v * lambda)).unwrap();
     let (h, hs) = (fit64.components().unwrap(), scaled.components().unwrap());
     let diff = (&h - &hs).iter().map(|v| v.abs()).fold(0.0, f64::max);
     let top = h.iter().cloned().fold(0.0, f64::max);
-    assert!(diff < 1e-9 * top, "H moved by {diff} (max {top}) when X was scaled");
+    assert!(
+        diff < 1e-9 * top,
+        "H moved by {diff} (max {top}) when X was scaled"
+    );
     // And f32 at that scale (values near 1e-15) ends where it does at the natural one.
     let xs32 = x32.mapv(|v| v * lambda as f32);
     let mut s32 = OnlineNmf::<f32>::new(small);
