@@ -47,6 +47,7 @@ pub mod matrix;
 pub mod model;
 pub mod persist;
 pub mod pipeline;
+pub mod rank;
 pub mod recommend;
 mod solve;
 pub mod source;

@@ -16,6 +16,7 @@ mod inspect;
 mod output;
 mod plot;
 mod progress;
+mod rank;
 mod recommend;
 mod transform;
 
@@ -54,6 +55,9 @@ enum Command {
     /// Draw a model's atoms (over Hz for spectrograms), its codes over time, or its loss
     /// history, as a PNG.
     Plot(plot::PlotArgs),
+    /// Which rank the data supports: candidates fitted side by side with a share of the
+    /// entries hidden, scored on them.
+    Rank(rank::RankArgs),
     /// Stack several models' atoms into one model, labelled by source.
     Compose(compose::ComposeArgs),
     /// Show a model file: parameters, loss history, top features per component.
@@ -131,6 +135,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Evaluate(a) => evaluate::run(a),
         Command::Compose(a) => compose::run(a),
         Command::Plot(a) => plot::run(a),
+        Command::Rank(a) => rank::run(a),
         Command::Stft(a) => audio::stft(a),
         Command::Separate(a) => audio::separate(a),
         Command::Inspect(a) => inspect::run(a),

@@ -61,6 +61,24 @@ fn register_font() -> Result<()> {
         .map_err(|_| anyhow::anyhow!("{}: not a usable font", path.display()))
 }
 
+/// A temporary file beside `out` for a PNG, renamed onto it once complete.
+fn png_temp(out: &Path) -> Result<tempfile::NamedTempFile> {
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".streamnmf-plot-").suffix(".png");
+    {
+        // As `File::create` does: 0666 less the umask.
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder
+        .tempfile_in(&dir)
+        .with_context(|| format!("{}: cannot write there", dir.display()))
+}
+
 /// Frequencies of features named like `"125.0 Hz"`, when all are.
 fn frequencies(names: &[String]) -> Option<Vec<f64>> {
     names
@@ -127,20 +145,7 @@ pub fn run(a: PlotArgs) -> Result<()> {
         None => None,
     };
     register_font()?;
-    let dir = match a.out.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".streamnmf-plot-").suffix(".png");
-    {
-        // As `File::create` does: 0666 less the umask.
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
-    }
-    let tmp = builder
-        .tempfile_in(&dir)
-        .with_context(|| format!("{}: cannot write there", dir.display()))?;
+    let tmp = png_temp(&a.out)?;
     draw(tmp.path(), &a, &h, codes.as_ref(), &meta, &params)
         .with_context(|| a.out.display().to_string())?;
     tmp.persist(&a.out)
@@ -299,4 +304,84 @@ fn params_history(a: &PlotArgs) -> Result<Vec<f64>> {
             .loss_history()
             .to_vec()
     })
+}
+
+/// Held-out loss (with one standard error) and visible-entry loss against rank, with the
+/// picked rank marked, as a PNG at `out` (written whole, then renamed into place).
+pub fn ranks(out: &Path, r: &streamnmf::rank::RankReport) -> Result<()> {
+    register_font()?;
+    let tmp = png_temp(out)?;
+    {
+        let root = BitMapBackend::new(tmp.path(), (900, 600)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let lo = r
+            .rows
+            .iter()
+            .map(|x| x.train_loss.min(x.heldout_loss - x.heldout_se))
+            .fold(f64::MAX, f64::min)
+            .max(1e-300);
+        let hi = r
+            .rows
+            .iter()
+            .map(|x| x.heldout_loss + x.heldout_se)
+            .fold(0.0, f64::max);
+        let kmax = r.rows.iter().map(|x| x.rank).max().unwrap_or(1) as f64;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("held-out loss by rank (picked {})", r.picked),
+                ("sans-serif", 20),
+            )
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0f64..kmax * 1.1, (lo * 0.8..hi * 1.25).log_scale())?;
+        chart
+            .configure_mesh()
+            .x_desc("rank")
+            .y_desc("loss per entry")
+            .draw()?;
+        let held: Vec<(f64, f64)> = r
+            .rows
+            .iter()
+            .map(|x| (x.rank as f64, x.heldout_loss))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(held.clone(), &BLUE))?
+            .label("hidden entries")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+        chart.draw_series(r.rows.iter().map(|x| {
+            let k = x.rank as f64;
+            PathElement::new(
+                vec![
+                    (k, x.heldout_loss - x.heldout_se),
+                    (k, x.heldout_loss + x.heldout_se),
+                ],
+                BLUE,
+            )
+        }))?;
+        chart
+            .draw_series(LineSeries::new(
+                r.rows.iter().map(|x| (x.rank as f64, x.train_loss)),
+                &RED,
+            ))?
+            .label("visible entries")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+        if let Some(p) = r.rows.iter().find(|x| x.rank == r.picked) {
+            chart.draw_series(std::iter::once(Circle::new(
+                (p.rank as f64, p.heldout_loss),
+                6,
+                BLUE.filled(),
+            )))?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+    }
+    tmp.persist(out)
+        .map_err(|e| e.error)
+        .with_context(|| out.display().to_string())?;
+    Ok(())
 }
