@@ -54,6 +54,9 @@ pub trait BatchSource<F>: Send {
     fn unknown_entries(&self) -> u64 {
         0
     }
+    /// Says how many epochs the reader will ask for, before the first (a hint: a source
+    /// may keep decoded batches for later epochs when there are any). Default: nothing.
+    fn will_read(&mut self, _epochs: usize) {}
     /// The batches of epoch `epoch` (0-based). Iterators own their state.
     fn epoch(&mut self, epoch: usize) -> Result<BatchIter<F>>;
 }

@@ -344,6 +344,7 @@ pub fn fit_with_codes<F: Float>(
     if opts.epochs > 1 && !source.rewindable() {
         return Err(Error::NotRewindable);
     }
+    source.will_read(opts.epochs);
     let checker = Checker::new(model, source, true)?;
     let start_time = Instant::now();
     let s = opts.staleness as u64;
@@ -536,6 +537,7 @@ pub fn transform<F: Float>(
 ) -> Result<PipelineReport> {
     opts.check()?;
     let h = model.components()?.to_owned();
+    source.will_read(1);
     let checker = Checker::new(model, source, false)?;
     let start_time = Instant::now();
     let epoch0 = source.epoch(0)?;
