@@ -183,7 +183,7 @@ pub enum Error {
     #[error("fixed components need unstored entries as zeros, not {0:?}")]
     FixedNeedsZeroMode(crate::model::Unobserved),
     /// A fixed atom that neither the initial dictionary nor the model gives.
-    #[error("fixed component {atom} is not given: the initial dictionary has {given} atoms")]
+    #[error("fixed component {atom} is not given: the initial dictionary has {given} atoms (give them with `fit --components` or Init::Custom)")]
     FixedNotGiven {
         /// The atom.
         atom: usize,
