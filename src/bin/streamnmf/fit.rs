@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
-use streamnmf::io::{write_components, ArrowFloat, CodesWriter, ComponentsLayout};
+use streamnmf::io::{write_components, ArrowFloat, CodesWriter, ComponentsLayout, Layout};
 use streamnmf::persist::{self, CheckpointDir, Metadata, RunState};
 use streamnmf::pipeline::{self, Checkpointing, PipelineOptions};
 use streamnmf::{Init, Loss, NmfParams, OnlineNmf, Unobserved, ValidParams};
 
-use crate::input::InputArgs;
+use crate::input::{parse_layout, InputArgs};
 use crate::output::{write_codes, Finished, Plan};
 use crate::progress::{peak_rss_bytes, Progress};
 
@@ -407,6 +407,8 @@ fn settle_params(
     } else if base.is_none() && a.input.is_stream() {
         // A live stream wants frequent dictionary updates: 64 rows, not 1024.
         p = p.batch_size(64);
+    } else if base.is_none() && dense_frobenius(a)? {
+        p = p.batch_size(DENSE_FRO_BATCH);
     }
     if let Some(e) = a.epsilon {
         p = p.epsilon(e);
@@ -496,6 +498,22 @@ pub fn atom_set(spec: &str, labels: &[String], rank: usize) -> Result<Vec<usize>
         bail!("--fixed-components: atom {a} does not exist (rank {rank})");
     }
     Ok(out)
+}
+
+/// Rows per batch for a new Frobenius model on dense files. One pass over two planted
+/// families of 20 000 × 1000 (the README's generator at rank 16, and exponential factors
+/// 70 %/50 % non-zero with half-normal noise at rank 20) ended at 1.003× and 1.026× the
+/// SVD bound with 256-row batches, against 1.076× and 1.31× with 1024, in about the same
+/// time. Not for sparse input (100 000 × 20 000 ratings-like counts: the same error in
+/// 4.9 s instead of 3.5 s) nor for KL (Poisson counts: 4.7 times the divergence after one
+/// pass, in 3.3 times the time); those keep 1024.
+const DENSE_FRO_BATCH: usize = 256;
+
+/// Whether the flags make a new Frobenius model, unstored entries as zeros, on dense input.
+fn dense_frobenius(a: &FitArgs) -> Result<bool> {
+    let fro = a.loss.is_none_or(|l| l == Loss::Frobenius);
+    let zero = a.unobserved.is_none_or(|u| u == UnobservedArg::Zero);
+    Ok(fro && zero && parse_layout(&a.input.layout)? == Layout::Dense)
 }
 
 /// The meaning of unstored entries the flags ask for, `base` filling in what they leave
