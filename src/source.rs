@@ -54,6 +54,11 @@ pub trait BatchSource<F>: Send {
     fn unknown_entries(&self) -> u64 {
         0
     }
+    /// Key-value metadata the source carries (a table's schema metadata), or none (the
+    /// default): e.g. the spectrogram settings `streamnmf stft` writes.
+    fn metadata(&self) -> std::collections::HashMap<String, String> {
+        Default::default()
+    }
     /// Says how many epochs the reader will ask for, before the first (a hint: a source
     /// may keep decoded batches for later epochs when there are any). Default: nothing.
     fn will_read(&mut self, _epochs: usize) {}

@@ -498,3 +498,44 @@ fn fixed_atoms_stay_and_free_atoms_learn() {
         );
     }
 }
+
+/// A spectrogram table written by `stft` carries its settings (schema metadata, in
+/// Parquet and Arrow IPC), so a model fitted from the table knows them as if fitted
+/// from the WAV.
+#[test]
+fn spectrogram_tables_carry_their_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "clip.wav", &speech_like(1.0, SR, 17));
+    for out in ["c.parquet", "c.arrows"] {
+        ok(&run(
+            &[
+                "stft",
+                "clip.wav",
+                "--out",
+                out,
+                "--fft-size",
+                "512",
+                "--hop",
+                "128",
+                "--power",
+                "2",
+            ],
+            d,
+        ));
+        ok(&run(
+            &[
+                "fit", out, "-k", "3", "--epochs", "1", "--out", "m.snmf", "-q",
+            ],
+            d,
+        ));
+        let (_, meta) = persist::load::<f32>(&d.join("m.snmf")).unwrap();
+        let spec = meta.spectrogram.expect("settings from the table");
+        assert_eq!(
+            (spec.sample_rate, spec.fft_size, spec.hop, spec.power),
+            (SR, 512, 128, 2),
+            "{out}"
+        );
+        assert_eq!(meta.feature_names[1], "31.2 Hz");
+    }
+}

@@ -154,6 +154,7 @@ pub struct FileSource<F> {
     opts: InputOptions,
     converter: Converter,
     replay: Arc<Mutex<Replay<F>>>,
+    metadata: std::collections::HashMap<String, String>,
 }
 
 /// Decoded batches kept for later epochs, at most this many bytes: small inputs are
@@ -212,6 +213,11 @@ impl<F: ArrowFloat> FileSource<F> {
             opts,
             converter,
             replay: Arc::new(Mutex::new(replay)),
+            metadata: first
+                .metadata()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         })
     }
 
@@ -326,6 +332,9 @@ impl<F: ArrowFloat> BatchSource<F> for FileSource<F> {
     }
     fn feature_names(&self) -> Vec<String> {
         self.converter.names()
+    }
+    fn metadata(&self) -> std::collections::HashMap<String, String> {
+        self.metadata.clone()
     }
     fn will_read(&mut self, epochs: usize) {
         if epochs <= 1 {

@@ -157,6 +157,20 @@ impl<F: ArrowFloat, W: Write + Send> CodesWriter<F, W> {
         names: &[String],
         ids_like: Option<&RowIds>,
     ) -> Result<Self> {
+        Self::with_metadata(out, format, names, ids_like, Default::default())
+    }
+
+    /// [`named`](Self::named), with key-value metadata on the table's schema (kept by
+    /// Parquet and Arrow IPC, and read back by [`BatchSource::metadata`]).
+    ///
+    /// [`BatchSource::metadata`]: crate::source::BatchSource::metadata
+    pub fn with_metadata(
+        out: W,
+        format: TableFormat,
+        names: &[String],
+        ids_like: Option<&RowIds>,
+        metadata: std::collections::HashMap<String, String>,
+    ) -> Result<Self> {
         let mut fields = Vec::new();
         match ids_like {
             Some(RowIds::Int64(_)) => fields.push(Field::new("id", DataType::Int64, false)),
@@ -166,7 +180,7 @@ impl<F: ArrowFloat, W: Write + Send> CodesWriter<F, W> {
         for name in names {
             fields.push(Field::new(name, F::Arrow::DATA_TYPE, false));
         }
-        let schema = Arc::new(Schema::new(fields));
+        let schema = Arc::new(Schema::new(fields).with_metadata(metadata));
         let table = Table::new(out, &schema, format)?;
         Ok(Self {
             schema,

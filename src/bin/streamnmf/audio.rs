@@ -37,6 +37,9 @@ pub struct StftArgs {
     pub power: u8,
 }
 
+/// The schema metadata key under which `stft` writes its settings (JSON).
+pub const SPECTROGRAM_KEY: &str = "streamnmf.spectrogram";
+
 /// Frames per step of `stft` and `separate`.
 const FRAMES: usize = 256;
 
@@ -52,7 +55,15 @@ pub fn stft(a: StftArgs) -> Result<()> {
     let plan = Plan::new(std::slice::from_ref(&a.wav), &[("--out", Some(&a.out))])?;
     let sink = plan.open("--out")?;
     let name = sink.name().to_string();
-    let mut w = CodesWriter::<f32, _>::named(sink, plan.format("--out")?, &bin_names(&spec), None)?;
+    // The settings travel with the table, so a model fitted from it knows them.
+    let metadata = [(SPECTROGRAM_KEY.to_string(), serde_json::to_string(&spec)?)].into();
+    let mut w = CodesWriter::<f32, _>::with_metadata(
+        sink,
+        plan.format("--out")?,
+        &bin_names(&spec),
+        None,
+        metadata,
+    )?;
     let mut reader = SpectraReader::open(&a.wav, &spec)?;
     let mut frames = 0u64;
     loop {

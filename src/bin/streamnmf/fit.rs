@@ -755,6 +755,13 @@ fn fit<F: ArrowFloat>(mut a: FitArgs) -> Result<()> {
         );
     }
     let names = source.feature_names();
+    // A spectrogram table written by `stft` says how it was made.
+    let spectrogram = spectrogram.or_else(|| {
+        source
+            .metadata()
+            .get(crate::audio::SPECTROGRAM_KEY)
+            .and_then(|s| serde_json::from_str(s).ok())
+    });
     if !given_names.is_empty() && !source.sparse() && given_names != names {
         let at = (0..given_names.len().max(names.len()))
             .find(|&i| given_names.get(i) != names.get(i))
