@@ -5,8 +5,10 @@
 
 mod common;
 
+use common::{fails, ok, run};
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
 use ndarray::{s, Array2};
 use streamnmf::audio::{magnitudes, write_wav, Analysis};
@@ -15,29 +17,6 @@ use streamnmf::synth::{match_energy, noise_like, sdr, speech_like, PlantedSpec};
 use streamnmf::{Init, Loss, NmfParams, OnlineNmf};
 
 const SR: u32 = 16000;
-
-fn run(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_streamnmf"))
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn fails(out: &Output) -> String {
-    assert!(!out.status.success(), "expected a failure");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn write(dir: &Path, name: &str, x: &[f32]) {
     let f = std::fs::File::create(dir.join(name)).unwrap();
@@ -326,7 +305,7 @@ fn silence_needs_a_floor_under_is() {
         err.contains("gap.wav") && err.contains("row") && err.contains("Hz"),
         "{err}"
     );
-    let out = ok(&run(
+    let floored = run(
         &[
             "fit",
             "gap.wav",
@@ -340,7 +319,9 @@ fn silence_needs_a_floor_under_is() {
             "3",
         ],
         d,
-    ));
+    );
+    ok(&floored);
+    let out = String::from_utf8_lossy(&floored.stderr);
     assert!(out.contains("epsilon floor"), "{out}");
     let err = fails(&run(&["fit", "gap.wav", "-k", "4", "--epsilon", "1e-9"], d));
     assert!(err.contains("epsilon"), "{err}");

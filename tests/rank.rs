@@ -4,21 +4,12 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
+use common::{fails, ok, run};
 
 use streamnmf::rank::{select_rank, RankOptions};
 use streamnmf::source::MemorySource;
 use streamnmf::synth::PlantedSpec;
 use streamnmf::NmfParams;
-
-fn run(args: &[&str], dir: &std::path::Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_streamnmf"))
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
 
 #[test]
 fn planted_rank_is_picked() {
@@ -30,7 +21,7 @@ fn planted_rank_is_picked() {
         &common::dense_batches(&d.x, 1000, false),
         1000,
     );
-    let out = run(
+    let out = ok(&run(
         &[
             "rank",
             "x.parquet",
@@ -41,13 +32,8 @@ fn planted_rank_is_picked() {
             "rank.png",
         ],
         p,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    ));
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["picked"], 8, "{report:#}");
     let rows = report["rows"].as_array().unwrap();
     let held = |i: usize| rows[i]["heldout_loss"].as_f64().unwrap();
@@ -63,8 +49,10 @@ fn planted_rank_is_picked() {
     let png = std::fs::read(p.join("rank.png")).unwrap();
     assert_eq!(&png[..4], b"\x89PNG");
 
-    let table = run(&["rank", "x.parquet", "--ranks", "4,8", "--epochs", "2"], p);
-    let text = String::from_utf8_lossy(&table.stdout);
+    let text = ok(&run(
+        &["rank", "x.parquet", "--ranks", "4,8", "--epochs", "2"],
+        p,
+    ));
     assert!(
         text.contains("<- picked") && text.contains("picked rank"),
         "{text}"
@@ -93,11 +81,7 @@ fn rank_errors() {
         &common::dense_batches(&d.x, 100, false),
         100,
     );
-    let err = |args: &[&str]| {
-        let o = run(args, p);
-        assert!(!o.status.success());
-        String::from_utf8_lossy(&o.stderr).into_owned()
-    };
+    let err = |args: &[&str]| fails(&run(args, p));
     assert!(err(&["rank", "x.parquet", "--ranks", "2,20"]).contains("rank 20 exceeds"));
     assert!(err(&["rank", "x.parquet", "--ranks", "0"]).contains("at least 1"));
     assert!(err(&["rank", "x.parquet", "--ranks", "2", "--holdout", "0.9"]).contains("holdout"));

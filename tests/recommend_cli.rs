@@ -5,9 +5,10 @@
 
 mod common;
 
+use common::{fails, ok, run};
+
 use std::fs::File;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -17,29 +18,6 @@ use common::write_parquet;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 use streamnmf::synth::RatingsSpec;
-
-fn run(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_streamnmf"))
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn fails(out: &Output) -> String {
-    assert!(!out.status.success(), "expected a failure");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 /// Ratings as triplets `user` (int), `item` (string id "m<j>"), `rating`.
 fn write_ratings(path: &Path, rows: &[(usize, usize, f64)]) {
