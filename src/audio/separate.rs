@@ -92,7 +92,7 @@ impl<'m, F: Float> Separator<'m, F> {
     /// One mask (frames × bins, values in [0, 1], summing to 1 where the model is not
     /// zero) per source, for the mixture frames `x`.
     pub fn masks(&self, x: ArrayView2<F>) -> Result<Vec<Array2<F>>> {
-        let w = self.model.transform(&x.to_owned())?;
+        let w = self.model.transform(x)?;
         let h = self.model.components()?;
         let q = self.mask_power;
         let mut parts: Vec<Array2<F>> = self

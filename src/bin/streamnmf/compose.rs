@@ -54,13 +54,12 @@ pub fn run(a: ComposeArgs) -> Result<()> {
     }
     let mut parts = Vec::new();
     for path in &a.models {
-        let (_, f64s) = crate::read_model(path)?;
-        let (h, params, meta) = crate::read_any_model(path)?;
+        let m = crate::read_any_model(path)?;
         parts.push(Part {
-            h,
-            params,
-            meta,
-            f64s,
+            h: m.h,
+            params: m.params,
+            meta: m.meta,
+            f64s: m.f64s,
         });
     }
     let first = &parts[0];

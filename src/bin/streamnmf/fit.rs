@@ -439,8 +439,13 @@ impl Given {
             .file_stem()
             .map_or("given".into(), |s| s.to_string_lossy().into_owned());
         let (h, names, labels, spectrogram) = if crate::is_model_file(path) {
-            let (h, _, meta) = crate::read_any_model(path)?;
-            (h, meta.feature_names, meta.atom_labels, meta.spectrogram)
+            let m = crate::read_any_model(path)?;
+            (
+                m.h,
+                m.meta.feature_names,
+                m.meta.atom_labels,
+                m.meta.spectrogram,
+            )
         } else {
             let (h, names) = streamnmf::io::read_components(path)?;
             (h, names, Vec::new(), None)

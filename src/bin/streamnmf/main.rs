@@ -259,28 +259,38 @@ fn is_model_file(path: &std::path::Path) -> bool {
         && &head == b"SNMFMODL"
 }
 
-/// A model file of either element type, with H as f64.
-fn read_any_model(
-    path: &std::path::Path,
-) -> anyhow::Result<(
-    ndarray::Array2<f64>,
-    streamnmf::ValidParams,
-    streamnmf::persist::Metadata,
-)> {
-    let (bytes, f64s) = read_model(path)?;
-    let at = |e: streamnmf::Error| e.in_file(path);
-    Ok(if f64s {
-        let (m, meta) = streamnmf::persist::decode::<f64>(&bytes).map_err(at)?;
-        (
-            m.components().map_err(at)?.to_owned(),
-            m.params().clone(),
+/// What the commands that only look at a model need from its file, whatever its
+/// element type: H as f64, the parameters, the metadata, the loss history.
+struct AnyModel {
+    h: ndarray::Array2<f64>,
+    params: streamnmf::ValidParams,
+    meta: streamnmf::persist::Metadata,
+    history: Vec<f64>,
+    f64s: bool,
+}
+
+/// Reads a model file of either element type, once.
+fn read_any_model(path: &std::path::Path) -> anyhow::Result<AnyModel> {
+    fn parts<F: streamnmf::Float>(
+        bytes: &[u8],
+        path: &std::path::Path,
+    ) -> anyhow::Result<AnyModel> {
+        let at = |e: streamnmf::Error| e.in_file(path);
+        let (m, meta) = streamnmf::persist::decode::<F>(bytes).map_err(at)?;
+        Ok(AnyModel {
+            h: m.components().map_err(at)?.mapv(|v| v.as_f64()),
+            params: m.params().clone(),
+            history: m.loss_history().to_vec(),
             meta,
-        )
+            f64s: F::NAME == "f64",
+        })
+    }
+    let (bytes, f64s) = read_model(path)?;
+    if f64s {
+        parts::<f64>(&bytes, path)
     } else {
-        let (m, meta) = streamnmf::persist::decode::<f32>(&bytes).map_err(at)?;
-        let h = m.components().map_err(at)?.mapv(f64::from);
-        (h, m.params().clone(), meta)
-    })
+        parts::<f32>(&bytes, path)
+    }
 }
 
 fn read_model(path: &std::path::Path) -> anyhow::Result<(Vec<u8>, bool)> {

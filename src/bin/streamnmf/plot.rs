@@ -126,7 +126,8 @@ fn log_rows(m: &Array2<f64>) -> Array2<f64> {
 }
 
 pub fn run(a: PlotArgs) -> Result<()> {
-    let (h, params, meta) = crate::read_any_model(&a.model)?;
+    let model = crate::read_any_model(&a.model)?;
+    let h = &model.h;
     let codes = match &a.codes {
         Some(p) => {
             let (w, names) = streamnmf::io::read_components(p)?;
@@ -146,8 +147,7 @@ pub fn run(a: PlotArgs) -> Result<()> {
     };
     register_font()?;
     let tmp = png_temp(&a.out)?;
-    draw(tmp.path(), &a, &h, codes.as_ref(), &meta, &params)
-        .with_context(|| a.out.display().to_string())?;
+    draw(tmp.path(), &a, &model, codes.as_ref()).with_context(|| a.out.display().to_string())?;
     tmp.persist(&a.out)
         .map_err(|e| e.error)
         .with_context(|| a.out.display().to_string())?;
@@ -158,11 +158,10 @@ pub fn run(a: PlotArgs) -> Result<()> {
 fn draw(
     path: &Path,
     a: &PlotArgs,
-    h: &Array2<f64>,
+    model: &crate::AnyModel,
     codes: Option<&Array2<f64>>,
-    meta: &streamnmf::persist::Metadata,
-    params: &streamnmf::ValidParams,
 ) -> Result<()> {
+    let (h, meta, params) = (&model.h, &model.meta, &model.params);
     let root = BitMapBackend::new(path, a.size).into_drawing_area();
     root.fill(&WHITE)?;
     let (top, bottom) = root.split_vertically(a.size.1 * 55 / 100);
@@ -263,7 +262,7 @@ fn draw(
             }))?;
         }
         None => {
-            let hist: Vec<f64> = params_history(a)?;
+            let hist = &model.history;
             let (lo, hi) = hist
                 .iter()
                 .filter(|v| v.is_finite() && **v > 0.0)
@@ -288,22 +287,6 @@ fn draw(
     }
     root.present()?;
     Ok(())
-}
-
-/// The loss history of the model file.
-fn params_history(a: &PlotArgs) -> Result<Vec<f64>> {
-    let (bytes, f64s) = crate::read_model(&a.model)?;
-    Ok(if f64s {
-        streamnmf::persist::decode::<f64>(&bytes)?
-            .0
-            .loss_history()
-            .to_vec()
-    } else {
-        streamnmf::persist::decode::<f32>(&bytes)?
-            .0
-            .loss_history()
-            .to_vec()
-    })
 }
 
 /// Held-out loss (with one standard error) and visible-entry loss against rank, with the
