@@ -30,6 +30,14 @@ fn wav_error(e: hound::Error) -> Error {
     }
 }
 
+/// Writing: any I/O failure (a full disk) is an I/O error, not a malformed file.
+fn write_error(e: hound::Error) -> Error {
+    match e {
+        hound::Error::IoError(e) => Error::Io(e),
+        e => wav_error(e),
+    }
+}
+
 /// A WAV file's samples, mixed to mono, in [-1, 1] for integer formats.
 pub struct WavReader {
     inner: hound::WavReader<BufReader<File>>,
@@ -268,20 +276,20 @@ pub fn wav_writer<W: Write + Seek>(out: W, sample_rate: u32) -> Result<hound::Wa
         bits_per_sample: 32,
         sample_format: hound::SampleFormat::Float,
     };
-    hound::WavWriter::new(out, spec).map_err(wav_error)
+    hound::WavWriter::new(out, spec).map_err(write_error)
 }
 
 /// Appends samples to a WAV being written.
 pub fn write_samples<W: Write + Seek>(w: &mut hound::WavWriter<W>, samples: &[f32]) -> Result<()> {
     for &s in samples {
-        w.write_sample(s).map_err(wav_error)?;
+        w.write_sample(s).map_err(write_error)?;
     }
     Ok(())
 }
 
 /// Ends a WAV (patches its header).
 pub fn finish_wav<W: Write + Seek>(w: hound::WavWriter<W>) -> Result<()> {
-    w.finalize().map_err(wav_error)
+    w.finalize().map_err(write_error)
 }
 
 /// Writes `samples` as a whole mono 32-bit float WAV.

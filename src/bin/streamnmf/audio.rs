@@ -75,7 +75,7 @@ pub fn stft(a: StftArgs) -> Result<()> {
             .with_context(|| name.clone())?;
         frames += s.len() as u64;
     }
-    let (sink, _) = w.finish()?;
+    let (sink, _) = w.finish().with_context(|| name.clone())?;
     let mut done = Finished::default();
     done.push(sink)?;
     done.commit()?;
@@ -165,13 +165,10 @@ fn separate_as<F: ArrowFloat>(mut a: SeparateArgs, bytes: &[u8]) -> Result<()> {
             wav_files.push(AtomicFile::create(&path(label, "wav"))?);
         }
         if wav_spec.is_none() || a.spectrograms {
-            let f = AtomicFile::create(&path(label, "parquet"))?;
-            tables.push(CodesWriter::<F, _>::named(
-                f,
-                TableFormat::Parquet,
-                &names,
-                None,
-            )?);
+            let dest = path(label, "parquet");
+            let f = AtomicFile::create(&dest)?;
+            let w = CodesWriter::<F, _>::named(f, TableFormat::Parquet, &names, None)?;
+            tables.push((dest.display().to_string(), w));
         }
     }
     let sep = Separator::new(&model, sources.clone(), a.mask_power);
@@ -181,9 +178,18 @@ fn separate_as<F: ArrowFloat>(mut a: SeparateArgs, bytes: &[u8]) -> Result<()> {
             let wav = &a.input.inputs[0];
             let mut reader = SpectraReader::open(wav, spec)?;
             let total = reader.samples();
+            let names: Vec<PathBuf> = wav_files.iter().map(|f| f.dest().to_path_buf()).collect();
+            let named = |i: usize| {
+                let p = names[i].display().to_string();
+                move || p
+            };
             let mut outs = wav_files
                 .iter_mut()
-                .map(|f| Ok((wav_writer(f, spec.sample_rate)?, Synthesis::new(spec)?)))
+                .enumerate()
+                .map(|(i, f)| {
+                    let w = wav_writer(f, spec.sample_rate).with_context(named(i))?;
+                    Ok((w, Synthesis::new(spec)?))
+                })
                 .collect::<Result<Vec<_>>>()?;
             let mut samples = Vec::new();
             loop {
@@ -206,18 +212,19 @@ fn separate_as<F: ArrowFloat>(mut a: SeparateArgs, bytes: &[u8]) -> Result<()> {
                             .collect();
                         syn.push(&row, &mut samples);
                     }
-                    write_samples(w, &samples)?;
-                    if let Some(t) = tables.get_mut(i) {
-                        t.write(masked(&x, m).view(), None)?;
+                    write_samples(w, &samples).with_context(named(i))?;
+                    if let Some((dest, t)) = tables.get_mut(i) {
+                        t.write(masked(&x, m).view(), None)
+                            .with_context(|| dest.clone())?;
                     }
                 }
                 frames += spectra.len() as u64;
             }
-            for (mut w, mut syn) in outs {
+            for (i, (mut w, mut syn)) in outs.into_iter().enumerate() {
                 samples.clear();
                 syn.finish(total, &mut samples);
-                write_samples(&mut w, &samples)?;
-                finish_wav(w)?;
+                write_samples(&mut w, &samples).with_context(named(i))?;
+                finish_wav(w).with_context(named(i))?;
             }
         }
         None => {
@@ -236,8 +243,9 @@ fn separate_as<F: ArrowFloat>(mut a: SeparateArgs, bytes: &[u8]) -> Result<()> {
                 let masks = sep
                     .masks(x.view())
                     .with_context(|| format!("{name}: rows from {}", batch.first_row()))?;
-                for (t, m) in tables.iter_mut().zip(&masks) {
-                    t.write(masked(&x, m).view(), None)?;
+                for ((dest, t), m) in tables.iter_mut().zip(&masks) {
+                    t.write(masked(&x, m).view(), None)
+                        .with_context(|| dest.clone())?;
                 }
                 frames += x.nrows() as u64;
             }
@@ -246,8 +254,9 @@ fn separate_as<F: ArrowFloat>(mut a: SeparateArgs, bytes: &[u8]) -> Result<()> {
     for f in wav_files {
         f.commit()?;
     }
-    for t in tables {
-        t.finish()?.0.commit()?;
+    for (dest, t) in tables {
+        let (f, _) = t.finish().with_context(|| dest.clone())?;
+        f.commit()?;
     }
     eprintln!(
         "separated {frames} frames into {} sources ({}) in {}",
