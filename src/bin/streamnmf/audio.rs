@@ -37,6 +37,15 @@ pub struct StftArgs {
     pub power: u8,
 }
 
+/// Ends the command when SIGINT or SIGTERM asked (outputs not yet committed are
+/// temporary files, removed as they drop).
+fn stopped() -> Result<()> {
+    if crate::stop_flag().load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(streamnmf::Error::Interrupted { checkpoint: None }.into());
+    }
+    Ok(())
+}
+
 /// The schema metadata key under which `stft` writes its settings (JSON).
 pub const SPECTROGRAM_KEY: &str = "streamnmf.spectrogram";
 
@@ -67,6 +76,7 @@ pub fn stft(a: StftArgs) -> Result<()> {
     let mut reader = SpectraReader::open(&a.wav, &spec)?;
     let mut frames = 0u64;
     loop {
+        stopped()?;
         let s = reader.next_spectra(FRAMES)?;
         if s.is_empty() {
             break;
@@ -138,6 +148,8 @@ fn separate_as<F: ArrowFloat>(mut a: SeparateArgs, bytes: &[u8]) -> Result<()> {
     }
     std::fs::create_dir_all(&a.out_dir)
         .with_context(|| format!("{}: cannot create the directory", a.out_dir.display()))?;
+    // Temporary outputs a killed run left behind.
+    persist::clean_stale_temps(&a.out_dir);
     a.input.model_spectrogram = meta.spectrogram;
     let wav_spec = a.input.spectrogram(meta.spectrogram.as_ref())?;
     let names = match &wav_spec {
@@ -193,6 +205,7 @@ fn separate_as<F: ArrowFloat>(mut a: SeparateArgs, bytes: &[u8]) -> Result<()> {
                 .collect::<Result<Vec<_>>>()?;
             let mut samples = Vec::new();
             loop {
+                stopped()?;
                 let spectra = reader.next_spectra(FRAMES)?;
                 if spectra.is_empty() {
                     break;
@@ -238,6 +251,7 @@ fn separate_as<F: ArrowFloat>(mut a: SeparateArgs, bytes: &[u8]) -> Result<()> {
             let mut source = a.input.open::<F>(opts)?;
             let name = source.name().unwrap_or_default();
             for batch in source.epoch(0)? {
+                stopped()?;
                 let batch = batch?;
                 let x = batch.view().to_dense();
                 let masks = sep
