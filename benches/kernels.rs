@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use streamnmf::io::{FileSource, InputOptions};
 use streamnmf::source::BatchSource;
 use streamnmf::synth::PlantedSpec;
-use streamnmf::{loss, CsrMatrix, Float, Loss, MatRef, NmfParams, OnlineNmf, ValidParams};
+use streamnmf::{loss, CsrMatrix, Float, Loss, MatRef, NmfParams, OnlineNmf, Solver, ValidParams};
 
 const ROWS: usize = 1024;
 
@@ -79,6 +79,18 @@ fn code_solve(c: &mut Criterion) {
             .expect("valid");
         let m = model(&kl, &h);
         g.bench_with_input(BenchmarkId::new("csr_f32_kl_50iter", k), &k, |b, _| {
+            b.iter(|| black_box(m.transform(&x).expect("codes")))
+        });
+        // The same codes by the multiplicative updates (the default is coordinate descent
+        // on sparse KL batches).
+        let kl_mu = NmfParams::new(k)
+            .loss(Loss::KullbackLeibler)
+            .solver(Solver::Multiplicative)
+            .code_max_iter(50)
+            .check()
+            .expect("valid");
+        let m = model(&kl_mu, &h);
+        g.bench_with_input(BenchmarkId::new("csr_f32_kl_mu_50iter", k), &k, |b, _| {
             b.iter(|| black_box(m.transform(&x).expect("codes")))
         });
         let (x, h) = sparse_batch::<f64>(k);

@@ -19,7 +19,7 @@ use super::params::{Solver, Unobserved, ValidParams};
 use crate::float::Float;
 use crate::linalg::parallel::{chunks_of, map_indexed, CHUNK_ROWS};
 use crate::matrix::{MatRef, Valid};
-use crate::solve::{cd, gram_inverse, least_squares_start, mu, SolveStats};
+use crate::solve::{cd, gram_inverse, kl_cd, least_squares_start, mu, SolveStats};
 
 /// The codes of one batch and what solving them took.
 #[derive(Clone, Debug)]
@@ -39,6 +39,9 @@ pub(crate) struct Prepared<F> {
     ht: Array2<F>,
     g: Array2<F>,
     g_inv: Option<Array2<F>>,
+    /// For KL coordinate descent ([`kl_by_coordinates`]): H in standard layout and its
+    /// row sums.
+    kl: Option<(Array2<F>, Vec<F>)>,
 }
 
 impl<F: Float> Prepared<F> {
@@ -49,17 +52,19 @@ impl<F: Float> Prepared<F> {
             Solver::Hals => true,
             Solver::Multiplicative => mu_starts_from_least_squares(params.loss().beta()),
         };
-        if needs_gram {
+        let kl = kl_coordinates_possible(params).then(|| {
+            let h = h.as_standard_layout().into_owned();
+            let sums = h.rows().into_iter().map(|r| r.sum()).collect();
+            (h, sums)
+        });
+        let (g, g_inv) = if needs_gram {
             let g = ht.t().dot(&ht);
             let g_inv = gram_inverse(g.view());
-            Self { ht, g, g_inv }
+            (g, g_inv)
         } else {
-            Self {
-                ht,
-                g: Array2::zeros((0, 0)),
-                g_inv: None,
-            }
-        }
+            (Array2::zeros((0, 0)), None)
+        };
+        Self { ht, g, g_inv, kl }
     }
     /// H (k × p), column-major.
     pub(crate) fn h(&self) -> ArrayView2<'_, F> {
@@ -76,6 +81,44 @@ impl<F: Float> Prepared<F> {
 /// squares weighs the loud entries far too much to be a good start.
 fn mu_starts_from_least_squares(beta: f64) -> bool {
     (1.0..=2.0).contains(&beta)
+}
+
+/// Whether the codes of some batches may go to KL coordinate descent: KL with the solver
+/// left to its default.
+fn kl_coordinates_possible(params: &ValidParams) -> bool {
+    params.loss().beta() == 1.0 && !params.solver_is_chosen()
+}
+
+/// The largest share of positive entries at which a KL batch's codes go to coordinate
+/// descent (see [`kl_by_coordinates`]).
+const KL_CD_DENSITY: f64 = 0.5;
+
+/// Whether the codes of batch `x` are solved by KL coordinate descent ([`kl_cd`])
+/// instead of the multiplicative updates: KL with the default solver, on batches with at
+/// most [`KL_CD_DENSITY`] positive entries, whatever their layout (so a dense and a CSR
+/// copy of the same data get the same solver). A sweep visits the positive entries
+/// only and converges in a few, where the updates run up to their limit. One thread,
+/// 1024 planted rows × 1000, k = 20, ms to a solve (dense layout / CSR):
+///
+/// | positive share | coordinate descent | updates |
+/// |---|---|---|
+/// | 5 % | 25 / 18 | 806 / 108 |
+/// | 20 % | 58 / 47 | 122 / 170 |
+/// | 35 % | 86 / 77 | 110 / 293 |
+/// | 50 % | 109 / 97 | 108 / 369 |
+/// | 100 % | 129 / 151 | 73 / 521 |
+///
+/// Coordinate descent always ends lower (by 0.0005 % to 0.05 %). Above half, the
+/// updates' two matrix products per iteration beat a sweep's per-entry divisions on
+/// dense batches.
+fn kl_by_coordinates<F: Float>(prep: &Prepared<F>, x: MatRef<F>) -> bool {
+    if prep.kl.is_none() {
+        return false;
+    }
+    let mut positive = 0usize;
+    x.for_each_stored(|_, _, v| positive += usize::from(v > F::zero()));
+    let cells = (x.nrows() * x.ncols()).max(1) as f64;
+    positive as f64 <= KL_CD_DENSITY * cells
 }
 
 /// Least-squares codes floored at this share of the flat start: the multiplicative
@@ -99,12 +142,14 @@ fn mu_start<F: Float>(params: &ValidParams, prep: &Prepared<F>, x: MatRef<F>) ->
 }
 
 /// Solves the codes of `x` with the solver, loss and W penalties of `params`, starting
-/// from `warm` when given; `prep` holds the products of H shared by every chunk.
+/// from `warm` when given; `prep` holds the products of H shared by every chunk. `kl_cd`:
+/// KL codes by coordinate descent (see [`kl_by_coordinates`]).
 fn solve_prepared<F: Float>(
     params: &ValidParams,
     prep: &Prepared<F>,
     x: Valid<F>,
     warm: Option<Array2<F>>,
+    kl_cd: bool,
 ) -> Codes<F> {
     let x = x.view();
     if let (MatRef::Csr(c), true) = (x, params.unobserved() != Unobserved::Zero) {
@@ -136,16 +181,22 @@ fn solve_prepared<F: Float>(
         Solver::Multiplicative => {
             let beta = params.loss().beta();
             let mut w = warm.unwrap_or_else(|| mu_start(params, prep, x));
-            let stats = mu::solve(
-                x,
-                prep.h(),
-                prep.ht.view(),
-                &mut w,
-                beta,
-                pen,
-                max_iter,
-                tol,
-            );
+            let stats = match (&prep.kl, kl_cd) {
+                (Some((h, sums)), true) => {
+                    let clip = mu::relative_clip(x);
+                    kl_cd::solve(x, h.view(), sums, &mut w, pen, max_iter, tol, clip)
+                }
+                _ => mu::solve(
+                    x,
+                    prep.h(),
+                    prep.ht.view(),
+                    &mut w,
+                    beta,
+                    pen,
+                    max_iter,
+                    tol,
+                ),
+            };
             let loss = divergence(x, w.view(), prep.h(), beta);
             Codes { w, stats, loss }
         }
@@ -182,11 +233,12 @@ pub(crate) fn solve_chunked<F: Float, T: Send>(
     extra: impl Fn(Valid<F>, ArrayView2<F>) -> T + Sync,
 ) -> (Codes<F>, Vec<T>) {
     let ranges = batch_chunks(x.view(), prep.k());
+    let kl_cd = kl_by_coordinates(prep, x.view());
     let parts = map_indexed(ranges.len(), threads, |c| {
         let r = ranges[c].clone();
         let xc = x.slice_rows(r.clone());
         let w0 = warm.map(|w| w.slice(s![r, ..]).to_owned());
-        let codes = solve_prepared(params, prep, xc, w0);
+        let codes = solve_prepared(params, prep, xc, w0, kl_cd);
         let t = extra(xc, codes.w.view());
         (codes, t)
     });
@@ -241,9 +293,9 @@ mod tests {
             .unwrap();
         let prep = Prepared::new(&params, h.view());
         let xr = valid(MatRef::from(&x));
-        let from_ls = solve_prepared(&params, &prep, xr, None);
+        let from_ls = solve_prepared(&params, &prep, xr, None, false);
         let flat = mu::initial_codes(*xr, h.view());
-        let from_flat = solve_prepared(&params, &prep, xr, Some(flat));
+        let from_flat = solve_prepared(&params, &prep, xr, Some(flat), false);
         assert!(from_ls.stats.converged && from_flat.stats.converged);
         assert!(
             (from_ls.loss - from_flat.loss).abs() <= 1e-4 * from_flat.loss,
@@ -348,6 +400,66 @@ mod tests {
     /// The codes do not depend on the memory layout of the H they are solved against,
     /// nor on the thread count: a resumed model (whose arrays come back from a file in
     /// another layout) solves exactly as the one that never stopped.
+    /// KL codes of a mostly-zero batch go to coordinate descent in either layout, reach a
+    /// lower divergence than the multiplicative updates given the same iteration limit,
+    /// and a dense batch keeps the updates.
+    #[test]
+    fn sparse_kl_batches_use_coordinate_descent() {
+        const ITERS: usize = 40;
+        let d = crate::synth::PlantedSpec::new(256, 80, 5)
+            .seed(3)
+            .generate();
+        let mut s = 7u64;
+        let x = d.x.mapv(|v| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            if (s >> 33) % 10 < 8 {
+                0.0
+            } else {
+                v
+            }
+        });
+        let csr = CsrMatrix::from_dense(x.view());
+        let auto = NmfParams::new(5)
+            .loss(Loss::KullbackLeibler)
+            .code_max_iter(ITERS)
+            .check()
+            .unwrap();
+        let mu_only = NmfParams::new(5)
+            .loss(Loss::KullbackLeibler)
+            .solver(Solver::Multiplicative)
+            .code_max_iter(ITERS)
+            .check()
+            .unwrap();
+        // Atoms without zeros, so that every divergence is finite.
+        let h = d.h.mapv(|v| v + 0.01);
+        let prep = Prepared::new(&auto, h.view());
+        assert!(kl_by_coordinates(&prep, MatRef::from(&x)));
+        assert!(kl_by_coordinates(&prep, MatRef::from(&csr)));
+        assert!(!kl_by_coordinates(&prep, MatRef::from(&d.x)), "dense data");
+        let solve = |p: &ValidParams, x: MatRef<f64>| {
+            let prep = Prepared::new(p, h.view());
+            solve_chunked(p, &prep, valid(x), 1, None, |_, _| ()).0
+        };
+        let (cd_dense, cd_csr) = (
+            solve(&auto, MatRef::from(&x)),
+            solve(&auto, MatRef::from(&csr)),
+        );
+        let mu = solve(&mu_only, MatRef::from(&csr));
+        let diff = (&cd_dense.w - &cd_csr.w)
+            .mapv(f64::abs)
+            .fold(0.0f64, |a, &b| a.max(b));
+        assert!(diff < 1e-9, "layouts differ by {diff}");
+        assert!(
+            cd_csr.stats.converged && !mu.stats.converged,
+            "{:?} {:?}",
+            cd_csr.stats,
+            mu.stats
+        );
+        assert!(cd_csr.loss < mu.loss, "{} vs {}", cd_csr.loss, mu.loss);
+    }
+
     #[test]
     fn codes_do_not_depend_on_layout_or_threads() {
         let d = crate::synth::PlantedSpec::new(700, 40, 5)

@@ -21,7 +21,10 @@ pub enum Solver {
     /// Hierarchical ALS / exact coordinate descent, row by row (Frobenius only; default
     /// there). Converges in a few sweeps.
     Hals,
-    /// Multiplicative updates (any beta; the default for beta ≠ 2).
+    /// Multiplicative updates (any beta; the default for beta ≠ 2). Left to the default
+    /// under KL, the codes of sparse batches are solved by coordinate (Newton) descent
+    /// instead (Hsieh & Dhillon 2011), which converges faster there; set it explicitly
+    /// to keep the updates everywhere.
     Multiplicative,
 }
 
@@ -513,6 +516,11 @@ impl ValidParams {
         } else {
             Solver::Multiplicative
         })
+    }
+    /// Whether the solver was set explicitly (else [`solver`](Self::solver) picks, and
+    /// the codes of sparse KL batches may use coordinate descent).
+    pub(crate) fn solver_is_chosen(&self) -> bool {
+        self.0.solver.is_some()
     }
     /// The initialization as asked for (see [`effective_init`](Self::effective_init)).
     pub fn init(&self) -> &Init {

@@ -3,6 +3,7 @@
 //! with the least-squares start both use.
 
 pub(crate) mod cd;
+pub(crate) mod kl_cd;
 pub(crate) mod mu;
 
 pub(crate) use cd::SolveStats;

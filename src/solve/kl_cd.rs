@@ -1,0 +1,313 @@
+//! Codes under the KL divergence by cyclic coordinate (Newton) descent (Hsieh & Dhillon
+//! 2011, "Fast coordinate descent methods with variable selection for NMF").
+//!
+//! For one row `x` with reconstruction `v = w H`, the problem along code `w_r` is
+//! `f(s) = Σ_j [s h_rj − x_j log(v_j + s h_rj)]` (plus the penalties), convex in `s`. One
+//! projected Newton step per coordinate and sweep:
+//! `g = Σ_j h_rj − Σ_j h_rj x_j / v_j + l1 + l2 w_r`, `q = Σ_j h_rj² x_j / v_j² + l2`,
+//! `s = max(−w_r, −g / q)`, then `v += s h_r`. Only the entries with `x_j > 0` enter the
+//! sums beyond the constant `Σ_j h_rj`, so a row costs O(nnz · k) per sweep, dense or
+//! sparse. `v_j ≥ w_r h_rj` keeps every `v_j + s h_rj ≥ 0` under the projection.
+//!
+//! Unlike the multiplicative updates, a code can leave zero and reach it exactly, and each
+//! row stops on its own tolerance: rows are independent, so nothing waits for the
+//! slowest.
+
+use ndarray::{Array2, ArrayView2};
+
+use super::cd::SolveStats;
+use crate::float::Float;
+use crate::linalg::simd::dispatch_avx2;
+use crate::matrix::MatRef;
+
+/// Lanes of the reductions: fixed-order partial sums, as in `linalg::simd`.
+const LANES: usize = 8;
+
+/// `(Σ h x / v, Σ h² x / v²)` over one row's stored entries, `v` clipped below at `clip`.
+#[inline(always)]
+fn newton_sums_body<F: Float>(h: &[F], x: &[F], v: &[F], clip: F) -> (F, F) {
+    let mut g = [F::zero(); LANES];
+    let mut q = [F::zero(); LANES];
+    let (hc, xc, vc) = (
+        h.chunks_exact(LANES),
+        x.chunks_exact(LANES),
+        v.chunks_exact(LANES),
+    );
+    let (ht, xt, vt) = (hc.remainder(), xc.remainder(), vc.remainder());
+    for ((hb, xb), vb) in hc.zip(xc).zip(vc) {
+        for l in 0..LANES {
+            let inv = F::one() / if vb[l] > clip { vb[l] } else { clip };
+            let t = hb[l] * xb[l] * inv;
+            g[l] += t;
+            q[l] += t * hb[l] * inv;
+        }
+    }
+    let (mut gs, mut qs) = (F::zero(), F::zero());
+    for l in 0..LANES {
+        gs += g[l];
+        qs += q[l];
+    }
+    for ((&hv, &xv), &vv) in ht.iter().zip(xt).zip(vt) {
+        let inv = F::one() / if vv > clip { vv } else { clip };
+        let t = hv * xv * inv;
+        gs += t;
+        qs += t * hv * inv;
+    }
+    (gs, qs)
+}
+
+dispatch_avx2!(fn newton_sums<F>(h: &[F], x: &[F], v: &[F], clip: F) -> (F, F) => newton_sums_body);
+
+#[inline(always)]
+fn axpy_body<F: Float>(v: &mut [F], s: F, h: &[F]) {
+    for (e, &hv) in v.iter_mut().zip(h) {
+        *e += s * hv;
+    }
+}
+
+dispatch_avx2!(fn axpy<F>(v: &mut [F], s: F, h: &[F]) -> () => axpy_body);
+
+/// One row's data in the solver's layout: the stored values and, per component, the
+/// matching entries of H (`k × nnz`, row-major), gathered once per row unless the row is
+/// fully dense (then H itself is used).
+struct RowWork<F> {
+    vals: Vec<F>,
+    hg: Vec<F>,
+    v: Vec<F>,
+}
+
+/// Runs coordinate descent on every row of `w` (b × k, warm start, non-negative) for the
+/// data `x` (b × p) and `h` (k × p). `hsum` holds the row sums of H, `clip` floors `v`
+/// where it divides (see [`super::mu::relative_clip`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn solve<F: Float>(
+    x: MatRef<F>,
+    h: ArrayView2<F>,
+    hsum: &[F],
+    w: &mut Array2<F>,
+    (l1, l2): (F, F),
+    max_iter: usize,
+    tol: f64,
+    clip: F,
+) -> SolveStats {
+    let (k, p) = h.dim();
+    let h = h.as_standard_layout();
+    let hs = h.as_slice().expect("standard layout");
+    let tol2 = tol * tol;
+    let mut stats = SolveStats {
+        iterations: 0,
+        converged: true,
+    };
+    let dense = match x {
+        MatRef::Dense(d) => Some(d),
+        MatRef::Csr(_) => None,
+    };
+    let csr = match x {
+        MatRef::Csr(c) => Some(c),
+        MatRef::Dense(_) => None,
+    };
+    let mut work = RowWork {
+        vals: Vec::with_capacity(p),
+        hg: Vec::new(),
+        v: Vec::with_capacity(p),
+    };
+    let mut cols: Vec<usize> = Vec::with_capacity(p);
+    for (i, mut wi) in w.rows_mut().into_iter().enumerate() {
+        work.vals.clear();
+        cols.clear();
+        if let Some(d) = dense {
+            for (j, &xv) in d.row(i).iter().enumerate() {
+                if xv > F::zero() {
+                    cols.push(j);
+                    work.vals.push(xv);
+                }
+            }
+        } else if let Some(c) = csr {
+            let (cj, cv) = c.row(i);
+            for (&j, &xv) in cj.iter().zip(cv) {
+                if xv > F::zero() {
+                    cols.push(j as usize);
+                    work.vals.push(xv);
+                }
+            }
+        }
+        let nnz = cols.len();
+        if nnz == 0 {
+            // Every gradient is Σ h_r + l1 ≥ 0: the optimum is zero.
+            wi.fill(F::zero());
+            continue;
+        }
+        let full = nnz == p;
+        if !full {
+            work.hg.clear();
+            for r in 0..k {
+                let hr = &hs[r * p..(r + 1) * p];
+                work.hg.extend(cols.iter().map(|&j| hr[j]));
+            }
+        }
+        let hsrc: &[F] = if full { hs } else { &work.hg };
+        // v = w H at the stored entries.
+        work.v.clear();
+        work.v.resize(nnz, F::zero());
+        for r in 0..k {
+            let wr = wi[r];
+            if wr > F::zero() {
+                axpy(&mut work.v, wr, &hsrc[r * nnz..(r + 1) * nnz]);
+            }
+        }
+        let mut it = 0;
+        let mut ok = false;
+        while it < max_iter {
+            it += 1;
+            let (mut delta, mut norm) = (0.0f64, 0.0f64);
+            for r in 0..k {
+                let hr = &hsrc[r * nnz..(r + 1) * nnz];
+                let (gx, q) = newton_sums(hr, &work.vals, &work.v, clip);
+                let wr = wi[r];
+                let g = hsum[r] - gx + l1 + l2 * wr;
+                let q = q + l2;
+                let step = if q > F::zero() {
+                    (-g / q).max(-wr)
+                } else if g > F::zero() {
+                    -wr
+                } else {
+                    F::zero()
+                };
+                if step != F::zero() && step.is_finite() {
+                    let new = (wr + step).max(F::zero());
+                    let step = new - wr;
+                    wi[r] = new;
+                    axpy(&mut work.v, step, hr);
+                    delta += step.as_f64() * step.as_f64();
+                }
+                norm += wi[r].as_f64() * wi[r].as_f64();
+            }
+            if delta <= tol2 * norm {
+                ok = true;
+                break;
+            }
+        }
+        stats.iterations = stats.iterations.max(it);
+        stats.converged &= ok;
+    }
+    stats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matrix::CsrMatrix;
+    use crate::solve::mu;
+    use ndarray::Array2;
+
+    fn kl(x: &Array2<f64>, w: &Array2<f64>, h: &Array2<f64>) -> f64 {
+        let v = w.dot(h);
+        x.iter()
+            .zip(v.iter())
+            .map(|(&a, &b)| if a > 0.0 { a * (a / b).ln() - a + b } else { b })
+            .sum()
+    }
+
+    /// A planted KL problem: counts-like data from non-negative codes and atoms.
+    fn problem(zero_share: f64) -> (Array2<f64>, Array2<f64>, Array2<f64>) {
+        let (n, k, p) = (40, 5, 60);
+        let mut s = 12345u64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let h = Array2::from_shape_fn((k, p), |_| next() * 2.0);
+        let w0 = Array2::from_shape_fn((n, k), |_| if next() < 0.3 { 0.0 } else { next() });
+        let mut x = w0.dot(&h);
+        x.mapv_inplace(|v| v * (0.8 + 0.4 * next()));
+        for v in x.iter_mut() {
+            if next() < zero_share {
+                *v = 0.0;
+            }
+        }
+        (x, h, w0)
+    }
+
+    /// Coordinate descent reaches (to 1e-6 relative) the divergence that thousands of
+    /// multiplicative updates reach, in far fewer sweeps, dense and sparse alike, and the
+    /// two layouts give the same codes.
+    #[test]
+    fn reaches_the_multiplicative_optimum_in_few_sweeps() {
+        for zero_share in [0.0, 0.4] {
+            let (x, h, _) = problem(zero_share);
+            let hsum: Vec<f64> = h.rows().into_iter().map(|r| r.sum()).collect();
+            let xr = MatRef::from(&x);
+            let ht = h.t().as_standard_layout().into_owned();
+            let mut wm = mu::initial_codes(xr, h.view());
+            mu::solve(xr, h.view(), ht.view(), &mut wm, 1.0, (0.0, 0.0), 5000, 0.0);
+            let best = kl(&x, &wm, &h);
+
+            let mut wc = mu::initial_codes(xr, h.view());
+            let stats = solve(xr, h.view(), &hsum, &mut wc, (0.0, 0.0), 200, 1e-9, 1e-12);
+            let got = kl(&x, &wc, &h);
+            assert!(stats.converged && stats.iterations < 100, "{stats:?}");
+            assert!(got <= best * (1.0 + 1e-6), "cd {got} vs mu {best}");
+            assert!(wc.iter().any(|&v| v == 0.0), "cd reaches exact zeros");
+
+            let csr = CsrMatrix::from_dense(x.view());
+            let mut ws = mu::initial_codes(xr, h.view());
+            solve(
+                MatRef::from(&csr),
+                h.view(),
+                &hsum,
+                &mut ws,
+                (0.0, 0.0),
+                200,
+                1e-9,
+                1e-12,
+            );
+            let diff = (&ws - &wc)
+                .mapv(f64::abs)
+                .iter()
+                .cloned()
+                .fold(0.0, f64::max);
+            assert!(diff < 1e-9, "sparse and dense differ by {diff}");
+        }
+    }
+
+    /// Each sweep never increases the divergence (a Newton step on a convex function of
+    /// one variable, from a positive start, with the projection).
+    #[test]
+    fn divergence_falls_sweep_by_sweep() {
+        let (x, h, _) = problem(0.2);
+        let hsum: Vec<f64> = h.rows().into_iter().map(|r| r.sum()).collect();
+        let xr = MatRef::from(&x);
+        let mut w = mu::initial_codes(xr, h.view());
+        let mut last = kl(&x, &w, &h);
+        for _ in 0..20 {
+            solve(xr, h.view(), &hsum, &mut w, (0.0, 0.0), 1, 0.0, 1e-12);
+            let now = kl(&x, &w, &h);
+            assert!(now <= last * (1.0 + 1e-12), "{now} > {last}");
+            last = now;
+        }
+    }
+
+    /// An all-zero row gets zero codes; a row that only some atoms cover gets zeros on
+    /// the others.
+    #[test]
+    fn zero_rows_and_uncovered_atoms() {
+        let h = ndarray::array![[1.0f64, 1.0, 0.0], [0.0, 0.0, 1.0]];
+        let x = ndarray::array![[0.0f64, 0.0, 0.0], [2.0, 2.0, 0.0]];
+        let mut w = Array2::from_elem((2, 2), 0.5);
+        let stats = solve(
+            MatRef::from(&x),
+            h.view(),
+            &[2.0, 1.0],
+            &mut w,
+            (0.0, 0.0),
+            50,
+            1e-10,
+            1e-12,
+        );
+        assert!(stats.converged);
+        assert_eq!(w.row(0).to_vec(), vec![0.0, 0.0]);
+        assert!((w[[1, 0]] - 2.0).abs() < 1e-9 && w[[1, 1]] == 0.0, "{w}");
+    }
+}
