@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Installs the system libraries streamnmf links against, when they are missing:
-# OpenBLAS (Debian's libopenblas-dev), pkg-config, and a font for `streamnmf plot`
-# (fonts-dejavu-core). Needs root or sudo for apt-get.
+# OpenBLAS (Debian's libopenblas-dev), pkg-config, a font for `streamnmf plot`
+# (fonts-dejavu-core) and Python's venv for the Python package's tests. Needs root or
+# sudo for apt-get.
 set -euo pipefail
 need=()
 [ -e /usr/include/x86_64-linux-gnu/cblas.h ] || [ -e /usr/include/cblas.h ] \
   || dpkg -s libopenblas-dev >/dev/null 2>&1 || need+=(libopenblas-dev)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
+# The Python package's tests build it into a virtual environment.
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need+=(python3-venv python3-pip)
 # `streamnmf plot` draws its text with this font.
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then

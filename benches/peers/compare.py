@@ -140,6 +140,11 @@ def worker(args):
     out = {"method": method}
 
     def build(max_iter, tol):
+        if method == "streamnmf-py":
+            # The Python package (`pip install ./`): in process, on the same array.
+            from streamnmf import StreamNMF
+            return StreamNMF(k, loss=loss, batch_size=c["batch"], max_iter=max_iter, tol=tol,
+                             random_state=0)
         if method.startswith("MiniBatchNMF"):
             b = int(method.split("b=")[1].rstrip(")"))
             extra = {} if tol else {"max_no_improvement": None}
@@ -182,10 +187,10 @@ def worker(args):
 
 
 PEERS = {
-    "dense": ["MiniBatchNMF(b=1024)", "MiniBatchNMF(b=4096)", "NMF(cd)", "NMF(mu)"],
-    "digits": ["MiniBatchNMF(b=1024)", "NMF(cd)", "NMF(mu)"],
-    "poisson": ["MiniBatchNMF(b=1024)", "NMF(mu)"],
-    "sparse": ["MiniBatchNMF(b=4096)", "NMF(cd)"],
+    "dense": ["streamnmf-py", "MiniBatchNMF(b=1024)", "MiniBatchNMF(b=4096)", "NMF(cd)", "NMF(mu)"],
+    "digits": ["streamnmf-py", "MiniBatchNMF(b=1024)", "NMF(cd)", "NMF(mu)"],
+    "poisson": ["streamnmf-py", "MiniBatchNMF(b=1024)", "NMF(mu)"],
+    "sparse": ["streamnmf-py", "MiniBatchNMF(b=4096)", "NMF(cd)"],
 }
 
 

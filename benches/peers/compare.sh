@@ -11,5 +11,7 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import sklearn, pyarr
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q scikit-learn pyarrow threadpoolctl scipy
 fi
+# The Python package's column: built from this checkout into the same venv.
+"$VENV/bin/pip" install -q ./
 export STREAMNMF_BIN=${CARGO_TARGET_DIR:-target}/release
 exec "$VENV/bin/python" benches/peers/compare.py "$@"

@@ -36,7 +36,7 @@ use crate::source::{BatchIter, BatchSource};
 /// # Ok(()) }
 /// ```
 pub struct StreamSource<F> {
-    reader: Option<StreamReader<BufReader<Box<dyn Read + Send>>>>,
+    reader: Option<RecordBatches>,
     converter: Converter,
     opts: InputOptions,
     name: Arc<str>,
@@ -51,10 +51,39 @@ impl<F: ArrowFloat> StreamSource<F> {
             Ok(StreamReader::try_new(BufReader::new(input), None)?)
         })
         .map_err(|e| e.in_file(name))?;
+        Self::from_reader(reader, name, opts)
+    }
+
+    /// Any Arrow record batch reader as a one-epoch source: an
+    /// `arrow_array::ffi_stream::ArrowArrayStreamReader` (the Arrow C stream interface,
+    /// which Python's `__arrow_c_stream__` exports), or batches already in memory.
+    ///
+    /// ```
+    /// # fn main() -> streamnmf::Result<()> {
+    /// use std::sync::Arc;
+    /// use arrow_array::{Float64Array, RecordBatch, RecordBatchIterator};
+    /// use streamnmf::io::{InputOptions, StreamSource};
+    /// use streamnmf::source::BatchSource;
+    /// let batch = RecordBatch::try_from_iter([
+    ///     ("a", Arc::new(Float64Array::from(vec![1.0, 2.0, 3.0])) as _),
+    ///     ("b", Arc::new(Float64Array::from(vec![0.5, 0.0, 4.0])) as _),
+    /// ]).unwrap();
+    /// let schema = batch.schema();
+    /// let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
+    /// let mut src = StreamSource::<f64>::from_reader(reader, "<memory>", InputOptions::new(2))?;
+    /// assert_eq!(src.width(), 2);
+    /// assert_eq!(src.epoch(0)?.count(), 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn from_reader(
+        reader: impl arrow_array::RecordBatchReader + Send + 'static,
+        name: &str,
+        opts: InputOptions,
+    ) -> Result<Self> {
         let converter = Converter::from_options(&reader.schema(), &opts, opts.width)
             .map_err(|e| e.in_file(name))?;
         Ok(Self {
-            reader: Some(reader),
+            reader: Some(Box::new(reader)),
             converter,
             opts,
             name: name.into(),
@@ -87,7 +116,7 @@ impl<F: ArrowFloat> BatchSource<F> for StreamSource<F> {
             .reader
             .take()
             .ok_or_else(|| Error::NotRewindable.in_file(&*self.name))?;
-        let batches: RecordBatches = guarded(Box::new(reader));
+        let batches: RecordBatches = guarded(reader);
         let input: Named = Ok((self.name.clone(), batches));
         Ok(Box::new(mini_batches(
             std::iter::once(input),

@@ -1,6 +1,8 @@
 //! The online NMF model: `partial_fit` one batch at a time, `fit` several passes in memory,
 //! `transform` new rows with the dictionary fixed.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use ndarray::{s, Array2, ArrayView2};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -581,7 +583,7 @@ impl<F: Float> OnlineNmf<F> {
     /// `pass_tol`. Any previous state is discarded (use `partial_fit` to keep learning);
     /// all of `x` is checked before anything is discarded.
     pub fn fit<'a>(&mut self, x: impl Into<MatRef<'a, F>>) -> Result<FitReport> {
-        self.fit_passes(x.into(), |_, _| {}, |_, _| true)
+        self.fit_passes(x.into(), None, |_, _| {}, |_, _| true)
     }
 
     /// [`fit`](Self::fit), calling `after_pass(model, pass)` after each pass (0-based):
@@ -606,7 +608,7 @@ impl<F: Float> OnlineNmf<F> {
         x: impl Into<MatRef<'a, F>>,
         after_pass: impl FnMut(&Self, usize) -> bool,
     ) -> Result<FitReport> {
-        self.fit_passes(x.into(), |_, _| {}, after_pass)
+        self.fit_passes(x.into(), None, |_, _| {}, after_pass)
     }
 
     /// [`fit`](Self::fit), returning the codes each row got in the last pass along with
@@ -627,10 +629,43 @@ impl<F: Float> OnlineNmf<F> {
         &mut self,
         x: impl Into<MatRef<'a, F>>,
     ) -> Result<(Array2<F>, FitReport)> {
+        self.fit_transform_until(x, None)
+    }
+
+    /// [`fit`](Self::fit), checking `stop` before every batch: once it is set, the fit
+    /// returns [`Error::Interrupted`](crate::Error::Interrupted) with the batches before
+    /// applied (a caller's Ctrl-C, a time limit).
+    ///
+    /// ```
+    /// use std::sync::atomic::AtomicBool;
+    /// use ndarray::Array2;
+    /// use streamnmf::{Error, NmfParams, OnlineNmf};
+    /// let x = Array2::from_shape_fn((100, 4), |(i, j)| ((i + j) % 3) as f64 + 0.5);
+    /// let mut model = OnlineNmf::<f64>::new(NmfParams::new(2).check().unwrap());
+    /// let stop = AtomicBool::new(true);
+    /// assert!(matches!(model.fit_until(&x, &stop), Err(Error::Interrupted { .. })));
+    /// assert!(model.fit_until(&x, &AtomicBool::new(false)).is_ok());
+    /// ```
+    pub fn fit_until<'a>(
+        &mut self,
+        x: impl Into<MatRef<'a, F>>,
+        stop: &AtomicBool,
+    ) -> Result<FitReport> {
+        self.fit_passes(x.into(), Some(stop), |_, _| {}, |_, _| true)
+    }
+
+    /// [`fit_transform`](Self::fit_transform), stopping as [`fit_until`](Self::fit_until)
+    /// does when `stop` is given and set.
+    pub fn fit_transform_until<'a>(
+        &mut self,
+        x: impl Into<MatRef<'a, F>>,
+        stop: Option<&AtomicBool>,
+    ) -> Result<(Array2<F>, FitReport)> {
         let x = x.into();
         let mut w = Array2::zeros((x.nrows(), self.state.params.rank()));
         let report = self.fit_passes(
             x,
+            stop,
             |start, codes| {
                 w.slice_mut(s![start..start + codes.nrows(), ..])
                     .assign(&codes);
@@ -645,6 +680,7 @@ impl<F: Float> OnlineNmf<F> {
     fn fit_passes(
         &mut self,
         x: MatRef<F>,
+        stop: Option<&AtomicBool>,
         mut codes: impl FnMut(usize, ArrayView2<F>),
         mut after_pass: impl FnMut(&Self, usize) -> bool,
     ) -> Result<FitReport> {
@@ -662,6 +698,9 @@ impl<F: Float> OnlineNmf<F> {
                 self.start_pass();
             }
             for start in (0..n).step_by(b) {
+                if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                    return Err(Error::Interrupted { checkpoint: None });
+                }
                 let xb = x.slice_rows(start..(start + b).min(n));
                 let solved = solve_batch(&self.state.params, self.components()?, xb, self.threads);
                 codes(start, solved.codes.w.view());

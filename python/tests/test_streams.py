@@ -1,0 +1,150 @@
+"""Arrow streams, files, the command-line tool's model files, memory and Ctrl-C."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from streamnmf import StreamNMF
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+
+def planted(n, p=30, k=4, seed=0):
+    rng = np.random.default_rng(seed)
+    w = rng.exponential(1.0, (n, k)) * (rng.random((n, k)) < 0.6)
+    h = rng.exponential(1.0, (k, p)) * (rng.random((k, p)) < 0.6)
+    x = w @ h
+    return (x + np.abs(rng.normal(0, 0.01 * x.mean(), x.shape))).astype(np.float32)
+
+
+def table(x):
+    return pa.table({f"c{j}": x[:, j] for j in range(x.shape[1])})
+
+
+def test_cli_model_equals_python_fit_bitwise(tmp_path, cli):
+    """Same data, seed and settings: the CLI (on Parquet, staleness 0) and the Python
+    estimator (in memory) learn the same dictionary to the bit, and each reads the
+    other's model file."""
+    x = planted(3000)
+    pq.write_table(table(x), tmp_path / "x.parquet")
+    subprocess.run([cli, "fit", str(tmp_path / "x.parquet"), "-k", "4", "--epochs", "3",
+                    "--batch-size", "500", "--staleness", "0", "--seed", "9", "-q",
+                    "--out", str(tmp_path / "cli.snmf")], check=True)
+    est = StreamNMF(4, batch_size=500, max_iter=3, tol=0, random_state=9).fit(x)
+    from_cli = StreamNMF.load(tmp_path / "cli.snmf")
+    assert from_cli.components_.dtype == np.float32
+    assert np.array_equal(from_cli.components_, est.components_)
+    assert list(from_cli.feature_names_in_) == [f"c{j}" for j in range(30)]
+    # Python's model serves from the CLI.
+    est.save(tmp_path / "py.snmf")
+    subprocess.run([cli, "transform", "--model", str(tmp_path / "py.snmf"), "-q",
+                    str(tmp_path / "x.parquet"), "--out", str(tmp_path / "w.parquet")],
+                   check=True)
+    w = pq.read_table(tmp_path / "w.parquet")
+    w = np.stack([np.asarray(w.column(f"c{j}")) for j in range(4)], axis=1)
+    # The CLI solves 500-row batches (a row's codes depend on the rows solved with it only
+    # through when its block of rows stops iterating): the same batches give the same bits.
+    mine = np.concatenate([est.transform(x[b:b + 500]) for b in range(0, len(x), 500)])
+    np.testing.assert_array_equal(w, mine)
+
+
+def test_fit_stream_reads_pyarrow_readers_and_tables():
+    x = planted(5000)
+    t = table(x)
+    a = StreamNMF(4, batch_size=500, random_state=0).fit_stream(t.to_reader(max_chunksize=700))
+    b = StreamNMF(4, batch_size=500, random_state=0).fit_stream(t)
+    assert a.n_features_in_ == 30 and list(a.feature_names_in_)[:2] == ["c0", "c1"]
+    assert np.array_equal(a.components_, b.components_), "record batch sizes do not matter"
+    assert a.n_steps_ == 10
+    err = np.linalg.norm(x - a.transform(x) @ a.components_) / np.linalg.norm(x)
+    assert err < 0.1
+    # Only some columns, and a second stream continues the model.
+    c = StreamNMF(2, random_state=0).fit_stream(t, columns=["c0", "c1", "c2"])
+    assert c.n_features_in_ == 3
+    c.fit_stream(t.select(["c0", "c1", "c2"]))
+    assert c.n_steps_ == 10
+
+
+def test_fit_stream_names_the_bad_row_and_column():
+    x = planted(3000)
+    x[2100, 7] = -1.0
+    with pytest.raises(ValueError, match=r"row 2100.*c7|c7.*row 2100"):
+        StreamNMF(4).fit_stream(table(x))
+    with pytest.raises(ValueError, match="__arrow_c_stream__"):
+        StreamNMF(4).fit_stream([[1.0, 2.0]])
+
+
+def test_fit_files_like_the_cli(tmp_path, cli):
+    x = planted(4000)
+    pq.write_table(table(x[:2500]), tmp_path / "a.parquet")
+    pq.write_table(table(x[2500:]), tmp_path / "b.parquet")
+    paths = [tmp_path / "a.parquet", tmp_path / "b.parquet"]
+    est = StreamNMF(4, max_iter=2, batch_size=500, random_state=0).fit_files(paths)
+    assert est.n_iter_ == 2 and est.n_steps_ == 16
+    err = np.linalg.norm(x - est.transform(x) @ est.components_) / np.linalg.norm(x)
+    assert err < 0.1
+    with pytest.raises(OSError, match="missing.parquet"):
+        StreamNMF(4).fit_files(tmp_path / "missing.parquet")
+
+
+def run_python(code, **kw):
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_million_row_stream_in_bounded_memory():
+    """1 000 000 rows x 50 float32 (200 MB) generated batch by batch into a pyarrow reader:
+    the peak RSS grows by far less than the data."""
+    proc = run_python("""
+        import resource, numpy as np, pyarrow as pa
+        from streamnmf import StreamNMF
+        rng = np.random.default_rng(0)
+        h = rng.exponential(1.0, (5, 50))
+        schema = pa.schema([(f"c{j}", pa.float32()) for j in range(50)])
+        def batches():
+            for _ in range(100):
+                x = (rng.exponential(1.0, (10_000, 5)) @ h).astype(np.float32)
+                yield pa.record_batch([x[:, j] for j in range(50)], schema=schema)
+        # Warm up every code path on a small stream first, then measure.
+        StreamNMF(5, random_state=0).fit_stream(pa.RecordBatchReader.from_batches(
+            schema, (b.slice(0, 2000) for b, _ in zip(batches(), range(2)))))
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        est = StreamNMF(5, random_state=0).fit_stream(
+            pa.RecordBatchReader.from_batches(schema, batches()))
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(est.n_steps_, (after - before) * 1024)
+    """)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    steps, grown = map(int, out.split())
+    assert steps == 1_000_000 // 1024 + 1
+    assert grown < 60 * 2**20, f"peak RSS grew by {grown / 2**20:.0f} MB for 200 MB of data"
+
+
+def test_ctrl_c_interrupts_a_long_fit():
+    proc = run_python("""
+        import numpy as np, time
+        from streamnmf import StreamNMF
+        x = np.random.default_rng(0).random((50_000, 200))
+        print("ready", flush=True)
+        t = time.time()
+        try:
+            StreamNMF(20, max_iter=10_000, tol=0, random_state=0).fit(x)
+            print("finished")
+        except KeyboardInterrupt:
+            print("interrupted", round(time.time() - t, 1))
+    """)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGINT)
+    t = time.time()
+    out, err = proc.communicate(timeout=60)
+    assert "interrupted" in out, (out, err)
+    assert time.time() - t < 5, "stopped within a few batches"
+    assert proc.returncode == 0
