@@ -27,7 +27,8 @@ use streamnmf::io::{FileSource, InputOptions, Layout, StreamSource};
 use streamnmf::persist::{self, Metadata};
 use streamnmf::pipeline::{self, PipelineOptions};
 use streamnmf::{
-    CsrMatrix, Error, FitReport, Float, Init, Loss, MatRef, NmfParams, OnlineNmf, ValidParams,
+    CsrMatrix, Error, FitReport, Float, Init, Loss, MatRef, NmfParams, OnlineNmf, Unobserved,
+    ValidParams,
 };
 
 /// A library error as the Python exception a user expects.
@@ -148,6 +149,25 @@ impl<'py, F: Float + numpy::Element> Data<'py, F> {
     }
 }
 
+/// What an unstored entry means: `zero`, `missing`, `implicit:ALPHA` (confidence
+/// `1 + ALPHA·r`) or `implicit-log:ALPHA` (`1 + ALPHA·log(1 + r)`).
+fn parse_unobserved(s: &str) -> PyResult<Unobserved> {
+    let bad = || {
+        PyValueError::new_err(format!(
+            "unobserved must be zero, missing, implicit:ALPHA or implicit-log:ALPHA, not {s:?}"
+        ))
+    };
+    match s.split_once(':') {
+        None if s == "zero" => Ok(Unobserved::Zero),
+        None if s == "missing" => Ok(Unobserved::Missing),
+        Some((kind @ ("implicit" | "implicit-log"), alpha)) => Ok(Unobserved::Implicit {
+            alpha: alpha.parse().map_err(|_| bad())?,
+            log: kind == "implicit-log",
+        }),
+        _ => Err(bad()),
+    }
+}
+
 /// `dense`, `triplets:ROW,COL,VALUE` or `list:COLUMN`, as the CLI's `--layout`.
 fn parse_layout(s: &str) -> PyResult<Layout> {
     let bad = || {
@@ -229,6 +249,8 @@ fn parse_params(n_components: usize, kw: &Bound<'_, PyDict>) -> PyResult<ValidPa
             "dict_max_iter" => p.dict_max_iter(value.extract()?),
             "dict_tol" => p.dict_tol(value.extract()?),
             "epsilon" => p.epsilon(value.extract()?),
+            // "zero", "missing", or "implicit:ALPHA" / "implicit-log:ALPHA".
+            "unobserved" => p.unobserved(parse_unobserved(&value.extract::<String>()?)?),
             other => {
                 return Err(PyValueError::new_err(format!(
                     "unknown parameter {other:?}"

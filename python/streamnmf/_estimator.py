@@ -95,6 +95,13 @@ class StreamNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         The engine's float type; None follows the data (float32 for streams and files).
     verbose : int
         Logs each pass through the ``streamnmf`` logger when > 0.
+    unobserved : {"zero", "missing", "implicit"}
+        What an entry a sparse matrix does not store means: a zero (classic NMF), a
+        missing value (the loss covers stored entries only: explicit ratings; predict
+        them with ``inverse_transform``), or implicit feedback (stored entries are
+        interactions weighted by ``1 + confidence * value``).
+    confidence : float
+        The implicit-feedback confidence alpha.
 
     Attributes
     ----------
@@ -113,7 +120,7 @@ class StreamNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
     def __init__(self, n_components=None, *, loss="frobenius", init=None, batch_size=None,
                  max_iter=None, tol=1e-4, forget_factor=1.0, decay=None, alpha_W=0.0,
                  alpha_H="same", l1_ratio=0.0, random_state=None, n_threads=None, dtype=None,
-                 verbose=0):
+                 verbose=0, unobserved="zero", confidence=40.0):
         self.n_components = n_components
         self.loss = loss
         self.init = init
@@ -129,12 +136,21 @@ class StreamNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         self.n_threads = n_threads
         self.dtype = dtype
         self.verbose = verbose
+        self.unobserved = unobserved
+        self.confidence = confidence
 
     # ------------------------------------------------------------------ engine
     def _seed(self):
         if isinstance(self.random_state, numbers.Integral):
             return int(self.random_state) % (1 << 63)
         return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+
+    def _engine_unobserved(self):
+        if self.unobserved in ("zero", "missing"):
+            return self.unobserved
+        if self.unobserved == "implicit":
+            return f"implicit:{float(self.confidence)!r}"
+        raise ValueError(f"unobserved must be zero, missing or implicit, not {self.unobserved!r}")
 
     def _new_model(self, n_features, dtype):
         k = self.n_components
@@ -159,6 +175,7 @@ class StreamNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
             alpha_h=float(alpha_h) or None,
             l1_ratio=self.l1_ratio,
             seed=self._seed(),
+            unobserved=self._engine_unobserved(),
         )
         dtype = np.dtype(self.dtype or dtype).name
         return Model(int(k), dtype=dtype, threads=self.n_threads, **params)

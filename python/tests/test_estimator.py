@@ -163,3 +163,27 @@ def test_bad_input_raises_python_exceptions(tmp_path):
     state["_model_bytes"] = state["_model_bytes"][:-7]
     with pytest.raises(ValueError):
         StreamNMF().__setstate__(state)
+
+
+def test_missing_entries_predict_held_out_ratings():
+    """Explicit ratings: with unobserved="missing" the loss covers the stored entries only,
+    and W H predicts hidden ones; the classic zero mode predicts near zero there."""
+    rng = np.random.default_rng(1)
+    n, p, k = 1500, 300, 4
+    w = rng.random((n, k))
+    h = rng.random((k, p))
+    full = 1 + 4 * (w @ h) / (w @ h).max()
+    mask = rng.random((n, p)) < 0.15
+    hide = mask & (rng.random((n, p)) < 0.2)
+    train = sp.csr_matrix(np.where(mask & ~hide, full, 0.0))
+    rmse = {}
+    for mode in ["missing", "zero"]:
+        est = StreamNMF(k, unobserved=mode, max_iter=20, random_state=0).fit(train)
+        pred = est.inverse_transform(est.transform(train))
+        rmse[mode] = float(np.sqrt(np.mean((pred[hide] - full[hide]) ** 2)))
+    assert rmse["missing"] < 0.5, rmse
+    assert rmse["zero"] > 2 * rmse["missing"], rmse
+    with pytest.raises(ValueError, match="unobserved"):
+        StreamNMF(2, unobserved="maybe").fit(train)
+    implicit = StreamNMF(k, unobserved="implicit", confidence=10.0, random_state=0).fit(train)
+    assert np.all(np.isfinite(implicit.components_))
