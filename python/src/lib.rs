@@ -31,6 +31,57 @@ use streamnmf::{
     ValidParams,
 };
 
+/// Forwards the engine's `tracing` events (INFO and above: passes, checkpoints,
+/// warnings) to Python's `logging.getLogger("streamnmf")`, which decides what is shown.
+struct PythonLogging;
+
+/// The event's message and fields as one line: `message key=value …`.
+#[derive(Default)]
+struct Line(String);
+
+impl tracing::field::Visit for Line {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write;
+        if !self.0.is_empty() {
+            self.0.push(' ');
+        }
+        let _ = if field.name() == "message" {
+            write!(self.0, "{value:?}")
+        } else {
+            write!(self.0, "{}={value:?}", field.name())
+        };
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for PythonLogging {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => 40,
+            tracing::Level::WARN => 30,
+            tracing::Level::INFO => 20,
+            tracing::Level::DEBUG => 10,
+            tracing::Level::TRACE => 5,
+        };
+        let mut line = Line::default();
+        event.record(&mut line);
+        // Every computing call releases the GIL first, so taking it here cannot wait on
+        // a thread that waits on this one.
+        Python::attach(|py| {
+            let logged = py
+                .import("logging")
+                .and_then(|l| l.call_method1("getLogger", ("streamnmf",)))
+                .and_then(|logger| logger.call_method1("log", (level, line.0)));
+            if let Err(e) = logged {
+                e.print(py);
+            }
+        });
+    }
+}
+
 /// A library error as the Python exception a user expects.
 fn py_err(e: Error) -> PyErr {
     let mut cause: &Error = &e;
@@ -191,6 +242,17 @@ fn parse_layout(s: &str) -> PyResult<Layout> {
             column: column.into(),
         }),
         _ => Err(bad()),
+    }
+}
+
+/// Calls the Python progress callback, if any, with the rows of a learned batch.
+fn report_progress(progress: Option<&Py<PyAny>>, rows: usize) {
+    if let Some(cb) = progress {
+        Python::attach(|py| {
+            if let Err(e) = cb.call1(py, (rows,)) {
+                e.print(py);
+            }
+        });
     }
 }
 
@@ -434,6 +496,49 @@ impl Model {
         })
     }
 
+    /// The `n` best items for each row of `x` (its interactions): `(items, scores)`, both
+    /// rows × n, best first, items the row already has skipped when `exclude_seen`;
+    /// `-1` (score NaN) pads rows with fewer candidates.
+    #[pyo3(signature = (x, n=10, exclude_seen=true))]
+    fn recommend<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        n: usize,
+        exclude_seen: bool,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        with_model!(&self.inner, m, F => {
+            let data = Data::<F>::extract(x)?;
+            let seen = match (&data, exclude_seen) {
+                (_, false) => None,
+                (Data::Csr(c), true) => Some(c.view().to_owned()),
+                (Data::Dense(d), true) => Some(CsrMatrix::from_dense(d.as_array())),
+            };
+            let view = data.view();
+            let ranked = py.detach(|| -> streamnmf::Result<_> {
+                let w = m.transform(view)?;
+                let h = m.components()?;
+                Ok(streamnmf::recommend::top_n(
+                    w.view(),
+                    h,
+                    seen.as_ref().map(|s| s.view()),
+                    n,
+                    m.threads(),
+                ))
+            })
+            .map_err(py_err)?;
+            let mut items = Array2::<i64>::from_elem((ranked.len(), n), -1);
+            let mut scores = Array2::<F>::from_elem((ranked.len(), n), <F as Float>::from_f64(f64::NAN));
+            for (i, row) in ranked.iter().enumerate() {
+                for (j, &(item, score)) in row.iter().enumerate() {
+                    items[[i, j]] = i64::from(item);
+                    scores[[i, j]] = score;
+                }
+            }
+            Ok((items.into_pyarray(py).into_any(), scores.into_pyarray(py).into_any()))
+        })
+    }
+
     /// `{"loss", "rows", "relative_error"}` of the data with the best codes.
     fn loss<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
         let r = with_model!(&self.inner, m, F => {
@@ -451,13 +556,15 @@ impl Model {
     /// Learns from an object with `__arrow_c_stream__` (pyarrow `RecordBatchReader`,
     /// tables, dataset scanners, polars frames) through the threaded pipeline, one pass
     /// (a stream is read once). `columns`: feature columns (default: every numeric one).
-    #[pyo3(signature = (stream, columns=None, batch_size=None))]
+    /// `progress(rows)` is called after every batch (e.g. a tqdm bar's `update`).
+    #[pyo3(signature = (stream, columns=None, batch_size=None, progress=None))]
     fn fit_stream<'py>(
         &mut self,
         py: Python<'py>,
         stream: &Bound<'py, PyAny>,
         columns: Option<Vec<String>>,
         batch_size: Option<usize>,
+        progress: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let capsule = stream.call_method0("__arrow_c_stream__").map_err(|e| {
             PyValueError::new_err(format!(
@@ -483,8 +590,10 @@ impl Model {
             let mut src = StreamSource::<F>::from_reader(reader, "<arrow stream>", opts)
                 .map_err(py_err)?;
             let names = streamnmf::source::BatchSource::feature_names(&src);
-            let r = interruptible(py, &stop, || pipeline::fit(m, &mut src, &pipe, |_| {}))?
-                .map_err(py_err)?;
+            let r = interruptible(py, &stop, || {
+                pipeline::fit(m, &mut src, &pipe, |b| report_progress(progress.as_ref(), b.rows))
+            })?
+            .map_err(py_err)?;
             (r, names)
         });
         if self.meta.feature_names.is_empty() {
@@ -499,7 +608,7 @@ impl Model {
 
     /// Learns from Parquet / Arrow IPC files like the CLI's `fit`: `epochs` passes through
     /// the threaded pipeline. `layout`: "dense", "triplets:ROW,COL,VALUE" or "list:COL".
-    #[pyo3(signature = (paths, columns=None, layout="dense", width=None, epochs=1, batch_size=None))]
+    #[pyo3(signature = (paths, columns=None, layout="dense", width=None, epochs=1, batch_size=None, progress=None))]
     #[allow(clippy::too_many_arguments)]
     fn fit_files<'py>(
         &mut self,
@@ -510,6 +619,7 @@ impl Model {
         width: Option<usize>,
         epochs: usize,
         batch_size: Option<usize>,
+        progress: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let layout = parse_layout(layout)?;
         let mut opts = self.input_options(batch_size).layout(layout);
@@ -526,8 +636,10 @@ impl Model {
         let (report, names) = with_model!(&mut self.inner, m, F => {
             let mut src = FileSource::<F>::open(&paths, opts).map_err(py_err)?;
             let names = streamnmf::source::BatchSource::feature_names(&src);
-            let r = interruptible(py, &stop, || pipeline::fit(m, &mut src, &pipe, |_| {}))?
-                .map_err(py_err)?;
+            let r = interruptible(py, &stop, || {
+                pipeline::fit(m, &mut src, &pipe, |b| report_progress(progress.as_ref(), b.rows))
+            })?
+            .map_err(py_err)?;
             (r, names)
         });
         if self.meta.feature_names.is_empty() {
@@ -597,6 +709,12 @@ impl Model {
 /// The native part of the `streamnmf` package.
 #[pymodule]
 fn _streamnmf(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::Layer;
+    let subscriber = tracing_subscriber::registry()
+        .with(PythonLogging.with_filter(tracing_subscriber::filter::LevelFilter::INFO));
+    // Fails only when the process already has a global subscriber: keep that one.
+    let _ = tracing::subscriber::set_global_default(subscriber);
     m.add_class::<Model>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -94,7 +94,9 @@ class StreamNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
     dtype : None, "float32" or "float64"
         The engine's float type; None follows the data (float32 for streams and files).
     verbose : int
-        Logs each pass through the ``streamnmf`` logger when > 0.
+        When > 0: logs each pass of ``fit`` to the ``streamnmf`` logger, and shows a tqdm
+        progress bar (if installed) in ``fit_stream`` and ``fit_files``. The engine's own
+        messages always go to that logger (at INFO and above).
     unobserved : {"zero", "missing", "implicit"}
         What an entry a sparse matrix does not store means: a zero (classic NMF), a
         missing value (the loss covers stored entries only: explicit ratings; predict
@@ -223,7 +225,11 @@ class StreamNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         return w
 
     def partial_fit(self, X, y=None, W=None, H=None):
-        """Learns from one mini-batch, keeping everything learned so far."""
+        """Learns from one mini-batch, keeping everything learned so far. An Arrow
+        stream (an object with ``__arrow_c_stream__`` but no ``__array__``: a pyarrow
+        ``RecordBatchReader`` or ``Table``) goes through ``fit_stream``."""
+        if hasattr(X, "__arrow_c_stream__") and not hasattr(X, "__array__"):
+            return self.fit_stream(X)
         first = not hasattr(self, "_model")
         x = self._validate(X, reset=first)
         model = self._new_model(x.shape[1], x.dtype) if first else self._model
@@ -258,7 +264,27 @@ class StreamNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
+    def recommend(self, X, n=10, *, exclude_seen=True):
+        """The ``n`` best items (columns) for each row of ``X`` (users' interactions,
+        typically sparse): ``(items, scores)``, each of shape (rows, n), best first.
+        Items a row already has are skipped unless ``exclude_seen=False``; a row with
+        fewer than ``n`` candidates is padded with item -1 and score NaN. Users the model
+        has never seen are folded in by ``transform`` (their codes against H)."""
+        check_is_fitted(self)
+        x = self._validate(X, reset=False)
+        return self._model.recommend(_engine_data(x), int(n), bool(exclude_seen))
+
     # ------------------------------------------------------------------ streams and files
+    def _progress(self):
+        """A tqdm bar's ``update`` when ``verbose`` and tqdm is installed, else None."""
+        if not self.verbose:
+            return None, None
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return None, None
+        bar = tqdm(unit=" rows", unit_scale=True, desc="streamnmf")
+        return bar, bar.update
     def _adopt_names(self, names):
         self.n_features_in_ = self._model.n_features
         if names and any(n != f"f{i}" for i, n in enumerate(names)):
@@ -274,7 +300,13 @@ class StreamNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
             if model is None:
                 raise ValueError("fit_stream needs n_components (a stream's width is not known up front)")
             self._model = model
-        report = self._model.fit_stream(source, columns=columns, batch_size=self.batch_size)
+        bar, progress = self._progress()
+        try:
+            report = self._model.fit_stream(source, columns=columns, batch_size=self.batch_size,
+                                            progress=progress)
+        finally:
+            if bar is not None:
+                bar.close()
         self._fitted(self._model)
         self._adopt_names(self._model.feature_names)
         self.n_iter_ = getattr(self, "n_iter_", 0)
@@ -291,9 +323,14 @@ class StreamNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         if self.n_components is None:
             raise ValueError("fit_files needs n_components")
         model = self._new_model(1, "float32")
-        report = model.fit_files([str(p) for p in paths], columns=columns, layout=layout,
-                                 width=width, epochs=self.max_iter or 10,
-                                 batch_size=self.batch_size)
+        bar, progress = self._progress()
+        try:
+            report = model.fit_files([str(p) for p in paths], columns=columns, layout=layout,
+                                     width=width, epochs=self.max_iter or 10,
+                                     batch_size=self.batch_size, progress=progress)
+        finally:
+            if bar is not None:
+                bar.close()
         for attr in ("feature_names_in_", "n_iter_", "reconstruction_err_"):
             self.__dict__.pop(attr, None)
         self._fitted(model)

@@ -148,3 +148,62 @@ def test_ctrl_c_interrupts_a_long_fit():
     assert "interrupted" in out, (out, err)
     assert time.time() - t < 5, "stopped within a few batches"
     assert proc.returncode == 0
+
+
+def test_engine_logs_reach_python_logging_and_progress_is_reported(tmp_path, caplog):
+    import logging
+    x = planted(3000)
+    pq.write_table(table(x), tmp_path / "x.parquet")
+    seen = []
+    est = StreamNMF(4, max_iter=2, batch_size=1000, random_state=0)
+    est._progress = lambda: (None, seen.append)
+    est.fit_files(tmp_path / "x.parquet")
+    assert seen == [1000] * 6, "one call per batch, with its rows"
+    with caplog.at_level(logging.INFO, logger="streamnmf"):
+        StreamNMF(4, max_iter=2, tol=0, random_state=0).fit(x)
+    messages = [r.getMessage() for r in caplog.records if r.name == "streamnmf"]
+    assert len(messages) == 2 and messages[1].startswith("pass pass=1 mean_loss="), messages
+
+
+def test_recommend_skips_seen_items_and_ranks_by_score():
+    import scipy.sparse as sp
+    rng = np.random.default_rng(2)
+    n, p, k = 800, 120, 3
+    w = rng.random((n, k)) * (rng.random((n, k)) < 0.5)
+    h = rng.random((k, p)) * (rng.random((k, p)) < 0.3)
+    x = sp.csr_matrix(np.where(rng.random((n, p)) < 0.1, w @ h, 0.0))
+    est = StreamNMF(k, unobserved="implicit", confidence=20.0, random_state=0).fit(x)
+    items, scores = est.recommend(x[:50], n=5)
+    assert items.shape == (50, 5) and scores.shape == (50, 5)
+    for i in range(50):
+        seen = set(x[i].indices)
+        assert not seen & set(items[i][items[i] >= 0])
+        valid = scores[i][items[i] >= 0]
+        assert np.all(np.diff(valid) <= 0), "best first"
+        full = est.transform(x[i]) @ est.components_
+        expect = [j for j in np.argsort(-full[0], kind="stable") if j not in seen][:5]
+        assert list(items[i]) == expect
+    all_items, _ = est.recommend(x[:5], n=p, exclude_seen=False)
+    assert np.all(all_items >= 0)
+
+
+def test_polars_frames_fit_and_stream():
+    pl = pytest.importorskip("polars")
+    x = planted(3000)
+    df = pl.DataFrame({f"v{j}": x[:, j] for j in range(x.shape[1])})
+    a = StreamNMF(4, batch_size=500, random_state=0).fit(df)
+    assert list(a.feature_names_in_[:2]) == ["v0", "v1"]
+    b = StreamNMF(4, batch_size=500, random_state=0).fit_stream(df)
+    assert b.n_steps_ == 6 and list(b.feature_names_in_[:2]) == ["v0", "v1"]
+    lazy = df.lazy().filter(pl.col("v0") > 0)
+    c = StreamNMF(4, batch_size=500, random_state=0).fit_stream(lazy.collect())
+    assert c.n_features_in_ == x.shape[1]
+
+
+def test_partial_fit_takes_arrow_streams_too():
+    x = planted(2000)
+    est = StreamNMF(4, batch_size=500, random_state=0)
+    est.partial_fit(table(x[:1000]).to_reader())
+    est.partial_fit(x[1000:1500])
+    est.partial_fit(table(x[1500:]))
+    assert est.n_steps_ == 4 and est.n_features_in_ == 30
