@@ -187,8 +187,11 @@ def read_h(path, k, p):
     t = pq.read_table(path)
     h = np.zeros((k, p), np.float32)
     rows = np.asarray(t.column("component"), int)
-    if "value" in t.column_names:  # long: component, feature, value
-        h[rows, np.asarray(t.column("feature"), int)] = np.asarray(t.column("value"))
+    if "value" in t.column_names:  # long: component, feature (index or name), value
+        feature = t.column("feature").to_pylist()
+        if feature and isinstance(feature[0], str):  # our columns are named f0, f1, ...
+            feature = [int(f[1:]) for f in feature]
+        h[rows, np.asarray(feature, int)] = np.asarray(t.column("value"))
     else:  # wide: component, then one column per feature, in order
         h[rows] = np.stack([np.asarray(c) for c in t.columns[1:]], axis=1)
     return h

@@ -16,6 +16,8 @@ mod files;
 mod guard;
 mod prefetch;
 mod records;
+#[cfg(feature = "object-store")]
+mod remote;
 mod shuffle;
 mod stream;
 mod vocabulary;
@@ -23,6 +25,8 @@ mod writer;
 
 pub use components::read_components;
 pub use files::{expand_paths, FileSource};
+#[cfg(feature = "object-store")]
+pub use remote::RemoteSource;
 pub use stream::StreamSource;
 pub use writer::{
     write_components, CodesWriter, ComponentsLayout, RecommendationsWriter, TableFormat,
@@ -258,4 +262,20 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+/// Whether `input` names an object in storage rather than a local path: `s3://`,
+/// `gs://`, `az://` and `http(s)://` URLs, which feature `object-store` reads.
+///
+/// ```
+/// use streamnmf::io::is_remote;
+/// assert!(is_remote("s3://bucket/data/"));
+/// assert!(!is_remote("data/x.parquet"));
+/// ```
+pub fn is_remote(input: &str) -> bool {
+    [
+        "s3://", "s3a://", "gs://", "az://", "abfs://", "abfss://", "http://", "https://",
+    ]
+    .iter()
+    .any(|p| input.starts_with(p))
 }

@@ -201,8 +201,39 @@ impl InputArgs {
             let src = StreamSource::<F>::new(stdin, "<stdin>", opts).map_err(hint)?;
             return Ok(Box::new(src));
         }
+        let remote: Vec<&str> = self
+            .inputs
+            .iter()
+            .filter_map(|p| p.to_str())
+            .filter(|p| streamnmf::io::is_remote(p))
+            .collect();
+        if !remote.is_empty() {
+            if remote.len() != self.inputs.len() {
+                bail!("object-storage URLs cannot be mixed with local files");
+            }
+            return open_remote::<F>(&remote, opts);
+        }
         Ok(Box::new(
             FileSource::<F>::open(&self.inputs, opts).map_err(hint)?,
         ))
     }
+}
+
+#[cfg(feature = "object-store")]
+fn open_remote<F: ArrowFloat>(
+    urls: &[&str],
+    opts: InputOptions,
+) -> Result<Box<dyn BatchSource<F>>> {
+    let urls: Vec<String> = urls.iter().map(|u| u.to_string()).collect();
+    Ok(Box::new(streamnmf::io::RemoteSource::<F>::open(
+        &urls, opts,
+    )?))
+}
+
+#[cfg(not(feature = "object-store"))]
+fn open_remote<F: ArrowFloat>(urls: &[&str], _: InputOptions) -> Result<Box<dyn BatchSource<F>>> {
+    bail!(
+        "{}: reading object storage needs the `object-store` feature (cargo build --release --features object-store)",
+        urls[0]
+    )
 }
