@@ -1,7 +1,8 @@
 //! Parquet straight from S3-compatible storage (feature `object-store`), against a local
-//! server: `scripts/test-object-store.sh` starts `moto_server` on 127.0.0.1, creates the
-//! bucket `streamnmf-test` and exports the endpoint and credentials (`AWS_*`) before
-//! running this file. Without them it fails: it never passes untested.
+//! server: `scripts/test-object-store.sh` starts `moto_server` on 127.0.0.1 with
+//! authentication, creates the bucket `streamnmf-test`, a user allowed everything and one
+//! allowed nothing, and exports the endpoint and credentials (`AWS_*`,
+//! `STREAMNMF_TEST_DENIED_*`) before running this file. Without them it fails: it never passes untested.
 #![cfg(feature = "object-store")]
 
 mod common;
@@ -37,8 +38,9 @@ fn put(store: &Arc<dyn ObjectStore>, key: &str, bytes: Vec<u8>) {
         .expect("upload");
 }
 
-/// Fitting from an S3 prefix gives bitwise the model of the same files read locally, and
-/// a missing key and a truncated object fail with their URL.
+/// Fitting from an S3 prefix gives bitwise the model of the same files read locally; a
+/// missing key, a permission error, a truncated object and a missing bucket fail with
+/// their URL.
 #[test]
 fn s3_inputs_fit_like_local_files_and_fail_with_their_url() {
     let s3 = store();
@@ -95,6 +97,36 @@ fn s3_inputs_fit_like_local_files_and_fail_with_their_url() {
     let err = fails(&fit(&[&cut], "cut.snmf"));
     assert!(err.contains(&cut), "{err}");
     assert!(!dir.path().join("cut.snmf").exists());
+
+    // Credentials without permission: the URL, "privileges" and the server's 403.
+    let denied = std::process::Command::new(env!("CARGO_BIN_EXE_streamnmf"))
+        .args([
+            "fit",
+            &format!("s3://{BUCKET}/run1/a.parquet"),
+            "-k",
+            "5",
+            "-q",
+        ])
+        .args(["--out", "denied.snmf"])
+        .current_dir(dir.path())
+        .env(
+            "AWS_ACCESS_KEY_ID",
+            std::env::var("STREAMNMF_TEST_DENIED_KEY_ID").unwrap(),
+        )
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            std::env::var("STREAMNMF_TEST_DENIED_SECRET").unwrap(),
+        )
+        .output()
+        .unwrap();
+    let err = fails(&denied);
+    assert!(
+        err.contains("s3://streamnmf-test/run1/a.parquet")
+            && err.contains("privileges")
+            && err.contains("403"),
+        "{err}"
+    );
+    assert!(!dir.path().join("denied.snmf").exists());
 
     // A bucket that does not exist.
     let err = fails(&fit(&["s3://no-such-bucket-here/x.parquet"], "nb.snmf"));
