@@ -12,129 +12,26 @@
 //! CSR matrices as their three arrays.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use arrow_array::ffi_stream::{FFI_ArrowArrayStream, RecordBatchStreamReader};
 use ndarray::{Array2, ArrayView2};
-use numpy::{IntoPyArray, PyReadonlyArray1, PyReadonlyArray2};
-use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError, PyRuntimeError, PyValueError};
+use numpy::{IntoPyArray, PyReadonlyArray2};
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyCapsule, PyCapsuleMethods, PyDict};
 
-use streamnmf::io::{FileSource, InputOptions, Layout, StreamSource};
+use streamnmf::io::{FileSource, InputOptions, StreamSource};
+
+mod convert;
+mod runtime;
+
+use convert::{parse_layout, parse_params, report, Data};
+use runtime::{interruptible, py_err, report_progress, PythonLogging};
 use streamnmf::persist::{self, Metadata};
 use streamnmf::pipeline::{self, PipelineOptions};
-use streamnmf::{
-    CsrMatrix, Error, FitReport, Float, Init, Loss, MatRef, NmfParams, OnlineNmf, Unobserved,
-    ValidParams,
-};
-
-/// Forwards the engine's `tracing` events (INFO and above: passes, checkpoints,
-/// warnings) to Python's `logging.getLogger("streamnmf")`, which decides what is shown.
-struct PythonLogging;
-
-/// The event's message and fields as one line: `message key=value …`.
-#[derive(Default)]
-struct Line(String);
-
-impl tracing::field::Visit for Line {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        use std::fmt::Write;
-        if !self.0.is_empty() {
-            self.0.push(' ');
-        }
-        let _ = if field.name() == "message" {
-            write!(self.0, "{value:?}")
-        } else {
-            write!(self.0, "{}={value:?}", field.name())
-        };
-    }
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for PythonLogging {
-    fn on_event(
-        &self,
-        event: &tracing::Event<'_>,
-        _ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        let level = match *event.metadata().level() {
-            tracing::Level::ERROR => 40,
-            tracing::Level::WARN => 30,
-            tracing::Level::INFO => 20,
-            tracing::Level::DEBUG => 10,
-            tracing::Level::TRACE => 5,
-        };
-        let mut line = Line::default();
-        event.record(&mut line);
-        // Every computing call releases the GIL first, so taking it here cannot wait on
-        // a thread that waits on this one.
-        Python::attach(|py| {
-            let logged = py
-                .import("logging")
-                .and_then(|l| l.call_method1("getLogger", ("streamnmf",)))
-                .and_then(|logger| logger.call_method1("log", (level, line.0)));
-            if let Err(e) = logged {
-                e.print(py);
-            }
-        });
-    }
-}
-
-/// A library error as the Python exception a user expects.
-fn py_err(e: Error) -> PyErr {
-    let mut cause: &Error = &e;
-    while let Error::InFile { source, .. } = cause {
-        cause = source;
-    }
-    match cause {
-        Error::Io(_) | Error::Locked { .. } => PyOSError::new_err(e.to_string()),
-        Error::Interrupted { .. } => PyKeyboardInterrupt::new_err("interrupted"),
-        Error::WorkerPanic { .. } | Error::ThreadSpawn { .. } => {
-            PyRuntimeError::new_err(e.to_string())
-        }
-        _ => PyValueError::new_err(e.to_string()),
-    }
-}
-
-/// Runs `work` on a scoped thread with the GIL released, checking for Python signals
-/// every 50 ms: a pending one (Ctrl-C) sets `stop`, which the work polls between
-/// batches, and its exception is raised once the work has returned.
-fn interruptible<T: Send>(
-    py: Python<'_>,
-    stop: &AtomicBool,
-    work: impl FnOnce() -> T + Send,
-) -> PyResult<T> {
-    py.detach(|| {
-        std::thread::scope(|s| {
-            let (tx, rx) = mpsc::channel();
-            let handle = s.spawn(move || {
-                let out = work();
-                let _ = tx.send(());
-                out
-            });
-            let mut signal = None;
-            while let Err(mpsc::RecvTimeoutError::Timeout) =
-                rx.recv_timeout(Duration::from_millis(50))
-            {
-                if signal.is_none() {
-                    if let Err(e) = Python::attach(|py| py.check_signals()) {
-                        stop.store(true, Ordering::Relaxed);
-                        signal = Some(e);
-                    }
-                }
-            }
-            let out = handle
-                .join()
-                .map_err(|_| PyRuntimeError::new_err("streamnmf: a worker thread panicked"))?;
-            match signal {
-                Some(e) => Err(e),
-                None => Ok(out),
-            }
-        })
-    })
-}
+use streamnmf::{CsrMatrix, Float, NmfParams, OnlineNmf};
 
 /// The model in the dtype it computes in.
 enum Inner {
@@ -160,167 +57,11 @@ macro_rules! with_model {
     };
 }
 
-/// Data handed in from Python: a dense array view (no copy) or a CSR matrix built from
-/// scipy's three arrays (indices converted to u32).
-enum Data<'py, F: Float + numpy::Element> {
-    Dense(PyReadonlyArray2<'py, F>),
-    Csr(CsrMatrix<F>),
-}
-
-impl<'py, F: Float + numpy::Element> Data<'py, F> {
-    fn extract(x: &Bound<'py, PyAny>) -> PyResult<Self> {
-        if let Ok(t) = x.extract::<(
-            PyReadonlyArray1<'py, i64>,
-            PyReadonlyArray1<'py, i64>,
-            PyReadonlyArray1<'py, F>,
-            usize,
-        )>() {
-            let (indptr, indices, data, ncols) = t;
-            let indptr: Vec<usize> = indptr
-                .as_array()
-                .iter()
-                .map(|&v| usize::try_from(v).unwrap_or(usize::MAX))
-                .collect();
-            let indices: Vec<u32> = indices
-                .as_array()
-                .iter()
-                .map(|&v| u32::try_from(v).unwrap_or(u32::MAX))
-                .collect();
-            let data = data.as_array().to_vec();
-            let csr = CsrMatrix::try_new(ncols, indptr, indices, data).map_err(py_err)?;
-            return Ok(Data::Csr(csr));
-        }
-        Ok(Data::Dense(x.extract()?))
-    }
-    fn view(&self) -> MatRef<'_, F> {
-        match self {
-            Data::Dense(a) => MatRef::from(a.as_array()),
-            Data::Csr(c) => MatRef::from(c),
-        }
-    }
-}
-
-/// What an unstored entry means: `zero`, `missing`, `implicit:ALPHA` (confidence
-/// `1 + ALPHA·r`) or `implicit-log:ALPHA` (`1 + ALPHA·log(1 + r)`).
-fn parse_unobserved(s: &str) -> PyResult<Unobserved> {
-    let bad = || {
-        PyValueError::new_err(format!(
-            "unobserved must be zero, missing, implicit:ALPHA or implicit-log:ALPHA, not {s:?}"
-        ))
-    };
-    match s.split_once(':') {
-        None if s == "zero" => Ok(Unobserved::Zero),
-        None if s == "missing" => Ok(Unobserved::Missing),
-        Some((kind @ ("implicit" | "implicit-log"), alpha)) => Ok(Unobserved::Implicit {
-            alpha: alpha.parse().map_err(|_| bad())?,
-            log: kind == "implicit-log",
-        }),
-        _ => Err(bad()),
-    }
-}
-
-/// `dense`, `triplets:ROW,COL,VALUE` or `list:COLUMN`, as the CLI's `--layout`.
-fn parse_layout(s: &str) -> PyResult<Layout> {
-    let bad = || {
-        PyValueError::new_err(format!(
-            "layout must be dense, triplets:ROW,COL,VALUE or list:COLUMN, not {s:?}"
-        ))
-    };
-    match s.split_once(':') {
-        None if s == "dense" => Ok(Layout::Dense),
-        Some(("triplets", cols)) => match cols.split(',').collect::<Vec<_>>()[..] {
-            [row, col, value] if !row.is_empty() && !col.is_empty() && !value.is_empty() => {
-                Ok(Layout::Triplets {
-                    row: row.into(),
-                    col: col.into(),
-                    value: value.into(),
-                })
-            }
-            _ => Err(bad()),
-        },
-        Some(("list", column)) if !column.is_empty() => Ok(Layout::SparseList {
-            column: column.into(),
-        }),
-        _ => Err(bad()),
-    }
-}
-
-/// Calls the Python progress callback, if any, with the rows of a learned batch.
-fn report_progress(progress: Option<&Py<PyAny>>, rows: usize) {
-    if let Some(cb) = progress {
-        Python::attach(|py| {
-            if let Err(e) = cb.call1(py, (rows,)) {
-                e.print(py);
-            }
-        });
-    }
-}
-
-fn report<'py>(py: Python<'py>, r: &FitReport) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("passes", r.passes)?;
-    d.set_item("batches", r.batches)?;
-    d.set_item("pass_losses", r.pass_losses.clone())?;
-    d.set_item("converged", r.converged)?;
-    Ok(d)
-}
-
 /// An online NMF model (see the Python package's `StreamNMF` for the estimator).
 #[pyclass(module = "streamnmf._streamnmf")]
 struct Model {
     inner: Inner,
     meta: Metadata,
-}
-
-fn parse_params(n_components: usize, kw: &Bound<'_, PyDict>) -> PyResult<ValidParams> {
-    let mut p = NmfParams::new(n_components);
-    for (key, value) in kw.iter() {
-        let key: String = key.extract()?;
-        if value.is_none() {
-            continue;
-        }
-        p = match key.as_str() {
-            "loss" => {
-                let s: String = value.extract()?;
-                let loss: Loss = s.parse().map_err(PyValueError::new_err)?;
-                p.loss(loss)
-            }
-            "init" => p.init(match value.extract::<String>()?.as_str() {
-                "auto" => Init::Auto,
-                "random" => Init::Random,
-                "nndsvd" => Init::Nndsvd,
-                "nndsvda" => Init::Nndsvda,
-                "nndsvdar" => Init::Nndsvdar,
-                other => {
-                    return Err(PyValueError::new_err(format!(
-                        "init must be one of auto, random, nndsvd, nndsvda, nndsvdar, not {other:?}"
-                    )))
-                }
-            }),
-            "batch_size" => p.batch_size(value.extract()?),
-            "max_passes" => p.max_passes(value.extract()?),
-            "pass_tol" => p.pass_tol(value.extract()?),
-            "forget" => p.forget(value.extract()?),
-            "decay" => p.decay(value.extract()?),
-            "alpha_w" => p.alpha_w(value.extract()?),
-            "alpha_h" => p.alpha_h(value.extract()?),
-            "l1_ratio" => p.l1_ratio(value.extract()?),
-            "seed" => p.seed(value.extract()?),
-            "code_max_iter" => p.code_max_iter(value.extract()?),
-            "code_tol" => p.code_tol(value.extract()?),
-            "dict_max_iter" => p.dict_max_iter(value.extract()?),
-            "dict_tol" => p.dict_tol(value.extract()?),
-            "epsilon" => p.epsilon(value.extract()?),
-            // "zero", "missing", or "implicit:ALPHA" / "implicit-log:ALPHA".
-            "unobserved" => p.unobserved(parse_unobserved(&value.extract::<String>()?)?),
-            other => {
-                return Err(PyValueError::new_err(format!(
-                    "unknown parameter {other:?}"
-                )))
-            }
-        };
-    }
-    p.check().map_err(py_err)
 }
 
 #[pymethods]
