@@ -21,7 +21,7 @@ processes with tol = 0, doubling max_iter until the target and bisecting back to
 fewest iterations that reach it (the time of that run), within a budget per member.
 
 Prints a table, the geometric means of the peers' time / streamnmf's, and writes JSON.
-Usage: family.py [--members NAME ...] [--quick] [--json out.json]
+Usage: family.py [--members NAME ...] [--quick] [--peers NMF(cd),...|none] [--json out.json]
 """
 import argparse
 import json
@@ -258,6 +258,8 @@ def main():
     ap.add_argument("--converge", action="store_true")
     ap.add_argument("--members", nargs="*")
     ap.add_argument("--quick", action="store_true", help="a representative subset: " + ", ".join(QUICK))
+    ap.add_argument("--peers", default="NMF(cd),NMF(mu),MiniBatchNMF",
+                    help="comma-separated peers to run ('none': streamnmf only)")
     ap.add_argument("--json")
     args = ap.parse_args()
     if args.worker:
@@ -265,7 +267,7 @@ def main():
     binary = os.path.join(os.environ.get("STREAMNMF_BIN", "target/release"), "streamnmf")
     members = {**planted_members(), **REAL}
     names = args.members or (QUICK if args.quick else list(members))
-    peers = ["NMF(cd)", "NMF(mu)", "MiniBatchNMF"]
+    peers = [] if args.peers == "none" else [p for p in args.peers.split(",") if p]
     results = []
     print(f"{'member':<14} {'shape':>13} {'k':>3} {'target':>7} | {'epochs':>6} {'ours s':>7} |"
           + "".join(f" {p + ' s':>15}" for p in peers) + " | ratios (peer / ours)", flush=True)
