@@ -13,7 +13,7 @@ mod statistics;
 
 pub use loss::Loss;
 pub use online::{BatchReport, FitReport, LossReport, OnlineNmf};
-pub use params::{Init, NmfParams, Solver, Unobserved, ValidParams};
+pub use params::{Init, NmfParams, Solver, Unobserved, ValidParams, IMPLICIT_BATCH, MISSING_RIDGE};
 
 pub(crate) use dictionary::{check_size, Dictionary};
 pub(crate) use masked::ColumnStats;

@@ -114,8 +114,10 @@ pub enum Init {
     Custom(Array2<f64>),
 }
 
-/// Parameters of an online NMF, as a consuming builder. See the [module docs](self) for
-/// the regularization convention.
+/// Parameters of an online NMF, as a consuming builder. Regularization follows
+/// scikit-learn: the objective adds `alpha_w · p · (l1_ratio ‖W‖₁ + ½(1 − l1_ratio) ‖W‖²)`
+/// and `alpha_h · n · (l1_ratio ‖H‖₁ + ½(1 − l1_ratio) ‖H‖²)`, with `n` the (forget-weighted)
+/// rows in the statistics online.
 ///
 /// ```
 /// use streamnmf::{Loss, NmfParams};

@@ -1,7 +1,7 @@
 //! The streaming pipeline: [`fit`], [`fit_with`] (checkpoints, resume) and [`transform`]
 //! read a [`BatchSource`] on a reader thread, solve codes on solver threads, and apply
 //! the results in order on the calling thread. Every thread, channel and shutdown path is
-//! in [`engine`] (this file's only helper).
+//! in `engine.rs` (this file's only helper).
 //!
 //! * **Determinism**: batch `t` is always solved against dictionary version `t − s` (the
 //!   dictionary after `t − s` updates), whatever the thread timing, and updates are

@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Running sums of an evaluation (see the [module docs](self)).
+/// Running sums of an evaluation (see the [`recommend`](crate::recommend) module).
 ///
 /// ```
 /// use streamnmf::recommend::Evaluation;
