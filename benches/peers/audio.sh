@@ -6,10 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ./scripts/ensure-deps.sh
 cargo build --release --bin streamnmf --example separate
-VENV=${STREAMNMF_PEERS_VENV:-$HOME/.cache/streamnmf-peers-venv}
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import sklearn, scipy, pyarrow" 2>/dev/null; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q numpy scipy pandas pyarrow scikit-learn
-fi
+. benches/peers/venv.sh
+peers_venv "sklearn, scipy, pyarrow" numpy scipy pandas pyarrow scikit-learn
 export STREAMNMF_BIN=${CARGO_TARGET_DIR:-target}/release
 exec "$VENV/bin/python" benches/peers/audio.py "$@"

@@ -31,6 +31,7 @@ use convert::{parse_layout, parse_params, report, Data};
 use runtime::{interruptible, py_err, report_progress, PythonLogging};
 use streamnmf::persist::{self, Metadata};
 use streamnmf::pipeline::{self, PipelineOptions};
+use streamnmf::source::BatchSource;
 use streamnmf::{CsrMatrix, Float, NmfParams, OnlineNmf};
 
 /// The model in the dtype it computes in.
@@ -325,26 +326,11 @@ impl Model {
         if let Some(c) = columns {
             opts = opts.columns(c);
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        let pipe = PipelineOptions::new().with_stop(stop.clone());
-        let (report, names) = with_model!(&mut self.inner, m, F => {
+        with_model!(&mut self.inner, m, F => {
             let mut src = StreamSource::<F>::from_reader(reader, "<arrow stream>", opts)
                 .map_err(py_err)?;
-            let names = streamnmf::source::BatchSource::feature_names(&src);
-            let r = interruptible(py, &stop, || {
-                pipeline::fit(m, &mut src, &pipe, |b| report_progress(progress.as_ref(), b.rows))
-            })?
-            .map_err(py_err)?;
-            (r, names)
-        });
-        if self.meta.feature_names.is_empty() {
-            self.meta.feature_names = names;
-        }
-        let d = PyDict::new(py);
-        d.set_item("batches", report.batches)?;
-        d.set_item("rows", report.rows)?;
-        d.set_item("seconds", report.seconds)?;
-        Ok(d)
+            run_pipeline(py, m, &mut src, 1, progress, &mut self.meta)
+        })
     }
 
     /// Learns from Parquet / Arrow IPC files like the CLI's `fit`: `epochs` passes through
@@ -370,28 +356,10 @@ impl Model {
         if let Some(w) = width {
             opts = opts.width(w);
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        let pipe = PipelineOptions::new()
-            .with_epochs(epochs)
-            .with_stop(stop.clone());
-        let (report, names) = with_model!(&mut self.inner, m, F => {
+        with_model!(&mut self.inner, m, F => {
             let mut src = FileSource::<F>::open(&paths, opts).map_err(py_err)?;
-            let names = streamnmf::source::BatchSource::feature_names(&src);
-            let r = interruptible(py, &stop, || {
-                pipeline::fit(m, &mut src, &pipe, |b| report_progress(progress.as_ref(), b.rows))
-            })?
-            .map_err(py_err)?;
-            (r, names)
-        });
-        if self.meta.feature_names.is_empty() {
-            self.meta.feature_names = names;
-        }
-        let d = PyDict::new(py);
-        d.set_item("epochs", report.epochs)?;
-        d.set_item("batches", report.batches)?;
-        d.set_item("rows", report.rows)?;
-        d.set_item("seconds", report.seconds)?;
-        Ok(d)
+            run_pipeline(py, m, &mut src, epochs, progress, &mut self.meta)
+        })
     }
 
     /// The model file's bytes (the CLI's format, checksummed).
@@ -438,6 +406,39 @@ impl Model {
             })
         })
     }
+}
+
+/// Runs the threaded pipeline over `src` for `epochs` passes, Ctrl-C watched and
+/// `progress` told each batch's rows; keeps the source's feature names when the model has
+/// none. Returns `{"epochs", "batches", "rows", "seconds"}`.
+fn run_pipeline<'py, F: Float>(
+    py: Python<'py>,
+    model: &mut OnlineNmf<F>,
+    src: &mut dyn BatchSource<F>,
+    epochs: usize,
+    progress: Option<Py<PyAny>>,
+    meta: &mut Metadata,
+) -> PyResult<Bound<'py, PyDict>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let pipe = PipelineOptions::new()
+        .with_epochs(epochs)
+        .with_stop(stop.clone());
+    let names = src.feature_names();
+    let report = interruptible(py, &stop, || {
+        pipeline::fit(model, src, &pipe, |b| {
+            report_progress(progress.as_ref(), b.rows)
+        })
+    })?
+    .map_err(py_err)?;
+    if meta.feature_names.is_empty() {
+        meta.feature_names = names;
+    }
+    let d = PyDict::new(py);
+    d.set_item("epochs", report.epochs)?;
+    d.set_item("batches", report.batches)?;
+    d.set_item("rows", report.rows)?;
+    d.set_item("seconds", report.seconds)?;
+    Ok(d)
 }
 
 impl Model {

@@ -154,6 +154,14 @@ class StreamNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
             return f"implicit:{float(self.confidence)!r}"
         raise ValueError(f"unobserved must be zero, missing or implicit, not {self.unobserved!r}")
 
+    def _explicit_rank(self, method):
+        """The number of features to hand ``_new_model`` where the data's width is not
+        known up front: n_components itself, which must then be given."""
+        k = self.n_components
+        if k is None or (isinstance(k, str) and k == "auto"):
+            raise ValueError(f"{method} needs n_components: the data's width is not known up front")
+        return k
+
     def _new_model(self, n_features, dtype):
         k = self.n_components
         if k is None or (isinstance(k, str) and k == "auto"):
@@ -296,10 +304,7 @@ class StreamNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         once through the threaded pipeline with bounded memory. Continues a fitted
         model, like ``partial_fit`` over every batch."""
         if not hasattr(self, "_model"):
-            model = self._new_model(1, "float32") if self.n_components is not None else None
-            if model is None:
-                raise ValueError("fit_stream needs n_components (a stream's width is not known up front)")
-            self._model = model
+            self._model = self._new_model(self._explicit_rank("fit_stream"), "float32")
         bar, progress = self._progress()
         try:
             report = self._model.fit_stream(source, columns=columns, batch_size=self.batch_size,
@@ -320,9 +325,7 @@ class StreamNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         ``layout``: "dense", "triplets:ROW,COL,VALUE" or "list:COLUMN"."""
         if isinstance(paths, (str, bytes)) or hasattr(paths, "__fspath__"):
             paths = [paths]
-        if self.n_components is None:
-            raise ValueError("fit_files needs n_components")
-        model = self._new_model(1, "float32")
+        model = self._new_model(self._explicit_rank("fit_files"), "float32")
         bar, progress = self._progress()
         try:
             report = model.fit_files([str(p) for p in paths], columns=columns, layout=layout,

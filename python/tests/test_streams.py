@@ -207,3 +207,12 @@ def test_partial_fit_takes_arrow_streams_too():
     est.partial_fit(x[1000:1500])
     est.partial_fit(table(x[1500:]))
     assert est.n_steps_ == 4 and est.n_features_in_ == 30
+
+
+def test_streams_and_files_need_an_explicit_rank(tmp_path):
+    t = table(planted(100))
+    for k in (None, "auto"):
+        with pytest.raises(ValueError, match="needs n_components"):
+            StreamNMF(k).fit_stream(t)
+        with pytest.raises(ValueError, match="needs n_components"):
+            StreamNMF(k).fit_files(tmp_path / "x.parquet")

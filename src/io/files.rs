@@ -16,7 +16,7 @@ use parquet::arrow::ProjectionMask;
 use super::convert::Converter;
 use super::guard::{decoding, guarded};
 use super::prefetch::Prefetch;
-use super::records::{mini_batches, Named, RecordBatches};
+use super::records::{converter_methods, mini_batches, Named, RecordBatches};
 use super::shuffle::Shuffle;
 use super::{ArrowFloat, Format, InputOptions, Layout};
 use crate::error::{Error, Result};
@@ -307,15 +307,7 @@ fn prescan_width(files: &[PathBuf], layout: &Layout) -> Result<usize> {
 }
 
 impl<F: ArrowFloat> BatchSource<F> for FileSource<F> {
-    fn width(&self) -> usize {
-        self.converter.width()
-    }
-    fn sparse(&self) -> bool {
-        !matches!(self.opts.layout, Layout::Dense)
-    }
-    fn unknown_entries(&self) -> u64 {
-        self.converter.unknown_entries()
-    }
+    converter_methods!();
     fn rewindable(&self) -> bool {
         true
     }
@@ -329,9 +321,6 @@ impl<F: ArrowFloat> BatchSource<F> for FileSource<F> {
             )),
             [] => None,
         }
-    }
-    fn feature_names(&self) -> Vec<String> {
-        self.converter.names()
     }
     fn metadata(&self) -> std::collections::HashMap<String, String> {
         self.metadata.clone()

@@ -21,6 +21,26 @@ pub(crate) type RecordBatches =
 /// One input of an epoch: its name (for errors and origins) and its record batches.
 pub(crate) type Named = Result<(Arc<str>, RecordBatches)>;
 
+/// The [`BatchSource`](crate::source::BatchSource) methods that every Arrow-decoding source
+/// (files, streams, object storage) answers from its `converter` and `opts` fields.
+macro_rules! converter_methods {
+    () => {
+        fn width(&self) -> usize {
+            self.converter.width()
+        }
+        fn sparse(&self) -> bool {
+            !matches!(self.opts.layout, $crate::io::Layout::Dense)
+        }
+        fn unknown_entries(&self) -> u64 {
+            self.converter.unknown_entries()
+        }
+        fn feature_names(&self) -> Vec<String> {
+            self.converter.names()
+        }
+    };
+}
+pub(crate) use converter_methods;
+
 /// The mini-batches of the inputs `inputs`, in order. The converter's pending triplet row
 /// carries over from one input to the next (a row may span files), and any error ends the
 /// epoch after naming its input.

@@ -25,7 +25,7 @@ use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStream
 use tokio::runtime::Runtime;
 
 use super::convert::Converter;
-use super::records::{mini_batches, Named, RecordBatches};
+use super::records::{converter_methods, mini_batches, Named, RecordBatches};
 use super::{ArrowFloat, InputOptions, Layout};
 use crate::error::{Error, Result};
 use crate::source::{BatchIter, BatchSource};
@@ -180,23 +180,12 @@ fn record_batches(runtime: Arc<Runtime>, o: Object, rows: usize) -> Named {
 }
 
 impl<F: ArrowFloat> BatchSource<F> for RemoteSource<F> {
-    fn width(&self) -> usize {
-        self.converter.width()
-    }
-    fn sparse(&self) -> bool {
-        !matches!(self.opts.layout, Layout::Dense)
-    }
-    fn unknown_entries(&self) -> u64 {
-        self.converter.unknown_entries()
-    }
+    converter_methods!();
     fn rewindable(&self) -> bool {
         true
     }
     fn name(&self) -> Option<String> {
         self.objects.first().map(|o| o.url.to_string())
-    }
-    fn feature_names(&self) -> Vec<String> {
-        self.converter.names()
     }
     fn epoch(&mut self, _epoch: usize) -> Result<BatchIter<F>> {
         let runtime = self.runtime.clone();

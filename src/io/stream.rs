@@ -8,8 +8,8 @@ use arrow_ipc::reader::StreamReader;
 
 use super::convert::Converter;
 use super::guard::{decoding, guarded};
-use super::records::{mini_batches, Named, RecordBatches};
-use super::{ArrowFloat, InputOptions, Layout};
+use super::records::{converter_methods, mini_batches, Named, RecordBatches};
+use super::{ArrowFloat, InputOptions};
 use crate::error::{Error, Result};
 use crate::source::{BatchIter, BatchSource};
 
@@ -93,23 +93,12 @@ impl<F: ArrowFloat> StreamSource<F> {
 }
 
 impl<F: ArrowFloat> BatchSource<F> for StreamSource<F> {
-    fn width(&self) -> usize {
-        self.converter.width()
-    }
-    fn sparse(&self) -> bool {
-        !matches!(self.opts.layout, Layout::Dense)
-    }
-    fn unknown_entries(&self) -> u64 {
-        self.converter.unknown_entries()
-    }
+    converter_methods!();
     fn rewindable(&self) -> bool {
         false
     }
     fn name(&self) -> Option<String> {
         Some(self.name.to_string())
-    }
-    fn feature_names(&self) -> Vec<String> {
-        self.converter.names()
     }
     fn epoch(&mut self, _epoch: usize) -> Result<BatchIter<F>> {
         let reader = self
