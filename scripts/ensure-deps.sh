@@ -3,8 +3,23 @@
 # OpenBLAS (Debian's libopenblas-dev), pkg-config, a font for `streamnmf plot`
 # (fonts-dejavu-core) and Python's venv for the Python package's tests. Needs root or
 # sudo for apt-get.
+#
+# Optional cargo features name what they need as arguments:
+#   ./scripts/ensure-deps.sh mpi    Open MPI (libopenmpi-dev, openmpi-bin) and libclang
+#                                   (rsmpi's bindings are generated at build time)
 set -euo pipefail
 need=()
+for feature in "$@"; do
+  case "$feature" in
+    mpi)
+      dpkg -s libopenmpi-dev >/dev/null 2>&1 || need+=(libopenmpi-dev)
+      command -v mpirun >/dev/null 2>&1 || need+=(openmpi-bin)
+      dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
+      ;;
+    object-store) ;; # pure Rust
+    *) echo "ensure-deps: unknown feature '$feature' (known: mpi, object-store)" >&2; exit 2 ;;
+  esac
+done
 [ -e /usr/include/x86_64-linux-gnu/cblas.h ] || [ -e /usr/include/cblas.h ] \
   || dpkg -s libopenblas-dev >/dev/null 2>&1 || need+=(libopenblas-dev)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)

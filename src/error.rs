@@ -261,6 +261,25 @@ pub enum Error {
         /// The checkpoint written at the stop, if any.
         checkpoint: Option<PathBuf>,
     },
+    /// Another rank of a distributed fit failed; every rank stops with its message.
+    #[error("rank {rank}: {message}")]
+    Rank {
+        /// The failing rank (the lowest, when several failed in the same round).
+        rank: usize,
+        /// Its error.
+        message: String,
+    },
+    /// A checkpoint resumed with another number of ranks than the fit that wrote it.
+    #[error("the checkpoint was written by a fit over {checkpoint} rank(s); resume it with {checkpoint}, not {now}")]
+    RanksDiffer {
+        /// Ranks of the fit that wrote the checkpoint.
+        checkpoint: usize,
+        /// Ranks now.
+        now: usize,
+    },
+    /// The ranks of a distributed fit could not talk to each other.
+    #[error("distributed fit: {0}")]
+    Collective(String),
 
     // ---- files and sources --------------------------------------------------------------
     /// An error, located in a file (or a named stream such as `<stdin>`).

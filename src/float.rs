@@ -17,6 +17,9 @@ use ndarray::{LinalgScalar, ScalarOperand};
 /// assert_eq!(<f32 as Float>::from_f64(0.5), 0.5f32);
 /// assert_eq!(2.0f32.as_f64(), 2.0);
 /// assert_eq!(<f64 as Float>::NAME, "f64");
+/// let mut bytes = Vec::new();
+/// 1.5f32.put_le(&mut bytes);
+/// assert_eq!((bytes.len(), <f32 as Float>::from_le(&bytes)), (4, 1.5));
 /// ```
 pub trait Float:
     num_traits::Float
@@ -41,10 +44,27 @@ pub trait Float:
     fn from_f64(x: f64) -> Self;
     /// Widens (or copies) to `f64`.
     fn as_f64(self) -> f64;
+    /// Bytes per value.
+    const BYTES: usize;
+    /// Appends the value's little-endian bytes to `out` (messages between processes).
+    fn put_le(self, out: &mut Vec<u8>);
+    /// The value from its little-endian bytes (exactly [`BYTES`](Self::BYTES) of them).
+    fn from_le(bytes: &[u8]) -> Self;
 }
 
 impl Float for f32 {
     const NAME: &'static str = "f32";
+    const BYTES: usize = 4;
+    #[inline]
+    fn put_le(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+    #[inline]
+    fn from_le(bytes: &[u8]) -> Self {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(&bytes[..4]);
+        f32::from_le_bytes(b)
+    }
     #[inline]
     fn from_f64(x: f64) -> Self {
         x as f32
@@ -57,6 +77,17 @@ impl Float for f32 {
 
 impl Float for f64 {
     const NAME: &'static str = "f64";
+    const BYTES: usize = 8;
+    #[inline]
+    fn put_le(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+    #[inline]
+    fn from_le(bytes: &[u8]) -> Self {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&bytes[..8]);
+        f64::from_le_bytes(b)
+    }
     #[inline]
     fn from_f64(x: f64) -> Self {
         x

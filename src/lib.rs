@@ -40,6 +40,7 @@
 //! command-line crates: `default-features = false`.
 #![deny(missing_docs)]
 
+pub mod distributed;
 mod error;
 mod float;
 mod linalg;

@@ -59,6 +59,13 @@ pub trait BatchSource<F>: Send {
     fn metadata(&self) -> std::collections::HashMap<String, String> {
         Default::default()
     }
+    /// Asks the source to read only rank `rank`'s share of its input among `ranks`
+    /// (a distributed fit), by a fixed rule of its own (e.g. row groups of files), from
+    /// the next epoch on; `false` (the default) when it cannot, and the fit takes every
+    /// `ranks`-th batch instead (see [`Share`]).
+    fn share(&mut self, _rank: usize, _ranks: usize) -> bool {
+        false
+    }
     /// Says how many epochs the reader will ask for, before the first (a hint: a source
     /// may keep decoded batches for later epochs when there are any). Default: nothing.
     fn will_read(&mut self, _epochs: usize) {}
@@ -113,6 +120,75 @@ impl<F: Float> BatchSource<F> for MemorySource<F> {
             let end = (start + b).min(n);
             let rows = data.view().slice_rows(start..end).to_owned();
             Ok(Batch::new(rows).with_first_row(start as u64))
+        })))
+    }
+}
+
+/// A rank's share of a source in a distributed fit: of the source's non-empty batches
+/// (numbered in reading order from 0 each epoch), those whose number is `rank` modulo
+/// `ranks`. Errors pass through on every rank.
+///
+/// ```
+/// use ndarray::Array2;
+/// use streamnmf::source::{BatchSource, MemorySource, Share};
+/// let mut src = MemorySource::new(Array2::<f64>::ones((10, 3)), 2);
+/// let mut second = Share::new(&mut src, 1, 2);
+/// let firsts: Vec<u64> = second.epoch(0).unwrap().map(|b| b.unwrap().first_row()).collect();
+/// assert_eq!(firsts, vec![2, 6]);
+/// ```
+pub struct Share<'a, F> {
+    inner: &'a mut dyn BatchSource<F>,
+    rank: usize,
+    ranks: usize,
+}
+
+impl<'a, F> Share<'a, F> {
+    /// Rank `rank`'s share of `inner` among `ranks` (at least 1).
+    pub fn new(inner: &'a mut dyn BatchSource<F>, rank: usize, ranks: usize) -> Self {
+        Self {
+            inner,
+            rank,
+            ranks: ranks.max(1),
+        }
+    }
+}
+
+impl<F: Float> BatchSource<F> for Share<'_, F> {
+    fn width(&self) -> usize {
+        self.inner.width()
+    }
+    fn rewindable(&self) -> bool {
+        self.inner.rewindable()
+    }
+    fn name(&self) -> Option<String> {
+        self.inner.name()
+    }
+    fn feature_names(&self) -> Vec<String> {
+        self.inner.feature_names()
+    }
+    fn sparse(&self) -> bool {
+        self.inner.sparse()
+    }
+    fn unknown_entries(&self) -> u64 {
+        self.inner.unknown_entries()
+    }
+    fn metadata(&self) -> std::collections::HashMap<String, String> {
+        self.inner.metadata()
+    }
+    fn will_read(&mut self, epochs: usize) {
+        self.inner.will_read(epochs)
+    }
+    fn epoch(&mut self, epoch: usize) -> Result<BatchIter<F>> {
+        let (rank, ranks) = (self.rank, self.ranks);
+        let mut t = 0usize;
+        let all = self.inner.epoch(epoch)?;
+        Ok(Box::new(all.filter(move |b| match b {
+            Ok(b) if b.rows() == 0 => false,
+            Ok(_) => {
+                t += 1;
+                (t - 1) % ranks == rank
+            }
+            Err(_) => true,
         })))
     }
 }

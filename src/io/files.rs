@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use arrow_array::cast::AsArray;
 use arrow_ipc::reader::{FileReader, StreamReader};
 use arrow_schema::{DataType, SchemaRef};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 
 use super::convert::Converter;
@@ -64,6 +64,74 @@ pub(super) fn open_file(
     }
     .map_err(located)?;
     Ok((schema, guarded(batches)))
+}
+
+/// A Parquet row group to read: its file's name, the file's metadata, its index and the
+/// file row it starts at.
+type RowGroup = Result<(Arc<str>, ArrowReaderMetadata, usize, u64)>;
+
+/// Rank `rank`'s row groups of `files`: of the row groups numbered in reading order
+/// across the files, those whose number is `rank` modulo `ranks`. Each file's metadata
+/// is read once, when the reading reaches it.
+fn row_group_share(
+    files: Vec<PathBuf>,
+    rank: usize,
+    ranks: usize,
+) -> impl Iterator<Item = RowGroup> + Send {
+    let mut number = 0usize;
+    files.into_iter().flat_map(move |f| -> Vec<RowGroup> {
+        let name: Arc<str> = f.display().to_string().into();
+        let meta = decoding("Parquet", || {
+            let file = File::open(&f).map_err(Error::Io)?;
+            Ok(ArrowReaderMetadata::load(&file, Default::default())?)
+        });
+        let meta = match meta {
+            Ok(m) => m,
+            Err(e) => return vec![Err(e.in_file(&f))],
+        };
+        let mut row0 = 0u64;
+        let mut mine = Vec::new();
+        for (g, rg) in meta.metadata().row_groups().iter().enumerate() {
+            if number % ranks == rank {
+                mine.push(Ok((name.clone(), meta.clone(), g, row0)));
+            }
+            number += 1;
+            row0 += rg.num_rows().max(0) as u64;
+        }
+        mine
+    })
+}
+
+/// One row group's record batches, reading only `columns`.
+fn open_row_group(
+    name: &Arc<str>,
+    meta: ArrowReaderMetadata,
+    group: usize,
+    columns: &[String],
+    decode_rows: usize,
+) -> Result<RecordBatches> {
+    let path = Path::new(&**name);
+    let batches = decoding("Parquet", || {
+        let file = File::open(path).map_err(Error::Io)?;
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta);
+        let schema = builder.schema().clone();
+        let mut idx = Vec::new();
+        for c in columns {
+            match schema.index_of(c) {
+                Ok(i) => idx.push(i),
+                Err(_) => return Err(Error::Schema(format!("missing column '{c}'"))),
+            }
+        }
+        let mask = ProjectionMask::roots(builder.parquet_schema(), idx);
+        let reader = builder
+            .with_projection(mask)
+            .with_row_groups(vec![group])
+            .with_batch_size(decode_rows)
+            .build()?;
+        Ok(Box::new(reader) as RecordBatches)
+    })
+    .map_err(|e| e.in_file(path))?;
+    Ok(guarded(batches))
 }
 
 /// Schema of a file without reading its data.
@@ -155,6 +223,8 @@ pub struct FileSource<F> {
     converter: Converter,
     replay: Arc<Mutex<Replay<F>>>,
     metadata: std::collections::HashMap<String, String>,
+    /// A rank's share of the row groups: (rank, ranks).
+    share: Option<(usize, usize)>,
 }
 
 /// Decoded batches kept for later epochs, at most this many bytes: small inputs are
@@ -218,6 +288,7 @@ impl<F: ArrowFloat> FileSource<F> {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            share: None,
         })
     }
 
@@ -325,6 +396,20 @@ impl<F: ArrowFloat> BatchSource<F> for FileSource<F> {
     fn metadata(&self) -> std::collections::HashMap<String, String> {
         self.metadata.clone()
     }
+    /// Parquet files in a dense or list layout read a share of their row groups (every
+    /// row is within one row group); triplets (a row's entries may cross row groups)
+    /// and Arrow IPC files do not.
+    fn share(&mut self, rank: usize, ranks: usize) -> bool {
+        let parquet = self
+            .files
+            .iter()
+            .all(|f| matches!(Format::detect(f), Ok(Format::Parquet)));
+        if !parquet || matches!(self.opts.layout, Layout::Triplets { .. }) {
+            return false;
+        }
+        self.share = Some((rank, ranks.max(1)));
+        true
+    }
     fn will_read(&mut self, epochs: usize) {
         if epochs <= 1 {
             // Nothing to replay: keeping copies would only cost memory.
@@ -353,12 +438,32 @@ impl<F: ArrowFloat> BatchSource<F> for FileSource<F> {
         let values_per_row = self.converter.width().max(columns.len()).max(1);
         let decode_rows = (DECODE_VALUES / values_per_row).clamp(16, 8192);
         let files = self.files.clone();
-        let inputs = files.into_iter().map(move |f| -> Named {
-            let (_, batches) = open_file(&f, &columns, decode_rows)?;
-            let name: Arc<str> = f.display().to_string().into();
-            Ok((name, Prefetch::start(batches)))
-        });
-        let batches = mini_batches(inputs, self.converter.clone(), self.opts.batch_rows);
+        let batches = match self.share {
+            None => {
+                let inputs = files.into_iter().map(move |f| -> Named {
+                    let (_, batches) = open_file(&f, &columns, decode_rows)?;
+                    let name: Arc<str> = f.display().to_string().into();
+                    Ok((name, Prefetch::start(batches), 0))
+                });
+                Box::new(mini_batches(
+                    inputs,
+                    self.converter.clone(),
+                    self.opts.batch_rows,
+                )) as BatchIter<F>
+            }
+            Some((rank, ranks)) => {
+                let inputs = row_group_share(files, rank, ranks).map(move |g| -> Named {
+                    let (name, meta, group, row0) = g?;
+                    let batches = open_row_group(&name, meta, group, &columns, decode_rows)?;
+                    Ok((name, Prefetch::start(batches), row0))
+                });
+                Box::new(mini_batches(
+                    inputs,
+                    self.converter.clone(),
+                    self.opts.batch_rows,
+                )) as BatchIter<F>
+            }
+        };
         Ok(match self.opts.shuffle {
             Some((pool, seed)) => Box::new(Shuffle::new(
                 batches,
@@ -368,7 +473,7 @@ impl<F: ArrowFloat> BatchSource<F> for FileSource<F> {
                 epoch,
             )),
             None => Box::new(Recorder {
-                inner: Box::new(batches),
+                inner: batches,
                 replay,
             }),
         })

@@ -18,8 +18,9 @@ use crate::matrix::{Batch, BatchBuffer};
 pub(crate) type RecordBatches =
     Box<dyn Iterator<Item = std::result::Result<RecordBatch, ArrowError>> + Send>;
 
-/// One input of an epoch: its name (for errors and origins) and its record batches.
-pub(crate) type Named = Result<(Arc<str>, RecordBatches)>;
+/// One input of an epoch: its name (for errors and origins), its record batches, and the
+/// row of its file they start at (0 but for a share of a file's row groups).
+pub(crate) type Named = Result<(Arc<str>, RecordBatches, u64)>;
 
 /// The [`BatchSource`](crate::source::BatchSource) methods that every Arrow-decoding source
 /// (files, streams, object storage) answers from its `converter` and `opts` fields.
@@ -84,7 +85,7 @@ pub(crate) fn mini_batches<F: ArrowFloat>(
         }
         if current.is_none() {
             match inputs.next() {
-                Some(Ok((name, batches))) => current = Some((name, batches, 0)),
+                Some(Ok((name, batches, row0))) => current = Some((name, batches, row0)),
                 Some(Err(e)) => {
                     finished = true;
                     return Some(Err(e));

@@ -176,7 +176,7 @@ fn record_batches(runtime: Arc<Runtime>, o: Object, rows: usize) -> Named {
         }
         next
     }));
-    Ok((o.url.clone(), batches))
+    Ok((o.url.clone(), batches, 0))
 }
 
 impl<F: ArrowFloat> BatchSource<F> for RemoteSource<F> {

@@ -106,7 +106,7 @@ impl<F: ArrowFloat> BatchSource<F> for StreamSource<F> {
             .take()
             .ok_or_else(|| Error::NotRewindable.in_file(&*self.name))?;
         let batches: RecordBatches = guarded(reader);
-        let input: Named = Ok((self.name.clone(), batches));
+        let input: Named = Ok((self.name.clone(), batches, 0));
         Ok(Box::new(mini_batches(
             std::iter::once(input),
             self.converter.clone(),

@@ -197,13 +197,12 @@ impl<F: Float> Dictionary<F> {
     pub(crate) fn apply(
         &mut self,
         mut c: Contribution<F>,
-        x: Valid<F>,
+        pool: &mut dyn RowPool<F>,
         params: &ValidParams,
         rng: &mut ChaCha8Rng,
         threads: usize,
-    ) -> UpdateStats {
+    ) -> Result<UpdateStats> {
         self.grow(c.width);
-        let x = x.widened(self.h.ncols());
         let rho = F::from_f64(past_scale(
             params.forget(),
             params.decay(),
@@ -336,9 +335,10 @@ impl<F: Float> Dictionary<F> {
         if !frobenius && params.alpha_w() == 0.0 && params.alpha_h() == 0.0 {
             self.normalize_atoms(params.fixed_components());
         }
-        let reseeded = self.reseed_dead(&energy, x, rng, frobenius, params.fixed_components());
+        let reseeded =
+            self.reseed_dead(&energy, pool, rng, frobenius, params.fixed_components())?;
         self.version += 1;
-        UpdateStats { sweeps, reseeded }
+        Ok(UpdateStats { sweeps, reseeded })
     }
 
     /// Rescales each atom of a multiplicative-update dictionary to mean 1, with its
@@ -376,11 +376,11 @@ impl<F: Float> Dictionary<F> {
     fn reseed_dead(
         &mut self,
         energy: &Array1<f64>,
-        x: Valid<F>,
+        pool: &mut dyn RowPool<F>,
         rng: &mut ChaCha8Rng,
         frobenius: bool,
         fixed: &[usize],
-    ) -> Vec<usize> {
+    ) -> Result<Vec<usize>> {
         let max_energy = energy.iter().cloned().fold(0.0, f64::max);
         let norms: Vec<f64> = self
             .h
@@ -398,7 +398,7 @@ impl<F: Float> Dictionary<F> {
             .filter(|j| fixed.binary_search(j).is_err())
             .collect();
         if dead.is_empty() {
-            return dead;
+            return Ok(dead);
         }
         let live: Vec<f64> = (0..norms.len())
             .filter(|j| !dead.contains(j))
@@ -413,12 +413,12 @@ impl<F: Float> Dictionary<F> {
         for &j in &dead {
             // A few tries to find a non-zero row; a batch of zeros cannot re-seed anything.
             for _ in 0..8 {
-                let r = rng.random_range(0..x.nrows());
-                let row = x.slice_rows(r..r + 1).to_dense();
+                let r = rng.random_range(0..pool.rows());
+                let row = pool.row(r, self.h.ncols())?;
                 let norm = row.iter().map(|v| v.as_f64().powi(2)).sum::<f64>().sqrt();
                 if norm > 0.0 {
                     let s = F::from_f64(target / norm);
-                    self.h.row_mut(j).assign(&row.row(0).mapv(|v| v * s));
+                    self.h.row_mut(j).assign(&row.mapv(|v| v * s));
                     self.current.forget_atom(j, frobenius);
                     if let Some(p) = self.previous.as_mut() {
                         p.forget_atom(j, frobenius);
@@ -429,7 +429,28 @@ impl<F: Float> Dictionary<F> {
                 }
             }
         }
-        done
+        Ok(done)
+    }
+}
+
+/// The rows a dead atom may be re-seeded from: those of the batch (or, in a distributed
+/// run, of the round's batches on every rank) whose statistics were just folded in.
+pub(crate) trait RowPool<F> {
+    /// Rows in the pool (at least one).
+    fn rows(&self) -> usize;
+    /// Row `r`, dense, `width` wide (a narrower row is padded with zeros).
+    fn row(&mut self, r: usize, width: usize) -> Result<Array1<F>>;
+}
+
+impl<F: Float> RowPool<F> for Valid<'_, F> {
+    fn rows(&self) -> usize {
+        self.nrows()
+    }
+    fn row(&mut self, r: usize, width: usize) -> Result<Array1<F>> {
+        let dense = self.slice_rows(r..r + 1).to_dense();
+        let mut row = Array1::zeros(width.max(dense.ncols()));
+        row.slice_mut(s![..dense.ncols()]).assign(&dense.row(0));
+        Ok(row)
     }
 }
 
@@ -542,7 +563,7 @@ mod tests {
             h_true.view(),
         );
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let u = d.apply(c, valid(&x), &params, &mut rng, 1);
+        let u = d.apply(c, &mut valid(&x), &params, &mut rng, 1).unwrap();
         assert!(u.reseeded.is_empty());
         for (a, b) in d.components().iter().zip(h_true.iter()) {
             assert!((a - b).abs() < 1e-8, "{} vs {h_true}", d.components());
@@ -574,7 +595,7 @@ mod tests {
             h.view(),
         );
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let u = d.apply(c, valid(&x), &params, &mut rng, 1);
+        let u = d.apply(c, &mut valid(&x), &params, &mut rng, 1).unwrap();
         assert_eq!(u.reseeded, vec![1]);
         let row = d.components().row(1).to_owned();
         let is_row0 = (row[2] == 0.0) && row[0] > 0.0;

@@ -15,7 +15,8 @@ pub use loss::Loss;
 pub use online::{BatchReport, FitReport, LossReport, OnlineNmf};
 pub use params::{Init, NmfParams, Solver, Unobserved, ValidParams, IMPLICIT_BATCH, MISSING_RIDGE};
 
-pub(crate) use dictionary::{check_size, Dictionary};
-pub(crate) use masked::ColumnStats;
-pub(crate) use online::{solve_batch, transform_batch, State};
+pub(crate) use dictionary::{check_size, Dictionary, RowPool};
+pub(crate) use masked::{ColumnContribution, ColumnStats};
+pub(crate) use online::{solve_batch, transform_batch, CodesSummary, State};
+pub(crate) use statistics::Contribution;
 pub(crate) use statistics::Statistics;

@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::codes::{solve_chunked, Codes, Prepared};
-use super::dictionary::{check_size, padded, Dictionary};
+use super::dictionary::{check_size, padded, Dictionary, RowPool};
 use super::init::initial_dictionary;
 use super::loss::divergence;
 use super::params::{Init, Unobserved, ValidParams};
@@ -85,6 +85,48 @@ enum Wider {
 pub(crate) struct Solved<F> {
     pub(crate) codes: Codes<F>,
     pub(crate) contribution: Contribution<F>,
+}
+
+/// What a batch's codes (or a round's, summed over its batches) report to the model.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct CodesSummary {
+    /// Loss of the rows against the dictionary they were solved with.
+    pub(crate) loss: f64,
+    /// Rows.
+    pub(crate) rows: usize,
+    /// Most code-solver iterations any row block took.
+    pub(crate) iterations: usize,
+    /// Whether every block converged.
+    pub(crate) converged: bool,
+}
+
+impl CodesSummary {
+    /// The summary of `codes` of a batch of `rows` rows; an error if the codes or their
+    /// loss overflowed (`batch`: the model's batch counter, for the message).
+    pub(crate) fn of<F: Float>(codes: &Codes<F>, rows: usize, batch: u64) -> Result<Self> {
+        if !codes.loss.is_finite() || !codes.w.iter().all(|v| v.is_finite()) {
+            return Err(Error::NumericalOverflow {
+                batch,
+                what: "codes",
+            });
+        }
+        Ok(Self {
+            loss: codes.loss,
+            rows,
+            iterations: codes.stats.iterations,
+            converged: codes.stats.converged,
+        })
+    }
+
+    /// The summary of two sets of rows together.
+    pub(crate) fn add(self, o: Self) -> Self {
+        Self {
+            loss: self.loss + o.loss,
+            rows: self.rows + o.rows,
+            iterations: self.iterations.max(o.iterations),
+            converged: self.converged && o.converged,
+        }
+    }
 }
 
 /// The solver step: the codes of `x` against `h` and their contribution, on up to
@@ -484,39 +526,49 @@ impl<F: Float> OnlineNmf<F> {
     /// Folds a solved batch into the statistics and updates H: the dictionary-updater
     /// step. `x` must be the batch that `solved` came from.
     pub(crate) fn absorb(&mut self, solved: Solved<F>, x: Valid<F>) -> Result<BatchReport> {
-        let st = &mut self.state;
-        let dict = st.dict.as_mut().ok_or(Error::NotFitted)?;
         let Solved {
             codes,
             contribution,
         } = solved;
+        let summary = CodesSummary::of(&codes, x.nrows(), self.state.batches)?;
+        self.absorb_contribution(contribution, summary, &mut { x })
+    }
+
+    /// Folds the statistics of one or more batches (summed, in a fixed order) into the
+    /// statistics and updates H; `pool` holds those batches' rows, to re-seed dead atoms
+    /// from. One dictionary update, whatever the number of batches.
+    pub(crate) fn absorb_contribution(
+        &mut self,
+        contribution: Contribution<F>,
+        summary: CodesSummary,
+        pool: &mut dyn RowPool<F>,
+    ) -> Result<BatchReport> {
+        let st = &mut self.state;
+        let dict = st.dict.as_mut().ok_or(Error::NotFitted)?;
         let overflow = |what| Error::NumericalOverflow {
             batch: st.batches,
             what,
         };
-        if !codes.loss.is_finite() || !codes.w.iter().all(|v| v.is_finite()) {
-            return Err(overflow("codes"));
-        }
         if !contribution.is_finite() {
             return Err(overflow("statistics"));
         }
-        let update = dict.apply(contribution, x, &st.params, &mut st.rng, self.threads);
+        let update = dict.apply(contribution, pool, &st.params, &mut st.rng, self.threads)?;
         if !dict.is_finite() {
             return Err(overflow("dictionary"));
         }
         let report = BatchReport {
             seq: st.batches,
-            rows: x.nrows(),
-            loss: codes.loss,
-            code_iterations: codes.stats.iterations,
-            codes_converged: codes.stats.converged,
+            rows: summary.rows,
+            loss: summary.loss,
+            code_iterations: summary.iterations,
+            codes_converged: summary.converged,
             dict_sweeps: update.sweeps,
             reseeded: update.reseeded,
         };
         st.batches += 1;
-        st.rows += x.nrows() as u64;
-        st.pass_loss += codes.loss;
-        st.pass_rows += x.nrows() as u64;
+        st.rows += summary.rows as u64;
+        st.pass_loss += summary.loss;
+        st.pass_rows += summary.rows as u64;
         tracing::debug!(
             seq = report.seq,
             rows = report.rows,

@@ -25,6 +25,9 @@ pub struct RunState<F> {
     /// The dictionary versions later batches may still be solved against (staleness):
     /// `(version, H)` for versions `next_seq - s ..= next_seq`.
     pub(crate) recent: Vec<(u64, Array2<F>)>,
+    /// Ranks of the distributed fit that wrote it (1: one process); `next_seq` and the
+    /// position then count rounds.
+    pub(crate) ranks: usize,
 }
 
 impl<F> RunState<F> {
@@ -35,6 +38,10 @@ impl<F> RunState<F> {
     /// Batches applied in the run so far.
     pub fn next_seq(&self) -> u64 {
         self.next_seq
+    }
+    /// Ranks of the distributed fit that wrote it (1 for a single process).
+    pub fn ranks(&self) -> usize {
+        self.ranks
     }
 }
 
@@ -176,7 +183,22 @@ impl CheckpointDir {
                 }
             }
         }
-        for path in self.list()? {
+        Self::newest_in(&self.dir)
+    }
+
+    /// The newest checkpoint in `dir` that loads, read without taking the directory
+    /// (the other ranks of a distributed fit, whose rank 0 holds it).
+    pub fn peek<F: Float>(dir: &Path) -> Result<(OnlineNmf<F>, Metadata, RunState<F>)> {
+        if !dir.is_dir() {
+            let e =
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such checkpoint directory");
+            return Err(Error::Io(e).in_file(dir));
+        }
+        Self::newest_in(dir)
+    }
+
+    fn newest_in<F: Float>(dir: &Path) -> Result<(OnlineNmf<F>, Metadata, RunState<F>)> {
+        for path in Self::list_in(dir)? {
             let loaded = std::fs::read(&path)
                 .map_err(Error::Io)
                 .and_then(|b| decode::<F>(&b));
@@ -194,7 +216,7 @@ impl CheckpointDir {
         }
         Err(Error::ModelFile(format!(
             "no valid checkpoint in {}",
-            self.dir.display()
+            dir.display()
         )))
     }
 }

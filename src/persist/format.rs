@@ -278,6 +278,10 @@ pub(crate) fn encode_to<F: Float, W: Write>(
             "position": run.position,
             "recent": recent,
         });
+        // Only for distributed fits, so single-process checkpoints keep their bytes.
+        if run.ranks != 1 {
+            header["run"]["ranks"] = json!(run.ranks);
+        }
     }
     let header = serde_json::to_vec(&header).map_err(json_err)?;
 
@@ -400,6 +404,12 @@ struct RunRec {
     next_seq: u64,
     position: InputPosition,
     recent: Vec<(u64, BlockRef)>,
+    #[serde(default = "one_rank")]
+    ranks: usize,
+}
+
+fn one_rank() -> usize {
+    1
 }
 
 /// Reads arrays out of the blocks, checking each against the shape it must have.
@@ -593,6 +603,7 @@ pub(crate) fn decode<F: Float>(
                 next_seq: r.next_seq,
                 position: r.position,
                 recent,
+                ranks: r.ranks,
             })
         }
     };

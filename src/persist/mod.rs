@@ -82,6 +82,23 @@ pub fn decode<F: Float>(bytes: &[u8]) -> Result<(OnlineNmf<F>, Metadata)> {
     format::decode(bytes).map(|(m, meta, _)| (m, meta))
 }
 
+/// A model with a run state, as checkpoint bytes (what rank 0 of a distributed fit sends
+/// the other ranks before the first round).
+pub(crate) fn encode_run<F: Float>(model: &OnlineNmf<F>, run: &RunState<F>) -> Vec<u8> {
+    let mut out = Vec::new();
+    format::encode_to(&mut out, model, &Metadata::default(), Some(run))
+        .expect("writing to memory cannot fail");
+    out
+}
+
+/// The model and run state of [`encode_run`]'s bytes.
+pub(crate) fn decode_run<F: Float>(bytes: &[u8]) -> Result<(OnlineNmf<F>, RunState<F>)> {
+    match format::decode(bytes)? {
+        (model, _, Some(run)) => Ok((model, run)),
+        _ => Err(Error::ModelFile("no run state".into())),
+    }
+}
+
 /// The element type (`"f32"` or `"f64"`) of a model file's bytes, after checking them.
 pub fn float_type(bytes: &[u8]) -> Result<String> {
     format::float_type(bytes)

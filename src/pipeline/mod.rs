@@ -9,6 +9,7 @@
 //! * **Validation**: every batch passes the model's validator on the reader thread before
 //!   any solver sees it, whatever the source.
 
+mod distributed;
 mod engine;
 
 use std::sync::atomic::AtomicBool;
@@ -22,9 +23,11 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::linalg::parallel::default_threads;
 use crate::matrix::Batch;
+use crate::matrix::ValidBatch;
 use crate::model::{solve_batch, BatchReport, OnlineNmf};
 use crate::persist::{CheckpointDir, InputPosition, Metadata, RunState};
-use crate::source::BatchSource;
+use crate::source::{BatchIter, BatchSource};
+pub use distributed::{fit_distributed, DistributedReport};
 use engine::{run_ordered, Checker, Input, Item, Shared, Start, Versions};
 
 /// How the engine runs: a builder whose settings never change a result except
@@ -355,6 +358,12 @@ pub fn fit_with_codes<F: Float>(
             if model.components().is_err() {
                 return Err(Error::ModelFile("checkpoint holds no dictionary".into()));
             }
+            if run.ranks != 1 {
+                return Err(Error::RanksDiffer {
+                    checkpoint: run.ranks,
+                    now: 1,
+                });
+            }
             for (v, h) in run.recent {
                 versions.publish(v, Arc::new(h), run.next_seq.saturating_sub(s));
             }
@@ -380,26 +389,7 @@ pub fn fit_with_codes<F: Float>(
             let mut epoch0 = source.epoch(0)?;
             let first = if model.components().is_err() {
                 // The first non-empty batch initializes the dictionary before any solve.
-                let first = loop {
-                    match epoch0.next() {
-                        Some(b) => {
-                            let b = b?;
-                            if b.rows() > 0 {
-                                break checker.check(b)?;
-                            }
-                        }
-                        None => {
-                            let empty = Error::EmptyBatch {
-                                rows: 0,
-                                cols: checker.width(),
-                            };
-                            return Err(match source.name() {
-                                Some(name) => empty.in_file(name),
-                                None => empty,
-                            });
-                        }
-                    }
-                };
+                let first = first_batch(&mut epoch0, &checker, source.name())?;
                 model.ensure_dictionary(first.view())?;
                 Some(first)
             } else {
@@ -428,6 +418,7 @@ pub fn fit_with_codes<F: Float>(
                     next_seq,
                     position: position.clone(),
                     recent: versions.snapshot(),
+                    ranks: 1,
                 };
                 let meta = Metadata {
                     position: Some(position.clone()),
@@ -506,6 +497,29 @@ pub fn fit_with_codes<F: Float>(
         rows,
         seconds: start_time.elapsed().as_secs_f64(),
         ignored_entries: 0,
+    })
+}
+
+/// The first non-empty batch of an epoch, checked: the one that initializes a new
+/// model's dictionary. An input with none is an error naming the source.
+fn first_batch<F: Float>(
+    epoch: &mut BatchIter<F>,
+    checker: &Checker,
+    name: Option<String>,
+) -> Result<ValidBatch<F>> {
+    for b in epoch {
+        let b = b?;
+        if b.rows() > 0 {
+            return checker.check(b);
+        }
+    }
+    let empty = Error::EmptyBatch {
+        rows: 0,
+        cols: checker.width(),
+    };
+    Err(match name {
+        Some(name) => empty.in_file(name),
+        None => empty,
     })
 }
 

@@ -16,6 +16,7 @@ use streamnmf::persist::{self, CheckpointDir, Metadata, RunState};
 use streamnmf::pipeline::{self, Checkpointing, PipelineOptions};
 use streamnmf::{Init, Loss, NmfParams, OnlineNmf, Unobserved, ValidParams};
 
+use crate::distributed::{parse_mode, Mode, Ranks};
 use crate::input::{parse_layout, InputArgs};
 use crate::output::{write_codes, Finished, Plan};
 use crate::progress::{peak_rss_bytes, Progress};
@@ -198,6 +199,13 @@ pub struct FitArgs {
     /// settings); checkpoints continue there unless --checkpoint-dir says otherwise.
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// A data-parallel fit: `mpi` under `mpirun -np N` (each process a rank; a build with
+    /// `--features mpi`), or `local:N` (N ranks as threads of this process, the same
+    /// model bit for bit). Batch t of the input goes to rank t mod N; each round solves
+    /// one batch per rank against the same H and updates H once from their summed
+    /// statistics. Rank 0 reads --resume and writes checkpoints and outputs.
+    #[arg(long, value_parser = parse_mode)]
+    pub distributed: Option<Mode>,
     /// Print a JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
@@ -216,6 +224,20 @@ fn seconds(s: &str) -> std::result::Result<std::time::Duration, String> {
 }
 
 pub fn run(a: FitArgs) -> Result<()> {
+    let ranks = Ranks::new(a.distributed)?;
+    let started = std::cell::Cell::new(false);
+    let result = run_on(a, &ranks, &started);
+    if let Err(e) = &result {
+        if !started.get() {
+            ranks.fail_alone(e);
+        }
+    }
+    result
+}
+
+/// [`run`] on `ranks`; `started` is set once the ranks talk to each other (from then on
+/// every error reaches every rank).
+fn run_on(a: FitArgs, ranks: &Ranks, started: &std::cell::Cell<bool>) -> Result<()> {
     let float = match (&a.model, &a.resume) {
         (Some(m), _) => Some(crate::read_model(m)?.1),
         (None, Some(dir)) => checkpoint_float(dir)?,
@@ -231,9 +253,9 @@ pub fn run(a: FitArgs) -> Result<()> {
         (None, asked) => asked == Some(FloatType::F64),
     };
     if f64s {
-        fit::<f64>(a)
+        fit::<f64>(a, ranks, started)
     } else {
-        fit::<f32>(a)
+        fit::<f32>(a, ranks, started)
     }
 }
 
@@ -656,7 +678,7 @@ struct Start<F> {
     resume_dir: Option<CheckpointDir>,
 }
 
-fn start<F: ArrowFloat>(a: &FitArgs) -> Result<Start<F>> {
+fn start<F: ArrowFloat>(a: &FitArgs, hold: bool) -> Result<Start<F>> {
     Ok(match (&a.model, &a.resume) {
         (Some(path), _) => {
             let (model, meta) = persist::load::<F>(path)?;
@@ -671,8 +693,14 @@ fn start<F: ArrowFloat>(a: &FitArgs) -> Result<Start<F>> {
             }
         }
         (None, Some(dir)) => {
-            let ck = CheckpointDir::open(dir, a.keep_checkpoints)?;
-            let (m, meta, run) = ck.latest::<F>()?;
+            // The other ranks of a distributed fit read what rank 0 holds.
+            let (ck, (m, meta, run)) = if hold {
+                let ck = CheckpointDir::open(dir, a.keep_checkpoints)?;
+                let latest = ck.latest::<F>()?;
+                (Some(ck), latest)
+            } else {
+                (None, CheckpointDir::peek::<F>(dir)?)
+            };
             Start {
                 model: m,
                 names: meta.feature_names.clone(),
@@ -680,7 +708,7 @@ fn start<F: ArrowFloat>(a: &FitArgs) -> Result<Start<F>> {
                 given_names: Vec::new(),
                 spectrogram: meta.spectrogram,
                 resume: Some((meta, run)),
-                resume_dir: Some(ck),
+                resume_dir: ck,
             }
         }
         (None, None) => {
@@ -710,8 +738,27 @@ fn start<F: ArrowFloat>(a: &FitArgs) -> Result<Start<F>> {
     })
 }
 
-fn fit<F: ArrowFloat>(mut a: FitArgs) -> Result<()> {
+fn fit<F: ArrowFloat>(
+    mut a: FitArgs,
+    ranks: &Ranks,
+    started: &std::cell::Cell<bool>,
+) -> Result<()> {
     let stream = a.input.is_stream();
+    let rank0 = ranks.rank() == 0;
+    if ranks.distributed() {
+        if stream {
+            bail!("--distributed reads files (each rank its share), not a stream");
+        }
+        if a.codes_out.is_some() {
+            bail!(
+                "--codes-out is not written by a distributed fit: write the codes with \
+                 `streamnmf transform` and the fitted model"
+            );
+        }
+        if a.staleness.is_some_and(|s| s > 0) || a.solvers != 1 {
+            bail!("--solvers and --staleness do not apply to a distributed fit (every round is solved against the current H)");
+        }
+    }
     let epochs = a.epochs.unwrap_or(if stream { 1 } else { 10 });
     let plan = Plan::new(
         &a.input.inputs,
@@ -729,11 +776,15 @@ fn fit<F: ArrowFloat>(mut a: FitArgs) -> Result<()> {
         spectrogram,
         resume,
         resume_dir,
-    } = start::<F>(&a)?;
+    } = start::<F>(&a, rank0)?;
     a.input.model_spectrogram = spectrogram;
     let spectrogram = a.input.spectrogram(spectrogram.as_ref())?.or(spectrogram);
     // Hold the checkpoint directory before reading anything.
-    let checkpoint_dir = checkpoint_dir(&a, resume_dir)?;
+    let checkpoint_dir = if rank0 {
+        checkpoint_dir(&a, resume_dir)?
+    } else {
+        None
+    };
     let params =
         settle_params(&a, Some(model.params()), epochs, None, &labels).with_context(|| {
             match (&a.resume, &a.model) {
@@ -783,7 +834,12 @@ fn fit<F: ArrowFloat>(mut a: FitArgs) -> Result<()> {
     let popts = pipeline_options(a.threads, a.solvers, a.staleness, a.queue_depth, epochs);
 
     // What this run is; a resumed run must be the same run.
-    let this_run = fingerprint(&a, &params, popts.staleness(), F::NAME);
+    let mut this_run = fingerprint(&a, &params, popts.staleness(), F::NAME);
+    if ranks.distributed() {
+        // A distributed fit's checkpoint resumes with as many ranks (MPI or threads).
+        this_run["staleness"] = json!(0);
+        this_run["ranks"] = json!(ranks.size());
+    }
     let resume = match resume {
         Some((meta, run)) => {
             let old: Value = meta
@@ -798,7 +854,7 @@ fn fit<F: ArrowFloat>(mut a: FitArgs) -> Result<()> {
                     a.resume.as_deref().unwrap_or(Path::new("")).display()
                 );
             }
-            if !a.quiet {
+            if !a.quiet && rank0 {
                 eprintln!(
                     "resuming at epoch {}, batch {} of that epoch ({} batches done)",
                     run.position().epoch,
@@ -811,7 +867,7 @@ fn fit<F: ArrowFloat>(mut a: FitArgs) -> Result<()> {
         None => None,
     };
     let checkpointing = checkpoint_dir.map(|dir| checkpointing(&a, dir, &names, &this_run));
-    let mut progress = Progress::new(None, a.quiet);
+    let mut progress = Progress::new(None, a.quiet || !rank0);
     // Live codes of a stream: written as each batch is learned from.
     let live = stream && a.codes_out.is_some();
     let codes_format = plan.format("--codes-out").ok();
@@ -822,30 +878,60 @@ fn fit<F: ArrowFloat>(mut a: FitArgs) -> Result<()> {
     };
     let mut live_writer = None;
     let mut live_rows = 0u64;
-    let report = pipeline::fit_with_codes(
-        &mut model,
-        source.as_mut(),
-        &popts,
-        resume,
-        checkpointing.as_ref(),
-        |r| progress.batch(r),
-        |w, ids| {
-            let Some(format) = codes_format.filter(|_| live) else {
-                return Ok(());
-            };
-            let wr = match live_writer.as_mut() {
-                Some(wr) => wr,
-                None => {
-                    let out = codes_sink.take().expect("opened once");
-                    live_writer.insert(CodesWriter::<F, _>::new(out, format, rank, ids)?)
-                }
-            };
-            live_rows += w.nrows() as u64;
-            wr.write(w, ids)
-        },
-    );
+    started.set(ranks.distributed());
+    let mut dist_report = None;
+    let report = if ranks.distributed() {
+        let open = || {
+            let opts = a.input.options(params.batch_size(), params.seed())?;
+            let opts = a.input.model_options(opts, &model_names, true, missing)?;
+            a.input.open::<F>(opts)
+        };
+        ranks
+            .fit(
+                &mut model,
+                source.as_mut(),
+                open,
+                &popts,
+                resume,
+                checkpointing.as_ref(),
+                |r| progress.batch(r),
+            )
+            .map(|r| {
+                let p = r.pipeline.clone();
+                dist_report = Some(r);
+                p
+            })
+    } else {
+        pipeline::fit_with_codes(
+            &mut model,
+            source.as_mut(),
+            &popts,
+            resume,
+            checkpointing.as_ref(),
+            |r| progress.batch(r),
+            |w, ids| {
+                let Some(format) = codes_format.filter(|_| live) else {
+                    return Ok(());
+                };
+                let wr = match live_writer.as_mut() {
+                    Some(wr) => wr,
+                    None => {
+                        let out = codes_sink.take().expect("opened once");
+                        live_writer.insert(CodesWriter::<F, _>::new(out, format, rank, ids)?)
+                    }
+                };
+                live_rows += w.nrows() as u64;
+                wr.write(w, ids)
+            },
+        )
+        .map_err(anyhow::Error::from)
+    };
     progress.finish();
     let report = report?;
+    if !rank0 {
+        // Rank 0 writes the outputs.
+        return Ok(());
+    }
 
     // An item catalogue grew as the input was read.
     let names = source.feature_names();
@@ -916,6 +1002,10 @@ fn fit<F: ArrowFloat>(mut a: FitArgs) -> Result<()> {
             "model": a.out,
             "codes_rows": codes_rows,
         });
+        let mut summary = summary;
+        if let Some(d) = &dist_report {
+            summary["distributed"] = serde_json::to_value(d)?;
+        }
         crate::out(serde_json::to_string_pretty(&summary)?)?;
     } else if !a.quiet {
         eprintln!(

@@ -9,6 +9,7 @@
 mod audio;
 mod compose;
 mod demo;
+mod distributed;
 mod evaluate;
 mod fit;
 mod input;
@@ -169,7 +170,11 @@ fn interrupted(checkpoint: &Option<std::path::PathBuf>) -> (String, u8) {
         SIGTERM => "SIGTERM",
         _ => "SIGINT",
     };
+    let rank = distributed::RANK.load(Ordering::SeqCst);
     let line = match checkpoint {
+        None if rank > 0 => {
+            format!("rank {rank}: interrupted by {name}; rank 0 writes the checkpoint")
+        }
         Some(c) => {
             let dir = c
                 .parent()
