@@ -192,6 +192,40 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The rows of `paths` (files or directories) from the Parquet footers alone, or `None`
+/// when some input is not a readable Parquet file (Arrow IPC files do not say it without
+/// reading their batches).
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use arrow_array::{Float32Array, RecordBatch};
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("x.parquet");
+/// let batch = RecordBatch::try_from_iter([("a", Arc::new(Float32Array::from(vec![1.0; 7])) as _)])?;
+/// let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path)?, batch.schema(), None)?;
+/// w.write(&batch)?;
+/// w.close()?;
+/// assert_eq!(streamnmf::io::parquet_rows(&[path]), Some(7));
+/// assert_eq!(streamnmf::io::parquet_rows(&[dir.path().join("none.parquet")]), None);
+/// # Ok(()) }
+/// ```
+pub fn parquet_rows(paths: &[PathBuf]) -> Option<u64> {
+    let mut rows = 0u64;
+    for f in expand_paths(paths).ok()? {
+        if !matches!(Format::detect(&f), Ok(Format::Parquet)) {
+            return None;
+        }
+        let meta = decoding("Parquet", || {
+            let file = File::open(&f).map_err(Error::Io)?;
+            Ok(ArrowReaderMetadata::load(&file, Default::default())?)
+        })
+        .ok()?;
+        rows += u64::try_from(meta.metadata().file_metadata().num_rows()).ok()?;
+    }
+    Some(rows)
+}
+
 /// Parquet / Arrow IPC files (and directories of them), read with a projection, record
 /// batch by record batch: never a whole file at once.
 ///
