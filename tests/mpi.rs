@@ -192,7 +192,10 @@ fn an_interrupted_mpi_fit_resumes_exactly() {
         !out.status.success(),
         "finished before the signal: {first:?}"
     );
-    assert!(err.contains("interrupted by SIGTERM: checkpoint"), "{err}");
+    // Rank 0 says where it wrote the checkpoint, unless `mpirun`, seeing another rank
+    // exit non-zero, ends it first (every rank waits for the checkpoint before exiting).
+    assert!(err.contains("interrupted by SIGTERM"), "{err}");
+    assert!(checkpoints() >= 1, "{err}");
     assert!(!dir.path().join("m.snmf").exists(), "{err}");
 
     let resumed = long("m.snmf", &["--resume", "ck"]);

@@ -55,7 +55,10 @@ def test_recovers_planted_factors_as_well_as_nmf_cd():
     assert rel_error(x, w, est.components_) <= 1.05 * ref
     assert est.reconstruction_err_ == pytest.approx(np.linalg.norm(x - w @ est.components_),
                                                     rel=1e-6)
-    assert est.n_iter_ == 30 and est.n_steps_ == 30
+    # Dense Frobenius data without a batch size: 6 rows per component, or n / 200, within
+    # 64..256 (the engine's dense_batch_rows).
+    b = min(max(len(x) // 200, 6 * 4, 64), 256)
+    assert est.n_iter_ == 30 and est.n_steps_ == 30 * -(-len(x) // b)
     np.testing.assert_allclose(est.inverse_transform(w), w @ est.components_)
 
 
@@ -91,9 +94,10 @@ def test_float32_is_kept_and_any_layout_is_read():
 def test_sparse_inputs_match_dense():
     x = planted()
     x[x < np.quantile(x, 0.6)] = 0
-    dense = StreamNMF(4, random_state=0, max_iter=5, tol=0).fit(x)
+    # The same settings (dense data's default batch size differs from sparse data's).
+    dense = StreamNMF(4, random_state=0, max_iter=5, tol=0, batch_size=1024).fit(x)
     for m in [sp.csr_matrix(x), sp.csc_matrix(x)]:
-        est = StreamNMF(4, random_state=0, max_iter=5, tol=0).fit(m)
+        est = StreamNMF(4, random_state=0, max_iter=5, tol=0, batch_size=1024).fit(m)
         np.testing.assert_allclose(est.components_, dense.components_, rtol=1e-8, atol=1e-10)
         np.testing.assert_allclose(est.transform(m), dense.transform(x), rtol=1e-6, atol=1e-8)
 

@@ -13,7 +13,10 @@ mod statistics;
 
 pub use loss::Loss;
 pub use online::{BatchReport, FitReport, LossReport, OnlineNmf};
-pub use params::{Init, NmfParams, Solver, Unobserved, ValidParams, IMPLICIT_BATCH, MISSING_RIDGE};
+pub use params::{
+    dense_batch_rows, Init, NmfParams, Solver, Unobserved, ValidParams, IMPLICIT_BATCH,
+    MISSING_RIDGE,
+};
 
 pub(crate) use dictionary::{check_size, Dictionary, RowPool};
 pub(crate) use masked::{ColumnContribution, ColumnStats};

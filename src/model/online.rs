@@ -740,8 +740,16 @@ impl<F: Float> OnlineNmf<F> {
         let rule = self.value_rule();
         let x = Valid::check(x, 0, rule, self.threads)?.observed(rule);
         let x = x.valid();
-        let mut fresh = Self::new(self.state.params.clone()).with_threads(self.threads);
-        let (n, b) = (x.nrows(), self.state.params.batch_size());
+        let mut params = self.state.params.clone();
+        let dense_frobenius = params.loss() == super::Loss::Frobenius
+            && params.unobserved() == Unobserved::Zero
+            && matches!(x.view(), MatRef::Dense(_));
+        if dense_frobenius && !params.batch_size_is_set() {
+            let rows = super::params::dense_batch_rows(params.rank(), Some(x.nrows() as u64));
+            params = params.into_builder().batch_size(rows).check()?;
+        }
+        let mut fresh = Self::new(params).with_threads(self.threads);
+        let (n, b) = (x.nrows(), fresh.state.params.batch_size());
         fresh.ensure_dictionary(x.slice_rows(0..b.min(n)))?;
         *self = fresh;
         let mut converged = false;
@@ -960,5 +968,29 @@ mod tests {
         let again = b.transform(&x).unwrap();
         let rel = (&w - &again).mapv(|v| v * v).sum().sqrt() / again.mapv(|v| v * v).sum().sqrt();
         assert!(rel > 0.0 && rel < 0.05, "{rel}");
+    }
+
+    /// An in-memory fit of dense Frobenius data with no batch size set takes
+    /// [`dense_batch_rows`](crate::model::dense_batch_rows) of its rank and rows (and
+    /// records it); sparse data and other losses keep 1024, and a set size is kept.
+    #[test]
+    fn in_memory_fit_sizes_dense_batches() {
+        let x = PlantedSpec::new(3000, 30, 4).seed(2).generate().x;
+        let fit = |p: NmfParams, x: MatRef<f64>| {
+            let mut m = OnlineNmf::<f64>::new(p.max_passes(1).check().unwrap());
+            m.fit(x).unwrap();
+            m.params().batch_size()
+        };
+        assert_eq!(fit(NmfParams::new(4), MatRef::from(&x)), 64);
+        let tall = PlantedSpec::new(30_000, 30, 12).seed(2).generate().x;
+        assert_eq!(fit(NmfParams::new(12), MatRef::from(&tall)), 150);
+        assert_eq!(
+            fit(NmfParams::new(4).batch_size(500), MatRef::from(&x)),
+            500
+        );
+        let kl = NmfParams::new(4).loss(crate::Loss::KullbackLeibler);
+        assert_eq!(fit(kl, MatRef::from(&x)), 1024);
+        let csr = crate::CsrMatrix::from_dense(x.view());
+        assert_eq!(fit(NmfParams::new(4), MatRef::Csr(csr.view())), 1024);
     }
 }

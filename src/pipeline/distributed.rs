@@ -272,7 +272,10 @@ pub fn fit_distributed<F: Float>(
             let _ = rounds.exchange(mine);
         }
         if let Error::Interrupted { .. } = e {
-            let checkpoint = rounds.write_checkpoint()?;
+            // Every rank waits for rank 0's checkpoint: a rank that exited first could
+            // have its job ended (`mpirun` stops the others once one exits non-zero)
+            // before the checkpoint is on disk.
+            let checkpoint = agree(group, rounds.write_checkpoint())?;
             return Err(Error::Interrupted { checkpoint });
         }
         return Err(e);

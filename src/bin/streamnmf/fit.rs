@@ -432,7 +432,7 @@ fn settle_params(
     } else if base.is_none() && dense_frobenius(a)? {
         let k = a.rank.or(given.map(|g| g.h.nrows())).unwrap_or(0);
         let n = streamnmf::io::parquet_rows(&a.input.inputs);
-        p = p.batch_size(dense_frobenius_batch(k, n));
+        p = p.batch_size(streamnmf::model::dense_batch_rows(k, n));
     }
     if let Some(e) = a.epsilon {
         p = p.epsilon(e);
@@ -528,30 +528,6 @@ pub fn atom_set(spec: &str, labels: &[String], rank: usize) -> Result<Vec<usize>
     }
     Ok(out)
 }
-
-/// Rows per batch for a new Frobenius model of rank `k` on dense files of `n` rows (when
-/// the Parquet footers say): enough batches for [`UPDATES_PER_PASS`] dictionary updates a
-/// pass, and at least `6k` rows, within 64..=256.
-///
-/// What a pass achieves depends on how many updates it makes: on the benchmark family
-/// (`benches/peers/family.sh`, passes to 1.1× the SVD bound, or to 1.01× NMF(cd)'s
-/// converged error on real data), 256-row batches took 5 passes on 0.1 % Gaussian
-/// noise (20000 × 1000, k 20; 78 updates a pass), 2 on slowly drifting rows, 27 on
-/// scikit-learn's digits (1797 rows: 7 updates a pass), 31 on breast cancer and 9 on wine;
-/// 120-row batches: 1, 1, 7, 5 and 5. An update costs about `k²·p` a dictionary sweep
-/// against `b·k·p` for a batch's codes, so small batches cost time where the rows alone
-/// give enough updates (200000 × 200: 0.44 s with 256 rows, 0.54 s with 96) and at large
-/// k (k = 64: one pass either way, 0.76 s with 256 rows, 1.03 s with 128): hence the
-/// row count and the `6k` floor. Sparse input (100 000 × 20 000 ratings-like counts: the
-/// same error in 4.9 s with 256 rows instead of 3.5 s with 1024) and KL (Poisson counts:
-/// 4.7 times the divergence after one pass, in 3.3 times the time) keep 1024.
-fn dense_frobenius_batch(k: usize, n: Option<u64>) -> usize {
-    let by_rows = n.map_or(0, |n| (n / UPDATES_PER_PASS) as usize);
-    by_rows.max(6 * k).clamp(64, 256)
-}
-
-/// Dictionary updates a first pass should make, at least (see [`dense_frobenius_batch`]).
-const UPDATES_PER_PASS: u64 = 200;
 
 /// Whether the flags make a new Frobenius model, unstored entries as zeros, on dense input.
 fn dense_frobenius(a: &FitArgs) -> Result<bool> {
@@ -1076,22 +1052,5 @@ fn same_dir(a: &Path, b: &Path) -> bool {
     match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
         (Ok(x), Ok(y)) => x == y,
         _ => a == b,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dense_batches_follow_rank_and_rows() {
-        // 200 updates a pass, at least 6k rows, within 64..=256.
-        assert_eq!(dense_frobenius_batch(20, Some(20_000)), 120);
-        assert_eq!(dense_frobenius_batch(10, Some(20_000)), 100);
-        assert_eq!(dense_frobenius_batch(64, Some(20_000)), 256);
-        assert_eq!(dense_frobenius_batch(16, Some(200_000)), 256);
-        assert_eq!(dense_frobenius_batch(16, Some(1797)), 96);
-        assert_eq!(dense_frobenius_batch(6, Some(569)), 64);
-        assert_eq!(dense_frobenius_batch(20, None), 120);
     }
 }
