@@ -87,6 +87,10 @@ def test_fit_files_like_the_cli(tmp_path, cli):
     paths = [tmp_path / "a.parquet", tmp_path / "b.parquet"]
     est = StreamNMF(4, max_iter=2, batch_size=500, random_state=0).fit_files(paths)
     assert est.n_iter_ == 2 and est.n_steps_ == 16
+    # Without a batch size, a new dense Frobenius model takes the CLI's: 6 rows per
+    # component or n / 200, within 64..256: 64 rows here, batches running across the files.
+    auto = StreamNMF(4, max_iter=2, random_state=0).fit_files(paths)
+    assert auto.n_steps_ == 2 * -(-4000 // 64)
     err = np.linalg.norm(x - est.transform(x) @ est.components_) / np.linalg.norm(x)
     assert err < 0.1
     with pytest.raises(OSError, match="missing.parquet"):
