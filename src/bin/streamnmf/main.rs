@@ -19,6 +19,7 @@ mod plot;
 mod progress;
 mod rank;
 mod recommend;
+mod resume;
 mod transform;
 
 use std::io::Write;
