@@ -38,20 +38,7 @@ pub(super) fn open_file(
         Format::Parquet => decoding("Parquet", || {
             let builder = ParquetRecordBatchReaderBuilder::try_new(file()?)?;
             let schema = builder.schema().clone();
-            // Validate names ourselves: ProjectionMask::roots panics on a bad index.
-            let mut idx = Vec::new();
-            for c in columns {
-                match schema.index_of(c) {
-                    Ok(i) => idx.push(i),
-                    Err(_) => return Err(Error::Schema(format!("missing column '{c}'"))),
-                }
-            }
-            let mask = ProjectionMask::roots(builder.parquet_schema(), idx);
-            let reader = builder
-                .with_projection(mask)
-                .with_batch_size(decode_rows)
-                .build()?;
-            Ok((schema, Box::new(reader) as RecordBatches))
+            Ok((schema, parquet_reader(builder, columns, decode_rows)?))
         }),
         Format::ArrowFile => decoding("Arrow", || {
             let r = FileReader::try_new(BufReader::new(file()?), None)?;
@@ -64,6 +51,39 @@ pub(super) fn open_file(
     }
     .map_err(located)?;
     Ok((schema, guarded(batches)))
+}
+
+/// The record batches of a Parquet reader being built, reading only `columns`, at most
+/// `decode_rows` rows each.
+fn parquet_reader(
+    builder: ParquetRecordBatchReaderBuilder<File>,
+    columns: &[String],
+    decode_rows: usize,
+) -> Result<RecordBatches> {
+    // Validate names ourselves: ProjectionMask::roots panics on a bad index.
+    let schema = builder.schema().clone();
+    let mut idx = Vec::new();
+    for c in columns {
+        match schema.index_of(c) {
+            Ok(i) => idx.push(i),
+            Err(_) => return Err(Error::Schema(format!("missing column '{c}'"))),
+        }
+    }
+    let mask = ProjectionMask::roots(builder.parquet_schema(), idx);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(decode_rows)
+        .build()?;
+    Ok(Box::new(reader))
+}
+
+/// A Parquet file's footer (schema, row groups and their row counts), read once.
+fn parquet_metadata(path: &Path) -> Result<ArrowReaderMetadata> {
+    decoding("Parquet", || {
+        let file = File::open(path).map_err(Error::Io)?;
+        Ok(ArrowReaderMetadata::load(&file, Default::default())?)
+    })
+    .map_err(|e| e.in_file(path))
 }
 
 /// A Parquet row group to read: its file's name, the file's metadata, its index and the
@@ -81,13 +101,9 @@ fn row_group_share(
     let mut number = 0usize;
     files.into_iter().flat_map(move |f| -> Vec<RowGroup> {
         let name: Arc<str> = f.display().to_string().into();
-        let meta = decoding("Parquet", || {
-            let file = File::open(&f).map_err(Error::Io)?;
-            Ok(ArrowReaderMetadata::load(&file, Default::default())?)
-        });
-        let meta = match meta {
+        let meta = match parquet_metadata(&f) {
             Ok(m) => m,
-            Err(e) => return vec![Err(e.in_file(&f))],
+            Err(e) => return vec![Err(e)],
         };
         let mut row0 = 0u64;
         let mut mine = Vec::new();
@@ -113,22 +129,9 @@ fn open_row_group(
     let path = Path::new(&**name);
     let batches = decoding("Parquet", || {
         let file = File::open(path).map_err(Error::Io)?;
-        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta);
-        let schema = builder.schema().clone();
-        let mut idx = Vec::new();
-        for c in columns {
-            match schema.index_of(c) {
-                Ok(i) => idx.push(i),
-                Err(_) => return Err(Error::Schema(format!("missing column '{c}'"))),
-            }
-        }
-        let mask = ProjectionMask::roots(builder.parquet_schema(), idx);
-        let reader = builder
-            .with_projection(mask)
-            .with_row_groups(vec![group])
-            .with_batch_size(decode_rows)
-            .build()?;
-        Ok(Box::new(reader) as RecordBatches)
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta)
+            .with_row_groups(vec![group]);
+        parquet_reader(builder, columns, decode_rows)
     })
     .map_err(|e| e.in_file(path))?;
     Ok(guarded(batches))
@@ -216,11 +219,7 @@ pub fn parquet_rows(paths: &[PathBuf]) -> Option<u64> {
         if !matches!(Format::detect(&f), Ok(Format::Parquet)) {
             return None;
         }
-        let meta = decoding("Parquet", || {
-            let file = File::open(&f).map_err(Error::Io)?;
-            Ok(ArrowReaderMetadata::load(&file, Default::default())?)
-        })
-        .ok()?;
+        let meta = parquet_metadata(&f).ok()?;
         rows += u64::try_from(meta.metadata().file_metadata().num_rows()).ok()?;
     }
     Some(rows)

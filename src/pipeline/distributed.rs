@@ -56,6 +56,27 @@ pub struct DistributedReport {
     pub largest_message: u64,
 }
 
+impl DistributedReport {
+    /// A fit over `ranks` ranks that has done nothing yet.
+    fn nothing(ranks: usize) -> Self {
+        Self {
+            pipeline: PipelineReport {
+                epochs: 0,
+                batches: 0,
+                rows: 0,
+                seconds: 0.0,
+                ignored_entries: 0,
+            },
+            ranks,
+            local_batches: 0,
+            solve_seconds: 0.0,
+            exchange_seconds: 0.0,
+            update_seconds: 0.0,
+            largest_message: 0,
+        }
+    }
+}
+
 /// One rank of a data-parallel fit over `group`: the same call on every rank, with the
 /// same source (each reads its share, see [`Share`]), parameters and options. Every rank
 /// ends with the same model. `resume` and `checkpoints` are read on rank 0 only (the
@@ -112,12 +133,12 @@ pub fn fit_distributed<F: Float>(
     source.will_read(opts.epochs);
     // The source reads its own share when it can; otherwise every rank reads everything
     // and keeps every `ranks`-th batch.
-    let shares_itself = source.share(rank, ranks);
-    let mut share = Share::new(
-        source,
-        if shares_itself { 0 } else { rank },
-        if shares_itself { 1 } else { ranks },
-    );
+    let (r, n) = if source.share(rank, ranks) {
+        (0, 1)
+    } else {
+        (rank, ranks)
+    };
+    let mut share = Share::new(source, r, n);
 
     // Rank 0 readies the model (resumed, or new and initialized from the input's first
     // batch) and sends it, with the run state, to every rank; all of them (rank 0 too)
@@ -178,21 +199,9 @@ pub fn fit_distributed<F: Float>(
     let (checker, epoch0) = agree(group, setup)?;
     if start.epoch >= opts.epochs {
         model.end_pass();
-        return Ok(DistributedReport {
-            pipeline: PipelineReport {
-                epochs: opts.epochs,
-                batches: 0,
-                rows: 0,
-                seconds: 0.0,
-                ignored_entries: 0,
-            },
-            ranks,
-            local_batches: 0,
-            solve_seconds: 0.0,
-            exchange_seconds: 0.0,
-            update_seconds: 0.0,
-            largest_message: 0,
-        });
+        let mut done = DistributedReport::nothing(ranks);
+        done.pipeline.epochs = opts.epochs;
+        return Ok(done);
     }
 
     let span = tracing::info_span!("fit_distributed", rank, ranks);
@@ -211,21 +220,7 @@ pub fn fit_distributed<F: Float>(
         stop: opts.stop.as_deref(),
         agreed: false,
         on_batch: &mut on_batch,
-        report: DistributedReport {
-            pipeline: PipelineReport {
-                epochs: 0,
-                batches: 0,
-                rows: 0,
-                seconds: 0.0,
-                ignored_entries: 0,
-            },
-            ranks,
-            local_batches: 0,
-            solve_seconds: 0.0,
-            exchange_seconds: 0.0,
-            update_seconds: 0.0,
-            largest_message: 0,
-        },
+        report: DistributedReport::nothing(ranks),
     };
     let input = Input {
         source: &mut share,
