@@ -98,7 +98,9 @@ impl Ranks {
     pub fn fail_alone(&self, e: &anyhow::Error) {
         #[cfg(feature = "mpi")]
         if let Ranks::Mpi(g) = self {
-            eprintln!("error: rank {}: {}", g.rank(), crate::one_line(e));
+            // One write, so the ranks' lines do not interleave.
+            let line = format!("error: rank {}: {}\n", g.rank(), crate::one_line(e));
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
             g.abort(1);
         }
         let _ = e;

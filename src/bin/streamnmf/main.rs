@@ -123,7 +123,8 @@ fn main() -> ExitCode {
                 Some(streamnmf::Error::Interrupted { checkpoint }) => interrupted(checkpoint),
                 _ => (one_line(&e), 1),
             };
-            let _ = writeln!(std::io::stderr(), "error: {line}");
+            // One write: the ranks of a distributed fit share a terminal.
+            let _ = std::io::stderr().write_all(format!("error: {line}\n").as_bytes());
             ExitCode::from(code)
         }
     }
