@@ -15,7 +15,7 @@ use parquet::arrow::ProjectionMask;
 
 use super::convert::Converter;
 use super::guard::{decoding, guarded};
-use super::prefetch::Prefetch;
+use super::prefetch::{column_groups, Joined, Prefetch};
 use super::records::{converter_methods, mini_batches, Named, RecordBatches};
 use super::shuffle::Shuffle;
 use super::{ArrowFloat, Format, InputOptions, Layout};
@@ -36,9 +36,15 @@ pub(super) fn open_file(
     let file = || File::open(path).map_err(|e| located(Error::Io(e)));
     let (schema, batches): (SchemaRef, RecordBatches) = match Format::detect(path)? {
         Format::Parquet => decoding("Parquet", || {
-            let builder = ParquetRecordBatchReaderBuilder::try_new(file()?)?;
-            let schema = builder.schema().clone();
-            Ok((schema, parquet_reader(builder, columns, decode_rows)?))
+            let meta = ArrowReaderMetadata::load(&file()?, Default::default())?;
+            let schema = meta.schema().clone();
+            let open = || -> Result<_> {
+                Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(
+                    file()?,
+                    meta.clone(),
+                ))
+            };
+            Ok((schema, parquet_reader(open, columns, decode_rows)?))
         }),
         Format::ArrowFile => decoding("Arrow", || {
             let r = FileReader::try_new(BufReader::new(file()?), None)?;
@@ -53,13 +59,15 @@ pub(super) fn open_file(
     Ok((schema, guarded(batches)))
 }
 
-/// The record batches of a Parquet reader being built, reading only `columns`, at most
-/// `decode_rows` rows each.
+/// The record batches of Parquet readers that `open` builds (over the same rows), reading
+/// only `columns`, at most `decode_rows` rows each. A wide projection is decoded in
+/// [`column_groups`] groups of columns, one reader and thread each, joined row-aligned.
 fn parquet_reader(
-    builder: ParquetRecordBatchReaderBuilder<File>,
+    open: impl Fn() -> Result<ParquetRecordBatchReaderBuilder<File>>,
     columns: &[String],
     decode_rows: usize,
 ) -> Result<RecordBatches> {
+    let builder = open()?;
     // Validate names ourselves: ProjectionMask::roots panics on a bad index.
     let schema = builder.schema().clone();
     let mut idx = Vec::new();
@@ -69,12 +77,27 @@ fn parquet_reader(
             Err(_) => return Err(Error::Schema(format!("missing column '{c}'"))),
         }
     }
-    let mask = ProjectionMask::roots(builder.parquet_schema(), idx);
-    let reader = builder
-        .with_projection(mask)
-        .with_batch_size(decode_rows)
-        .build()?;
-    Ok(Box::new(reader))
+    // File order, so that the groups joined in order keep the one reader's column order.
+    idx.sort_unstable();
+    idx.dedup();
+    let read = |builder: ParquetRecordBatchReaderBuilder<File>, idx: &[usize]| -> Result<_> {
+        let mask = ProjectionMask::roots(builder.parquet_schema(), idx.iter().copied());
+        let reader = builder
+            .with_projection(mask)
+            .with_batch_size(decode_rows)
+            .build()?;
+        Ok(Box::new(reader) as RecordBatches)
+    };
+    let groups = column_groups(idx.len());
+    if groups <= 1 {
+        return read(builder, &idx);
+    }
+    let size = idx.len().div_ceil(groups);
+    let mut parts = vec![guarded(read(builder, &idx[..size])?)];
+    for chunk in idx[size..].chunks(size) {
+        parts.push(guarded(read(open()?, chunk)?));
+    }
+    Ok(Joined::start(parts))
 }
 
 /// A Parquet file's footer (schema, row groups and their row counts), read once.
@@ -128,10 +151,14 @@ fn open_row_group(
 ) -> Result<RecordBatches> {
     let path = Path::new(&**name);
     let batches = decoding("Parquet", || {
-        let file = File::open(path).map_err(Error::Io)?;
-        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta)
-            .with_row_groups(vec![group]);
-        parquet_reader(builder, columns, decode_rows)
+        let open = || -> Result<_> {
+            let file = File::open(path).map_err(Error::Io)?;
+            Ok(
+                ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
+                    .with_row_groups(vec![group]),
+            )
+        };
+        parquet_reader(open, columns, decode_rows)
     })
     .map_err(|e| e.in_file(path))?;
     Ok(guarded(batches))

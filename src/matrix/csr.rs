@@ -306,6 +306,27 @@ impl<F: Float> CsrBuilder<F> {
     pub(crate) fn nnz(&self) -> usize {
         self.data.len()
     }
+    /// A copy of the rows `rows` built so far, as a matrix of the current width.
+    pub(crate) fn copy_rows(&self, rows: Range<usize>) -> CsrMatrix<F> {
+        let (s, e) = (self.indptr[rows.start], self.indptr[rows.end]);
+        CsrMatrix {
+            ncols: self.ncols,
+            indptr: self.indptr[rows.start..=rows.end]
+                .iter()
+                .map(|&o| o - s)
+                .collect(),
+            indices: self.indices[s..e].to_vec(),
+            data: self.data[s..e].to_vec(),
+        }
+    }
+    /// Drops the first `rows` rows built so far.
+    pub(crate) fn drop_front(&mut self, rows: usize) {
+        let s = self.indptr[rows];
+        self.indices.drain(..s);
+        self.data.drain(..s);
+        self.indptr.drain(..rows);
+        self.indptr.iter_mut().for_each(|o| *o -= s);
+    }
     pub(crate) fn finish(self) -> CsrMatrix<F> {
         CsrMatrix {
             ncols: self.ncols,

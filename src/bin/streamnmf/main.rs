@@ -81,7 +81,34 @@ pub fn stop_flag() -> Arc<AtomicBool> {
 /// The message of the last panic (the hook records it instead of printing it).
 static PANIC: Mutex<Option<String>> = Mutex::new(None);
 
+extern "C" {
+    // OpenBLAS's own API (the system library that ndarray-linalg links).
+    fn openblas_set_num_threads(n: std::os::raw::c_int);
+    // Stops and joins OpenBLAS's worker threads (its fork handler's routine).
+    fn blas_thread_shutdown_() -> std::os::raw::c_int;
+}
+
+/// One thread per OpenBLAS call, unless `OPENBLAS_NUM_THREADS` says otherwise. streamnmf
+/// runs its own threads and its LAPACK calls (the init's SVD, k × k solves) are small,
+/// while OpenBLAS's workers, started when the library loads, spin on `sched_yield` for
+/// about 0.1 s at start and after every call: on two cores that took a core from the
+/// Parquet decoder for the first 100 ms of every fit. With one thread the workers have
+/// nothing to do, so they are stopped. An application's choice, so the binary makes it,
+/// not the library.
+fn single_threaded_blas() {
+    if std::env::var_os("OPENBLAS_NUM_THREADS").is_none() {
+        // SAFETY: a plain setter that takes any positive count, then the routine OpenBLAS
+        // runs before a fork, which joins its idle workers; with one thread per call no
+        // call hands them work again. Nothing else has called OpenBLAS yet.
+        unsafe {
+            openblas_set_num_threads(1);
+            blas_thread_shutdown_();
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    single_threaded_blas();
     init_logging();
     install_panic_hook();
     let cli = match Cli::try_parse() {
