@@ -78,3 +78,44 @@ fn overflow_is_an_error_not_a_model() {
     m64.partial_fit(&x.mapv(|v| v as f64)).unwrap();
     assert!(m64.components().unwrap().iter().all(|v| v.is_finite()));
 }
+
+/// KL codes by coordinate descent on a dense batch whose scale spans 12 orders (a count of
+/// 9e4 next to 4e-7) against an NNDSVD start with near-zero atoms: the Newton step along
+/// a code whose atom is almost zero where the data is large is the ratio of two tiny sums,
+/// and must not overflow the codes (found by `tests/properties.rs` once dense KL batches
+/// went to coordinate descent).
+#[test]
+fn kl_codes_survive_near_zero_atoms() {
+    let mut x = Array2::<f64>::zeros((9, 8));
+    x[[6, 4]] = 90270.77628004605;
+    x[[7, 5]] = 0.8140243972080868;
+    x[[7, 7]] = 5.863931486529327;
+    for (j, v) in [
+        (1, 76317.30839832696),
+        (2, 0.8735113826250149),
+        (3, 8.043466054036394),
+        (4, 5.0017359777986e-7),
+        (6, 7.591841687668403),
+        (7, 4.154237670444014e-7),
+    ] {
+        x[[8, j]] = v;
+    }
+    let p = NmfParams::new(2)
+        .loss(Loss::KullbackLeibler)
+        .init(streamnmf::Init::Nndsvd)
+        .batch_size(12)
+        .max_passes(3)
+        .code_max_iter(20)
+        .seed(655)
+        .check()
+        .unwrap();
+    let mut m = OnlineNmf::<f64>::new(p);
+    let r = m.fit(&x).unwrap();
+    assert!(
+        r.pass_losses.iter().all(|l| l.is_finite()),
+        "{:?}",
+        r.pass_losses
+    );
+    let w = m.transform(&x).unwrap();
+    assert!(w.iter().all(|v| v.is_finite() && *v >= 0.0), "{w}");
+}

@@ -135,6 +135,29 @@ fn physical_memory() -> Option<f64> {
     Some(kib * 1024.0)
 }
 
+/// Each atom's floor under the multiplicative updates: [`MU_FLOOR`] of its mean.
+fn atom_floors<F: Float>(h: ArrayView2<F>) -> Vec<F> {
+    let p = h.ncols().max(1) as f64;
+    h.rows()
+        .into_iter()
+        .map(|r| F::from_f64(MU_FLOOR * r.iter().map(|v| v.as_f64()).sum::<f64>() / p))
+        .collect()
+}
+
+/// Raises the entries of a starting dictionary for a loss other than Frobenius to their
+/// atom's floor (atoms in `keep`, given by the user as fixed, stay as they are). An exact
+/// zero in H is one the multiplicative updates never move, and a column of zeros under
+/// positive data is an infinite divergence whatever the codes (NNDSVD's zeros on a batch
+/// where a feature appears in one row).
+pub(crate) fn floor_start<F: Float>(h: &mut Array2<F>, keep: &[usize]) {
+    let floors = atom_floors(h.view());
+    for (r, (mut row, &floor)) in h.rows_mut().into_iter().zip(&floors).enumerate() {
+        if keep.binary_search(&r).is_err() {
+            row.mapv_inplace(|v| v.max(floor));
+        }
+    }
+}
+
 impl<F: Float> Dictionary<F> {
     /// A dictionary starting from `h`, with empty statistics.
     pub(crate) fn new(h: Array2<F>, loss: Loss, mode: Unobserved) -> Self {
@@ -299,13 +322,7 @@ impl<F: Float> Dictionary<F> {
             // 0 for good, and every later row that has the feature would be explained by
             // nothing (on word counts with 16-row batches, half of H's columns died so).
             // Each atom keeps this share of its mean as a floor instead.
-            let p = self.h.ncols() as f64;
-            let floors: Vec<F> = self
-                .h
-                .rows()
-                .into_iter()
-                .map(|r| F::from_f64(MU_FLOOR * r.iter().map(|v| v.as_f64()).sum::<f64>() / p))
-                .collect();
+            let floors = atom_floors(self.h.view());
             let fixed = params.fixed_components();
             for (j, (((mut hr, ar), br), &floor)) in self
                 .h

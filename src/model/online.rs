@@ -9,9 +9,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::codes::{solve_chunked, Codes, Prepared};
-use super::dictionary::{check_size, padded, Dictionary, RowPool};
+use super::dictionary::{check_size, floor_start, padded, Dictionary, RowPool};
 use super::init::initial_dictionary;
-use super::loss::divergence;
+use super::loss::{divergence, Loss};
 use super::params::{Init, Unobserved, ValidParams};
 use super::statistics::Contribution;
 use crate::error::{Error, Result};
@@ -517,7 +517,11 @@ impl<F: Float> OnlineNmf<F> {
             if let Some(&atom) = p.fixed_components().iter().find(|&&a| a >= given) {
                 return Err(Error::FixedNotGiven { atom, given });
             }
-            let h = initial_dictionary(p.effective_init(), x, p.rank(), mode, &mut self.state.rng)?;
+            let mut h =
+                initial_dictionary(p.effective_init(), x, p.rank(), mode, &mut self.state.rng)?;
+            if loss != Loss::Frobenius && mode == Unobserved::Zero {
+                floor_start(&mut h, p.fixed_components());
+            }
             self.state.dict = Some(Dictionary::new(h, loss, mode));
         }
         Ok(())
