@@ -58,6 +58,9 @@ struct Args {
     /// Code solver tolerance (default: the library's).
     #[arg(long)]
     code_tol: Option<f64>,
+    /// Code solver: `hals` or `mu` (default: the library's choice for the loss).
+    #[arg(long)]
+    solver: Option<String>,
 }
 
 /// Stacks all batches into one matrix (dense or CSR).
@@ -138,6 +141,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(it) = a.code_max_iter {
         params = params.code_max_iter(it);
+    }
+    match a.solver.as_deref() {
+        None => {}
+        Some("hals") => params = params.solver(streamnmf::Solver::Hals),
+        Some("mu") => params = params.solver(streamnmf::Solver::Multiplicative),
+        Some(other) => return Err(format!("unknown solver '{other}': hals or mu").into()),
     }
     if let Some(tol) = a.code_tol {
         params = params.code_tol(tol);

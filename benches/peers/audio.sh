@@ -7,6 +7,6 @@ cd "$(dirname "$0")/../.."
 ./scripts/ensure-deps.sh
 cargo build --release --bin streamnmf --example separate
 . benches/peers/venv.sh
-peers_venv "sklearn, scipy, pyarrow" numpy scipy pandas pyarrow scikit-learn
+peers_venv "sklearn, scipy, pyarrow, pandas" numpy scipy pandas pyarrow scikit-learn
 export STREAMNMF_BIN=${CARGO_TARGET_DIR:-target}/release
 exec "$VENV/bin/python" benches/peers/audio.py "$@"

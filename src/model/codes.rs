@@ -89,10 +89,16 @@ fn kl_coordinates_possible(params: &ValidParams) -> bool {
     params.loss().beta() == 1.0 && !params.solver_is_chosen()
 }
 
-/// Whether a KL batch's codes are solved by coordinate (Newton) descent ([`kl_cd`])
-/// instead of the multiplicative updates: always, under KL with the default solver. A
-/// sweep visits the positive entries only and converges in a few, where the updates run
-/// up to their limit. One thread, 1024 planted rows × 1000, k = 20, ms to a solve (dense
+/// The largest share of positive entries at which a KL batch's codes go to coordinate
+/// descent (see [`kl_by_coordinates`]).
+const KL_CD_DENSITY: f64 = 0.9;
+
+/// Whether the codes of batch `x` are solved by KL coordinate descent ([`kl_cd`])
+/// instead of the multiplicative updates: KL with the default solver, on batches with at
+/// most [`KL_CD_DENSITY`] positive entries, whatever their layout (so a dense and a CSR
+/// copy of the same data get the same solver). A sweep visits the positive entries only
+/// and converges in a few, and a code can reach zero exactly, where the updates only
+/// approach it. One thread, 1024 planted rows × 1000, k = 20, ms to a solve (dense
 /// layout / CSR):
 ///
 /// | positive share | coordinate descent | updates |
@@ -103,15 +109,22 @@ fn kl_coordinates_possible(params: &ValidParams) -> bool {
 /// | 50 % | 109 / 97 | 108 / 369 |
 /// | 100 % | 129 / 151 | 73 / 521 |
 ///
-/// Coordinate descent always ends lower (by 0.0005 % to 0.05 %). On dense batches a
-/// solve costs more than the updates, and coordinate descent was first kept to batches
-/// of at most half positive entries; but the codes' precision is what sets the online
-/// fit's fixed point. On 20000 × 500 Poisson counts (54 % positive, k 10, batch 1024),
-/// 20 passes with updates end at 2.72487e6, 0.14 % above NMF(mu)'s converged 2.7210e6;
-/// with coordinate descent 11 passes (2.6 s) are below it and 20 end at 2.72050e6, and
-/// the updates' 20-pass divergence is reached in 4 passes (0.98 s instead of 3.1 s).
-fn kl_by_coordinates<F: Float>(prep: &Prepared<F>) -> bool {
-    prep.kl.is_some()
+/// What decides is where the optimum lies. Zeros in the data put zeros in the codes, which
+/// the updates approach slowly, and the online fit's fixed point follows the codes: on
+/// 20000 × 500 Poisson counts (54 % positive, k 10, batch 1024), 20 passes with the
+/// updates end at 2.72487e6, 0.14 % above NMF(mu)'s converged 2.7210e6; by coordinate
+/// descent 11 passes (2.6 s) are below it and the updates' 20-pass divergence is reached
+/// in 4 (0.98 s instead of 3.1 s). A magnitude spectrogram has no zeros: on 1251 frames
+/// of speech (513 bins, k 20, batch 128) both end 30 passes at the same divergence
+/// (5.764e4 and 5.774e4) and the updates take 0.05 s a pass against 0.12 s.
+fn kl_by_coordinates<F: Float>(prep: &Prepared<F>, x: MatRef<F>) -> bool {
+    if prep.kl.is_none() {
+        return false;
+    }
+    let mut positive = 0usize;
+    x.for_each_stored(|_, _, v| positive += usize::from(v > F::zero()));
+    let cells = (x.nrows() * x.ncols()).max(1) as f64;
+    positive as f64 <= KL_CD_DENSITY * cells
 }
 
 /// Least-squares codes floored at this share of the flat start: the multiplicative
@@ -226,7 +239,7 @@ pub(crate) fn solve_chunked<F: Float, T: Send>(
     extra: impl Fn(Valid<F>, ArrayView2<F>) -> T + Sync,
 ) -> (Codes<F>, Vec<T>) {
     let ranges = batch_chunks(x.view(), prep.k());
-    let kl_cd = kl_by_coordinates(prep);
+    let kl_cd = kl_by_coordinates(prep, x.view());
     let parts = map_indexed(ranges.len(), threads, |c| {
         let r = ranges[c].clone();
         let xc = x.slice_rows(r.clone());
@@ -390,12 +403,9 @@ mod tests {
         }
     }
 
-    /// The codes do not depend on the memory layout of the H they are solved against,
-    /// nor on the thread count: a resumed model (whose arrays come back from a file in
-    /// another layout) solves exactly as the one that never stopped.
     /// KL codes of a mostly-zero batch go to coordinate descent in either layout, reach a
     /// lower divergence than the multiplicative updates given the same iteration limit,
-    /// and a dense batch keeps the updates.
+    /// and a batch of positive entries keeps the updates.
     #[test]
     fn sparse_kl_batches_use_coordinate_descent() {
         const ITERS: usize = 40;
@@ -428,8 +438,12 @@ mod tests {
         // Atoms without zeros, so that every divergence is finite.
         let h = d.h.mapv(|v| v + 0.01);
         let prep = Prepared::new(&auto, h.view());
-        assert!(kl_by_coordinates(&prep));
-        assert!(!kl_by_coordinates(&Prepared::new(&mu_only, h.view())));
+        assert!(kl_by_coordinates(&prep, MatRef::from(&x)));
+        assert!(kl_by_coordinates(&prep, MatRef::from(&csr)));
+        let positive = d.x.mapv(|v| v + 0.1);
+        assert!(!kl_by_coordinates(&prep, MatRef::from(&positive)));
+        let mu_prep = Prepared::new(&mu_only, h.view());
+        assert!(!kl_by_coordinates(&mu_prep, MatRef::from(&x)));
         let solve = |p: &ValidParams, x: MatRef<f64>| {
             let prep = Prepared::new(p, h.view());
             solve_chunked(p, &prep, valid(x), 1, None, |_, _| ()).0
@@ -452,6 +466,9 @@ mod tests {
         assert!(cd_csr.loss < mu.loss, "{} vs {}", cd_csr.loss, mu.loss);
     }
 
+    /// The codes do not depend on the memory layout of the H they are solved against,
+    /// nor on the thread count: a resumed model (whose arrays come back from a file in
+    /// another layout) solves exactly as the one that never stopped.
     #[test]
     fn codes_do_not_depend_on_layout_or_threads() {
         let d = crate::synth::PlantedSpec::new(700, 40, 5)
