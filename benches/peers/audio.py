@@ -89,6 +89,7 @@ def main():
     ap.add_argument("--iters", type=int, default=200, help="scikit-learn max_iter")
     ap.add_argument("--epochs", type=int, default=30, help="streamnmf passes")
     ap.add_argument("--batch-size", type=int, default=128, help="streamnmf frames per batch")
+    ap.add_argument("--code-max-iter", type=int, help="streamnmf code iterations (default: its own)")
     a = ap.parse_args()
     beta = 1 if a.loss == "kl" else 0
     k, kn = a.rank, a.rank // 2
@@ -127,6 +128,8 @@ def main():
     common = ["--loss", a.loss, "--epochs", str(a.epochs), "--batch-size", str(a.batch_size), "-q", "--json"]
     if beta == 0:
         common += ["--epsilon", f"{floor:.6g}"]
+    if a.code_max_iter:
+        common += ["--code-max-iter", str(a.code_max_iter)]
     t1, js = run("fit", os.path.join(d, "train_speech.wav"), "-k", str(k), "--label", "speech", "--out", os.path.join(d, "s.snmf"), *common)
     hist = json.loads(js)["loss_history"]
     t2, _ = run("fit", os.path.join(d, "train_noise.wav"), "-k", str(kn), "--label", "noise", "--out", os.path.join(d, "n.snmf"), *common)
