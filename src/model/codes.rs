@@ -42,7 +42,13 @@ pub(crate) struct Prepared<F> {
     /// For KL coordinate descent ([`kl_by_coordinates`]): H in standard layout and its
     /// row sums.
     kl: Option<(Array2<F>, Vec<F>)>,
+    /// Iterations of the code solver, at most (see [`Prepared::learning`]).
+    max_iter: usize,
 }
+
+/// Code iterations, at most, while a dictionary learns under a beta below 1 (see
+/// [`Prepared::learning`]).
+pub(crate) const LEARNING_CAP_BELOW_KL: usize = 20;
 
 impl<F: Float> Prepared<F> {
     /// The shared products of `h` (k × p, any layout) for the solver of `params`.
@@ -64,7 +70,26 @@ impl<F: Float> Prepared<F> {
         } else {
             (Array2::zeros((0, 0)), None)
         };
-        Self { ht, g, g_inv, kl }
+        let max_iter = params.code_max_iter();
+        Self {
+            ht,
+            g,
+            g_inv,
+            kl,
+            max_iter,
+        }
+    }
+    /// The same products for the codes a dictionary learns from. Below β = 1 (Itakura-Saito)
+    /// the multiplicative updates (γ = ½) run to the iteration cap on nearly every batch,
+    /// and precise codes against a dictionary that is still moving buy little: on speech
+    /// magnitudes (1251 frames × 513, k 20, batch 128) codes capped at
+    /// [`LEARNING_CAP_BELOW_KL`] while learning make a pass 0.045 s instead of 0.35 s.
+    /// Codes handed out (`transform`, separation) keep the full cap.
+    pub(crate) fn learning(mut self, params: &ValidParams) -> Self {
+        if params.loss().beta() < 1.0 {
+            self.max_iter = self.max_iter.min(LEARNING_CAP_BELOW_KL);
+        }
+        self
     }
     /// H (k × p), column-major.
     pub(crate) fn h(&self) -> ArrayView2<'_, F> {
@@ -174,7 +199,7 @@ fn solve_prepared<F: Float>(
     }
     let (l1, l2) = params.w_penalties(x.ncols());
     let pen = (F::from_f64(l1), F::from_f64(l2));
-    let (max_iter, tol) = (params.code_max_iter(), params.code_tol());
+    let (max_iter, tol) = (prep.max_iter, params.code_tol());
     match params.solver() {
         Solver::Hals => {
             let r = x.x_ht(prep.ht.view());
@@ -464,6 +489,29 @@ mod tests {
             mu.stats
         );
         assert!(cd_csr.loss < mu.loss, "{} vs {}", cd_csr.loss, mu.loss);
+    }
+
+    /// Codes a dictionary learns from under Itakura-Saito stop at the learning cap; the
+    /// codes handed out, and every other loss's, keep the full one.
+    #[test]
+    fn learning_caps_codes_below_kl_only() {
+        let h = Array2::from_shape_fn((3, 8), |(i, j)| 1.0 + ((i * 8 + j) % 5) as f64);
+        for (loss, learning) in [
+            (Loss::ItakuraSaito, LEARNING_CAP_BELOW_KL),
+            (Loss::Beta(0.5), LEARNING_CAP_BELOW_KL),
+            (Loss::KullbackLeibler, 200),
+            (Loss::Frobenius, 200),
+        ] {
+            let params = NmfParams::new(3).loss(loss).check().unwrap();
+            assert_eq!(Prepared::new(&params, h.view()).max_iter, 200);
+            let prep = Prepared::new(&params, h.view()).learning(&params);
+            assert_eq!(prep.max_iter, learning, "{loss:?}");
+            // And the solver stops there: the updates of a random batch run to it.
+            let x = Array2::from_shape_fn((6, 8), |(i, j)| 0.5 + ((i * 7 + j * 3) % 11) as f64);
+            let (codes, _) =
+                solve_chunked(&params, &prep, valid(MatRef::from(&x)), 1, None, |_, _| ());
+            assert!(codes.stats.iterations <= learning, "{loss:?}");
+        }
     }
 
     /// The codes do not depend on the memory layout of the H they are solved against,

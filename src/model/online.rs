@@ -149,7 +149,7 @@ pub(crate) fn solve_batch<F: Float>(
     } else {
         h
     };
-    let prep = Prepared::new(params, h);
+    let prep = Prepared::new(params, h).learning(params);
     let (loss, mode) = (params.loss(), params.unobserved());
     let (codes, parts) = solve_chunked(params, &prep, x, threads, None, |xc, w| {
         Contribution::new(loss, mode, xc, w, prep.h())
