@@ -128,6 +128,11 @@ fn corpus() -> Vec<(Kind, &'static str, Vec<u8>)> {
     drop(c);
     let newest = CheckpointDir::list_in(&ck).unwrap()[0].clone();
     out.push((Kind::Checkpoint, "checkpoint", bytes_of(&newest)));
+    // Wide enough (≥ 128 columns) to decode in column groups, one thread each.
+    let wide = PlantedSpec::new(40, 140, 3).seed(2).generate().x;
+    let p = d.join("wide.parquet");
+    write_parquet(&p, &dense_batches(&wide, 20, false), 20);
+    out.push((Kind::Dense, "wide parquet", bytes_of(&p)));
     out
 }
 

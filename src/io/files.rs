@@ -15,6 +15,8 @@ use parquet::arrow::ProjectionMask;
 
 use super::convert::Converter;
 use super::guard::{decoding, guarded};
+#[cfg(test)]
+use super::prefetch::SPLIT_MIN_COLUMNS;
 use super::prefetch::{column_groups, Joined, Prefetch};
 use super::records::{converter_methods, mini_batches, Named, RecordBatches};
 use super::shuffle::Shuffle;
@@ -565,6 +567,70 @@ mod tests {
         w.write(&batch).unwrap();
         w.close().unwrap();
         path
+    }
+
+    /// A `rows × cols` file of value `i * 1000 + j` at row i, column j (no id column),
+    /// written in row groups of `group` rows.
+    fn wide_file(dir: &Path, rows: usize, cols: usize, group: usize) -> PathBuf {
+        let path = dir.join("wide.parquet");
+        let columns: Vec<(String, arrow_array::ArrayRef)> = (0..cols)
+            .map(|j| {
+                let v = (0..rows).map(|i| (i * 1000 + j) as f64);
+                (
+                    format!("f{j}"),
+                    Arc::new(Float64Array::from_iter_values(v)) as _,
+                )
+            })
+            .collect();
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(group))
+            .build();
+        let f = File::create(&path).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        path
+    }
+
+    /// A projection wide enough to decode in column groups (one thread each, joined
+    /// row-aligned) gives every row and value in order, in files and in row-group shares.
+    #[test]
+    fn wide_files_decode_in_column_groups() {
+        let cols = SPLIT_MIN_COLUMNS + 72;
+        let (rows, group) = (230, 100);
+        let dir = tempfile::tempdir().unwrap();
+        let path = wide_file(dir.path(), rows, cols, group);
+        let check = |batches: &[Batch<f64>], expect_rows: &[usize]| {
+            let got: Vec<usize> = batches
+                .iter()
+                .flat_map(|b| {
+                    let x = b.view().to_dense();
+                    assert_eq!(x.ncols(), cols);
+                    for (i, row) in x.rows().into_iter().enumerate() {
+                        let r = row[0] as usize / 1000;
+                        for (j, &v) in row.iter().enumerate() {
+                            assert_eq!(v, (r * 1000 + j) as f64, "row {i} column {j}");
+                        }
+                    }
+                    x.rows()
+                        .into_iter()
+                        .map(|r| r[0] as usize / 1000)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            assert_eq!(got, expect_rows);
+        };
+        let mut src =
+            FileSource::<f64>::open(std::slice::from_ref(&path), InputOptions::new(64)).unwrap();
+        let all = read(&mut src, 0);
+        assert_eq!(all.len(), rows.div_ceil(64));
+        check(&all, &(0..rows).collect::<Vec<_>>());
+        // Rank 1 of 2 reads row group 1 (rows 100..200).
+        let mut share =
+            FileSource::<f64>::open(std::slice::from_ref(&path), InputOptions::new(64)).unwrap();
+        assert!(share.share(1, 2));
+        check(&read(&mut share, 0), &(100..200).collect::<Vec<_>>());
     }
 
     fn read(src: &mut FileSource<f64>, epoch: usize) -> Vec<Batch<f64>> {
