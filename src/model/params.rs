@@ -358,10 +358,11 @@ impl NmfParams {
         self.purge_passes = purge;
         self
     }
-    /// Maximum inner iterations of the code solver per batch. Under a beta below 1, the
-    /// codes a dictionary learns from stop at 20 at most (multiplicative updates with
-    /// γ = ½ run to any cap, and precise codes against a moving dictionary buy little);
-    /// `transform` and the codes written out keep this cap.
+    /// Maximum inner iterations of the code solver per batch. The codes a dictionary
+    /// learns from stop earlier: at 20 under a beta below 1 (multiplicative updates with
+    /// γ = ½ run to any cap, and precise codes against a moving dictionary buy little),
+    /// at 50 sweeps under Frobenius (only degenerate problems, k above the data's rank,
+    /// get that far); `transform` and the codes written out keep this cap.
     pub fn code_max_iter(mut self, iters: usize) -> Self {
         self.code_max_iter = iters;
         self

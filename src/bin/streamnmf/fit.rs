@@ -121,9 +121,9 @@ pub struct FitArgs {
     #[arg(long, value_enum)]
     pub init: Option<InitArg>,
     /// Inner iterations of the code solver per batch, at most (default 200). Lower values
-    /// trade code accuracy for speed, e.g. when k exceeds the data's rank. Under a beta
-    /// below 1 (Itakura-Saito) the codes the dictionary learns from stop at 20 at most;
-    /// codes written out keep this cap.
+    /// trade code accuracy for speed. The codes the dictionary learns from stop at 20
+    /// under a beta below 1 (Itakura-Saito) and at 50 under Frobenius; codes written out
+    /// keep this cap.
     #[arg(long)]
     pub code_max_iter: Option<usize>,
     /// Relative change of the codes at which the code solver stops (default 1e-4).
