@@ -64,10 +64,12 @@ pub(crate) fn column_groups(columns: usize) -> usize {
         .clamp(1, 4)
 }
 
-/// Record batches of column groups (each decoding on its own thread, readers over the
-/// same rows with the same batch size) joined side by side into one record batch per
-/// step: the columns of the first group, then the second's, and so on. Decoded values
-/// do not depend on the threads, so neither does anything downstream.
+/// Record batches of column groups (readers over the same rows with the same batch size)
+/// joined side by side into one record batch per step: the columns of the first group,
+/// then the second's, and so on. The first group decodes on the thread that pulls the
+/// joined batches (the reader's own prefetch thread), every other group on a thread of
+/// its own. Decoded values do not depend on the threads, so neither does anything
+/// downstream.
 pub(crate) struct Joined {
     parts: Vec<RecordBatches>,
     schema: Option<SchemaRef>,
@@ -76,7 +78,11 @@ pub(crate) struct Joined {
 
 impl Joined {
     pub(crate) fn start(parts: Vec<RecordBatches>) -> RecordBatches {
-        let parts = parts.into_iter().map(Prefetch::start).collect();
+        let parts = parts
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| if i == 0 { p } else { Prefetch::start(p) })
+            .collect();
         Box::new(Self {
             parts,
             schema: None,

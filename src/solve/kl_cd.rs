@@ -187,8 +187,7 @@ pub(crate) fn solve<F: Float>(
                 break;
             }
         }
-        let wr = wi.as_slice_mut().expect("a row of a standard array");
-        repair_support(wr, &work.vals, &mut work.v, hsrc, hsum);
+        repair_support(&mut wi, &work.vals, &mut work.v, hsrc, hsum);
         stats.iterations = stats.iterations.max(it);
         stats.converged &= ok;
     }
@@ -201,7 +200,13 @@ pub(crate) fn solve<F: Float>(
 /// with a 9e4 count and a 4e-7 one, near-zero NNDSVD atoms). For each such entry the
 /// atom with the largest `h_rj / Σ_j h_r` gets the exact minimizer of
 /// `s Σ_j h_r − x_j log(s h_rj)`, `s = x_j / Σ_j h_r`: mass `x_j` for a finite term.
-fn repair_support<F: Float>(w: &mut [F], vals: &[F], v: &mut [F], hsrc: &[F], hsum: &[F]) {
+fn repair_support<F: Float>(
+    w: &mut ndarray::ArrayViewMut1<F>,
+    vals: &[F],
+    v: &mut [F],
+    hsrc: &[F],
+    hsum: &[F],
+) {
     let (k, nnz) = (w.len(), vals.len());
     for t in 0..nnz {
         if v[t] > F::zero() {
