@@ -69,6 +69,11 @@ pub trait BatchSource<F>: Send {
     /// Says how many epochs the reader will ask for, before the first (a hint: a source
     /// may keep decoded batches for later epochs when there are any). Default: nothing.
     fn will_read(&mut self, _epochs: usize) {}
+    /// Rows in one epoch, when the source knows before reading (a hint: it spreads a
+    /// multi-pass fit's convergence sample over the whole input). Default: unknown.
+    fn rows(&self) -> Option<u64> {
+        None
+    }
     /// The batches of epoch `epoch` (0-based). Iterators own their state.
     fn epoch(&mut self, epoch: usize) -> Result<BatchIter<F>>;
 }
@@ -111,6 +116,9 @@ impl<F: Float> BatchSource<F> for MemorySource<F> {
     }
     fn rewindable(&self) -> bool {
         true
+    }
+    fn rows(&self) -> Option<u64> {
+        Some(self.data.view().nrows() as u64)
     }
     fn epoch(&mut self, _epoch: usize) -> Result<BatchIter<F>> {
         let data = self.data.clone();
@@ -177,6 +185,9 @@ impl<F: Float> BatchSource<F> for Share<'_, F> {
     }
     fn will_read(&mut self, epochs: usize) {
         self.inner.will_read(epochs)
+    }
+    fn rows(&self) -> Option<u64> {
+        self.inner.rows().map(|n| n.div_ceil(self.ranks as u64))
     }
     fn epoch(&mut self, epoch: usize) -> Result<BatchIter<F>> {
         let (rank, ranks) = (self.rank, self.ranks);

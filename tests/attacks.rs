@@ -563,6 +563,9 @@ fn signals_stop_cleanly_and_resume_exactly() {
             "5",
             "--epochs",
             "40",
+            // Every pass: the run must last long enough to be interrupted.
+            "--pass-tol",
+            "0",
             "--batch-size",
             "500",
             "--staleness",

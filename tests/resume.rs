@@ -26,6 +26,9 @@ fn fit_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
         "256",
         "--staleness",
         "2",
+        // The convergence test's sample and scores go through the checkpoints too.
+        "--pass-tol",
+        "0.001",
         "-q",
     ];
     v.extend_from_slice(extra);

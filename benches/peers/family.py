@@ -13,7 +13,10 @@ Target per member: 1.1x the truncated-SVD error bound (planted), or 1.01x the er
 NMF(cd) converges to (real data, which is not low-rank).
 
 streamnmf runs as its CLI on Parquet with default flags (`fit INPUT -k K --epochs E`) as a
-whole process; E grows (1, 2, 3, 5, 8, 13, 20, 30, 50, 80) until the model's error,
+whole process, twice: with no flag but the rank (the defaults: passes until the
+convergence test stops the fit; its passes, median time of three runs and error are
+reported), and with `--epochs E`, E growing (1, 2, 3, 5, 8, 13, 20, 30, 50, 80) until the
+model's error,
 evaluated afterwards from its dictionary with the best codes (untimed), is within the
 target, then bisects to the fewest passes that reach it; the reported time is the median
 of three runs at that E. Peers run in memory on the same float32 array in their own
@@ -240,6 +243,22 @@ def ours(binary, data, x, k, target, budget, out_dir):
     return {"epochs": epochs, "seconds": statistics.median(walls), "error": err}
 
 
+def defaults(binary, data, x, k, out_dir):
+    """The CLI with no flag but the rank: passes until its convergence test stops it.
+    Median wall time of three runs, the passes it made, and its error."""
+    h_path = os.path.join(out_dir, "h.parquet")
+    cmd = [binary, "fit", data + ".parquet", "-k", str(k), "--json",
+           "--out", os.path.join(out_dir, "m.snmf"), "--components-out", h_path]
+    walls = []
+    for _ in range(3):
+        t = time.perf_counter()
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        walls.append(time.perf_counter() - t)
+    report = json.loads(out.stdout)
+    return {"passes": report["passes"], "seconds": statistics.median(walls),
+            "error": best_codes_error(x, read_h(h_path, k, x.shape[1]))}
+
+
 def write_parquet(x, path):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -274,7 +293,8 @@ def main():
     peers = [] if args.peers == "none" else [p for p in args.peers.split(",") if p]
     results = []
     print(f"{'member':<14} {'shape':>13} {'k':>3} {'target':>7} | {'epochs':>6} {'ours s':>7} |"
-          + "".join(f" {p + ' s':>15}" for p in peers) + " | ratios (peer / ours)", flush=True)
+          + "".join(f" {p + ' s':>15}" for p in peers) + " | ratios (peer / ours)"
+          + " | defaults: passes, s, error / target", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             m = members[name]
@@ -289,17 +309,20 @@ def main():
             else:
                 target = 1.01 * peer(data, k, "NMF(cd)", 0, 600, converge=True)["error"]
             us = ours(binary, data, x, k, target, args.budget * 2, tmp)
+            auto = defaults(binary, data, x, k, tmp)
             them = {p: peer(data, k, p, target, args.budget) for p in peers}
             ratios = {p: (them[p]["seconds"] / us["seconds"]
                           if them[p]["seconds"] and us["seconds"] else None) for p in peers}
             row = {"member": name, "shape": list(x.shape), "k": k, "target": target, "ours": us,
-                   "peers": them, "ratios": ratios}
+                   "peers": them, "ratios": ratios, "defaults": auto}
             results.append(row)
             shape = f"{x.shape[0]}x{x.shape[1]}"
             print(f"{name:<14} {shape:>13} {k:>3} {target:>7.4f} | {us['epochs'] or '-':>6} "
                   f"{fmt(us['seconds']):>7} |"
                   + "".join(f" {fmt(them[p]['seconds']):>15}" for p in peers) + " | "
-                  + " ".join(f"{fmt(ratios[p], 1)}" for p in peers), flush=True)
+                  + " ".join(f"{fmt(ratios[p], 1)}" for p in peers)
+                  + f" | {auto['passes']:>3} {fmt(auto['seconds']):>6} "
+                  f"{auto['error'] / target:.3f}", flush=True)
     print()
     for p in peers:
         rs = [r["ratios"][p] for r in results if r["ratios"][p]]
@@ -308,6 +331,18 @@ def main():
             g = math.exp(sum(math.log(v) for v in rs) / len(rs))
             print(f"{p}: geometric mean of time ratios {g:.2f} over {len(rs)} members "
                   f"(min {min(rs):.2f}); no ratio for: {', '.join(missed) or 'none'}")
+    hit = [r for r in results if r["defaults"]["error"] <= r["target"]]
+    print(f"defaults (no --epochs): at the target on {len(hit)}/{len(results)} members; "
+          f"passes {min(r['defaults']['passes'] for r in results)}.."
+          f"{max(r['defaults']['passes'] for r in results)}; worst error / target "
+          f"{max(r['defaults']['error'] / r['target'] for r in results):.3f}")
+    for p in peers:
+        rs = [r["peers"][p]["seconds"] / r["defaults"]["seconds"] for r in hit
+              if r["peers"][p]["seconds"]]
+        if rs:
+            g = math.exp(sum(math.log(v) for v in rs) / len(rs))
+            print(f"{p} time / default time where the defaults reach the target: geometric "
+                  f"mean {g:.2f} over {len(rs)} members (min {min(rs):.2f})")
     reached1 = [r["member"] for r in results if r["ours"]["epochs"] == 1]
     reached3 = [r["member"] for r in results if r["ours"]["epochs"] and r["ours"]["epochs"] <= 3]
     print(f"streamnmf at the target in 1 pass: {len(reached1)}/{len(results)}; "

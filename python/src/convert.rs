@@ -102,6 +102,7 @@ pub(crate) fn report<'py>(py: Python<'py>, r: &FitReport) -> PyResult<Bound<'py,
     d.set_item("passes", r.passes)?;
     d.set_item("batches", r.batches)?;
     d.set_item("pass_losses", r.pass_losses.clone())?;
+    d.set_item("sample_losses", r.sample_losses.clone())?;
     d.set_item("converged", r.converged)?;
     Ok(d)
 }

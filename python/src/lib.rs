@@ -452,6 +452,7 @@ fn run_pipeline<'py, F: Float>(
     d.set_item("batches", report.batches)?;
     d.set_item("rows", report.rows)?;
     d.set_item("seconds", report.seconds)?;
+    d.set_item("converged", report.converged)?;
     Ok(d)
 }
 

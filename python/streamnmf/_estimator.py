@@ -77,9 +77,12 @@ class StreamNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         the Frobenius loss, 6 rows per component or enough for 200 dictionary updates a
         pass, within 64..256; otherwise 1024).
     max_iter : int or None
-        Passes over the data in ``fit`` (None: the engine's default, 10).
+        Passes over the data in ``fit`` and ``fit_files``, at most (None: the engine's
+        default, 50).
     tol : float
-        ``fit`` stops when a pass improves the mean loss by less than this share.
+        ``fit`` and ``fit_files`` stop when a pass improves the loss of a fixed sample of
+        about 2048 rows (scored against the dictionary at the end of each pass) by less
+        than this share; 0 runs every pass.
     forget_factor : float
         rho in (0, 1]: past statistics are multiplied by it at every batch.
     decay : float or None
@@ -122,7 +125,7 @@ class StreamNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
     """
 
     def __init__(self, n_components=None, *, loss="frobenius", init=None, batch_size=None,
-                 max_iter=None, tol=1e-4, forget_factor=1.0, decay=None, alpha_W=0.0,
+                 max_iter=None, tol=1e-3, forget_factor=1.0, decay=None, alpha_W=0.0,
                  alpha_H="same", l1_ratio=0.0, random_state=None, n_threads=None, dtype=None,
                  verbose=0, unobserved="zero", confidence=40.0):
         self.n_components = n_components
@@ -323,7 +326,8 @@ class StreamNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
 
     def fit_files(self, paths, *, columns=None, layout="dense", width=None):
         """Learns from Parquet / Arrow IPC files from scratch, as the command-line tool's
-        ``fit`` does: ``max_iter`` passes (default 10) through the threaded pipeline.
+        ``fit`` does: up to ``max_iter`` passes (default 50, stopping at convergence: see
+        ``tol``) through the threaded pipeline.
         ``layout``: "dense", "triplets:ROW,COL,VALUE" or "list:COLUMN"."""
         if isinstance(paths, (str, bytes)) or hasattr(paths, "__fspath__"):
             paths = [paths]
@@ -331,7 +335,7 @@ class StreamNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         bar, progress = self._progress()
         try:
             report = model.fit_files([str(p) for p in paths], columns=columns, layout=layout,
-                                     width=width, epochs=self.max_iter or 10,
+                                     width=width, epochs=self.max_iter or 50,
                                      batch_size=self.batch_size, progress=progress)
         finally:
             if bar is not None:

@@ -472,6 +472,13 @@ impl<F: ArrowFloat> BatchSource<F> for FileSource<F> {
         self.share = Some((rank, ranks.max(1)));
         true
     }
+    /// Dense and list layouts of Parquet files: the rows their footers count.
+    fn rows(&self) -> Option<u64> {
+        if matches!(self.opts.layout, Layout::Triplets { .. }) {
+            return None;
+        }
+        parquet_rows(&self.files)
+    }
     fn will_read(&mut self, epochs: usize) {
         if epochs <= 1 {
             // Nothing to replay: keeping copies would only cost memory.

@@ -227,6 +227,10 @@ impl<F: Float> Batch<F> {
     pub fn data(&self) -> &Matrix<F> {
         &self.data
     }
+    /// The data, without the ids and origin.
+    pub(crate) fn into_data(self) -> Matrix<F> {
+        self.data
+    }
     /// The row ids, if the input has them.
     pub fn ids(&self) -> Option<&RowIds> {
         self.ids.as_ref()
@@ -265,8 +269,8 @@ impl<'a, F: Float> From<&'a Batch<F>> for MatRef<'a, F> {
 }
 
 /// Collects rows of batches (all dense or all CSR, of one width) and hands them out again
-/// in batches of any size: the re-chunking between record batches and mini-batches.
-#[cfg_attr(not(feature = "arrow"), allow(dead_code))] // used by the readers
+/// in batches of any size: the re-chunking between record batches and mini-batches (and
+/// the rows of a convergence sample).
 pub(crate) struct BatchBuffer<F> {
     width: usize,
     // The stored rows; the first `start` of them were already taken. Taking copies only
@@ -280,7 +284,6 @@ pub(crate) struct BatchBuffer<F> {
     origin: Origin,
 }
 
-#[cfg_attr(not(feature = "arrow"), allow(dead_code))]
 impl<F: Float> BatchBuffer<F> {
     pub(crate) fn new() -> Self {
         Self {

@@ -11,6 +11,7 @@ pub use csr::{CsrMatrix, CsrView};
 pub use mat::{MatRef, Matrix};
 
 #[cfg(feature = "arrow")]
-pub(crate) use batch::{gather_rows, BatchBuffer};
+pub(crate) use batch::gather_rows;
+pub(crate) use batch::BatchBuffer;
 pub(crate) use csr::CsrBuilder;
 pub(crate) use validate::{Observed, Reading, Valid, ValidBatch, ValueRule};

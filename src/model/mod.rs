@@ -3,6 +3,7 @@
 //! ties them together.
 
 mod codes;
+pub(crate) mod convergence;
 mod dictionary;
 mod init;
 pub mod loss;

@@ -9,6 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::codes::{solve_chunked, Codes, Prepared};
+use super::convergence::{self, RowSample};
 use super::dictionary::{check_size, floor_start, padded, Dictionary, RowPool};
 use super::init::initial_dictionary;
 use super::loss::{divergence, Loss};
@@ -17,7 +18,7 @@ use super::statistics::Contribution;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::linalg::parallel::default_threads;
-use crate::matrix::{MatRef, Observed, Valid, ValueRule};
+use crate::matrix::{MatRef, Matrix, Observed, Origin, Valid, ValueRule};
 
 /// What one `partial_fit` did. The loss is measured on the batch against the dictionary
 /// *before* the batch updates it (a progressive-validation loss).
@@ -48,7 +49,12 @@ pub struct FitReport {
     pub batches: u64,
     /// Mean loss per row in each pass (progressive: each batch against the H before it).
     pub pass_losses: Vec<f64>,
-    /// True when a pass improved the mean loss by less than the pass tolerance.
+    /// The convergence sample's loss after each pass (see
+    /// [`sample_losses`](OnlineNmf::sample_losses)); empty for a single pass.
+    #[serde(default)]
+    pub sample_losses: Vec<f64>,
+    /// True when the last pass improved the sample's loss by less than the pass tolerance
+    /// (or made it worse), which ended the fit.
     pub converged: bool,
 }
 
@@ -192,6 +198,8 @@ pub(crate) struct State<F> {
     pub(crate) pass_loss: f64,
     pub(crate) pass_rows: u64,
     pub(crate) history: Vec<f64>,
+    /// The convergence sample's loss after each pass of a multi-pass fit.
+    pub(crate) sample_losses: Vec<f64>,
 }
 
 /// Online (mini-batch) NMF: X (n × p) ≈ W (n × k) · H (k × p).
@@ -244,6 +252,7 @@ impl<F: Float> OnlineNmf<F> {
             pass_loss: 0.0,
             pass_rows: 0,
             history: Vec::new(),
+            sample_losses: Vec::new(),
         })
     }
 
@@ -456,6 +465,64 @@ impl<F: Float> OnlineNmf<F> {
     /// Mean loss per row of every completed pass.
     pub fn loss_history(&self) -> &[f64] {
         &self.state.history
+    }
+
+    /// The loss of the convergence sample after each pass of the multi-pass fits that
+    /// tested for convergence: a fixed sample of about 2048 of the input's rows, scored
+    /// against the dictionary at the end of each pass with codes solved to full precision.
+    /// A fit stops when a pass improves it by less than
+    /// [`pass_tol`](crate::NmfParams::pass_tol).
+    ///
+    /// ```
+    /// use ndarray::Array2;
+    /// use streamnmf::{NmfParams, OnlineNmf};
+    /// let x = Array2::from_shape_fn((300, 6), |(i, j)| ((i * (j + 1)) % 7) as f64 + 0.5);
+    /// let p = NmfParams::new(2).batch_size(50).max_passes(40).check().unwrap();
+    /// let mut model = OnlineNmf::<f64>::new(p);
+    /// let report = model.fit(&x).unwrap();
+    /// let losses = model.sample_losses();
+    /// assert_eq!(losses.len(), report.passes);
+    /// if report.converged {
+    ///     let [.., a, b] = losses else { unreachable!() };
+    ///     assert!((a - b) / a < 1e-3);
+    /// }
+    /// ```
+    pub fn sample_losses(&self) -> &[f64] {
+        &self.state.sample_losses
+    }
+
+    /// Ends the current pass (as [`end_pass`](Self::end_pass)); when it had rows and a
+    /// convergence `sample` is given, scores the sample against the dictionary. Returns
+    /// whether the fit has converged: what a resumed fit that already stopped finds again.
+    pub(crate) fn close_pass(&mut self, sample: Option<&Matrix<F>>) -> Result<bool> {
+        if self.state.pass_rows == 0 {
+            return Ok(convergence::converged(
+                &self.state.sample_losses,
+                self.state.params.pass_tol(),
+            ));
+        }
+        self.end_pass();
+        let (pass, mean_loss) = (self.state.passes - 1, self.state.history.last().copied());
+        match sample {
+            Some(sample) => {
+                let loss = self.loss(sample.view())?.loss;
+                self.state.sample_losses.push(loss);
+                let improvement = convergence::improvement(&self.state.sample_losses);
+                tracing::info!(
+                    pass,
+                    mean_loss,
+                    sample_rows = sample.view().nrows(),
+                    sample_loss = loss,
+                    ?improvement,
+                    "pass"
+                );
+            }
+            None => tracing::info!(pass, mean_loss, "pass"),
+        }
+        Ok(convergence::converged(
+            &self.state.sample_losses,
+            self.state.params.pass_tol(),
+        ))
     }
 
     /// The rule every batch's values must follow under this model's loss.
@@ -756,6 +823,13 @@ impl<F: Float> OnlineNmf<F> {
         let (n, b) = (x.nrows(), fresh.state.params.batch_size());
         fresh.ensure_dictionary(x.slice_rows(0..b.min(n)))?;
         *self = fresh;
+        let p = &self.state.params;
+        let sample = (p.max_passes() > 1 && p.pass_tol() > 0.0).then(|| {
+            let mut s = RowSample::new(convergence::sample_stride(Some(n as u64)));
+            s.offer(x.view(), &Origin::default(), 0);
+            s
+        });
+        let sample = sample.and_then(RowSample::finish);
         let mut converged = false;
         for pass in 0..self.state.params.max_passes() {
             if pass > 0 {
@@ -770,15 +844,8 @@ impl<F: Float> OnlineNmf<F> {
                 codes(start, solved.codes.w.view());
                 self.absorb(solved, xb)?;
             }
-            let st = &self.state;
-            let mean = st.pass_loss / st.pass_rows.max(1) as f64;
-            let prev = st.history.last().copied();
-            let tol = st.params.pass_tol();
             // The pass is complete: close it so `after_pass` sees it in the history.
-            self.end_pass();
-            let improvement = prev.map(|p| (p - mean) / p.max(f64::MIN_POSITIVE));
-            tracing::info!(pass, mean_loss = mean, ?improvement, "pass");
-            converged = improvement.is_some_and(|i| i.abs() < tol);
+            converged = self.close_pass(sample.as_ref())?;
             if !after_pass(self, pass) || converged {
                 break;
             }
@@ -787,6 +854,7 @@ impl<F: Float> OnlineNmf<F> {
             passes: self.state.passes as usize,
             batches: self.state.batches,
             pass_losses: self.state.history.clone(),
+            sample_losses: self.state.sample_losses.clone(),
             converged,
         })
     }

@@ -210,9 +210,18 @@ fn is_zero(v: &f64) -> bool {
 }
 
 impl NmfParams {
+    /// Passes a fit makes at most, by default: it stops sooner once a pass improves the
+    /// loss of its convergence sample by less than [`DEFAULT_PASS_TOL`](Self::DEFAULT_PASS_TOL).
+    /// Planted low-rank data stop after 3 to 5 passes; scikit-learn's breast cancer table
+    /// (569 × 30, k = 6) after 48.
+    pub const DEFAULT_MAX_PASSES: usize = 50;
+    /// The default [`pass_tol`](Self::pass_tol). With 1e-4, a 20000 × 1000 planted set
+    /// ran 13 passes where passes 3 to 13 moved its error by 0.1 %.
+    pub const DEFAULT_PASS_TOL: f64 = 1e-3;
+
     /// Defaults for rank `k`: Frobenius loss, HALS codes, [`Init::Auto`], batches of 1024
-    /// rows, up to 10 passes, forget factor 1, the loss's default decay, no regularization,
-    /// seed 0.
+    /// rows, up to [`DEFAULT_MAX_PASSES`](Self::DEFAULT_MAX_PASSES) passes stopping at
+    /// convergence, forget factor 1, the loss's default decay, no regularization, seed 0.
     pub fn new(rank: usize) -> Self {
         Self {
             rank,
@@ -220,8 +229,8 @@ impl NmfParams {
             solver: None,
             init: Init::Auto,
             batch_size: None,
-            max_passes: 10,
-            pass_tol: 1e-4,
+            max_passes: Self::DEFAULT_MAX_PASSES,
+            pass_tol: Self::DEFAULT_PASS_TOL,
             forget: 1.0,
             decay: None,
             purge_passes: true,
@@ -318,7 +327,10 @@ impl NmfParams {
         self.max_passes = passes;
         self
     }
-    /// `fit` stops when a pass improves the mean loss by less than this fraction.
+    /// A multi-pass fit (`fit`, and the pipeline over more than one epoch) stops when a
+    /// pass improves the loss of its convergence sample by less than this fraction, or
+    /// makes it worse (see [`OnlineNmf::sample_losses`](crate::OnlineNmf::sample_losses));
+    /// 0 runs every pass.
     pub fn pass_tol(mut self, tol: f64) -> Self {
         self.pass_tol = tol;
         self

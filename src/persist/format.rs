@@ -251,7 +251,7 @@ pub(crate) fn encode_to<F: Float, W: Write>(
         })
     });
     let json_err = |e: serde_json::Error| std::io::Error::other(e.to_string());
-    let model_json = json!({
+    let mut model_json = json!({
         "batches": st.batches,
         "dict": dict,
         "history": st.history,
@@ -262,6 +262,10 @@ pub(crate) fn encode_to<F: Float, W: Write>(
         "rng": serde_json::to_value(&st.rng).map_err(json_err)?,
         "rows": st.rows,
     });
+    // Written only when there is one: files of single-pass models stay as they were.
+    if !st.sample_losses.is_empty() {
+        model_json["sample_losses"] = json!(st.sample_losses);
+    }
     let mut header = json!({
         "float": F::NAME,
         "meta": serde_json::to_value(meta).map_err(json_err)?,
@@ -359,6 +363,8 @@ struct ModelRec {
     batches: u64,
     dict: Option<DictRec>,
     history: Vec<f64>,
+    #[serde(default)]
+    sample_losses: Vec<f64>,
     params: ValidParams,
     pass_loss: f64,
     pass_rows: u64,
@@ -617,6 +623,7 @@ pub(crate) fn decode<F: Float>(
         pass_loss: rec.pass_loss,
         pass_rows: rec.pass_rows,
         history: rec.history,
+        sample_losses: rec.sample_losses,
     });
     Ok((model, meta, run))
 }

@@ -25,7 +25,7 @@ use std::time::Instant;
 use ndarray::Array1;
 use serde::{Deserialize, Serialize};
 
-use super::engine::{run_ordered, Checker, Input, Shared, Start};
+use super::engine::{run_ordered, Checker, Flow, Input, Shared, Start};
 use super::{first_batch, Checkpointing, PipelineOptions, PipelineReport};
 use crate::distributed::wire::{self, Round};
 use crate::distributed::{agree, broadcast_from, broadcast_result, reduce_broadcast, Collective};
@@ -66,6 +66,7 @@ impl DistributedReport {
                 rows: 0,
                 seconds: 0.0,
                 ignored_entries: 0,
+                converged: false,
             },
             ranks,
             local_batches: 0,
@@ -230,6 +231,9 @@ pub fn fit_distributed<F: Float>(
         epochs: opts.epochs,
         checker: &checker,
         stop: opts.stop.as_deref(),
+        // Every rank runs every epoch: ranks see different rows, and stopping early
+        // would need them to agree on a sample's loss.
+        samples: None,
     };
     let shared = Shared::new();
     // The reader reads and checks ahead; the one worker passes batches on in order, and
@@ -246,7 +250,7 @@ pub fn fit_distributed<F: Float>(
                 rounds.close_epoch()?;
                 rounds.next_epoch();
             }
-            rounds.solve(item.batch.view())
+            rounds.solve(item.batch.view()).map(|()| Flow::Continue)
         },
     );
     let result = read.and_then(|()| loop {

@@ -20,6 +20,10 @@
 //! * **Back-pressure**: both channels are bounded, and batch `t` cannot be solved before
 //!   dictionary version `t − s` exists, so at most `2·queue + N + s` batches are in flight:
 //!   memory is bounded by the batch size, never by the input.
+//! * **Convergence**: the reader copies each epoch's convergence sample aside and leaves
+//!   it in [`Samples`] when the epoch is read; the consumer scores it as it closes the
+//!   pass, and a converged fit ends the run with [`Flow::Finish`]: the quit flag without an
+//!   error. Batches of the next epoch already read or solved are dropped unapplied.
 //! * **Shutdown**: end of input closes the batch channel; workers drain and drop their
 //!   senders; the consumer's loop ends when all have. An error anywhere is recorded (first
 //!   one wins) and raises a shared quit flag; a panicking thread raises it from a drop
@@ -38,6 +42,7 @@ use ndarray::Array2;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::matrix::{Batch, MatRef, Matrix, ValidBatch, ValueRule};
+use crate::model::convergence::RowSample;
 use crate::model::{check_size, Loss, OnlineNmf, Unobserved};
 use crate::source::{BatchIter, BatchSource};
 
@@ -138,6 +143,42 @@ pub(super) struct Start {
 /// What travels down the queues: a checked batch, or the error that took its place.
 type Msg<T> = (u64, Result<T>);
 
+/// What the consumer says after each batch: go on, or the run is complete (a converged
+/// fit), which ends it without an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Flow {
+    Continue,
+    Finish,
+}
+
+/// The convergence samples of the epochs the reader has read to the end (see
+/// [`crate::model::convergence`]), for the updater to score as it closes each pass. The
+/// reader samples every batch of an epoch, those a resumed run skips included, so a
+/// resumed fit scores the same rows as one that never stopped.
+pub(super) struct Samples<F> {
+    stride: u64,
+    done: Mutex<BTreeMap<usize, Option<Matrix<F>>>>,
+}
+
+impl<F> Samples<F> {
+    /// Samples taking every `stride`-th row of each epoch.
+    pub(super) fn new(stride: u64) -> Self {
+        Self {
+            stride,
+            done: Mutex::new(BTreeMap::new()),
+        }
+    }
+    fn put(&self, epoch: usize, sample: Option<Matrix<F>>) {
+        let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+        done.insert(epoch, sample);
+    }
+    /// The sample of `epoch`, once the reader has read all of it.
+    pub(super) fn take(&self, epoch: usize) -> Option<Matrix<F>> {
+        let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+        done.remove(&epoch).flatten()
+    }
+}
+
 /// One batch on its way through the threads.
 pub(super) struct Item<F> {
     pub(super) seq: u64,
@@ -156,6 +197,8 @@ pub(super) struct Input<'a, F> {
     pub(super) epochs: usize,
     pub(super) checker: &'a Checker,
     pub(super) stop: Option<&'a AtomicBool>,
+    /// Where to leave each epoch's convergence sample (multi-pass fits).
+    pub(super) samples: Option<&'a Samples<F>>,
 }
 
 /// State every thread sees: the quit flag and the first error.
@@ -173,6 +216,10 @@ impl Shared {
     }
     pub(super) fn quitting(&self) -> bool {
         self.quit.load(Ordering::SeqCst)
+    }
+    /// Ends the run without an error: every thread stops as on a failure.
+    fn finish(&self) {
+        self.quit.store(true, Ordering::SeqCst);
     }
     fn fail(&self, e: Error) {
         let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
@@ -272,6 +319,7 @@ fn read<F: Float>(
         epochs,
         checker,
         stop,
+        samples,
     } = input;
     let stopped = || stop.is_some_and(|s| s.load(Ordering::SeqCst));
     let mut seq = start.seq;
@@ -289,11 +337,19 @@ fn read<F: Float>(
                 Err(e) => return fail(seq, e),
             },
         };
+        let mut sample = samples.map(|s| RowSample::new(s.stride));
+        let mut row = 0u64;
+        let mut offer = |b: &Batch<F>| {
+            if let Some(s) = sample.as_mut() {
+                s.offer(b.view(), b.origin(), row);
+            }
+            row += b.rows() as u64;
+        };
         if epoch == start.epoch {
-            // Resuming: these batches are already in the model.
+            // Resuming: these batches are already in the model (but in the sample).
             for _ in 0..start.skip {
                 match iter.next() {
-                    Some(Ok(_)) => {}
+                    Some(Ok(b)) => offer(&b),
                     Some(Err(e)) => return fail(seq, e),
                     None => break,
                 }
@@ -322,6 +378,7 @@ fn read<F: Float>(
             }
             match b {
                 Ok(batch) => {
+                    offer(batch.batch());
                     let item = Item {
                         seq,
                         epoch,
@@ -336,6 +393,9 @@ fn read<F: Float>(
             }
         }
         tracing::debug!(epoch, batches = seq, "reader finished an epoch");
+        if let (Some(s), Some(sample)) = (samples, sample) {
+            s.put(epoch, sample.finish());
+        }
     }
 }
 
@@ -367,7 +427,8 @@ fn spawn_named<'scope, 'env>(
 }
 
 /// The engine: a reader thread, `solvers` workers running `work`, and `consume` on the
-/// calling thread, in sequence order.
+/// calling thread, in sequence order, until the input ends or `consume` says
+/// [`Flow::Finish`].
 #[allow(clippy::too_many_arguments)]
 pub(super) fn run_ordered<F, R, W, C>(
     input: Input<'_, F>,
@@ -382,7 +443,7 @@ where
     F: Float,
     R: Send,
     W: Fn(&Item<F>) -> Result<Option<R>> + Sync,
-    C: FnMut(Item<F>, R) -> Result<()>,
+    C: FnMut(Item<F>, R) -> Result<Flow>,
 {
     let (batch_tx, batch_rx) = bounded::<Msg<Item<F>>>(queue_depth);
     let (solved_tx, solved_rx) = bounded::<Msg<(Item<F>, R)>>(queue_depth);
@@ -445,10 +506,18 @@ where
             }
             pending.insert(seq, out);
             while let Some(out) = pending.remove(&next) {
-                if let Err(e) = out.and_then(|(item, r)| consume(item, r)) {
-                    shared.fail(e);
-                    wake();
-                    break 'recv;
+                match out.and_then(|(item, r)| consume(item, r)) {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Finish) => {
+                        shared.finish();
+                        wake();
+                        break 'recv;
+                    }
+                    Err(e) => {
+                        shared.fail(e);
+                        wake();
+                        break 'recv;
+                    }
                 }
                 next += 1;
             }

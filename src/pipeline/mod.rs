@@ -24,11 +24,12 @@ use crate::float::Float;
 use crate::linalg::parallel::default_threads;
 use crate::matrix::Batch;
 use crate::matrix::ValidBatch;
+use crate::model::convergence;
 use crate::model::{solve_batch, BatchReport, OnlineNmf};
 use crate::persist::{CheckpointDir, InputPosition, Metadata, RunState};
 use crate::source::{BatchIter, BatchSource};
 pub use distributed::{fit_distributed, DistributedReport};
-use engine::{run_ordered, Checker, Input, Item, Shared, Start, Versions};
+use engine::{run_ordered, Checker, Flow, Input, Item, Samples, Shared, Start, Versions};
 
 /// How the engine runs: a builder whose settings never change a result except
 /// `staleness` (and, through it, `solvers` when staleness follows them).
@@ -216,6 +217,10 @@ pub struct PipelineReport {
     /// of a sparse input (new items in a growing catalogue); 0 when fitting, which learns
     /// them.
     pub ignored_entries: u64,
+    /// Whether the last pass of a multi-pass fit improved the loss of its convergence
+    /// sample by less than the model's [`pass_tol`](crate::NmfParams::pass_tol), which
+    /// ends a fit before its last epoch (see [`OnlineNmf::sample_losses`]).
+    pub converged: bool,
 }
 
 /// When and where the dictionary updater writes checkpoints: every so many batches and/or
@@ -373,13 +378,14 @@ pub fn fit_with_codes<F: Float>(
                 skip: run.position.batches_in_epoch,
             };
             if start.epoch >= opts.epochs {
-                model.end_pass();
+                let converged = model.close_pass(None)?;
                 return Ok(PipelineReport {
                     epochs: opts.epochs,
                     batches: 0,
                     rows: 0,
                     seconds: 0.0,
                     ignored_entries: 0,
+                    converged,
                 });
             }
             let epoch0 = source.epoch(start.epoch)?;
@@ -429,6 +435,10 @@ pub fn fit_with_codes<F: Float>(
             None => Ok(None),
         };
     let mut next_seq = start.seq;
+    // Multi-pass fits test for convergence on a sample of rows, scored as each pass closes.
+    let samples = (opts.epochs > 1 && params.pass_tol() > 0.0)
+        .then(|| Samples::new(convergence::sample_stride(source.rows())));
+    let mut converged = false;
     let input = Input {
         source,
         first,
@@ -437,6 +447,7 @@ pub fn fit_with_codes<F: Float>(
         epochs: opts.epochs,
         checker: &checker,
         stop: opts.stop.as_deref(),
+        samples: samples.as_ref(),
     };
     let run = run_ordered(
         input,
@@ -454,6 +465,11 @@ pub fn fit_with_codes<F: Float>(
         },
         |item, solved| {
             if item.epoch != position.epoch {
+                let sample = samples.as_ref().and_then(|s| s.take(position.epoch));
+                if model.close_pass(sample.as_ref())? {
+                    converged = true;
+                    return Ok(Flow::Finish);
+                }
                 model.start_pass();
                 position = InputPosition {
                     epoch: item.epoch,
@@ -479,7 +495,7 @@ pub fn fit_with_codes<F: Float>(
                     since_checkpoint = (0, Instant::now());
                 }
             }
-            Ok(())
+            Ok(Flow::Continue)
         },
     );
     if let Err(Error::Interrupted { .. }) = run {
@@ -489,7 +505,11 @@ pub fn fit_with_codes<F: Float>(
         return Err(Error::Interrupted { checkpoint });
     }
     run?;
-    model.end_pass();
+    if !converged {
+        // The input ended: close its last pass (a converged run closed it already).
+        let sample = samples.as_ref().and_then(|s| s.take(position.epoch));
+        converged = model.close_pass(sample.as_ref())?;
+    }
     write_checkpoint(model, &position, next_seq)?;
     Ok(PipelineReport {
         epochs: position.epoch + 1,
@@ -497,6 +517,7 @@ pub fn fit_with_codes<F: Float>(
         rows,
         seconds: start_time.elapsed().as_secs_f64(),
         ignored_entries: 0,
+        converged,
     })
 }
 
@@ -571,6 +592,7 @@ pub fn transform<F: Float>(
         epochs: 1,
         checker: &checker,
         stop: opts.stop.as_deref(),
+        samples: None,
     };
     run_ordered(
         input,
@@ -591,7 +613,7 @@ pub fn transform<F: Float>(
         |item, w| {
             batches += 1;
             rows += w.nrows() as u64;
-            sink(item.batch.batch(), w)
+            sink(item.batch.batch(), w).map(|()| Flow::Continue)
         },
     )?;
     Ok(PipelineReport {
@@ -600,5 +622,6 @@ pub fn transform<F: Float>(
         rows,
         seconds: start_time.elapsed().as_secs_f64(),
         ignored_entries: checker.ignored(),
+        converged: false,
     })
 }

@@ -107,7 +107,9 @@ pub struct FitArgs {
     /// Loss: fro, kl, is or beta=X [default: fro].
     #[arg(long)]
     pub loss: Option<Loss>,
-    /// Passes over the input (default 10 for files, 1 for a stream).
+    /// Passes over the input. Without this flag a fit of files makes up to 50 and stops
+    /// once converged (see --pass-tol); with it, exactly this many unless --pass-tol is
+    /// also given. Default 1 for a stream, 10 for a distributed fit.
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Forget factor in (0, 1]: statistics decay by this per batch [default: 1, exact sums].
@@ -129,6 +131,11 @@ pub struct FitArgs {
     /// Relative change of the codes at which the code solver stops (default 1e-4).
     #[arg(long)]
     pub code_tol: Option<f64>,
+    /// A multi-pass fit stops when a pass improves the loss of a fixed sample of about
+    /// 2048 rows, scored at the end of each pass, by less than this fraction (default 1e-3
+    /// without --epochs, 0 with it: every pass).
+    #[arg(long)]
+    pub pass_tol: Option<f64>,
     /// Seed of every random choice [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
@@ -413,6 +420,13 @@ fn settle_params(
     if let Some(tol) = a.code_tol {
         p = p.code_tol(tol);
     }
+    // Passes asked for by number are made, all of them; a saved model's own setting
+    // does not carry over (like the number of passes).
+    p = p.pass_tol(a.pass_tol.unwrap_or(if a.epochs.is_some() {
+        0.0
+    } else {
+        NmfParams::DEFAULT_PASS_TOL
+    }));
     if let Some(b) = a.input.batch_size {
         p = p.batch_size(b);
     } else if base.is_none() && a.input.is_stream() {
@@ -647,7 +661,15 @@ fn fit<F: ArrowFloat>(
             bail!("--solvers and --staleness do not apply to a distributed fit (every round is solved against the current H)");
         }
     }
-    let epochs = a.epochs.unwrap_or(if stream { 1 } else { 10 });
+    // Files: passes until converged. A distributed fit runs every pass it is given (its
+    // ranks would have to agree on a sample's loss), so it gets fewer.
+    let epochs = a.epochs.unwrap_or(if stream {
+        1
+    } else if ranks.distributed() {
+        10
+    } else {
+        streamnmf::NmfParams::DEFAULT_MAX_PASSES
+    });
     let plan = Plan::new(
         &a.input.inputs,
         &[
@@ -736,6 +758,11 @@ fn fit<F: ArrowFloat>(
                 .map(serde_json::from_str)
                 .transpose()?
                 .unwrap_or(Value::Null);
+            let mut old = old;
+            if let Some(p) = old.get_mut("params").and_then(Value::as_object_mut) {
+                // Checkpoints written before the convergence test name its tolerance.
+                p.insert("pass_tol".into(), Value::Null);
+            }
             if let Some(diff) = first_difference(&old, &this_run, "") {
                 bail!(
                     "cannot resume from {}: a different run ({diff})",
@@ -750,6 +777,18 @@ fn fit<F: ArrowFloat>(
                     run.next_seq()
                 );
             }
+            // The same run, with the convergence test's tolerance of this one: a
+            // checkpoint of a version without the test resumes to every pass, as it
+            // would have run.
+            let tol = params.pass_tol();
+            model.set_params(
+                model
+                    .params()
+                    .clone()
+                    .into_builder()
+                    .pass_tol(tol)
+                    .check()?,
+            )?;
             Some(run)
         }
         None => None,
@@ -884,6 +923,8 @@ fn fit<F: ArrowFloat>(
             "batches": report.batches,
             "loss_per_row": loss_per_row,
             "loss_history": model.loss_history(),
+            "sample_losses": model.sample_losses(),
+            "converged": report.converged,
             "seconds": report.seconds,
             "rows_per_second": rps,
             "peak_rss_bytes": peak_rss_bytes(),
@@ -896,11 +937,15 @@ fn fit<F: ArrowFloat>(
         }
         crate::out(serde_json::to_string_pretty(&summary)?)?;
     } else if !a.quiet {
+        let passes = if report.converged && report.epochs < epochs {
+            format!("{} passes: converged", report.epochs)
+        } else {
+            format!("{} passes", report.epochs)
+        };
         eprintln!(
-            "fitted rank {} on {} rows ({} passes, {} batches) in {:.2} s, {:.0} rows/s; loss/row {:.5e}; model written to {}",
+            "fitted rank {} on {} rows ({passes}, {} batches) in {:.2} s, {:.0} rows/s; loss/row {:.5e}; model written to {}",
             rank,
             report.rows,
-            report.epochs,
             report.batches,
             report.seconds,
             rps,

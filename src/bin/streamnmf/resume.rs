@@ -41,7 +41,10 @@ pub fn fingerprint(a: &FitArgs, params: &ValidParams, staleness: usize, float: &
         .collect();
     let contents: Vec<Value> = files.iter().map(|f| content_id(f)).collect();
     let mut p = serde_json::to_value(params).unwrap_or(Value::Null);
+    // How long a run lasts is not what it is: a resumed run may ask for more passes, and
+    // the convergence test's tolerance goes with the model it resumes.
     p["max_passes"] = json!(null);
+    p["pass_tol"] = json!(null);
     // Effective values, whether the parameters say them or leave them to their defaults
     // (as earlier versions' checkpoints always said them).
     p["batch_size"] = json!(params.batch_size());

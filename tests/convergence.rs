@@ -1,0 +1,236 @@
+//! The convergence test of multi-pass fits: where the defaults stop, that they stop on
+//! data that converges slowly only when it has converged, that the in-memory fit and the
+//! pipeline agree pass for pass, and that a fit interrupted anywhere resumes to the same
+//! stop, bit for bit.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use common::*;
+use ndarray::Array2;
+use streamnmf::persist::{CheckpointDir, Metadata};
+use streamnmf::pipeline::{fit, fit_with, Checkpointing, PipelineOptions};
+use streamnmf::source::MemorySource;
+use streamnmf::synth::PlantedSpec;
+use streamnmf::{Error, NmfParams, OnlineNmf, ValidParams};
+
+fn data() -> Array2<f64> {
+    PlantedSpec::new(3000, 40, 5)
+        .noise(0.05)
+        .seed(3)
+        .generate()
+        .x
+}
+
+fn params() -> ValidParams {
+    NmfParams::new(5).batch_size(100).seed(2).check().unwrap()
+}
+
+fn relative_improvements(losses: &[f64]) -> Vec<f64> {
+    losses.windows(2).map(|w| (w[0] - w[1]) / w[0]).collect()
+}
+
+/// Defaults on planted data: the fit stops at the first pass that gains less than 0.1 %,
+/// within a few passes, at the error of a fit that runs all 50.
+#[test]
+fn fits_stop_where_a_pass_stops_paying() {
+    let x = data();
+    let mut model = OnlineNmf::<f64>::new(params());
+    let report = model.fit(&x).unwrap();
+    assert!(report.converged, "{report:?}");
+    assert!((3..=8).contains(&report.passes), "{report:?}");
+    assert_eq!(report.sample_losses, model.sample_losses());
+    assert_eq!(report.sample_losses.len(), report.passes);
+    let gains = relative_improvements(&report.sample_losses);
+    let (last, before) = gains.split_last().unwrap();
+    assert!(*last < 1e-3, "{gains:?}");
+    assert!(before.iter().all(|&g| g >= 1e-3), "{gains:?}");
+
+    let all = params().into_builder().pass_tol(0.0).check().unwrap();
+    let mut long = OnlineNmf::<f64>::new(all);
+    let long_report = long.fit(&x).unwrap();
+    assert_eq!(long_report.passes, NmfParams::DEFAULT_MAX_PASSES);
+    assert!(!long_report.converged && long_report.sample_losses.is_empty());
+    let stopped = model.loss(&x).unwrap().relative_error.unwrap();
+    let converged = long.loss(&x).unwrap().relative_error.unwrap();
+    assert!(stopped <= 1.01 * converged, "{stopped} vs {converged}");
+    // The planted noise is the floor: within 10 % of it.
+    let truth = PlantedSpec::new(3000, 40, 5).noise(0.05).seed(3).generate();
+    let floor = relative_error(&truth.x, &truth.w, &truth.h);
+    assert!(stopped <= 1.1 * floor, "{stopped} vs the noise {floor}");
+}
+
+/// Nearly collinear atoms (each atom is a flat profile plus a bump of 0.3 on its own
+/// features), without noise: alternating updates crawl, so the default runs past the old
+/// fixed 10 passes and ends far lower than 10 passes do.
+#[test]
+fn slow_data_gets_the_passes_it_needs() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let h = Array2::from_shape_fn((6, 30), |(r, j)| if j % 6 == r { 1.3 } else { 1.0 });
+    let w = Array2::from_shape_fn((600, 6), |_| rng.random::<f64>());
+    let x = w.dot(&h);
+    let p = NmfParams::new(6).batch_size(64).seed(1);
+    let mut auto = OnlineNmf::<f64>::new(p.clone().check().unwrap());
+    let report = auto.fit(&x).unwrap();
+    assert!(report.passes > 10, "{report:?}");
+    let mut ten = OnlineNmf::<f64>::new(p.max_passes(10).pass_tol(0.0).check().unwrap());
+    ten.fit(&x).unwrap();
+    let (a, t) = (auto.loss(&x).unwrap().loss, ten.loss(&x).unwrap().loss);
+    assert!(a < 0.5 * t, "{} passes: {a}, 10 passes: {t}", report.passes);
+}
+
+/// The pipeline samples the same rows as the in-memory fit and stops at the same pass,
+/// with the same model; with stale solves, the stop does not depend on the threads.
+#[test]
+fn the_pipeline_stops_at_the_same_pass_as_fit() {
+    let x = data();
+    let mut fitted = OnlineNmf::<f64>::new(params());
+    let report = fitted.fit(&x).unwrap();
+    assert!(report.converged);
+    let opts = |solvers: usize, staleness: usize| {
+        PipelineOptions::new()
+            .with_solvers(solvers)
+            .with_batch_threads(1)
+            .with_staleness(staleness)
+            .with_epochs(NmfParams::DEFAULT_MAX_PASSES)
+    };
+    for solvers in [1, 3] {
+        let mut piped = OnlineNmf::<f64>::new(params());
+        let mut src = MemorySource::new(x.clone(), 100);
+        let r = fit(&mut piped, &mut src, &opts(solvers, 0), |_| {}).unwrap();
+        assert!(r.converged);
+        assert_eq!(r.epochs, report.passes);
+        assert_eq!(r.batches, 30 * report.passes as u64);
+        assert_eq!(piped, fitted, "{solvers} solvers");
+    }
+    let stale = |solvers| {
+        let mut m = OnlineNmf::<f64>::new(params());
+        let mut src = MemorySource::new(x.clone(), 100);
+        let r = fit(&mut m, &mut src, &opts(solvers, 2), |_| {}).unwrap();
+        assert!(r.converged && r.epochs < NmfParams::DEFAULT_MAX_PASSES);
+        m
+    };
+    let one = stale(1);
+    assert_eq!(stale(3), one);
+    assert_eq!(stale(2), one);
+}
+
+/// Stopped at batches across the run (mid-pass, at the last batch of a pass, at the last
+/// batch before the stop), checkpointed and resumed: the same model as a run that never
+/// stopped. Resuming the finished run's own checkpoint changes nothing.
+#[test]
+fn a_fit_interrupted_anywhere_resumes_to_the_same_stop() {
+    let x = data();
+    let opts = PipelineOptions::new()
+        .with_solvers(2)
+        .with_batch_threads(1)
+        .with_staleness(1)
+        .with_epochs(NmfParams::DEFAULT_MAX_PASSES);
+    let dir = tempfile::tempdir().unwrap();
+    let checkpointing =
+        |ck: CheckpointDir| Checkpointing::new(ck, Metadata::default()).every_batches(7);
+    let new_dir = |name: &str| CheckpointDir::new(&dir.path().join(name), 2).unwrap();
+    let open_dir = |name: &str| CheckpointDir::open(&dir.path().join(name), 2).unwrap();
+    let mut whole = OnlineNmf::<f32>::new(params());
+    let mut src = MemorySource::new(x.mapv(|v| v as f32), 100);
+    let done = checkpointing(new_dir("whole"));
+    let report = fit_with(&mut whole, &mut src, &opts, None, Some(&done), |_| {}).unwrap();
+    assert!(report.converged && report.epochs >= 3, "{report:?}");
+    let batches = report.batches;
+
+    assert!(batches > 90);
+    let mut resumed_runs = 0;
+    for stop_at in [3, 29, 59, 61, batches - 1] {
+        let name = format!("stop{stop_at}");
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut model = OnlineNmf::<f32>::new(params());
+        let mut src = MemorySource::new(x.mapv(|v| v as f32), 100);
+        let ck = checkpointing(new_dir(&name));
+        let flag = stop.clone();
+        let o = opts.clone().with_stop(stop.clone());
+        let first = fit_with(&mut model, &mut src, &o, None, Some(&ck), |b| {
+            if b.seq == stop_at {
+                flag.store(true, Ordering::SeqCst);
+            }
+        });
+        match first {
+            // The stop came after the last batch the fit needed: it simply converged.
+            Ok(r) => assert!(r.converged && model == whole, "stop at {stop_at}"),
+            Err(Error::Interrupted {
+                checkpoint: Some(_),
+            }) => {
+                drop(ck); // its lock
+                let ck = open_dir(&name);
+                let (mut resumed, _, run) = ck.latest::<f32>().unwrap();
+                let ck = checkpointing(ck);
+                let mut src = MemorySource::new(x.mapv(|v| v as f32), 100);
+                let r =
+                    fit_with(&mut resumed, &mut src, &opts, Some(run), Some(&ck), |_| {}).unwrap();
+                assert!(r.converged, "stop at {stop_at}");
+                assert!(
+                    resumed == whole,
+                    "stop at {stop_at}: the resumed model differs"
+                );
+                resumed_runs += 1;
+            }
+            Err(e) => panic!("stop at {stop_at}: {e}"),
+        }
+    }
+
+    assert!(resumed_runs >= 4, "only {resumed_runs} runs were stopped");
+    // The finished run's final checkpoint: nothing left to do.
+    drop(done);
+    let (mut again, _, run) = open_dir("whole").latest::<f32>().unwrap();
+    let mut src = MemorySource::new(x.mapv(|v| v as f32), 100);
+    let r = fit_with(&mut again, &mut src, &opts, Some(run), None, |_| {}).unwrap();
+    assert!(r.converged);
+    assert_eq!(r.batches, 0);
+    assert!(again == whole);
+}
+
+/// The command line: without `--epochs` a fit of a file runs until converged and says so;
+/// with `--epochs N` it makes exactly N passes, unless `--pass-tol` is also given.
+#[test]
+fn the_command_line_stops_by_default_and_obeys_a_pass_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let truth = PlantedSpec::new(6000, 60, 6)
+        .noise(0.05)
+        .seed(12)
+        .generate();
+    write_parquet(
+        &d.join("x.parquet"),
+        &dense_batches(&truth.x, 2000, false),
+        4096,
+    );
+    let fit = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["fit", "x.parquet", "-k", "6", "--json", "--out", "m.snmf"];
+        args.extend_from_slice(extra);
+        serde_json::from_str(&ok(&run(&args, d))).unwrap()
+    };
+    let auto = fit(&[]);
+    let passes = auto["passes"].as_u64().unwrap();
+    assert!(auto["converged"].as_bool().unwrap(), "{auto}");
+    assert!((2..=8).contains(&passes), "{auto}");
+    let losses = auto["sample_losses"].as_array().unwrap();
+    assert_eq!(losses.len() as u64, passes);
+    let (model, _) = streamnmf::persist::load::<f32>(&d.join("m.snmf")).unwrap();
+    assert_eq!(model.sample_losses().len() as u64, passes);
+    let err = model
+        .loss(&truth.x.mapv(|v| v as f32))
+        .unwrap()
+        .relative_error
+        .unwrap();
+    let floor = relative_error(&truth.x, &truth.w, &truth.h);
+    assert!(err <= 1.1 * floor, "{err} vs the noise {floor}");
+
+    let four = fit(&["--epochs", "4"]);
+    assert_eq!(four["passes"], 4);
+    assert_eq!(four["converged"], false);
+    let capped = fit(&["--epochs", "40", "--pass-tol", "0.001"]);
+    assert_eq!(capped["passes"], passes);
+    assert_eq!(capped["converged"], true);
+}
