@@ -37,7 +37,8 @@ pub struct DemoArgs {
     /// Rows per mini-batch.
     #[arg(long, default_value_t = 4096)]
     batch_size: usize,
-    /// Passes over the data.
+    /// Passes over the data, at most: the fit stops once a pass improves the loss of its
+    /// convergence sample by less than 0.1 %.
     #[arg(long, default_value_t = 4)]
     epochs: usize,
     /// Threads solving each batch (default: all cores).
