@@ -226,6 +226,11 @@ fn the_command_line_stops_by_default_and_obeys_a_pass_count() {
         .unwrap();
     let floor = relative_error(&truth.x, &truth.w, &truth.h);
     assert!(err <= 1.1 * floor, "{err} vs the noise {floor}");
+    // `inspect` shows them.
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(&run(&["inspect", "m.snmf", "--json"], d))).unwrap();
+    assert_eq!(&shown["sample_losses"], &auto["sample_losses"]);
+    assert!(ok(&run(&["inspect", "m.snmf"], d)).contains("convergence sample's loss by pass"));
 
     let four = fit(&["--epochs", "4"]);
     assert_eq!(four["passes"], 4);

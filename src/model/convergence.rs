@@ -3,8 +3,9 @@
 //! While a pass reads the input, a fixed sample of its rows is copied aside: every
 //! `stride`-th row, by the row's place in its source file (so shuffled passes sample the
 //! same rows) or, for sources that do not say, by its place in the pass. When the pass
-//! ends, the sample's loss is measured against the dictionary as it stands, with codes
-//! solved to full precision, and the fit stops once a pass improves that loss by less than
+//! ends, the sample's loss is measured against the dictionary as it stands, with fresh
+//! codes (solved as the codes a dictionary learns from are), and the fit stops once a pass
+//! improves that loss by less than
 //! [`pass_tol`](crate::NmfParams::pass_tol), relatively (a pass that makes it worse stops
 //! the fit too).
 //!
@@ -21,7 +22,8 @@ use crate::float::Float;
 use crate::matrix::{Batch, BatchBuffer, MatRef, Matrix, Origin};
 
 /// Rows the sample aims at: enough that its loss moves like the whole input's, few enough
-/// that scoring it costs a small share of a pass.
+/// that scoring it costs a small share of a pass. Small inputs sample a quarter of their
+/// rows, at least 256 (all of an input of up to 256 rows).
 pub(crate) const SAMPLE_ROWS: u64 = 2048;
 
 /// Stored values the sample may hold (64 MB of f32): wide rows make a smaller sample.
@@ -34,7 +36,10 @@ const UNKNOWN_STRIDE: u64 = 16;
 /// Every how many rows one is sampled, for an input of `rows` rows (when known).
 pub(crate) fn sample_stride(rows: Option<u64>) -> u64 {
     match rows {
-        Some(n) => n.div_ceil(SAMPLE_ROWS).max(1),
+        Some(n) => {
+            let aim = (n / 4).max(n.min(256)).clamp(1, SAMPLE_ROWS);
+            n.div_ceil(aim).max(1)
+        }
         None => UNKNOWN_STRIDE,
     }
 }
@@ -115,7 +120,10 @@ mod tests {
     #[test]
     fn strides_aim_at_the_sample_size() {
         assert_eq!(sample_stride(Some(20_000)), 10);
-        assert_eq!(sample_stride(Some(569)), 1);
+        // Small inputs: a quarter of the rows, at least 256.
+        assert_eq!(sample_stride(Some(1251)), 5);
+        assert_eq!(sample_stride(Some(569)), 3);
+        assert_eq!(sample_stride(Some(200)), 1);
         assert_eq!(sample_stride(Some(0)), 1);
         assert_eq!(sample_stride(Some(2_800_000)), 1368);
         assert_eq!(sample_stride(None), UNKNOWN_STRIDE);

@@ -60,6 +60,7 @@ fn inspect<F: Float>(a: InspectArgs, bytes: &[u8]) -> Result<()> {
             "batches_seen": model.batches_seen(),
             "rows_seen": model.rows_seen(),
             "loss_history": model.loss_history(),
+            "sample_losses": model.sample_losses(),
             "unobserved": model.params().unobserved(),
             "top_features": top,
             "writer": meta.writer,
@@ -143,6 +144,17 @@ fn inspect<F: Float>(a: InspectArgs, bytes: &[u8]) -> Result<()> {
         .map(|v| format!("{v:.4e}"))
         .collect();
     crate::out(format_args!("loss per row by pass: [{}]", hist.join(", ")))?;
+    if !model.sample_losses().is_empty() {
+        let sample: Vec<String> = model
+            .sample_losses()
+            .iter()
+            .map(|v| format!("{v:.6e}"))
+            .collect();
+        crate::out(format_args!(
+            "convergence sample's loss by pass: [{}]",
+            sample.join(", ")
+        ))?;
+    }
     for (j, feats) in top.iter().enumerate() {
         let list: Vec<String> = feats.iter().map(|(n, v)| format!("{n} {v:.3}")).collect();
         crate::out(format_args!("component {j}: {}", list.join(", ")))?;
