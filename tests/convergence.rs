@@ -239,3 +239,30 @@ fn the_command_line_stops_by_default_and_obeys_a_pass_count() {
     assert_eq!(capped["passes"], passes);
     assert_eq!(capped["converged"], true);
 }
+
+/// Sparse counts under KL: the sample keeps CSR rows (of a width that grows as the
+/// catalogue does), the fit converges, and the pipeline agrees with `fit` bit for bit.
+#[test]
+fn sparse_counts_converge_alike_in_memory_and_through_the_pipeline() {
+    let x = word_counts(1500, 300, 6, 4);
+    let params = NmfParams::new(6)
+        .loss(streamnmf::Loss::KullbackLeibler)
+        .batch_size(128)
+        .seed(5)
+        .check()
+        .unwrap();
+    let mut fitted = OnlineNmf::<f64>::new(params.clone());
+    let report = fitted.fit(streamnmf::MatRef::Csr(x.view())).unwrap();
+    assert!(report.converged, "{report:?}");
+    assert!(report.passes < NmfParams::DEFAULT_MAX_PASSES);
+    let opts = PipelineOptions::new()
+        .with_batch_threads(1)
+        .with_staleness(0)
+        .with_epochs(NmfParams::DEFAULT_MAX_PASSES);
+    let mut piped = OnlineNmf::<f64>::new(params);
+    let mut src = MemorySource::from_matrix(streamnmf::Matrix::Csr(x), 128);
+    let r = fit(&mut piped, &mut src, &opts, |_| {}).unwrap();
+    assert!(r.converged);
+    assert_eq!(r.epochs, report.passes);
+    assert!(piped == fitted, "the pipeline's model differs from fit's");
+}

@@ -19,7 +19,7 @@
 //! passes learns the same model with or without the test.
 
 use crate::float::Float;
-use crate::matrix::{Batch, BatchBuffer, MatRef, Matrix, Origin};
+use crate::matrix::{Batch, BatchBuffer, CsrMatrix, MatRef, Matrix, Origin};
 
 /// Rows the sample aims at: enough that its loss moves like the whole input's, few enough
 /// that scoring it costs a small share of a pass. Small inputs sample a quarter of their
@@ -49,6 +49,9 @@ pub(crate) struct RowSample<F> {
     stride: u64,
     rows: BatchBuffer<F>,
     values: usize,
+    /// Whether the rows are kept sparse: as the first sampled row was (a source that mixes
+    /// dense and sparse batches has its rows converted).
+    sparse: Option<bool>,
 }
 
 impl<F: Float> RowSample<F> {
@@ -58,6 +61,7 @@ impl<F: Float> RowSample<F> {
             stride: stride.max(1),
             rows: BatchBuffer::new(),
             values: 0,
+            sparse: None,
         }
     }
 
@@ -72,11 +76,14 @@ impl<F: Float> RowSample<F> {
             let key = origin.locate(r).map_or(first + r as u64, |(_, row)| row);
             if key.is_multiple_of(self.stride) {
                 let row = x.slice_rows(r..r + 1);
-                self.values += match row {
-                    MatRef::Dense(d) => d.len(),
-                    MatRef::Csr(c) => c.nnz(),
+                let sparse = *self.sparse.get_or_insert(matches!(row, MatRef::Csr(_)));
+                let row = match (row, sparse) {
+                    (MatRef::Dense(d), true) => Matrix::Csr(CsrMatrix::from_dense(d)),
+                    (MatRef::Csr(c), false) => Matrix::Dense(c.to_dense()),
+                    (row, _) => row.to_owned(),
                 };
-                self.rows.push(Batch::new(row.to_owned()));
+                self.values += row.view().nnz();
+                self.rows.push(Batch::new(row));
             }
         }
     }
@@ -113,7 +120,6 @@ pub(crate) fn converged(history: &[f64], tol: f64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::matrix::CsrMatrix;
     use ndarray::Array2;
     use std::sync::Arc;
 
@@ -174,7 +180,24 @@ mod tests {
             assert_eq!(d.row(k), x.row(i));
         }
 
-        let big = Array2::<f32>::zeros((3000, 2));
+        // A source that mixes dense and sparse batches: rows follow the first one's kind.
+        let mut s = RowSample::new(1);
+        s.offer(MatRef::Csr(c.view()), &Origin::default(), 0);
+        s.offer(MatRef::Dense(x.view()), &Origin::default(), 6);
+        assert_eq!(
+            s.finish()
+                .unwrap()
+                .view()
+                .to_dense()
+                .slice(ndarray::s![6.., ..]),
+            x
+        );
+        let mut s = RowSample::new(1);
+        s.offer(MatRef::Dense(x.view()), &Origin::default(), 0);
+        s.offer(MatRef::Csr(c.view()), &Origin::default(), 6);
+        assert!(matches!(s.finish().unwrap(), Matrix::Dense(_)));
+
+        let big = Array2::<f32>::ones((3000, 2));
         let mut s = RowSample::new(1);
         s.offer(MatRef::Dense(big.view()), &Origin::default(), 0);
         assert_eq!(s.len() as u64, SAMPLE_ROWS);
