@@ -37,6 +37,9 @@ struct Args {
     /// Dictionary sweeps per batch (default: the library's).
     #[arg(long)]
     dict_iter: Option<usize>,
+    /// Dictionary sweeps' relative-change tolerance (default: the library's).
+    #[arg(long)]
+    dict_tol: Option<f64>,
     /// Threads per batch (default: all cores; the model does not depend on it).
     #[arg(long)]
     threads: Option<usize>,
@@ -130,6 +133,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let mut params = NmfParams::new(a.rank);
+    if let Some(tol) = a.dict_tol {
+        params = params.dict_tol(tol);
+    }
     if let Some(it) = a.dict_iter {
         params = params.dict_max_iter(it);
     }

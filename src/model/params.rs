@@ -237,7 +237,7 @@ impl NmfParams {
             code_max_iter: 200,
             code_tol: 1e-4,
             dict_max_iter: 20,
-            dict_tol: 1e-4,
+            dict_tol: 3e-3,
             alpha_w: None,
             alpha_h: None,
             l1_ratio: 0.0,
@@ -389,7 +389,13 @@ impl NmfParams {
         self.dict_max_iter = iters;
         self
     }
-    /// Relative change of H below which the dictionary sweeps stop.
+    /// Relative change of H below which the dictionary sweeps stop (default 3e-3). The
+    /// statistics move by a few percent a batch in a first pass, so a tighter H only
+    /// chases a target about to move: against 1e-4, one pass on a 20000 × 1000 planted
+    /// set took 0.097 s instead of 0.118 s in process (k 64: 0.46 s instead of 0.56 s) at
+    /// the same error, the benchmark family needed the same passes on every member with
+    /// times 0–10 % lower, digits ended lower after 10 passes, and ratings' held-out RMSE
+    /// moved by 1e-4.
     pub fn dict_tol(mut self, tol: f64) -> Self {
         self.dict_tol = tol;
         self
