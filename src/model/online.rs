@@ -707,8 +707,10 @@ impl<F: Float> OnlineNmf<F> {
     }
 
     /// Fits from scratch on an in-memory matrix: up to `max_passes` passes of mini-batches
-    /// of `batch_size` rows, stopping early when a pass improves the mean loss by less than
-    /// `pass_tol`. Any previous state is discarded (use `partial_fit` to keep learning);
+    /// of `batch_size` rows, stopping early when a pass improves the loss of the
+    /// convergence sample by less than `pass_tol` (see
+    /// [`sample_losses`](Self::sample_losses)). Any previous state is discarded (use
+    /// `partial_fit` to keep learning);
     /// all of `x` is checked before anything is discarded.
     pub fn fit<'a>(&mut self, x: impl Into<MatRef<'a, F>>) -> Result<FitReport> {
         self.fit_passes(x.into(), None, |_, _| {}, |_, _| true)

@@ -118,7 +118,11 @@ impl PipelineOptions {
         self.queue_depth = n;
         self
     }
-    /// Passes over the input (streams allow one).
+    /// Passes over the input, at most (streams allow one): a fit stops after an earlier
+    /// pass once the model's convergence test says so ([`NmfParams::pass_tol`]; 0 makes
+    /// every pass).
+    ///
+    /// [`NmfParams::pass_tol`]: crate::NmfParams::pass_tol
     pub fn with_epochs(mut self, n: usize) -> Self {
         self.epochs = n;
         self
@@ -268,10 +272,11 @@ impl Checkpointing {
     }
 }
 
-/// Learns `model` from `source` through the threads: `opts.epochs()` passes (a new pass
-/// starts each epoch after the first, with the statistics handled as in
-/// [`OnlineNmf::fit`]). `on_batch` sees each batch's report, in order, on the calling
-/// thread (progress bars, logs).
+/// Learns `model` from `source` through the threads: up to `opts.epochs()` passes (a new
+/// pass starts each epoch after the first, with the statistics handled as in
+/// [`OnlineNmf::fit`]), fewer when the convergence test stops the fit (see
+/// [`OnlineNmf::sample_losses`]). `on_batch` sees each batch's report, in order, on the
+/// calling thread (progress bars, logs).
 ///
 /// ```
 /// use ndarray::Array2;
