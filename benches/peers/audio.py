@@ -87,7 +87,8 @@ def main():
     ap.add_argument("--loss", default="kl", choices=["kl", "is"])
     ap.add_argument("--rank", type=int, default=20)
     ap.add_argument("--iters", type=int, default=200, help="scikit-learn max_iter")
-    ap.add_argument("--epochs", type=int, default=30, help="streamnmf passes")
+    ap.add_argument("--epochs", type=int, default=30,
+                    help="streamnmf passes (0: its defaults, passes until converged)")
     ap.add_argument("--batch-size", type=int, default=128, help="streamnmf frames per batch")
     ap.add_argument("--code-max-iter", type=int, help="streamnmf code iterations (default: its own)")
     a = ap.parse_args()
@@ -125,7 +126,8 @@ def main():
     sdri_sk_semi = sdr(speech, est) - base
 
     # streamnmf CLI, whole processes from WAV.
-    common = ["--loss", a.loss, "--epochs", str(a.epochs), "--batch-size", str(a.batch_size), "-q", "--json"]
+    epochs = ["--epochs", str(a.epochs)] if a.epochs else []
+    common = ["--loss", a.loss, *epochs, "--batch-size", str(a.batch_size), "-q", "--json"]
     if beta == 0:
         common += ["--epsilon", f"{floor:.6g}"]
     if a.code_max_iter:
