@@ -232,6 +232,17 @@ fn the_command_line_stops_by_default_and_obeys_a_pass_count() {
     assert_eq!(&shown["sample_losses"], &auto["sample_losses"]);
     assert!(ok(&run(&["inspect", "m.snmf"], d)).contains("convergence sample's loss by pass"));
 
+    // The summary says so.
+    let out = run(&["fit", "x.parquet", "-k", "6", "--out", "m.snmf"], d);
+    ok(&out);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        said.contains(&format!(
+            "converged after {passes} passes, the last gaining"
+        )),
+        "{said}"
+    );
+
     let four = fit(&["--epochs", "4"]);
     assert_eq!(four["passes"], 4);
     assert_eq!(four["converged"], false);

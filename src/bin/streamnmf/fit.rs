@@ -938,12 +938,18 @@ fn fit<F: ArrowFloat>(
         crate::out(serde_json::to_string_pretty(&summary)?)?;
     } else if !a.quiet {
         let passes = if report.converged && report.epochs < epochs {
-            format!("{} passes: converged", report.epochs)
+            let gain = match model.sample_losses() {
+                [.., a, b] if *a > 0.0 => {
+                    format!(", the last gaining {:.2} %", 100.0 * (a - b) / a)
+                }
+                _ => String::new(),
+            };
+            format!("converged after {} passes{gain};", report.epochs)
         } else {
-            format!("{} passes", report.epochs)
+            format!("{} passes,", report.epochs)
         };
         eprintln!(
-            "fitted rank {} on {} rows ({passes}, {} batches) in {:.2} s, {:.0} rows/s; loss/row {:.5e}; model written to {}",
+            "fitted rank {} on {} rows ({passes} {} batches) in {:.2} s, {:.0} rows/s; loss/row {:.5e}; model written to {}",
             rank,
             report.rows,
             report.batches,
