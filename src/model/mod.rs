@@ -10,17 +10,22 @@ pub mod loss;
 mod masked;
 mod online;
 mod params;
+mod passes;
+mod reports;
 mod statistics;
+mod step;
 
 pub use loss::Loss;
-pub use online::{BatchReport, FitReport, LossReport, OnlineNmf};
+pub use online::OnlineNmf;
 pub use params::{
     dense_batch_rows, Init, NmfParams, Solver, Unobserved, ValidParams, IMPLICIT_BATCH,
     MISSING_RIDGE,
 };
+pub use reports::{BatchReport, FitReport, LossReport};
 
 pub(crate) use dictionary::{check_size, Dictionary, RowPool};
 pub(crate) use masked::{ColumnContribution, ColumnStats};
-pub(crate) use online::{solve_batch, transform_batch, CodesSummary, State};
+pub(crate) use online::State;
 pub(crate) use statistics::Contribution;
 pub(crate) use statistics::Statistics;
+pub(crate) use step::{solve_batch, transform_batch, CodesSummary};

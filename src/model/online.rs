@@ -1,80 +1,24 @@
-//! The online NMF model: `partial_fit` one batch at a time, `fit` several passes in memory,
-//! `transform` new rows with the dictionary fixed.
+//! The online NMF model: `partial_fit` one batch at a time, `transform` new rows with the
+//! dictionary fixed, the loss over a data set (`fit`, several passes in memory, is in
+//! `passes.rs`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use ndarray::{s, Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
 use super::codes::{solve_chunked, Codes, Prepared};
-use super::convergence::{self, RowSample};
-use super::dictionary::{check_size, floor_start, padded, Dictionary, RowPool};
+use super::convergence;
+use super::dictionary::{check_size, floor_start, Dictionary, RowPool};
 use super::init::initial_dictionary;
 use super::loss::{divergence, Loss};
 use super::params::{Init, Unobserved, ValidParams};
+use super::reports::{BatchReport, LossReport};
 use super::statistics::Contribution;
+use super::step::{solve_batch, transform_batch, CodesSummary, Solved};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::linalg::parallel::default_threads;
-use crate::matrix::{MatRef, Matrix, Observed, Origin, Valid, ValueRule};
-
-/// What one `partial_fit` did. The loss is measured on the batch against the dictionary
-/// *before* the batch updates it (a progressive-validation loss).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct BatchReport {
-    /// 0-based sequence number of the batch in the model's life.
-    pub seq: u64,
-    /// Rows in the batch.
-    pub rows: usize,
-    /// `D(X_b | W_b H)`, summed over the batch's entries.
-    pub loss: f64,
-    /// Most inner iterations any row's code solve took.
-    pub code_iterations: usize,
-    /// Whether every row's codes met the tolerance.
-    pub codes_converged: bool,
-    /// Sweeps of the dictionary update.
-    pub dict_sweeps: usize,
-    /// Components re-seeded because they were dead.
-    pub reseeded: Vec<usize>,
-}
-
-/// What `fit` did. Not converging within `max_passes` is reported here, not an error.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FitReport {
-    /// Passes made.
-    pub passes: usize,
-    /// Batches processed.
-    pub batches: u64,
-    /// Mean loss per row in each pass (progressive: each batch against the H before it).
-    pub pass_losses: Vec<f64>,
-    /// The convergence sample's loss after each pass (see
-    /// [`sample_losses`](OnlineNmf::sample_losses)); empty for a single pass.
-    #[serde(default)]
-    pub sample_losses: Vec<f64>,
-    /// True when the last pass improved the sample's loss by less than the pass tolerance
-    /// (or made it worse), which ended the fit.
-    pub converged: bool,
-}
-
-/// A loss over a whole data set.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LossReport {
-    /// `D(X | W H)` summed over all entries, with W the optimal codes for the current H.
-    pub loss: f64,
-    /// Rows evaluated.
-    pub rows: u64,
-    /// `‖X − WH‖_F / ‖X‖_F` (Frobenius loss only; over the observed entries when
-    /// unstored entries are missing, and `None` for implicit feedback).
-    pub relative_error: Option<f64>,
-    /// The root mean squared error over the observed entries (Frobenius loss with
-    /// [`Unobserved::Missing`]: the rating-prediction error).
-    ///
-    /// [`Unobserved::Missing`]: crate::Unobserved::Missing
-    #[serde(default)]
-    pub rmse: Option<f64>,
-}
+use crate::matrix::{MatRef, Matrix, Observed, Valid, ValueRule};
 
 /// What [`OnlineNmf::check`] does with sparse data wider than the dictionary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,106 +27,6 @@ enum Wider {
     Grow,
     /// Codes of new rows: entries of unknown features are dropped.
     Ignore,
-}
-
-/// A batch's codes and its contribution to the statistics: the output of the solver step,
-/// which needs only `H` (so it can run on another thread than the dictionary update).
-#[derive(Clone, Debug)]
-pub(crate) struct Solved<F> {
-    pub(crate) codes: Codes<F>,
-    pub(crate) contribution: Contribution<F>,
-}
-
-/// What a batch's codes (or a round's, summed over its batches) report to the model.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct CodesSummary {
-    /// Loss of the rows against the dictionary they were solved with.
-    pub(crate) loss: f64,
-    /// Rows.
-    pub(crate) rows: usize,
-    /// Most code-solver iterations any row block took.
-    pub(crate) iterations: usize,
-    /// Whether every block converged.
-    pub(crate) converged: bool,
-}
-
-impl CodesSummary {
-    /// The summary of `codes` of a batch of `rows` rows; an error if the codes or their
-    /// loss overflowed (`batch`: the model's batch counter, for the message).
-    pub(crate) fn of<F: Float>(codes: &Codes<F>, rows: usize, batch: u64) -> Result<Self> {
-        if !codes.loss.is_finite() || !codes.w.iter().all(|v| v.is_finite()) {
-            return Err(Error::NumericalOverflow {
-                batch,
-                what: "codes",
-            });
-        }
-        Ok(Self {
-            loss: codes.loss,
-            rows,
-            iterations: codes.stats.iterations,
-            converged: codes.stats.converged,
-        })
-    }
-
-    /// The summary of two sets of rows together.
-    pub(crate) fn add(self, o: Self) -> Self {
-        Self {
-            loss: self.loss + o.loss,
-            rows: self.rows + o.rows,
-            iterations: self.iterations.max(o.iterations),
-            converged: self.converged && o.converged,
-        }
-    }
-}
-
-/// The solver step: the codes of `x` against `h` and their contribution, on up to
-/// `threads` threads, in fixed chunks combined in order (bitwise the same for every
-/// thread count).
-pub(crate) fn solve_batch<F: Float>(
-    params: &ValidParams,
-    h: ArrayView2<F>,
-    x: Valid<F>,
-    threads: usize,
-) -> Solved<F> {
-    // A growing catalogue: a batch narrower than H stores nothing in the columns it
-    // lacks; a wider one is solved against H with its new features at their start values
-    // (the dictionary grows to them when the contribution is folded in).
-    let x = x.widened(h.ncols());
-    let wide;
-    let h = if x.ncols() > h.ncols() {
-        wide = padded(h, x.ncols(), params.loss());
-        wide.view()
-    } else {
-        h
-    };
-    let prep = Prepared::new(params, h).learning(params);
-    let (loss, mode) = (params.loss(), params.unobserved());
-    let (codes, parts) = solve_chunked(params, &prep, x, threads, None, |xc, w| {
-        Contribution::new(loss, mode, xc, w, prep.h())
-    });
-    let mut parts = parts.into_iter();
-    let mut contribution = parts.next().expect("a batch has at least one chunk");
-    for part in parts {
-        contribution.add(&part);
-    }
-    Solved {
-        codes,
-        contribution,
-    }
-}
-
-/// The codes of `x` against `h` (the pipeline's `transform` step and
-/// [`OnlineNmf::transform`]), on up to `threads` threads.
-pub(crate) fn transform_batch<F: Float>(
-    params: &ValidParams,
-    h: ArrayView2<F>,
-    x: Valid<F>,
-    threads: usize,
-) -> Array2<F> {
-    let prep = Prepared::new(params, h);
-    solve_chunked(params, &prep, x, threads, None, |_, _| ())
-        .0
-        .w
 }
 
 /// Everything a model file holds about a model: parameters, dictionary and statistics,
@@ -227,8 +71,8 @@ pub(crate) struct State<F> {
 /// ```
 #[derive(Clone, Debug)]
 pub struct OnlineNmf<F> {
-    state: State<F>,
-    threads: usize,
+    pub(super) state: State<F>,
+    pub(super) threads: usize,
 }
 
 impl<F: PartialEq> PartialEq for OnlineNmf<F> {
@@ -706,166 +550,6 @@ impl<F: Float> OnlineNmf<F> {
         st.pass_rows = 0;
     }
 
-    /// Fits from scratch on an in-memory matrix: up to `max_passes` passes of mini-batches
-    /// of `batch_size` rows, stopping early when a pass improves the loss of the
-    /// convergence sample by less than `pass_tol` (see
-    /// [`sample_losses`](Self::sample_losses)). Any previous state is discarded (use
-    /// `partial_fit` to keep learning);
-    /// all of `x` is checked before anything is discarded.
-    pub fn fit<'a>(&mut self, x: impl Into<MatRef<'a, F>>) -> Result<FitReport> {
-        self.fit_passes(x.into(), None, |_, _| {}, |_, _| true)
-    }
-
-    /// [`fit`](Self::fit), calling `after_pass(model, pass)` after each pass (0-based):
-    /// to evaluate, log or plot as the model learns. Returning `false` stops the fit.
-    ///
-    /// ```
-    /// use ndarray::Array2;
-    /// use streamnmf::{NmfParams, OnlineNmf};
-    /// let x = Array2::from_shape_fn((200, 5), |(i, j)| ((i + 3 * j) % 4) as f64 + 0.2);
-    /// let p = NmfParams::new(2).batch_size(50).max_passes(8).pass_tol(0.0).check().unwrap();
-    /// let mut model = OnlineNmf::<f64>::new(p);
-    /// let mut errors = Vec::new();
-    /// let report = model.fit_each_pass(&x, |m, pass| {
-    ///     errors.push(m.loss(&x).unwrap().relative_error.unwrap());
-    ///     pass < 4 // stop after the fifth pass
-    /// }).unwrap();
-    /// assert_eq!((report.passes, errors.len()), (5, 5));
-    /// assert!(errors[4] <= errors[0]);
-    /// ```
-    pub fn fit_each_pass<'a>(
-        &mut self,
-        x: impl Into<MatRef<'a, F>>,
-        after_pass: impl FnMut(&Self, usize) -> bool,
-    ) -> Result<FitReport> {
-        self.fit_passes(x.into(), None, |_, _| {}, after_pass)
-    }
-
-    /// [`fit`](Self::fit), returning the codes each row got in the last pass along with
-    /// the report: the codes the fit produced (each batch's, solved against the dictionary
-    /// of its time), not a second solve against the final dictionary (that is
-    /// [`transform`](Self::transform)).
-    ///
-    /// ```
-    /// use ndarray::Array2;
-    /// use streamnmf::{NmfParams, OnlineNmf};
-    /// let x = Array2::from_shape_fn((300, 6), |(i, j)| ((i * 5 + j) % 7) as f64 + 0.5);
-    /// let mut model = OnlineNmf::<f64>::new(NmfParams::new(3).batch_size(100).check().unwrap());
-    /// let (w, report) = model.fit_transform(&x).unwrap();
-    /// assert_eq!(w.dim(), (300, 3));
-    /// assert_eq!(report.batches as usize, 3 * report.passes);
-    /// ```
-    pub fn fit_transform<'a>(
-        &mut self,
-        x: impl Into<MatRef<'a, F>>,
-    ) -> Result<(Array2<F>, FitReport)> {
-        self.fit_transform_until(x, None)
-    }
-
-    /// [`fit`](Self::fit), checking `stop` before every batch: once it is set, the fit
-    /// returns [`Error::Interrupted`](crate::Error::Interrupted) with the batches before
-    /// applied (a caller's Ctrl-C, a time limit).
-    ///
-    /// ```
-    /// use std::sync::atomic::AtomicBool;
-    /// use ndarray::Array2;
-    /// use streamnmf::{Error, NmfParams, OnlineNmf};
-    /// let x = Array2::from_shape_fn((100, 4), |(i, j)| ((i + j) % 3) as f64 + 0.5);
-    /// let mut model = OnlineNmf::<f64>::new(NmfParams::new(2).check().unwrap());
-    /// let stop = AtomicBool::new(true);
-    /// assert!(matches!(model.fit_until(&x, &stop), Err(Error::Interrupted { .. })));
-    /// assert!(model.fit_until(&x, &AtomicBool::new(false)).is_ok());
-    /// ```
-    pub fn fit_until<'a>(
-        &mut self,
-        x: impl Into<MatRef<'a, F>>,
-        stop: &AtomicBool,
-    ) -> Result<FitReport> {
-        self.fit_passes(x.into(), Some(stop), |_, _| {}, |_, _| true)
-    }
-
-    /// [`fit_transform`](Self::fit_transform), stopping as [`fit_until`](Self::fit_until)
-    /// does when `stop` is given and set.
-    pub fn fit_transform_until<'a>(
-        &mut self,
-        x: impl Into<MatRef<'a, F>>,
-        stop: Option<&AtomicBool>,
-    ) -> Result<(Array2<F>, FitReport)> {
-        let x = x.into();
-        let mut w = Array2::zeros((x.nrows(), self.state.params.rank()));
-        let report = self.fit_passes(
-            x,
-            stop,
-            |start, codes| {
-                w.slice_mut(s![start..start + codes.nrows(), ..])
-                    .assign(&codes);
-            },
-            |_, _| true,
-        )?;
-        Ok((w, report))
-    }
-
-    /// The passes of `fit`; `codes` sees each batch's first row and codes, `after_pass`
-    /// the model after each pass (and stops the fit by returning `false`).
-    fn fit_passes(
-        &mut self,
-        x: MatRef<F>,
-        stop: Option<&AtomicBool>,
-        mut codes: impl FnMut(usize, ArrayView2<F>),
-        mut after_pass: impl FnMut(&Self, usize) -> bool,
-    ) -> Result<FitReport> {
-        // Validate everything before discarding any state.
-        let rule = self.value_rule();
-        let x = Valid::check(x, 0, rule, self.threads)?.observed(rule);
-        let x = x.valid();
-        let mut params = self.state.params.clone();
-        let dense_frobenius = params.loss() == super::Loss::Frobenius
-            && params.unobserved() == Unobserved::Zero
-            && matches!(x.view(), MatRef::Dense(_));
-        if dense_frobenius && !params.batch_size_is_set() {
-            let rows = super::params::dense_batch_rows(params.rank(), Some(x.nrows() as u64));
-            params = params.into_builder().batch_size(rows).check()?;
-        }
-        let mut fresh = Self::new(params).with_threads(self.threads);
-        let (n, b) = (x.nrows(), fresh.state.params.batch_size());
-        fresh.ensure_dictionary(x.slice_rows(0..b.min(n)))?;
-        *self = fresh;
-        let p = &self.state.params;
-        let sample = (p.max_passes() > 1 && p.pass_tol() > 0.0).then(|| {
-            let mut s = RowSample::new(convergence::sample_stride(Some(n as u64)));
-            s.offer(x.view(), &Origin::default(), 0);
-            s
-        });
-        let sample = sample.and_then(RowSample::finish);
-        let mut converged = false;
-        for pass in 0..self.state.params.max_passes() {
-            if pass > 0 {
-                self.start_pass();
-            }
-            for start in (0..n).step_by(b) {
-                if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
-                    return Err(Error::Interrupted { checkpoint: None });
-                }
-                let xb = x.slice_rows(start..(start + b).min(n));
-                let solved = solve_batch(&self.state.params, self.components()?, xb, self.threads);
-                codes(start, solved.codes.w.view());
-                self.absorb(solved, xb)?;
-            }
-            // The pass is complete: close it so `after_pass` sees it in the history.
-            converged = self.close_pass(sample.as_ref())?;
-            if !after_pass(self, pass) || converged {
-                break;
-            }
-        }
-        Ok(FitReport {
-            passes: self.state.passes as usize,
-            batches: self.state.batches,
-            pass_losses: self.state.history.clone(),
-            sample_losses: self.state.sample_losses.clone(),
-            converged,
-        })
-    }
-
     /// Codes W (n × k) of new rows with H fixed (the model does not change): folds in new
     /// users or audio frames. Works in fixed row chunks on the model's threads.
     ///
@@ -1009,6 +693,7 @@ mod tests {
     use super::*;
     use crate::model::NmfParams;
     use crate::synth::PlantedSpec;
+    use ndarray::s;
 
     /// With ρ = 1 and no decay the statistics are the exact sums of the batches' WᵀW and
     /// WᵀX; otherwise, before each batch of b rows after t rows, the old statistics are
