@@ -10,8 +10,8 @@ use streamnmf::io::{write_components, ArrowFloat, ComponentsLayout};
 use streamnmf::persist::{self, Metadata};
 use streamnmf::{OnlineNmf, ValidParams};
 
-use crate::fit::atom_set;
 use crate::output::{Finished, Plan};
+use crate::settle::atom_set;
 
 /// Options of `compose`.
 #[derive(Args, Debug)]

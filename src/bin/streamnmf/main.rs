@@ -20,6 +20,7 @@ mod progress;
 mod rank;
 mod recommend;
 mod resume;
+mod settle;
 mod transform;
 
 use std::io::Write;
