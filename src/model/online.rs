@@ -340,13 +340,18 @@ impl<F: Float> OnlineNmf<F> {
     /// convergence `sample` is given, scores the sample against the dictionary. Returns
     /// whether the fit has converged: what a resumed fit that already stopped finds again.
     pub(crate) fn close_pass(&mut self, sample: Option<&Matrix<F>>) -> Result<bool> {
-        if self.state.pass_rows == 0 {
-            return Ok(convergence::converged(
-                &self.state.sample_losses,
-                self.state.params.pass_tol(),
-            ));
+        if self.state.pass_rows > 0 {
+            self.end_pass();
+            self.score_pass(sample)?;
         }
-        self.end_pass();
+        Ok(convergence::converged(
+            &self.state.sample_losses,
+            self.state.params.pass_tol(),
+        ))
+    }
+
+    /// Logs the pass just closed and scores the convergence sample, if any.
+    fn score_pass(&mut self, sample: Option<&Matrix<F>>) -> Result<()> {
         let (pass, mean_loss) = (self.state.passes - 1, self.state.history.last().copied());
         match sample {
             Some(sample) => {
@@ -368,10 +373,7 @@ impl<F: Float> OnlineNmf<F> {
             }
             None => tracing::info!(pass, mean_loss, "pass"),
         }
-        Ok(convergence::converged(
-            &self.state.sample_losses,
-            self.state.params.pass_tol(),
-        ))
+        Ok(())
     }
 
     /// The rule every batch's values must follow under this model's loss.

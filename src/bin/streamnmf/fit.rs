@@ -488,11 +488,6 @@ fn fit<F: ArrowFloat>(
                 .map(serde_json::from_str)
                 .transpose()?
                 .unwrap_or(Value::Null);
-            let mut old = old;
-            if let Some(p) = old.get_mut("params").and_then(Value::as_object_mut) {
-                // Checkpoints written before the convergence test name its tolerance.
-                p.insert("pass_tol".into(), Value::Null);
-            }
             if let Some(diff) = first_difference(&old, &this_run, "") {
                 bail!(
                     "cannot resume from {}: a different run ({diff})",

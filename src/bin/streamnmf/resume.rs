@@ -41,10 +41,6 @@ pub fn fingerprint(a: &FitArgs, params: &ValidParams, staleness: usize, float: &
         .collect();
     let contents: Vec<Value> = files.iter().map(|f| content_id(f)).collect();
     let mut p = serde_json::to_value(params).unwrap_or(Value::Null);
-    // How long a run lasts is not what it is: a resumed run may ask for more passes, and
-    // the convergence test's tolerance goes with the model it resumes.
-    p["max_passes"] = json!(null);
-    p["pass_tol"] = json!(null);
     // Effective values, whether the parameters say them or leave them to their defaults
     // (as earlier versions' checkpoints always said them).
     p["batch_size"] = json!(params.batch_size());
@@ -95,8 +91,14 @@ pub fn content_id(path: &Path) -> Value {
     json!([path, len, mtime, crc.finalize()])
 }
 
-/// The first setting that differs between two fingerprints, as `key: a vs b`. A
-/// checkpoint written before contents were fingerprinted is compared without them.
+/// Settings of how long a run lasts, not of what it is: a resumed run may ask for more
+/// passes or another convergence tolerance (checkpoints of older versions wrote no
+/// tolerance, or one the pipeline never used).
+const RUN_LENGTH: [&str; 2] = ["params.max_passes", "params.pass_tol"];
+
+/// The first setting that differs between two fingerprints, as `key: a vs b`, leaving out
+/// [`RUN_LENGTH`]. A checkpoint written before contents were fingerprinted is compared
+/// without them.
 pub fn first_difference(old: &Value, new: &Value, path: &str) -> Option<String> {
     match (old, new) {
         (Value::Object(a), Value::Object(b)) => {
@@ -117,6 +119,9 @@ pub fn first_difference(old: &Value, new: &Value, path: &str) -> Option<String> 
                 } else {
                     format!("{path}.{k}")
                 };
+                if RUN_LENGTH.contains(&sub.as_str()) {
+                    return None;
+                }
                 first_difference(x, y, &sub)
             })
         }
