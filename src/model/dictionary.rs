@@ -504,14 +504,14 @@ fn hals_free_atoms<F: Float>(
     sweeps
 }
 
-/// Coordinate descent on H from statistics (A, B); returns the most sweeps any block took.
+/// Coordinate descent on H from statistics (A, B); returns the most sweeps any column
+/// took.
 ///
 /// The columns of H are independent given A and B: column c solves the k-dimensional
 /// problem `min ½ hᵀA h − B_cᵀh + penalties`, the same problem as one row's codes with
-/// `G = A` and `r = B_c`. So H is updated as `Hᵀ` by the code solver (64 columns per
-/// vector block), in fixed blocks of columns shared by the threads. Each block sweeps
-/// coordinates j = 0..k in order, exactly as row-wise block coordinate descent would,
-/// and stops when its own relative change is below `tol`.
+/// `G = A` and `r = B_c`. So H is updated as `Hᵀ` by the code solver (64 columns in
+/// vector lanes), in fixed blocks of columns shared by the threads. Each column sweeps
+/// coordinates j = 0..k in order and stops when its own relative change is below `tol`.
 fn hals_dictionary<F: Float>(
     h: &mut Array2<F>,
     a: ArrayView2<F>,

@@ -9,6 +9,7 @@
 //! Rows are solved 64 at a time, one lane per row: the same arithmetic as a row-by-row
 //! sweep, with each coordinate step applied to 64 rows by a few vector instructions.
 
+use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2};
 
 use crate::float::Float;
@@ -39,34 +40,49 @@ pub(crate) fn solve<F: Float>(
     max_iter: usize,
     tol: f64,
 ) -> SolveStats {
-    let g = g.as_standard_layout();
-    let r = r.as_standard_layout();
     if !w.is_standard_layout() {
         *w = w.as_standard_layout().into_owned();
     }
-    let gs = g.as_slice().expect("standard layout");
-    let rs = r.as_slice().expect("standard layout");
+    let k = g.nrows();
+    if k == 0 || w.nrows() == 0 {
+        return SolveStats {
+            iterations: 0,
+            converged: true,
+        };
+    }
+    // With G' = G + l2 I the L2 term folds into the Gram matrix: the gradient is
+    // r − l1 − w G' and each coordinate's step divides by G'_jj. Every row's starting
+    // gradient comes from one product.
+    let mut gp = g.as_standard_layout().into_owned();
+    gp.diag_mut().mapv_inplace(|v| v + l2);
+    let mut start = r.as_standard_layout().into_owned();
+    general_mat_mul(-F::one(), &*w, &gp, F::one(), &mut start);
+    start.mapv_inplace(|v| v - l1);
+    let gs = gp.as_slice().expect("standard layout");
+    let starts = start.as_slice().expect("standard layout");
     let ws = w.as_slice_mut().expect("standard layout");
-    solve_rows(gs, rs, ws, l1, l2, max_iter, F::from_f64(tol * tol))
+    solve_rows(gs, starts, ws, max_iter, F::from_f64(tol * tol))
 }
 
 crate::linalg::simd::dispatch_avx2!(fn solve_rows<F>(
-    gs: &[F], rs: &[F], ws: &mut [F], l1: F, l2: F, max_iter: usize, tol2: F,
+    gs: &[F], starts: &[F], ws: &mut [F], max_iter: usize, tol2: F,
 ) -> SolveStats => solve_rows_body);
 
-/// The solver over row-major slices: `gs` (k × k), `rs` and `ws` (b × k).
+/// The solver over row-major slices: `gs` (G', k × k), `starts` (each row's starting
+/// gradient) and `ws` (b × k).
 ///
-/// Rows go in blocks of [`ROWS`], transposed so that lane `l` of every vector belongs to
-/// row `l` of the block. A block iterates until each of its rows meets the tolerance
-/// (rows that already did keep refining, which only makes them more exact); the missing
-/// rows of a short last block are zeros, which stay zero.
+/// The rows share [`ROWS`] lanes, kept transposed so that lane `l` of every vector holds
+/// one row's coordinates. Each sweep steps every coordinate of every lane; a row leaves
+/// its lane as soon as it meets the tolerance or the iteration cap, and the next row of
+/// the batch takes the lane. So no row waits for a slower neighbour (when k exceeds the
+/// data's rank a few rows need many sweeps and most need few), and each row's codes are
+/// the same bits whatever rows share its lanes: a row's arithmetic never reads another
+/// lane. Empty lanes hold zeros, which stay zero.
 #[inline(always)]
 fn solve_rows_body<F: Float>(
     gs: &[F],
-    rs: &[F],
+    starts: &[F],
     ws: &mut [F],
-    l1: F,
-    l2: F,
     max_iter: usize,
     tol2: F,
 ) -> SolveStats {
@@ -74,88 +90,109 @@ fn solve_rows_body<F: Float>(
     let zero = F::zero();
     let mut stats = SolveStats {
         iterations: 0,
-        converged: true,
+        converged: max_iter > 0,
     };
-    if k == 0 {
+    if k == 0 || ws.is_empty() || max_iter == 0 {
         return stats;
     }
-    // With G' = G + l2 I the L2 term folds into the Gram matrix: the gradient is
-    // r − l1 − w G' and each coordinate's step divides by G'_jj.
-    let mut gp = gs.to_vec();
-    for j in 0..k {
-        gp[j * k + j] += l2;
-    }
-    let gs = &gp[..];
     let denom: Vec<F> = (0..k).map(|j| gs[j * k + j]).collect();
-    // wt[j][l] = w_(row l)j; grad[j][l] = r − l1 − w G', kept up to date as coordinates
-    // move.
+    // wt[j][l] = w_(row in lane l)j; grad[j][l] = r − l1 − w G', kept up to date as
+    // coordinates move.
     let mut wt = vec![[zero; ROWS]; k];
     let mut grad = vec![[zero; ROWS]; k];
-    for (wb, rb) in ws.chunks_mut(k * ROWS).zip(rs.chunks(k * ROWS)) {
-        let rows = wb.len() / k;
-        for j in 0..k {
-            for l in 0..ROWS {
-                wt[j][l] = if l < rows { wb[l * k + j] } else { zero };
-                let r = if l < rows { rb[l * k + j] } else { zero };
-                grad[j][l] = r - l1;
-            }
-        }
+    let mut lane_row = [usize::MAX; ROWS];
+    let mut lane_it = [0usize; ROWS];
+    let mut next = 0;
+    for (l, row) in lane_row.iter_mut().enumerate() {
+        *row = load_lane(l, &mut next, (&mut wt, &mut grad), (ws, starts));
+    }
+    let mut active = lane_row.iter().filter(|&&r| r != usize::MAX).count();
+    while active > 0 {
+        let mut delta = [zero; ROWS];
+        let mut norm = [zero; ROWS];
         for (j, gj) in gs.chunks_exact(k).enumerate() {
-            for (m, &gjm) in gj.iter().enumerate() {
-                let wm = wt[m];
-                for (gl, &wl) in grad[j].iter_mut().zip(&wm) {
-                    *gl -= gjm * wl;
-                }
-            }
-        }
-        let mut it = 0;
-        let mut converged = false;
-        while it < max_iter {
-            it += 1;
-            let mut delta = [zero; ROWS];
-            let mut norm = [zero; ROWS];
-            for (j, gj) in gs.chunks_exact(k).enumerate() {
-                let mut d = [zero; ROWS];
-                let old = wt[j];
-                let mut new = [zero; ROWS];
-                // A zero atom explains nothing: its code is irrelevant, keep it at 0.
-                if denom[j] > zero {
-                    let (gr, den) = (grad[j], denom[j]);
-                    for l in 0..ROWS {
-                        let t = old[l] + gr[l] / den;
-                        new[l] = if t > zero { t } else { zero };
-                    }
-                }
-                let mut moved = false;
+            let mut d = [zero; ROWS];
+            let old = wt[j];
+            let mut new = [zero; ROWS];
+            // A zero atom explains nothing: its code is irrelevant, keep it at 0.
+            if denom[j] > zero {
+                let (gr, den) = (grad[j], denom[j]);
                 for l in 0..ROWS {
-                    d[l] = new[l] - old[l];
-                    moved |= d[l] != zero;
-                    delta[l] += d[l] * d[l];
-                    norm[l] += new[l] * new[l];
+                    let t = old[l] + gr[l] / den;
+                    new[l] = if t > zero { t } else { zero };
                 }
-                wt[j] = new;
-                if moved {
-                    for (gm, &gjm) in grad.iter_mut().zip(gj) {
-                        for (g, &dl) in gm.iter_mut().zip(&d) {
-                            *g -= dl * gjm;
-                        }
+            }
+            let mut moved = false;
+            for l in 0..ROWS {
+                d[l] = new[l] - old[l];
+                moved |= d[l] != zero;
+                delta[l] += d[l] * d[l];
+                norm[l] += new[l] * new[l];
+            }
+            wt[j] = new;
+            if moved {
+                for (gm, &gjm) in grad.iter_mut().zip(gj) {
+                    for (g, &dl) in gm.iter_mut().zip(&d) {
+                        *g -= dl * gjm;
                     }
                 }
             }
-            if (0..ROWS).all(|l| delta[l] <= tol2 * norm[l]) {
-                converged = true;
-                break;
-            }
         }
-        for (l, wrow) in wb.chunks_exact_mut(k).enumerate() {
-            for (j, v) in wrow.iter_mut().enumerate() {
+        for l in 0..ROWS {
+            let i = lane_row[l];
+            if i == usize::MAX {
+                continue;
+            }
+            lane_it[l] += 1;
+            let converged = delta[l] <= tol2 * norm[l];
+            if !converged && lane_it[l] < max_iter {
+                continue;
+            }
+            for (j, v) in ws[i * k..(i + 1) * k].iter_mut().enumerate() {
                 *v = wt[j][l];
             }
+            stats.iterations = stats.iterations.max(lane_it[l]);
+            stats.converged &= converged;
+            lane_it[l] = 0;
+            lane_row[l] = load_lane(l, &mut next, (&mut wt, &mut grad), (ws, starts));
+            if lane_row[l] == usize::MAX {
+                active -= 1;
+            }
         }
-        stats.iterations = stats.iterations.max(it);
-        stats.converged &= converged;
     }
     stats
+}
+
+/// Puts row `*next` of `ws` (if any row is left) in lane `l`, with its starting gradient
+/// from `starts`, and returns the row now in the lane ([`usize::MAX`] for none: the lane
+/// is zeroed).
+#[inline(always)]
+fn load_lane<F: Float>(
+    l: usize,
+    next: &mut usize,
+    (wt, grad): (&mut [[F; ROWS]], &mut [[F; ROWS]]),
+    (ws, starts): (&[F], &[F]),
+) -> usize {
+    let k = wt.len();
+    if *next * k == ws.len() {
+        for (w, g) in wt.iter_mut().zip(grad.iter_mut()) {
+            w[l] = F::zero();
+            g[l] = F::zero();
+        }
+        return usize::MAX;
+    }
+    let i = *next;
+    *next += 1;
+    let rows = i * k..(i + 1) * k;
+    for ((wj, gj), (&w, &s)) in wt
+        .iter_mut()
+        .zip(grad.iter_mut())
+        .zip(ws[rows.clone()].iter().zip(&starts[rows]))
+    {
+        wj[l] = w;
+        gj[l] = s;
+    }
+    i
 }
 
 /// Coordinate descent on one problem with its own Gram matrix: `w ≥ 0` minimizing
@@ -269,6 +306,39 @@ mod tests {
         for (a, b) in one.iter().zip(block.iter()) {
             assert!((a - b).abs() < 1e-9, "{one:?} vs {block}");
         }
+    }
+
+    /// With a tolerance, rows stop after different numbers of sweeps, each at its own:
+    /// a row's codes are the same bits alone, in a batch, and in the batch reversed (so
+    /// with other lane neighbours and another lane), and the batch reports the most
+    /// sweeps any row took.
+    #[test]
+    fn each_row_stops_on_its_own() {
+        // Nearly collinear atoms: some rows need many sweeps, others few.
+        let h = Array2::from_shape_fn((6, 12), |(j, c)| {
+            1.0 + ((j * 7 + c * 3) % 5) as f64 * 0.3
+                + if j % 2 == 0 { 0.0 } else { 0.05 * c as f64 }
+        });
+        let x = Array2::from_shape_fn((150, 12), |(i, c)| ((i * 13 + c * 5) % 9) as f64);
+        let (r, g) = (x.dot(&h.t()), h.dot(&h.t()));
+        let mut all = Array2::zeros((150, 6));
+        let stats = solve(r.view(), g.view(), &mut all, (0.0, 0.0), 2000, 1e-4);
+        let mut rev_r = r.clone();
+        rev_r.invert_axis(ndarray::Axis(0));
+        let mut rev = Array2::zeros((150, 6));
+        solve(rev_r.view(), g.view(), &mut rev, (0.0, 0.0), 2000, 1e-4);
+        let mut sweeps = Vec::new();
+        for i in 0..150 {
+            let mut one = Array2::zeros((1, 6));
+            let ri = r.slice(ndarray::s![i..i + 1, ..]);
+            sweeps.push(solve(ri, g.view(), &mut one, (0.0, 0.0), 2000, 1e-4).iterations);
+            assert_eq!(one.row(0), all.row(i), "row {i} alone");
+            assert_eq!(rev.row(149 - i), all.row(i), "row {i} reversed");
+        }
+        let (lo, hi) = (*sweeps.iter().min().unwrap(), *sweeps.iter().max().unwrap());
+        assert!(hi > 2 * lo, "sweeps {lo}..{hi}: rows should differ");
+        assert_eq!(stats.iterations, hi, "sweeps {lo}..{hi}");
+        assert!(stats.converged, "sweeps {lo}..{hi}");
     }
 
     /// Rows solved in one block give bitwise the same codes as each row solved alone:
