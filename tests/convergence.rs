@@ -62,6 +62,50 @@ fn fits_stop_where_a_pass_stops_paying() {
     assert!(stopped <= 1.1 * floor, "{stopped} vs the noise {floor}");
 }
 
+/// k above the data's rank (10 atoms for rank-5 data): the codes' problems are
+/// degenerate, and the codes the dictionary learns from stop at their cap of 10 sweeps
+/// (some batches reach it, none passes it), yet the fit still comes down to the planted
+/// noise, no worse than a fit at the data's own rank.
+#[test]
+fn k_above_the_rank_caps_the_learning_codes_and_still_fits() {
+    let x = data();
+    let over = NmfParams::new(10).batch_size(100).seed(2).check().unwrap();
+    let mut model = OnlineNmf::<f64>::new(over);
+    let mut iterations = Vec::new();
+    for _ in 0..5 {
+        for rows in x.axis_chunks_iter(ndarray::Axis(0), 100) {
+            iterations.push(model.partial_fit(rows).unwrap().code_iterations);
+        }
+    }
+    assert!(iterations.iter().all(|&i| i <= 10), "{iterations:?}");
+    assert!(
+        iterations.iter().filter(|&&i| i == 10).count() > iterations.len() / 4,
+        "{iterations:?}"
+    );
+    let over_error = model.loss(&x).unwrap().relative_error.unwrap();
+
+    let mut exact = OnlineNmf::<f64>::new(
+        params()
+            .into_builder()
+            .max_passes(5)
+            .pass_tol(0.0)
+            .check()
+            .unwrap(),
+    );
+    exact.fit(&x).unwrap();
+    let exact_error = exact.loss(&x).unwrap().relative_error.unwrap();
+    let truth = PlantedSpec::new(3000, 40, 5).noise(0.05).seed(3).generate();
+    let floor = relative_error(&truth.x, &truth.w, &truth.h);
+    assert!(
+        over_error <= exact_error,
+        "{over_error} vs rank 5's {exact_error}"
+    );
+    assert!(
+        over_error <= 1.05 * floor,
+        "{over_error} vs the noise {floor}"
+    );
+}
+
 /// Nearly collinear atoms (each atom is a flat profile plus a bump of 0.3 on its own
 /// features), without noise: alternating updates crawl, so the default runs past the old
 /// fixed 10 passes and ends far lower than 10 passes do.

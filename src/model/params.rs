@@ -373,8 +373,9 @@ impl NmfParams {
     /// Maximum inner iterations of the code solver per batch. The codes a dictionary
     /// learns from stop earlier: at 20 under a beta below 1 (multiplicative updates with
     /// γ = ½ run to any cap, and precise codes against a moving dictionary buy little),
-    /// at 50 sweeps under Frobenius (only degenerate problems, k above the data's rank,
-    /// get that far); `transform` and the codes written out keep this cap.
+    /// at 10 sweeps under Frobenius (well-posed rows converge sooner; degenerate ones, k
+    /// above the data's rank, would creep on); `transform` and the codes written out keep
+    /// this cap.
     pub fn code_max_iter(mut self, iters: usize) -> Self {
         self.code_max_iter = iters;
         self
