@@ -434,6 +434,18 @@ impl Converter {
         }
     }
 
+    /// Decoded values one record of the input holds, at most: one entry's columns in the
+    /// triplet layout (a record is one non-zero), a matrix row's width otherwise (a sparse
+    /// list row holds up to that many).
+    pub(crate) fn values_per_record(&self) -> usize {
+        let columns = self.needed_columns().len();
+        match self.resolved {
+            Resolved::Triplets { .. } => columns,
+            _ => self.width().max(columns),
+        }
+        .max(1)
+    }
+
     /// The number of features p (so far, with a growing catalogue).
     pub fn width(&self) -> usize {
         match &self.items {

@@ -189,7 +189,7 @@ impl<F: ArrowFloat> BatchSource<F> for RemoteSource<F> {
     }
     fn epoch(&mut self, _epoch: usize) -> Result<BatchIter<F>> {
         let runtime = self.runtime.clone();
-        let rows = self.opts.batch_rows.max(1024);
+        let rows = super::files::decode_rows(&self.converter);
         let inputs = self
             .objects
             .clone()
