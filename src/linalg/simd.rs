@@ -70,6 +70,40 @@ fn sum_squares_body<F: Float>(vals: &[F]) -> f64 {
 dispatch_avx2!(fn sum_squares<F>(vals: &[F]) -> f64 => sum_squares_body);
 
 #[inline(always)]
+fn value_summary_body<F: Float>(vals: &[F]) -> (f64, f64, usize) {
+    let mut sum = [0.0f64; LANES];
+    let mut least = [f64::INFINITY; LANES];
+    let mut positive = [0usize; LANES];
+    let mut chunks = vals.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            let v = c[l].as_f64();
+            sum[l] += v;
+            let pos = v > 0.0;
+            positive[l] += usize::from(pos);
+            least[l] = if pos && v < least[l] { v } else { least[l] };
+        }
+    }
+    let (mut s, mut m, mut n) = (
+        sum.iter().sum::<f64>(),
+        least.iter().fold(f64::INFINITY, |a, &b| a.min(b)),
+        positive.iter().sum::<usize>(),
+    );
+    for &v in chunks.remainder() {
+        let v = v.as_f64();
+        s += v;
+        if v > 0.0 {
+            n += 1;
+            m = m.min(v);
+        }
+    }
+    (s, m, n)
+}
+
+// `(Σ v, smallest positive v, count of positive v)`, the sum in fixed-order lanes of f64.
+dispatch_avx2!(fn value_summary<F>(vals: &[F]) -> (f64, f64, usize) => value_summary_body);
+
+#[inline(always)]
 fn kl_ratio_body<F: Float>(v: &mut [F], x: &[F], clip: F) {
     for (e, &xv) in v.iter_mut().zip(x) {
         *e = xv / e.max(clip);

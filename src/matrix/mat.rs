@@ -147,6 +147,31 @@ impl<'a, F: Float> MatRef<'a, F> {
         s
     }
 
+    /// `(Σ x, smallest positive x, count of positive x)` over the stored values, the sum
+    /// in f64 in a fixed order (lanes over the contiguous values).
+    pub(crate) fn value_summary(&self) -> (f64, f64, usize) {
+        let contiguous = match self {
+            MatRef::Dense(x) => x.as_slice(),
+            MatRef::Csr(c) => {
+                let p = c.parts();
+                Some(&p.data[p.indptr[0]..p.indptr[c.nrows()]])
+            }
+        };
+        if let Some(vals) = contiguous {
+            return simd::value_summary(vals);
+        }
+        let (mut s, mut m, mut n) = (0.0, f64::INFINITY, 0);
+        self.for_each_stored(|_, _, v| {
+            let v = v.as_f64();
+            s += v;
+            if v > 0.0 {
+                n += 1;
+                m = m.min(v);
+            }
+        });
+        (s, m, n)
+    }
+
     /// Σ x, accumulated in f64.
     pub fn sum(&self) -> f64 {
         let mut s = 0.0;
@@ -292,5 +317,45 @@ mod tests {
         assert_eq!(tail.nnz(), 3);
         assert_eq!(tail.squared_norm(), 9.0 + 0.25 + 16.0);
         assert_eq!(tail.sum(), 7.5);
+    }
+
+    /// The value summary (sum, smallest positive, positives) is the same over a dense
+    /// array, a non-contiguous view of it, a CSR copy and a CSR row slice, including
+    /// lengths that leave a tail after the lanes.
+    #[test]
+    fn value_summary_agrees_across_layouts() {
+        let x = Array2::from_shape_fn((7, 13), |(i, j)| {
+            if (i * 13 + j) % 3 == 0 {
+                0.0
+            } else {
+                ((i * 31 + j * 17) % 23) as f64 / 8.0
+            }
+        });
+        let scalar = |m: &Array2<f64>| {
+            let pos: Vec<f64> = m.iter().copied().filter(|&v| v > 0.0).collect();
+            (
+                m.sum(),
+                pos.iter().copied().fold(f64::INFINITY, f64::min),
+                pos.len(),
+            )
+        };
+        let (s, m, n) = MatRef::from(&x).value_summary();
+        let (es, em, en) = scalar(&x);
+        assert!((s - es).abs() < 1e-12 && m == em && n == en, "{s} {m} {n}");
+        let t = x.t();
+        assert_eq!(MatRef::from(t).value_summary().2, en);
+        assert!((MatRef::from(t).value_summary().0 - es).abs() < 1e-12);
+        let csr = CsrMatrix::from_dense(x.view());
+        let (cs, cm, cn) = MatRef::Csr(csr.view()).value_summary();
+        assert!((cs - es).abs() < 1e-12 && cm == em && cn == en);
+        let tail = csr.view().slice_rows(4..7);
+        let (ts, tm, tn) = MatRef::Csr(tail).value_summary();
+        let (xs, xm, xn) = scalar(&x.slice(ndarray::s![4..7, ..]).to_owned());
+        assert!((ts - xs).abs() < 1e-12 && tm == xm && tn == xn);
+        let empty = Array2::<f64>::zeros((2, 3));
+        assert_eq!(
+            MatRef::from(&empty).value_summary(),
+            (0.0, f64::INFINITY, 0)
+        );
     }
 }

@@ -172,8 +172,7 @@ fn kl_by_coordinates<F: Float>(prep: &Prepared<F>, x: MatRef<F>) -> bool {
     if prep.kl.is_none() {
         return false;
     }
-    let mut positive = 0usize;
-    x.for_each_stored(|_, _, v| positive += usize::from(v > F::zero()));
+    let (_, _, positive) = x.value_summary();
     let cells = (x.nrows() * x.ncols()).max(1) as f64;
     positive as f64 <= KL_CD_DENSITY * cells
 }

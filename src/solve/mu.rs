@@ -56,14 +56,7 @@ pub(crate) fn initial_codes<F: Float>(x: MatRef<F>, h: ArrayView2<F>) -> Array2<
 /// to zero, and the divergence grow without bound. An all-zero batch keeps [`CLIP`].
 pub(crate) fn relative_clip<F: Float>(x: MatRef<F>) -> F {
     let cells = x.nrows() as f64 * x.ncols() as f64;
-    let (mut sum, mut least) = (0.0f64, f64::INFINITY);
-    x.for_each_stored(|_, _, v| {
-        let v = v.as_f64();
-        sum += v;
-        if v > 0.0 && v < least {
-            least = v;
-        }
-    });
+    let (sum, least, _) = x.value_summary();
     let mean = sum / cells.max(1.0);
     let scale = if mean > 0.0 && mean.is_finite() {
         mean
