@@ -148,28 +148,19 @@ impl<'a, F: Float> MatRef<'a, F> {
     }
 
     /// `(Σ x, smallest positive x, count of positive x)` over the stored values, the sum
-    /// in f64 in a fixed order (lanes over the contiguous values).
+    /// in f64 in a fixed order (lanes over the values in row-major order; a dense view in
+    /// another layout is copied first).
     pub(crate) fn value_summary(&self) -> (f64, f64, usize) {
-        let contiguous = match self {
-            MatRef::Dense(x) => x.as_slice(),
+        match self {
+            MatRef::Dense(x) => {
+                let x = x.as_standard_layout();
+                simd::value_summary(x.as_slice().expect("standard layout"))
+            }
             MatRef::Csr(c) => {
                 let p = c.parts();
-                Some(&p.data[p.indptr[0]..p.indptr[c.nrows()]])
+                simd::value_summary(&p.data[p.indptr[0]..p.indptr[c.nrows()]])
             }
-        };
-        if let Some(vals) = contiguous {
-            return simd::value_summary(vals);
         }
-        let (mut s, mut m, mut n) = (0.0, f64::INFINITY, 0);
-        self.for_each_stored(|_, _, v| {
-            let v = v.as_f64();
-            s += v;
-            if v > 0.0 {
-                n += 1;
-                m = m.min(v);
-            }
-        });
-        (s, m, n)
     }
 
     /// Σ x, accumulated in f64.
