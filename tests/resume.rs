@@ -177,6 +177,75 @@ fn killed_and_resumed_runs_end_bitwise_identical() {
     assert!(persist::CheckpointDir::list_in(&ck).unwrap().len() <= 2);
 }
 
+/// `--resume` alone continues the interrupted run as it was started: with `--epochs 2`
+/// it makes those 2 passes (the defaults would run the convergence test for up to 50)
+/// and ends with the uninterrupted run's model, byte for byte.
+#[test]
+fn a_bare_resume_keeps_the_runs_number_of_passes() {
+    let dir = setup();
+    let d = dir.path();
+    let first = run(
+        &[
+            "fit",
+            "x.parquet",
+            "-k",
+            "5",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "256",
+            "-q",
+            "--checkpoint-dir",
+            "ck",
+            "--checkpoint-every",
+            "20",
+            "--keep-checkpoints",
+            "100",
+            "--out",
+            "full.snmf",
+        ],
+        d,
+    );
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    // Keep only the oldest checkpoint, from the middle of the first pass.
+    let mut all = persist::CheckpointDir::list_in(&d.join("ck")).unwrap();
+    let oldest = all.pop().unwrap();
+    assert!(!all.is_empty(), "one checkpoint only");
+    for c in all {
+        std::fs::remove_file(c).unwrap();
+    }
+    assert!(oldest.exists());
+    let out = run(
+        &[
+            "fit",
+            "x.parquet",
+            "--resume",
+            "ck",
+            "-q",
+            "--json",
+            "--out",
+            "resumed.snmf",
+        ],
+        d,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["passes"], 2, "{report}");
+    assert!(
+        std::fs::read(d.join("resumed.snmf")).unwrap()
+            == std::fs::read(d.join("full.snmf")).unwrap(),
+        "the resumed model differs from the uninterrupted one"
+    );
+}
+
 #[test]
 fn corrupt_newest_checkpoint_falls_back_with_a_warning() {
     let dir = setup();

@@ -22,6 +22,7 @@ use crate::output::{write_codes, Finished, Plan};
 use crate::progress::{peak_rss_bytes, Progress};
 use crate::resume::{
     checkpoint_dir, checkpoint_float, checkpointing, fingerprint, first_difference,
+    inherit_run_length,
 };
 use crate::settle::{settle_params, Given};
 
@@ -391,15 +392,6 @@ fn fit<F: ArrowFloat>(
             bail!("--solvers and --staleness do not apply to a distributed fit (every round is solved against the current H)");
         }
     }
-    // Files: passes until converged. A distributed fit runs every pass it is given (its
-    // ranks would have to agree on a sample's loss), so it gets fewer.
-    let epochs = a.epochs.unwrap_or(if stream {
-        1
-    } else if ranks.distributed() {
-        10
-    } else {
-        streamnmf::NmfParams::DEFAULT_MAX_PASSES
-    });
     let plan = Plan::new(
         &a.input.inputs,
         &[
@@ -418,6 +410,18 @@ fn fit<F: ArrowFloat>(
         resume_dir,
     } = start::<F>(&a, rank0)?;
     a.input.model_spectrogram = spectrogram;
+    if let Some((meta, _)) = &resume {
+        inherit_run_length(&mut a, meta.fingerprint.as_deref());
+    }
+    // Files: passes until converged. A distributed fit runs every pass it is given (its
+    // ranks would have to agree on a sample's loss), so it gets fewer.
+    let epochs = a.epochs.unwrap_or(if stream {
+        1
+    } else if ranks.distributed() {
+        10
+    } else {
+        streamnmf::NmfParams::DEFAULT_MAX_PASSES
+    });
     let spectrogram = a.input.spectrogram(spectrogram.as_ref())?.or(spectrogram);
     // Hold the checkpoint directory before reading anything.
     let checkpoint_dir = if rank0 {

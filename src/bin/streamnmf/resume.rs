@@ -96,6 +96,24 @@ pub fn content_id(path: &Path) -> Value {
 /// tolerance, or one the pipeline never used).
 const RUN_LENGTH: [&str; 2] = ["params.max_passes", "params.pass_tol"];
 
+/// A resume that says nothing of how long the run lasts continues the interrupted run's
+/// own [`RUN_LENGTH`], read from the checkpoint's fingerprint, so `fit ... --resume ck`
+/// after `fit ... --epochs 3` makes those 3 passes, not the defaults' convergence test. A
+/// checkpoint of a version without the test has no tolerance: its passes are all made.
+pub fn inherit_run_length(a: &mut FitArgs, fingerprint: Option<&str>) {
+    if a.epochs.is_some() || a.pass_tol.is_some() {
+        return;
+    }
+    let Some(old) = fingerprint.and_then(|f| serde_json::from_str::<Value>(f).ok()) else {
+        return;
+    };
+    let params = &old["params"];
+    a.epochs = params["max_passes"]
+        .as_u64()
+        .and_then(|v| usize::try_from(v).ok());
+    a.pass_tol = params["pass_tol"].as_f64();
+}
+
 /// The first setting that differs between two fingerprints, as `key: a vs b`, leaving out
 /// [`RUN_LENGTH`]. A checkpoint written before contents were fingerprinted is compared
 /// without them.
