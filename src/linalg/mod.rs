@@ -43,6 +43,22 @@ pub(crate) fn pow<F: Float>(v: F, e: f64) -> F {
     }
 }
 
+/// Whether every value of `a` is finite: one vectorized pass over its memory when it is
+/// contiguous (in any order), element by element otherwise. The statistics and the
+/// dictionary are checked so after every batch; iterating a column-major array in logical
+/// order took 15 % of a sparse pass.
+pub(crate) fn all_finite<F, S, D>(a: &ndarray::ArrayBase<S, D>) -> bool
+where
+    F: Float,
+    S: ndarray::Data<Elem = F>,
+    D: ndarray::Dimension,
+{
+    match a.as_slice_memory_order() {
+        Some(s) => simd::all_finite(s),
+        None => a.iter().all(|v| v.is_finite()),
+    }
+}
+
 /// `a` with the same values, stored column-major (its transpose is a standard array).
 pub(crate) fn to_column_major<F: Clone>(a: ndarray::Array2<F>) -> ndarray::Array2<F> {
     if a.t().is_standard_layout() {
@@ -62,6 +78,22 @@ mod tests {
             let v = 4.0f64;
             assert!((pow(v, e) - v.powf(e)).abs() < 1e-12, "{e}");
         }
+    }
+
+    /// The same answer for standard, column-major and strided views.
+    #[test]
+    fn all_finite_in_every_layout() {
+        let mut a = ndarray::Array2::<f32>::ones((7, 300));
+        assert!(
+            all_finite(&a) && all_finite(&a.t()) && all_finite(&a.slice(ndarray::s![.., ..;3]))
+        );
+        a[[6, 297]] = f32::NAN;
+        assert!(!all_finite(&a) && !all_finite(&a.t()));
+        assert!(
+            !all_finite(&a.slice(ndarray::s![.., ..;3])),
+            "the strided view keeps 297"
+        );
+        assert!(all_finite(&a.slice(ndarray::s![.., 298..])));
     }
 
     #[test]

@@ -37,7 +37,7 @@ use super::statistics::{past_scale, Contribution, Statistics};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::linalg::parallel::{chunks_of, map_indexed, CHUNK_ROWS};
-use crate::linalg::{pow, to_column_major};
+use crate::linalg::{all_finite, pow, to_column_major};
 use crate::matrix::Valid;
 use crate::solve::cd;
 
@@ -198,7 +198,7 @@ impl<F: Float> Dictionary<F> {
 
     /// Whether H and the statistics are all finite.
     pub(crate) fn is_finite(&self) -> bool {
-        self.h.iter().all(|v| v.is_finite())
+        all_finite(&self.h)
             && self.current.is_finite()
             && self.previous.as_ref().is_none_or(|p| p.is_finite())
     }
@@ -399,17 +399,15 @@ impl<F: Float> Dictionary<F> {
         fixed: &[usize],
     ) -> Result<Vec<usize>> {
         let max_energy = energy.iter().cloned().fold(0.0, f64::max);
-        let norms: Vec<f64> = self
-            .h
-            .rows()
-            .into_iter()
-            .map(|r| {
-                r.iter()
-                    .map(|v| v.as_f64() * v.as_f64())
-                    .sum::<f64>()
-                    .sqrt()
-            })
-            .collect();
+        // Column by column, the order H (column-major) is stored in: the same sums, in the
+        // same order, as row by row, without a strided walk over k × p values per batch.
+        let mut norms = vec![0.0f64; self.h.nrows()];
+        for col in self.h.columns() {
+            for (n, &v) in norms.iter_mut().zip(col) {
+                *n += v.as_f64() * v.as_f64();
+            }
+        }
+        norms.iter_mut().for_each(|n| *n = n.sqrt());
         let dead: Vec<usize> = (0..self.h.nrows())
             .filter(|&j| norms[j] == 0.0 || energy[j] <= DEAD_SHARE * max_energy)
             .filter(|j| fixed.binary_search(j).is_err())

@@ -221,7 +221,11 @@ fn top_singular(
     let omega = Array2::from_shape_simple_fn((p, l), || StandardNormal.sample(rng));
     let mut q = x.mul(&omega).qr().map_err(lapack)?.0;
     for _ in 0..POWER_ITERATIONS {
-        let z = x.tmul(&q).qr().map_err(lapack)?.0;
+        // `Xᵀ Q` is not orthonormalized (scikit-learn's rule for at most two power
+        // iterations): only the span of `X Xᵀ Q` matters, and the QR of that p × l matrix
+        // (unblocked Householder in LAPACK at l = 30) was two thirds of the init's time
+        // on a 4096 × 20000 sparse batch.
+        let z = x.tmul(&q);
         q = x.mul(&z).qr().map_err(lapack)?.0;
     }
     // B = Qᵀ X (l × p), the SVD of which gives X's top singular triplets.

@@ -22,7 +22,7 @@ use ndarray::{Array2, ArrayView2};
 
 use super::params::{Unobserved, ValidParams};
 use crate::float::Float;
-use crate::linalg::CLIP;
+use crate::linalg::{simd, CLIP};
 use crate::matrix::CsrView;
 use crate::solve::{cd, least_squares_start_one, SolveStats};
 
@@ -374,11 +374,7 @@ impl<F: Float> ColumnContribution<F> {
 
     /// Whether every value is finite.
     pub(crate) fn is_finite(&self) -> bool {
-        self.a
-            .iter()
-            .chain(&self.b)
-            .chain(&self.n)
-            .all(|v| v.is_finite())
+        simd::all_finite(&self.a) && simd::all_finite(&self.b) && simd::all_finite(&self.n)
     }
 }
 
@@ -475,12 +471,9 @@ impl<F: Float> ColumnStats<F> {
     /// Whether every value is finite.
     pub(crate) fn is_finite(&self) -> bool {
         self.scale.is_finite()
-            && self
-                .a
-                .iter()
-                .chain(&self.b)
-                .chain(&self.n)
-                .all(|v| v.is_finite())
+            && simd::all_finite(&self.a)
+            && simd::all_finite(&self.b)
+            && simd::all_finite(&self.n)
     }
 }
 

@@ -16,7 +16,7 @@ use super::loss::Loss;
 use super::masked::{kl_statistics, ColumnContribution, ColumnStats};
 use super::params::Unobserved;
 use crate::float::Float;
-use crate::linalg::pow;
+use crate::linalg::{all_finite, pow};
 use crate::matrix::{MatRef, Valid};
 use crate::solve::mu::{kl_ratio_into, relative_clip};
 
@@ -125,11 +125,9 @@ impl<F: Float> Contribution<F> {
 
     /// Whether every value is finite.
     pub(crate) fn is_finite(&self) -> bool {
-        self.first
-            .iter()
-            .chain(self.second.iter())
-            .all(|v| v.is_finite())
-            && self.energy.iter().all(|v| v.is_finite())
+        all_finite(&self.first)
+            && all_finite(&self.second)
+            && all_finite(&self.energy)
             && self.columns.as_ref().is_none_or(|c| c.is_finite())
     }
 
@@ -212,7 +210,8 @@ impl<F: Float> Statistics<F> {
 
     /// Whether every value is finite.
     pub(crate) fn is_finite(&self) -> bool {
-        self.a.iter().chain(self.b.iter()).all(|v| v.is_finite())
+        all_finite(&self.a)
+            && all_finite(&self.b)
             && self.rows.is_finite()
             && self.columns.as_ref().is_none_or(|c| c.is_finite())
     }

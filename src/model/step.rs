@@ -10,6 +10,7 @@ use super::params::ValidParams;
 use super::statistics::Contribution;
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::linalg::all_finite;
 use crate::matrix::Valid;
 
 /// A batch's codes and its contribution to the statistics: the output of the solver step,
@@ -37,7 +38,7 @@ impl CodesSummary {
     /// The summary of `codes` of a batch of `rows` rows; an error if the codes or their
     /// loss overflowed (`batch`: the model's batch counter, for the message).
     pub(crate) fn of<F: Float>(codes: &Codes<F>, rows: usize, batch: u64) -> Result<Self> {
-        if !codes.loss.is_finite() || !codes.w.iter().all(|v| v.is_finite()) {
+        if !codes.loss.is_finite() || !all_finite(&codes.w) {
             return Err(Error::NumericalOverflow {
                 batch,
                 what: "codes",
