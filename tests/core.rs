@@ -184,7 +184,8 @@ fn same_seed_is_bitwise_identical() {
 }
 
 /// Threads only decide who solves which chunk of a batch: the model, the codes and the
-/// loss are bitwise the same for 1, 2 or 3 threads, dense or sparse, HALS or MU.
+/// loss are bitwise the same for 1, 2 or 3 threads, dense or sparse, HALS or MU, with
+/// batches of 256-row chunks (1000 rows) and of 64-row ones (200 rows).
 #[test]
 fn thread_count_never_changes_the_model() {
     let d = planted();
@@ -192,8 +193,13 @@ fn thread_count_never_changes_the_model() {
         d.x.slice(s![..2500, ..])
             .mapv(|v| if v < 0.05 { 0.0 } else { v as f32 });
     let csr = CsrMatrix::from_dense(x.view());
-    for loss in [Loss::Frobenius, Loss::KullbackLeibler] {
-        let params = fro_params(1000, 2).loss(loss).check().unwrap();
+    for (loss, batch) in [
+        (Loss::Frobenius, 1000),
+        (Loss::KullbackLeibler, 1000),
+        (Loss::Frobenius, 200),
+        (Loss::KullbackLeibler, 200),
+    ] {
+        let params = fro_params(batch, 2).loss(loss).check().unwrap();
         for data in [MatRef::from(&x), MatRef::from(&csr)] {
             let run = |threads| {
                 let mut m = OnlineNmf::<f32>::new(params.clone()).with_threads(threads);

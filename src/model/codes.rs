@@ -19,6 +19,7 @@ use super::params::{Solver, Unobserved, ValidParams};
 use crate::float::Float;
 use crate::linalg::parallel::{chunks_of, map_indexed, CHUNK_ROWS};
 use crate::matrix::{MatRef, Valid};
+use crate::solve::cd::ROWS as ROW_BLOCK;
 use crate::solve::{cd, gram_inverse, kl_cd, least_squares_start, mu, SolveStats};
 
 /// The codes of one batch and what solving them took.
@@ -259,14 +260,21 @@ fn solve_prepared<F: Float>(
     }
 }
 
-/// The chunks of a batch solved for `k` components. Dense: [`CHUNK_ROWS`] rows. Sparse:
+/// The chunks of a batch solved for `k` components. Dense: [`CHUNK_ROWS`] rows, or for
+/// batches of fewer than `4 · CHUNK_ROWS` rows a quarter of the batch rounded up to the
+/// code solver's row block ([`ROW_BLOCK`] rows, at least one block), so that a small
+/// batch still spreads over the cores: a 256-row batch was one chunk, solved on one
+/// thread while the other core idled (KL codes on 20000 × 500 counts: a pass of
+/// 256-row batches took 0.45 s against 0.26 s with 1024 rows, for the same work). Sparse:
 /// each chunk's statistics are a dense k × p block to sum, so a chunk takes enough rows
 /// (a multiple of [`CHUNK_ROWS`]) to hold at least k·p/4 stored entries, keeping that sum
 /// under a quarter of the chunk's own work. Depends on the data, never on the threads.
 fn batch_chunks<F: Float>(x: MatRef<F>, k: usize) -> Vec<Range<usize>> {
     let n = x.nrows();
     let rows = match x {
-        MatRef::Dense(_) => CHUNK_ROWS,
+        MatRef::Dense(_) => {
+            (n.div_ceil(4).div_ceil(ROW_BLOCK) * ROW_BLOCK).clamp(ROW_BLOCK, CHUNK_ROWS)
+        }
         MatRef::Csr(_) => {
             let per_row = (x.nnz() as f64 / n.max(1) as f64).max(1.0);
             let want = (k * x.ncols()) as f64 / 4.0 / per_row;
@@ -329,6 +337,35 @@ mod tests {
 
     fn valid<F: Float>(x: MatRef<F>) -> Valid<F> {
         Valid::check(x, 0, ValueRule::for_beta(0.5), 1).unwrap()
+    }
+
+    /// Dense batches below 1024 rows still split into about four chunks of whole row
+    /// blocks; from 1024 rows on, chunks are 256 rows. Only the rows decide.
+    #[test]
+    fn small_dense_batches_split_into_row_blocks() {
+        let lens = |n: usize| -> Vec<usize> {
+            let x = Array2::<f32>::ones((n, 3));
+            batch_chunks(MatRef::from(&x), 2)
+                .into_iter()
+                .map(|r| r.len())
+                .collect()
+        };
+        assert_eq!(lens(1), vec![1]);
+        assert_eq!(lens(64), vec![64]);
+        assert_eq!(lens(120), vec![64, 56]);
+        assert_eq!(lens(256), vec![64; 4]);
+        assert_eq!(lens(600), vec![192, 192, 192, 24]);
+        assert_eq!(lens(1024), vec![256; 4]);
+        assert_eq!(lens(4096), vec![256; 16]);
+        // Every chunk but the last is a whole number of the solver's row blocks.
+        for n in [100, 333, 777, 1500] {
+            let l = lens(n);
+            assert_eq!(l.iter().sum::<usize>(), n);
+            assert!(
+                l[..l.len() - 1].iter().all(|c| c % ROW_BLOCK == 0),
+                "{n}: {l:?}"
+            );
+        }
     }
 
     /// Poisson-like counts of a planted KL model: the least-squares start reaches the

@@ -18,8 +18,8 @@ mod step;
 pub use loss::Loss;
 pub use online::OnlineNmf;
 pub use params::{
-    dense_batch_rows, Init, NmfParams, Solver, Unobserved, ValidParams, IMPLICIT_BATCH,
-    MISSING_RIDGE,
+    dense_batch_rows, Init, NmfParams, Solver, Unobserved, ValidParams, DENSE_BETA_BATCH,
+    IMPLICIT_BATCH, MISSING_RIDGE,
 };
 pub use reports::{BatchReport, FitReport, LossReport};
 

@@ -763,7 +763,9 @@ mod tests {
 
     /// An in-memory fit of dense Frobenius data with no batch size set takes
     /// [`dense_batch_rows`](crate::model::dense_batch_rows) of its rank and rows (and
-    /// records it); sparse data and other losses keep 1024, and a set size is kept.
+    /// records it), dense data under other losses
+    /// [`DENSE_BETA_BATCH`](crate::model::DENSE_BETA_BATCH); sparse data keeps 1024, and a
+    /// set size is kept.
     #[test]
     fn in_memory_fit_sizes_dense_batches() {
         let x = PlantedSpec::new(3000, 30, 4).seed(2).generate().x;
@@ -780,8 +782,9 @@ mod tests {
             500
         );
         let kl = NmfParams::new(4).loss(crate::Loss::KullbackLeibler);
-        assert_eq!(fit(kl, MatRef::from(&x)), 1024);
+        assert_eq!(fit(kl.clone(), MatRef::from(&x)), 256);
         let csr = crate::CsrMatrix::from_dense(x.view());
         assert_eq!(fit(NmfParams::new(4), MatRef::Csr(csr.view())), 1024);
+        assert_eq!(fit(kl, MatRef::Csr(csr.view())), 1024);
     }
 }

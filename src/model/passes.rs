@@ -128,11 +128,13 @@ impl<F: Float> OnlineNmf<F> {
         let x = Valid::check(x, 0, rule, self.threads)?.observed(rule);
         let x = x.valid();
         let mut params = self.state.params.clone();
-        let dense_frobenius = params.loss() == super::Loss::Frobenius
-            && params.unobserved() == Unobserved::Zero
-            && matches!(x.view(), MatRef::Dense(_));
-        if dense_frobenius && !params.batch_size_is_set() {
-            let rows = super::params::dense_batch_rows(params.rank(), Some(x.nrows() as u64));
+        let dense = params.unobserved() == Unobserved::Zero && matches!(x.view(), MatRef::Dense(_));
+        if dense && !params.batch_size_is_set() {
+            let rows = if params.loss() == super::Loss::Frobenius {
+                super::params::dense_batch_rows(params.rank(), Some(x.nrows() as u64))
+            } else {
+                super::params::DENSE_BETA_BATCH
+            };
             params = params.into_builder().batch_size(rows).check()?;
         }
         let mut fresh = Self::new(params).with_threads(self.threads);

@@ -28,7 +28,7 @@ pub(crate) struct SolveStats {
 /// step is a vector operation across rows instead of a chain of scalar ones. 64 keeps the
 /// lane loops long enough that the compiler vectorizes them along the rows (with 8 it
 /// vectorized across coordinates instead, with shuffles, at half the speed).
-const ROWS: usize = 64;
+pub(crate) const ROWS: usize = 64;
 
 /// Runs coordinate descent on every row of `w` (b × k, warm start; zeros are fine), with
 /// `r` (b × k) and `g` (k × k) in any layout.

@@ -30,8 +30,8 @@ pub struct InputArgs {
     pub width: Option<usize>,
     /// Rows per mini-batch [default for a new Frobenius fit of dense files: 6k rows, or
     /// more for 200 dictionary updates a pass when Parquet footers give the row count,
-    /// within 64..=256; 1024 for other files, 64 for a stream on stdin; a saved model's
-    /// own with --model].
+    /// within 64..=256; 256 for a new fit of dense files under other losses; 1024 for
+    /// sparse files, 64 for a stream on stdin; a saved model's own with --model].
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Shuffle rows within a pool of this many rows, seeded by --seed (files; 0 = off).

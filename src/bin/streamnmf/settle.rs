@@ -151,10 +151,14 @@ pub fn settle_params(
     } else if base.is_none() && a.input.is_stream() {
         // A live stream wants frequent dictionary updates: 64 rows, not 1024.
         p = p.batch_size(64);
-    } else if base.is_none() && dense_frobenius(a)? {
-        let k = a.rank.or(given.map(|g| g.h.nrows())).unwrap_or(0);
-        let n = streamnmf::io::parquet_rows(&a.input.inputs);
-        p = p.batch_size(streamnmf::model::dense_batch_rows(k, n));
+    } else if base.is_none() && dense_zero(a)? {
+        if a.loss.is_none_or(|l| l == Loss::Frobenius) {
+            let k = a.rank.or(given.map(|g| g.h.nrows())).unwrap_or(0);
+            let n = streamnmf::io::parquet_rows(&a.input.inputs);
+            p = p.batch_size(streamnmf::model::dense_batch_rows(k, n));
+        } else {
+            p = p.batch_size(streamnmf::model::DENSE_BETA_BATCH);
+        }
     }
     if let Some(e) = a.epsilon {
         p = p.epsilon(e);
@@ -252,10 +256,9 @@ pub fn atom_set(spec: &str, labels: &[String], rank: usize) -> Result<Vec<usize>
 }
 
 /// Whether the flags make a new Frobenius model, unstored entries as zeros, on dense input.
-fn dense_frobenius(a: &FitArgs) -> Result<bool> {
-    let fro = a.loss.is_none_or(|l| l == Loss::Frobenius);
+fn dense_zero(a: &FitArgs) -> Result<bool> {
     let zero = a.unobserved.is_none_or(|u| u == UnobservedArg::Zero);
-    Ok(fro && zero && parse_layout(&a.input.layout)? == Layout::Dense)
+    Ok(zero && parse_layout(&a.input.layout)? == Layout::Dense)
 }
 
 /// The meaning of unstored entries the flags ask for, `base` filling in what they leave
