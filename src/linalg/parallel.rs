@@ -1,7 +1,8 @@
 //! Deterministic data parallelism.
 //!
-//! Work is cut into chunks whose boundaries depend on the data only (for batches, a fixed
-//! number of rows, [`CHUNK_ROWS`]), whatever the thread count; each chunk is computed on
+//! Work is cut into chunks whose boundaries depend on the data only (for batches, a
+//! number of rows that follows from the batch's size and layout, at most [`CHUNK_ROWS`]
+//! for dense rows), whatever the thread count; each chunk is computed on
 //! its own and the results are combined in chunk order. So the threads only decide *who*
 //! computes a chunk, never *what* is computed: a model is bitwise identical for 1, 2 or 16
 //! threads.
