@@ -66,7 +66,8 @@ fn triplets(rows: &[(i64, i64, f64)]) -> RecordBatch {
 }
 
 /// Triplets not grouped by row: the first row id that comes back is named, with the line.
-/// A (row, item) pair given twice names the row id and the real column.
+/// A column past `--width` and a (row, item) pair given twice name the line or the row id,
+/// and the real column.
 #[test]
 fn triplets_must_be_grouped_and_unique() {
     let dir = tempfile::tempdir().unwrap();
@@ -98,6 +99,24 @@ fn triplets_must_be_grouped_and_unique() {
             "row 3, column 'user'",
             "row id 1 comes back after other rows",
         ],
+    );
+    // A column past a fixed width inside a row's run names its own line.
+    let wide = [(1, 0, 1.0), (1, 2, 2.0), (2, 1, 1.0), (2, 9, 1.0), (3, 0, 1.0)];
+    write_parquet(&d.join("t.parquet"), &[triplets(&wide)], 100);
+    refused(
+        d,
+        &[
+            "fit",
+            "t.parquet",
+            "-k",
+            "1",
+            "--layout",
+            layout,
+            "--width",
+            "4",
+            "-q",
+        ],
+        &["t.parquet", "row 3, column 'item'", "column index 9 outside 0..4"],
     );
     let dup = [(1, 0, 1.0), (1, 2, 2.0), (1, 2, 3.0), (2, 1, 1.0)];
     write_parquet(&d.join("t.parquet"), &[triplets(&dup)], 100);

@@ -724,30 +724,21 @@ impl Converter {
         let vals = floats::<F>(column(rb, value)?, value, row0)?;
         let vals = vals.as_primitive::<F::Arrow>().values();
         let mut done: Vec<Pending> = Vec::new();
-        for t in 0..rb.num_rows() {
+        let n = rb.num_rows();
+        let mut t = 0;
+        // Run by run of entries with the same row id (a row's triplets are contiguous):
+        // the id is compared, hashed and cloned once a run, not once an entry.
+        while t < n {
+            let end = match &ids {
+                RowIds::Int64(v) => t + 1 + v[t + 1..].iter().take_while(|&&x| x == v[t]).count(),
+                RowIds::Utf8(v) => t + 1 + v[t + 1..].iter().take_while(|x| **x == v[t]).count(),
+            };
             let id = match &ids {
                 RowIds::Int64(v) => IdValue::Int(v[t]),
                 RowIds::Utf8(v) => IdValue::Str(v[t].clone()),
             };
-            let v = vals[t];
             let line = row0 + t as u64;
-            // `None`: an item a fixed catalogue does not know, dropped (and counted); its
-            // row is still a row.
-            let entry = match cols[t] {
-                Some(c) if !self.strict_width && c >= self.width as i64 && c < u32::MAX as i64 => {
-                    self.width = c as usize + 1;
-                    Some((c as u32, v.as_f64()))
-                }
-                Some(c) if c < 0 || c as usize >= self.width => {
-                    return Err(Error::Column {
-                        row: line,
-                        column: col.into(),
-                        message: format!("column index {c} outside 0..{}", self.width),
-                    });
-                }
-                Some(c) => Some((c as u32, v.as_f64())),
-                None => None,
-            };
+            let entry = self.triplet_entry(cols[t], vals[t], line, col)?;
             match &mut self.pending {
                 Some(p) if p.id == id => p.entries.extend(entry),
                 _ => {
@@ -765,16 +756,53 @@ impl Converter {
                             ),
                         });
                     }
+                    let mut entries = Vec::with_capacity(end - t);
+                    entries.extend(entry);
                     self.pending = Some(Pending {
                         id,
                         source: source.clone(),
                         line,
-                        entries: entry.into_iter().collect(),
+                        entries,
                     });
                 }
             }
+            for u in t + 1..end {
+                let entry = self.triplet_entry(cols[u], vals[u], row0 + u as u64, col)?;
+                if let (Some(e), Some(p)) = (entry, self.pending.as_mut()) {
+                    p.entries.push(e);
+                }
+            }
+            t = end;
         }
         self.triplet_rows(done, col)
+    }
+
+    /// One triplet's entry: `None` for an item a fixed catalogue does not know (dropped
+    /// and counted; its row is still a row); a column beyond the width grows it unless
+    /// the width is fixed, where it is an error naming the file line.
+    #[inline]
+    fn triplet_entry<V: crate::float::Float>(
+        &mut self,
+        c: Option<i64>,
+        v: V,
+        line: u64,
+        col: &str,
+    ) -> Result<Option<(u32, f64)>> {
+        Ok(match c {
+            Some(c) if !self.strict_width && c >= self.width as i64 && c < u32::MAX as i64 => {
+                self.width = c as usize + 1;
+                Some((c as u32, v.as_f64()))
+            }
+            Some(c) if c < 0 || c as usize >= self.width => {
+                return Err(Error::Column {
+                    row: line,
+                    column: col.into(),
+                    message: format!("column index {c} outside 0..{}", self.width),
+                });
+            }
+            Some(c) => Some((c as u32, v.as_f64())),
+            None => None,
+        })
     }
 
     /// Flushes a pending triplet row at the end of the input.
@@ -815,10 +843,12 @@ impl Converter {
                     .map(|(c, v)| (c as i64, F::from_f64(v)))
                     .collect(),
             );
-            ids.append(match r.id {
-                IdValue::Int(v) => RowIds::Int64(vec![v]),
-                IdValue::Str(s) => RowIds::Utf8(vec![s]),
-            });
+            match (&mut ids, r.id) {
+                (RowIds::Int64(all), IdValue::Int(v)) => all.push(v),
+                (RowIds::Utf8(all), IdValue::Str(s)) => all.push(s),
+                (all, IdValue::Int(v)) => all.append(RowIds::Int64(vec![v])),
+                (all, IdValue::Str(s)) => all.append(RowIds::Utf8(vec![s])),
+            }
         }
         let row_id = |i: usize| match &ids {
             RowIds::Int64(v) => v[i].to_string(),
