@@ -101,7 +101,13 @@ fn triplets_must_be_grouped_and_unique() {
         ],
     );
     // A column past a fixed width inside a row's run names its own line.
-    let wide = [(1, 0, 1.0), (1, 2, 2.0), (2, 1, 1.0), (2, 9, 1.0), (3, 0, 1.0)];
+    let wide = [
+        (1, 0, 1.0),
+        (1, 2, 2.0),
+        (2, 1, 1.0),
+        (2, 9, 1.0),
+        (3, 0, 1.0),
+    ];
     write_parquet(&d.join("t.parquet"), &[triplets(&wide)], 100);
     refused(
         d,
@@ -116,7 +122,11 @@ fn triplets_must_be_grouped_and_unique() {
             "4",
             "-q",
         ],
-        &["t.parquet", "row 3, column 'item'", "column index 9 outside 0..4"],
+        &[
+            "t.parquet",
+            "row 3, column 'item'",
+            "column index 9 outside 0..4",
+        ],
     );
     let dup = [(1, 0, 1.0), (1, 2, 2.0), (1, 2, 3.0), (2, 1, 1.0)];
     write_parquet(&d.join("t.parquet"), &[triplets(&dup)], 100);

@@ -15,7 +15,8 @@ use ndarray::{s, Array2, ArrayView2};
 
 use super::loss::{divergence, frobenius_from_products};
 use super::masked;
-use super::params::{Solver, Unobserved, ValidParams};
+use super::options::{Solver, Unobserved};
+use super::params::ValidParams;
 use crate::float::Float;
 use crate::linalg::parallel::{chunks_of, map_indexed, CHUNK_ROWS};
 use crate::matrix::{MatRef, Valid};

@@ -32,7 +32,8 @@ use rand_chacha::ChaCha8Rng;
 
 use super::loss::Loss;
 use super::masked;
-use super::params::{Unobserved, ValidParams};
+use super::options::Unobserved;
+use super::params::ValidParams;
 use super::statistics::{past_scale, Contribution, Statistics};
 use crate::error::{Error, Result};
 use crate::float::Float;

@@ -10,7 +10,7 @@ use ndarray_linalg::{JobSvd, QR, SVDDC};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::params::{Init, Unobserved};
+use super::options::{Init, Unobserved};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::matrix::{CsrBuilder, CsrMatrix, MatRef, Valid};

@@ -20,7 +20,8 @@
 
 use ndarray::{Array2, ArrayView2};
 
-use super::params::{Unobserved, ValidParams};
+use super::options::Unobserved;
+use super::params::ValidParams;
 use crate::float::Float;
 use crate::linalg::{simd, CLIP};
 use crate::matrix::CsrView;

@@ -9,6 +9,7 @@ mod init;
 pub mod loss;
 mod masked;
 mod online;
+mod options;
 mod params;
 mod passes;
 mod reports;
@@ -17,10 +18,10 @@ mod step;
 
 pub use loss::Loss;
 pub use online::OnlineNmf;
-pub use params::{
-    dense_batch_rows, Init, NmfParams, Solver, Unobserved, ValidParams, DENSE_BETA_BATCH,
-    IMPLICIT_BATCH, MISSING_RIDGE,
+pub use options::{
+    dense_batch_rows, Init, Solver, Unobserved, DENSE_BETA_BATCH, IMPLICIT_BATCH, MISSING_RIDGE,
 };
+pub use params::{NmfParams, ValidParams};
 pub use reports::{BatchReport, FitReport, LossReport};
 
 pub(crate) use dictionary::{check_size, Dictionary, RowPool};

@@ -7,7 +7,7 @@ use ndarray::{s, Array2, ArrayView2};
 
 use super::convergence::{self, RowSample};
 use super::online::OnlineNmf;
-use super::params::Unobserved;
+use super::options::Unobserved;
 use super::reports::FitReport;
 use super::step::solve_batch;
 use crate::error::{Error, Result};
@@ -131,9 +131,9 @@ impl<F: Float> OnlineNmf<F> {
         let dense = params.unobserved() == Unobserved::Zero && matches!(x.view(), MatRef::Dense(_));
         if dense && !params.batch_size_is_set() {
             let rows = if params.loss() == super::Loss::Frobenius {
-                super::params::dense_batch_rows(params.rank(), Some(x.nrows() as u64))
+                super::options::dense_batch_rows(params.rank(), Some(x.nrows() as u64))
             } else {
-                super::params::DENSE_BETA_BATCH
+                super::options::DENSE_BETA_BATCH
             };
             params = params.into_builder().batch_size(rows).check()?;
         }

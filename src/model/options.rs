@@ -1,0 +1,153 @@
+//! The choices a fit is made of, beside its numbers: the code solver, the start of the
+//! dictionary, what an unstored entry means, and the batch sizes used when none is set.
+
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+
+/// How the codes `W` of a batch are solved with `H` fixed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Solver {
+    /// Hierarchical ALS / exact coordinate descent, row by row (Frobenius only; default
+    /// there). Converges in a few sweeps.
+    Hals,
+    /// Multiplicative updates (any beta; the default for beta ≠ 2). Left to the default
+    /// under KL, the codes of sparse batches are solved by coordinate (Newton) descent
+    /// instead (Hsieh & Dhillon 2011), which converges faster there; set it explicitly
+    /// to keep the updates everywhere.
+    Multiplicative,
+}
+
+/// The default `alpha_w` and `alpha_h` of observed-only Frobenius fits (see
+/// [`ValidParams::alpha_w`](crate::ValidParams::alpha_w)). The penalties count observations, as in ALS-WR (Zhou et al.
+/// 2008): a row's is `alpha_w · |observed entries| · ½‖w‖²`, an item's likewise. Chosen on
+/// planted 1–5 star ratings (densities 1–12 %, ranks 4–16): within 5 % of the best
+/// held-out RMSE of 0.03–0.2 on every case, where no ridge gave errors of 10¹⁰ on the
+/// sparsest. It is a strength per squared unit of the data: rescale it with the ratings.
+pub const MISSING_RIDGE: f64 = 0.1;
+
+/// The default batch size of implicit-feedback fits (see [`ValidParams::batch_size`](crate::ValidParams::batch_size)).
+pub const IMPLICIT_BATCH: usize = 4096;
+
+/// Rows per batch of a fit of dense data under a loss other than Frobenius (KL,
+/// Itakura-Saito, other betas) when no batch size is set: the multiplicative dictionary
+/// update is one majorization step a batch, so a pass gains with the number of batches.
+/// Poisson counts (20000 × 500, k 10, KL, `examples/trajectory`): 256-row batches end the
+/// first pass at 2.7275e6 against 2.7763e6 with 1024, and reach in 6 passes what 1024 did
+/// in 12, at the same cost a pass (0.27 s against 0.26 s, on two cores); 512 rows were
+/// close to 1024, 64–160 no better than 256 and 10–80 % dearer a pass. Speech magnitudes
+/// (1251 × 513, k 20; 40 passes): under KL 256 rows end at 5.67e4 against 5.65e4 with
+/// 1024 in 0.6 times the time; under Itakura-Saito 2.91e5 against 2.94e5 with 1024 (512:
+/// 2.84e5). Sparse data keeps 1024 (see [`dense_batch_rows`]).
+pub const DENSE_BETA_BATCH: usize = 256;
+
+/// Rows per batch of a Frobenius fit on dense data of rank `rank` when no batch size is
+/// set, given the row count when it is known (an in-memory `fit`, Parquet files): enough
+/// batches for 200 dictionary updates a pass, and at least `6·rank` rows, within
+/// 64..=256.
+///
+/// What a pass achieves depends on how many updates it makes: on the benchmark family
+/// (`benches/peers/family.sh`, passes to 1.1× the SVD bound, or to 1.01× NMF(cd)'s
+/// converged error on real data), 256-row batches took 5 passes on 0.1 % Gaussian
+/// noise (20000 × 1000, k 20; 78 updates a pass), 2 on slowly drifting rows, 27 on
+/// scikit-learn's digits (1797 rows: 7 updates a pass), 31 on breast cancer and 9 on wine;
+/// 120-row batches: 1, 1, 7, 5 and 5. An update costs about `k²·p` a dictionary sweep
+/// against `b·k·p` for a batch's codes, so small batches cost time where the rows alone
+/// give enough updates (200000 × 200: 0.44 s with 256 rows, 0.54 s with 96) and at large
+/// k (k = 64: one pass either way, 0.76 s with 256 rows, 1.03 s with 128): hence the
+/// row count and the `6·rank` floor. Sparse data (100 000 × 20 000 ratings-like counts:
+/// the same error in 4.9 s with 256 rows instead of 3.5 s with 1024) and other losses
+/// (KL on Poisson counts: 4.7 times the divergence after one pass, in 3.3 times the time)
+/// keep 1024.
+///
+/// ```
+/// use streamnmf::model::dense_batch_rows;
+/// assert_eq!(dense_batch_rows(20, Some(20_000)), 120);
+/// assert_eq!(dense_batch_rows(16, Some(200_000)), 256);
+/// assert_eq!(dense_batch_rows(6, Some(569)), 64);
+/// assert_eq!(dense_batch_rows(20, None), 120);
+/// ```
+pub fn dense_batch_rows(rank: usize, rows: Option<u64>) -> usize {
+    let by_rows = rows.map_or(0, |n| n / DENSE_UPDATES_PER_PASS);
+    usize::try_from(by_rows)
+        .unwrap_or(usize::MAX)
+        .max(rank.saturating_mul(6))
+        .clamp(64, 256)
+}
+
+/// Dictionary updates a pass should make, at least (see [`dense_batch_rows`]).
+const DENSE_UPDATES_PER_PASS: u64 = 200;
+
+/// What an entry that is not stored means (sparse inputs; NaN in dense ones).
+///
+/// ```
+/// use streamnmf::{NmfParams, Unobserved};
+/// let p = NmfParams::new(8).unobserved(Unobserved::Missing).check().unwrap();
+/// assert_eq!(p.unobserved(), Unobserved::Missing);
+/// let i = Unobserved::Implicit { alpha: 40.0, log: false };
+/// assert_eq!(i.confidence(2.0), 81.0);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub enum Unobserved {
+    /// A zero: the loss covers every entry of X (the classic NMF; the default).
+    #[default]
+    Zero,
+    /// Missing: the loss covers the stored (observed) entries only, as for explicit
+    /// ratings. Frobenius and KL. Unstored entries are predicted by `W H` (imputation).
+    Missing,
+    /// Implicit feedback (Hu, Koren & Volinsky 2008): a stored entry is a preference of 1
+    /// with confidence `1 + alpha·x` (or `1 + alpha·ln(1 + x)` with `log`), an unstored
+    /// one a preference of 0 with confidence 1. Frobenius only.
+    Implicit {
+        /// Confidence per unit of the stored value.
+        alpha: f64,
+        /// Confidence grows with the logarithm of the value instead.
+        log: bool,
+    },
+}
+
+impl Unobserved {
+    pub(super) fn is_zero(&self) -> bool {
+        *self == Unobserved::Zero
+    }
+    /// How the validator and solvers read stored entries under this mode.
+    pub(crate) fn reading(&self) -> crate::matrix::Reading {
+        use crate::matrix::Reading;
+        match self {
+            Unobserved::Zero => Reading::Zeros,
+            Unobserved::Missing => Reading::Observed,
+            Unobserved::Implicit { .. } => Reading::Interactions,
+        }
+    }
+    /// The confidence of a stored value (implicit feedback; 1 otherwise).
+    pub fn confidence(&self, x: f64) -> f64 {
+        match *self {
+            Unobserved::Implicit { alpha, log: false } => 1.0 + alpha * x,
+            Unobserved::Implicit { alpha, log: true } => 1.0 + alpha * x.ln_1p(),
+            _ => 1.0,
+        }
+    }
+}
+
+/// How the dictionary `H` is initialized from the first batch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Init {
+    /// The default: NNDSVD for HALS, whose coordinate steps move codes and atoms off zero,
+    /// and NNDSVDa for multiplicative updates, which never can (scikit-learn's advice for
+    /// its `cd` and `mu` solvers). On the planted peer cases HALS from NNDSVD reaches 1.1×
+    /// the SVD error bound up to a pass sooner than from NNDSVDa (`benches/peers`).
+    Auto,
+    /// Seeded uniform values scaled to the data: `sqrt(mean(X) / k) · U(0, 2)`.
+    Random,
+    /// NNDSVD (Boutsidis & Gallopoulos 2008) of the first batch: sparse, with zeros.
+    Nndsvd,
+    /// NNDSVD with zeros filled at the scale of H's entries, `sqrt(mean(X) / k)` (no atom
+    /// starts dead, and the start does not depend on the data's units).
+    Nndsvda,
+    /// NNDSVD with zeros filled by small seeded random values (up to 1 % of that scale).
+    Nndsvdar,
+    /// A user-given H (g × p, g ≤ k), non-negative and finite: the first g atoms. Atoms
+    /// g..k, if any, start from NNDSVDa of rank k − g on the first batch (a dictionary
+    /// learned elsewhere plus free atoms: semi-supervised NMF, with
+    /// [`NmfParams::fixed_components`](crate::NmfParams::fixed_components)).
+    Custom(Array2<f64>),
+}
