@@ -2,6 +2,7 @@
 //! statistics and the dictionary update, the initial dictionary, and [`OnlineNmf`], which
 //! ties them together.
 
+mod apply;
 mod codes;
 pub(crate) mod convergence;
 mod dictionary;
