@@ -6,8 +6,9 @@ Planted members vary one thing at a time around a base (20 000 x 1 000, k = 20,
 exponential factors with half their entries zero, half-normal noise at 5 % of the mean,
 rows in random order): factor density, noise type and level, k, p, n, and row order
 (sorted by dominant component, or slowly drifting component use). Real members are data
-that ships inside scikit-learn (digits, breast cancer, wine, diabetes' absolute values:
-no download).
+that ships inside scikit-learn (digits, breast cancer, wine, diabetes' absolute values,
+the lines of its two sample photographs: no download) and TF-IDF of the Python standard
+library's source files (text that ships with the interpreter).
 
 Target per member: 1.1x the truncated-SVD error bound (planted), or 1.01x the error
 NMF(cd) converges to (real data, which is not low-rank).
@@ -69,6 +70,13 @@ REAL = {
     "breast-cancer": dict(kind="real", loader="load_breast_cancer", k=6),
     "wine": dict(kind="real", loader="load_wine", k=4),
     "diabetes-abs": dict(kind="real", loader="load_diabetes", k=4),
+    # Wide rows, few of them (like a face set): every line of scikit-learn's two sample
+    # photographs (427 x 640, RGB) as a row of 1920 values in [0, 1].
+    "sample-images": dict(kind="real", loader="sample_images", k=20),
+    # Text: TF-IDF of the Python standard library's own source files (one document per
+    # module file, words of two letters or more, the 3000 most frequent in 5 or more
+    # files and at most half of them), as shipped with the interpreter that runs this.
+    "stdlib-tfidf": dict(kind="real", loader="stdlib_tfidf", k=10),
 }
 
 QUICK = ["base", "density-10", "gauss-20", "poisson", "k5", "k64", "sorted", "drift", "digits",
@@ -105,6 +113,23 @@ def generate(m, rng):
 
 def real(m):
     import sklearn.datasets as ds
+    if m["loader"] == "sample_images":
+        images = ds.load_sample_images().images
+        x = np.concatenate([im.reshape(im.shape[0], -1) for im in images]) / 255.0
+        return x.astype(np.float32)
+    if m["loader"] == "stdlib_tfidf":
+        import glob
+        import sysconfig
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        lib = sysconfig.get_paths()["stdlib"]
+        files = sorted(glob.glob(os.path.join(lib, "*.py")) + glob.glob(os.path.join(lib, "*", "*.py")))
+        docs = []
+        for f in files:
+            with open(f, encoding="utf-8", errors="ignore") as fh:
+                docs.append(fh.read())
+        tfidf = TfidfVectorizer(max_features=3000, min_df=5, max_df=0.5,
+                                token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z]+\b")
+        return tfidf.fit_transform(docs).toarray().astype(np.float32)
     x = getattr(ds, m["loader"])().data
     return np.abs(x).astype(np.float32)
 

@@ -8,6 +8,6 @@ cd "$(dirname "$0")/../.."
 ./scripts/ensure-deps.sh
 cargo build --release --bin streamnmf
 . benches/peers/venv.sh
-peers_venv "sklearn, pyarrow, scipy, threadpoolctl" scikit-learn pyarrow threadpoolctl scipy
+peers_venv "sklearn, pyarrow, scipy, threadpoolctl, PIL" scikit-learn pyarrow threadpoolctl scipy pillow
 export STREAMNMF_BIN=${CARGO_TARGET_DIR:-target}/release
 exec "$VENV/bin/python" benches/peers/family.py "$@"
