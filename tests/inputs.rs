@@ -72,28 +72,30 @@ fn triplets(rows: &[(i64, i64, f64)]) -> RecordBatch {
 fn triplets_must_be_grouped_and_unique() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let rows = [
+    let fit_refused = |rows: &[(i64, i64, f64)], needles: &[&str]| {
+        write_parquet(&d.join("t.parquet"), &[triplets(rows)], 100);
+        let args = [
+            "fit",
+            "t.parquet",
+            "-k",
+            "1",
+            "--layout",
+            "triplets:user,item,rating",
+            "--width",
+            "4",
+            "-q",
+        ];
+        refused(d, &args, needles);
+    };
+    let returning = [
         (1, 0, 1.0),
         (1, 2, 2.0),
         (2, 1, 1.0),
         (1, 3, 4.0),
         (3, 0, 1.0),
     ];
-    write_parquet(&d.join("t.parquet"), &[triplets(&rows)], 100);
-    let layout = "triplets:user,item,rating";
-    refused(
-        d,
-        &[
-            "fit",
-            "t.parquet",
-            "-k",
-            "1",
-            "--layout",
-            layout,
-            "--width",
-            "4",
-            "-q",
-        ],
+    fit_refused(
+        &returning,
         &[
             "t.parquet",
             "row 3, column 'user'",
@@ -108,20 +110,8 @@ fn triplets_must_be_grouped_and_unique() {
         (2, 9, 1.0),
         (3, 0, 1.0),
     ];
-    write_parquet(&d.join("t.parquet"), &[triplets(&wide)], 100);
-    refused(
-        d,
-        &[
-            "fit",
-            "t.parquet",
-            "-k",
-            "1",
-            "--layout",
-            layout,
-            "--width",
-            "4",
-            "-q",
-        ],
+    fit_refused(
+        &wide,
         &[
             "t.parquet",
             "row 3, column 'item'",
@@ -129,20 +119,8 @@ fn triplets_must_be_grouped_and_unique() {
         ],
     );
     let dup = [(1, 0, 1.0), (1, 2, 2.0), (1, 2, 3.0), (2, 1, 1.0)];
-    write_parquet(&d.join("t.parquet"), &[triplets(&dup)], 100);
-    refused(
-        d,
-        &[
-            "fit",
-            "t.parquet",
-            "-k",
-            "1",
-            "--layout",
-            layout,
-            "--width",
-            "4",
-            "-q",
-        ],
+    fit_refused(
+        &dup,
         &[
             "t.parquet",
             "column 'item'",
