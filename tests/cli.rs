@@ -176,6 +176,41 @@ fn fit_transform_inspect_end_to_end() {
     );
 }
 
+/// With no `--batch-size`, a new fit sizes its batches by the data, as the library and the
+/// Python package do: dense Frobenius from its rank and the footers' row count (3000 rows,
+/// k 4: 64), dense KL 256 (`DENSE_BETA_BATCH`); a given size is kept. The saved model
+/// records the size.
+#[test]
+fn default_batch_sizes_follow_the_data() {
+    let dir = dir_with(&data(3000, 20));
+    let d = dir.path();
+    let batch = |extra: &[&str]| -> usize {
+        let mut args = vec![
+            "fit",
+            "x.parquet",
+            "-k",
+            "4",
+            "--epochs",
+            "1",
+            "-q",
+            "--out",
+            "m.snmf",
+        ];
+        args.extend_from_slice(extra);
+        let out = run(&args, d);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (model, _) = persist::load::<f32>(&d.join("m.snmf")).unwrap();
+        model.params().batch_size()
+    };
+    assert_eq!(batch(&[]), 64);
+    assert_eq!(batch(&["--loss", "kl"]), 256);
+    assert_eq!(batch(&["--loss", "kl", "--batch-size", "100"]), 100);
+}
+
 #[test]
 fn fit_from_stdin_stream() {
     let dir = tempfile::tempdir().unwrap();

@@ -23,8 +23,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyCapsule, PyCapsuleMethods, PyDict};
 
 use streamnmf::io::{parquet_rows, FileSource, InputOptions, Layout, StreamSource};
-use streamnmf::model::dense_batch_rows;
-use streamnmf::{Loss, Unobserved};
+use streamnmf::model::default_batch_rows;
 
 mod convert;
 mod runtime;
@@ -351,16 +350,17 @@ impl Model {
         progress: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let layout = parse_layout(layout)?;
-        // A new dense Frobenius model sizes its batches like the CLI: from its rank and
-        // the files' row count.
+        // A new model sizes its batches like the CLI (`default_batch_rows`: dense data by
+        // its loss, rank and the files' row count).
         let batch_size = batch_size.or_else(|| {
             with_model!(&self.inner, m, F => {
                 let p = m.params();
                 let fresh = m.components().is_err() && !p.batch_size_is_set();
-                let dense_frobenius = layout == Layout::Dense
-                    && p.loss() == Loss::Frobenius
-                    && p.unobserved() == Unobserved::Zero;
-                (fresh && dense_frobenius).then(|| dense_batch_rows(p.rank(), parquet_rows(&paths)))
+                let dense = layout == Layout::Dense;
+                let rows = || parquet_rows(&paths);
+                fresh
+                    .then(|| default_batch_rows(p.loss(), p.unobserved(), dense, p.rank(), rows))
+                    .flatten()
             })
         });
         let mut opts = self.input_options(batch_size).layout(layout);

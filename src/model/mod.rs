@@ -20,7 +20,8 @@ mod step;
 pub use loss::Loss;
 pub use online::OnlineNmf;
 pub use options::{
-    dense_batch_rows, Init, Solver, Unobserved, DENSE_BETA_BATCH, IMPLICIT_BATCH, MISSING_RIDGE,
+    default_batch_rows, dense_batch_rows, Init, Solver, Unobserved, DENSE_BETA_BATCH,
+    IMPLICIT_BATCH, MISSING_RIDGE,
 };
 pub use params::{NmfParams, ValidParams};
 pub use reports::{BatchReport, FitReport, LossReport};

@@ -4,6 +4,8 @@
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
+use super::loss::Loss;
+
 /// How the codes `W` of a batch are solved with `H` fixed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Solver {
@@ -72,6 +74,39 @@ pub fn dense_batch_rows(rank: usize, rows: Option<u64>) -> usize {
         .unwrap_or(usize::MAX)
         .max(rank.saturating_mul(6))
         .clamp(64, 256)
+}
+
+/// The batch size a new fit takes when none is set, or `None` for the mode's own default
+/// ([`ValidParams::batch_size`](crate::ValidParams::batch_size): 1024 rows, 4096 for
+/// implicit feedback). Dense data whose unstored entries are zeros gets
+/// [`dense_batch_rows`] of its rank and row count (`rows`, asked only then) under the
+/// Frobenius loss and [`DENSE_BETA_BATCH`] under the others. One rule for the in-memory
+/// `fit`, the command line and the Python package.
+///
+/// ```
+/// use streamnmf::model::default_batch_rows;
+/// use streamnmf::{Loss, Unobserved};
+/// let dense = |loss| default_batch_rows(loss, Unobserved::Zero, true, 20, || Some(20_000));
+/// assert_eq!(dense(Loss::Frobenius), Some(120));
+/// assert_eq!(dense(Loss::KullbackLeibler), Some(256));
+/// assert_eq!(default_batch_rows(Loss::KullbackLeibler, Unobserved::Zero, false, 20, || None), None);
+/// assert_eq!(default_batch_rows(Loss::Frobenius, Unobserved::Missing, true, 20, || None), None);
+/// ```
+pub fn default_batch_rows(
+    loss: Loss,
+    unobserved: Unobserved,
+    dense: bool,
+    rank: usize,
+    rows: impl FnOnce() -> Option<u64>,
+) -> Option<usize> {
+    if !dense || unobserved != Unobserved::Zero {
+        return None;
+    }
+    Some(if loss == Loss::Frobenius {
+        dense_batch_rows(rank, rows())
+    } else {
+        DENSE_BETA_BATCH
+    })
 }
 
 /// Dictionary updates a pass should make, at least (see [`dense_batch_rows`]).

@@ -7,7 +7,6 @@ use ndarray::{s, Array2, ArrayView2};
 
 use super::convergence::{self, RowSample};
 use super::online::OnlineNmf;
-use super::options::Unobserved;
 use super::reports::FitReport;
 use super::step::solve_batch;
 use crate::error::{Error, Result};
@@ -128,13 +127,13 @@ impl<F: Float> OnlineNmf<F> {
         let x = Valid::check(x, 0, rule, self.threads)?.observed(rule);
         let x = x.valid();
         let mut params = self.state.params.clone();
-        let dense = params.unobserved() == Unobserved::Zero && matches!(x.view(), MatRef::Dense(_));
-        if dense && !params.batch_size_is_set() {
-            let rows = if params.loss() == super::Loss::Frobenius {
-                super::options::dense_batch_rows(params.rank(), Some(x.nrows() as u64))
-            } else {
-                super::options::DENSE_BETA_BATCH
-            };
+        let dense = matches!(x.view(), MatRef::Dense(_));
+        let n = x.nrows() as u64;
+        let default = || {
+            let (loss, mode, k) = (params.loss(), params.unobserved(), params.rank());
+            super::options::default_batch_rows(loss, mode, dense, k, || Some(n))
+        };
+        if let Some(rows) = default().filter(|_| !params.batch_size_is_set()) {
             params = params.into_builder().batch_size(rows).check()?;
         }
         let mut fresh = Self::new(params).with_threads(self.threads);

@@ -151,13 +151,14 @@ pub fn settle_params(
     } else if base.is_none() && a.input.is_stream() {
         // A live stream wants frequent dictionary updates: 64 rows, not 1024.
         p = p.batch_size(64);
-    } else if base.is_none() && dense_zero(a)? {
-        if a.loss.is_none_or(|l| l == Loss::Frobenius) {
-            let k = a.rank.or(given.map(|g| g.h.nrows())).unwrap_or(0);
-            let n = streamnmf::io::parquet_rows(&a.input.inputs);
-            p = p.batch_size(streamnmf::model::dense_batch_rows(k, n));
-        } else {
-            p = p.batch_size(streamnmf::model::DENSE_BETA_BATCH);
+    } else if base.is_none() {
+        let loss = a.loss.unwrap_or(Loss::Frobenius);
+        let mode = unobserved(a, Unobserved::Zero)?;
+        let dense = parse_layout(&a.input.layout)? == Layout::Dense;
+        let k = a.rank.or(given.map(|g| g.h.nrows())).unwrap_or(0);
+        let rows = || streamnmf::io::parquet_rows(&a.input.inputs);
+        if let Some(b) = streamnmf::model::default_batch_rows(loss, mode, dense, k, rows) {
+            p = p.batch_size(b);
         }
     }
     if let Some(e) = a.epsilon {
@@ -256,11 +257,6 @@ pub fn atom_set(spec: &str, labels: &[String], rank: usize) -> Result<Vec<usize>
 }
 
 /// Whether the flags make a new Frobenius model, unstored entries as zeros, on dense input.
-fn dense_zero(a: &FitArgs) -> Result<bool> {
-    let zero = a.unobserved.is_none_or(|u| u == UnobservedArg::Zero);
-    Ok(zero && parse_layout(&a.input.layout)? == Layout::Dense)
-}
-
 /// The meaning of unstored entries the flags ask for, `base` filling in what they leave
 /// out (a saved model's mode, or the default).
 fn unobserved(a: &FitArgs, base: Unobserved) -> Result<Unobserved> {
