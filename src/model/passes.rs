@@ -127,14 +127,14 @@ impl<F: Float> OnlineNmf<F> {
         let x = Valid::check(x, 0, rule, self.threads)?.observed(rule);
         let x = x.valid();
         let mut params = self.state.params.clone();
-        let dense = matches!(x.view(), MatRef::Dense(_));
-        let n = x.nrows() as u64;
-        let default = || {
-            let (loss, mode, k) = (params.loss(), params.unobserved(), params.rank());
-            super::options::default_batch_rows(loss, mode, dense, k, || Some(n))
-        };
-        if let Some(rows) = default().filter(|_| !params.batch_size_is_set()) {
-            params = params.into_builder().batch_size(rows).check()?;
+        if !params.batch_size_is_set() {
+            let dense = matches!(x.view(), MatRef::Dense(_));
+            let (loss, mode, k, n) = (params.loss(), params.unobserved(), params.rank(), x.nrows());
+            if let Some(rows) =
+                super::options::default_batch_rows(loss, mode, dense, k, || Some(n as u64))
+            {
+                params = params.into_builder().batch_size(rows).check()?;
+            }
         }
         let mut fresh = Self::new(params).with_threads(self.threads);
         let (n, b) = (x.nrows(), fresh.state.params.batch_size());

@@ -256,7 +256,6 @@ pub fn atom_set(spec: &str, labels: &[String], rank: usize) -> Result<Vec<usize>
     Ok(out)
 }
 
-/// Whether the flags make a new Frobenius model, unstored entries as zeros, on dense input.
 /// The meaning of unstored entries the flags ask for, `base` filling in what they leave
 /// out (a saved model's mode, or the default).
 fn unobserved(a: &FitArgs, base: Unobserved) -> Result<Unobserved> {
