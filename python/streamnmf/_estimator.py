@@ -73,9 +73,10 @@ class StreamNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         Dictionary initialization from the first batch (None: NNDSVD for Frobenius,
         NNDSVDa otherwise).
     batch_size : int or None
-        Rows per mini-batch (None: the engine's default: for ``fit`` of dense data under
-        the Frobenius loss, 6 rows per component or enough for 200 dictionary updates a
-        pass, within 64..256; otherwise 1024).
+        Rows per mini-batch (None: the engine's default: for ``fit`` and ``fit_files`` of
+        dense data under the Frobenius loss, 6 rows per component or enough for 200
+        dictionary updates a pass, within 64..256; of dense data under other losses, 256;
+        otherwise 1024).
     max_iter : int or None
         Passes over the data in ``fit`` and ``fit_files``, at most (None: the engine's
         default, 50).

@@ -91,6 +91,9 @@ def test_fit_files_like_the_cli(tmp_path, cli):
     # component or n / 200, within 64..256: 64 rows here, batches running across the files.
     auto = StreamNMF(4, max_iter=2, random_state=0).fit_files(paths)
     assert auto.n_steps_ == 2 * -(-4000 // 64)
+    # Under KL, 256-row batches, as the CLI's.
+    kl = StreamNMF(4, loss="kullback-leibler", max_iter=1, random_state=0).fit_files(paths)
+    assert kl.n_steps_ == -(-4000 // 256)
     err = np.linalg.norm(x - est.transform(x) @ est.components_) / np.linalg.norm(x)
     assert err < 0.1
     with pytest.raises(OSError, match="missing.parquet"):
