@@ -12,6 +12,7 @@ mod demo;
 mod distributed;
 mod evaluate;
 mod fit;
+mod fit_args;
 mod input;
 mod inspect;
 mod output;
@@ -42,7 +43,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Learn a model from Parquet / Arrow IPC files or an Arrow IPC stream on stdin.
-    Fit(Box<fit::FitArgs>),
+    Fit(Box<fit_args::FitArgs>),
     /// Codes of new rows with a saved model fixed, written to Parquet.
     Transform(transform::TransformArgs),
     /// Top-N items per user from a model and the users' interactions, to a long table.

@@ -10,7 +10,7 @@ use streamnmf::persist::{self, CheckpointDir, Metadata};
 use streamnmf::pipeline::Checkpointing;
 use streamnmf::ValidParams;
 
-use crate::fit::FitArgs;
+use crate::fit_args::FitArgs;
 
 /// The element type of the newest readable checkpoint in `dir` (whether it is f64).
 pub fn checkpoint_float(dir: &Path) -> Result<Option<bool>> {

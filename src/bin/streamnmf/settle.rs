@@ -9,7 +9,7 @@ use streamnmf::io::Layout;
 use streamnmf::persist;
 use streamnmf::{Init, Loss, NmfParams, Unobserved, ValidParams};
 
-use crate::fit::{ConfidenceArg, FitArgs, InitArg, UnobservedArg};
+use crate::fit_args::{ConfidenceArg, FitArgs, InitArg, UnobservedArg};
 use crate::input::parse_layout;
 
 fn init(i: InitArg) -> Init {
