@@ -68,6 +68,11 @@ impl RecentIds {
     }
 }
 
+/// How many values at the start of `v` (not empty) equal its first.
+fn run_length<T: PartialEq>(v: &[T]) -> usize {
+    1 + v[1..].iter().take_while(|x| **x == v[0]).count()
+}
+
 impl Converter {
     pub(super) fn convert_triplets<F: ArrowFloat>(
         &mut self,
@@ -112,14 +117,11 @@ impl Converter {
         // Run by run of entries with the same row id (a row's triplets are contiguous):
         // the id is compared, hashed and cloned once a run, not once an entry.
         while t < n {
-            let end = match &ids {
-                RowIds::Int64(v) => t + 1 + v[t + 1..].iter().take_while(|&&x| x == v[t]).count(),
-                RowIds::Utf8(v) => t + 1 + v[t + 1..].iter().take_while(|x| **x == v[t]).count(),
+            let (id, run) = match &ids {
+                RowIds::Int64(v) => (IdValue::Int(v[t]), run_length(&v[t..])),
+                RowIds::Utf8(v) => (IdValue::Str(v[t].clone()), run_length(&v[t..])),
             };
-            let id = match &ids {
-                RowIds::Int64(v) => IdValue::Int(v[t]),
-                RowIds::Utf8(v) => IdValue::Str(v[t].clone()),
-            };
+            let end = t + run;
             let line = row0 + t as u64;
             let entry = self.triplet_entry(cols[t], vals[t], line, col)?;
             match &mut self.pending {
