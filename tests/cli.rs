@@ -198,11 +198,7 @@ fn default_batch_sizes_follow_the_data() {
         ];
         args.extend_from_slice(extra);
         let out = run(&args, d);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ok(&out);
         let (model, _) = persist::load::<f32>(&d.join("m.snmf")).unwrap();
         model.params().batch_size()
     };

@@ -206,11 +206,7 @@ fn a_bare_resume_keeps_the_runs_number_of_passes() {
         ],
         d,
     );
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    ok(&first);
     // Keep only the oldest checkpoint, from the middle of the first pass.
     let mut all = persist::CheckpointDir::list_in(&d.join("ck")).unwrap();
     let oldest = all.pop().unwrap();
@@ -232,11 +228,7 @@ fn a_bare_resume_keeps_the_runs_number_of_passes() {
         ],
         d,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["passes"], 2, "{report}");
     assert!(
