@@ -66,6 +66,12 @@ pub trait BatchSource<F>: Send {
     fn share(&mut self, _rank: usize, _ranks: usize) -> bool {
         false
     }
+    /// Whether every epoch yields the same batches, row for row (files read in order:
+    /// yes; shuffled per epoch or a stream: no, the default). A multi-pass fit then keeps
+    /// each batch's statistics and replaces them exactly in later passes.
+    fn same_batches_every_epoch(&self) -> bool {
+        false
+    }
     /// Says how many epochs the reader will ask for, before the first (a hint: a source
     /// may keep decoded batches for later epochs when there are any). Default: nothing.
     fn will_read(&mut self, _epochs: usize) {}
@@ -115,6 +121,9 @@ impl<F: Float> BatchSource<F> for MemorySource<F> {
         matches!(*self.data, Matrix::Csr(_))
     }
     fn rewindable(&self) -> bool {
+        true
+    }
+    fn same_batches_every_epoch(&self) -> bool {
         true
     }
     fn rows(&self) -> Option<u64> {
@@ -185,6 +194,9 @@ impl<F: Float> BatchSource<F> for Share<'_, F> {
     }
     fn will_read(&mut self, epochs: usize) {
         self.inner.will_read(epochs)
+    }
+    fn same_batches_every_epoch(&self) -> bool {
+        self.inner.same_batches_every_epoch()
     }
     fn rows(&self) -> Option<u64> {
         self.inner.rows().map(|n| n.div_ceil(self.ranks as u64))

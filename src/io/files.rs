@@ -83,11 +83,15 @@ fn parquet_reader(
     let builder = open()?;
     // Validate names ourselves: ProjectionMask::roots panics on a bad index.
     let schema = builder.schema().clone();
+    let mut position = std::collections::HashMap::with_capacity(schema.fields().len());
+    for (i, f) in schema.fields().iter().enumerate() {
+        position.entry(f.name().as_str()).or_insert(i);
+    }
     let mut idx = Vec::new();
     for c in columns {
-        match schema.index_of(c) {
-            Ok(i) => idx.push(i),
-            Err(_) => return Err(Error::Schema(format!("missing column '{c}'"))),
+        match position.get(c.as_str()) {
+            Some(&i) => idx.push(i),
+            None => return Err(Error::Schema(format!("missing column '{c}'"))),
         }
     }
     // File order, so that the groups joined in order keep the one reader's column order.
@@ -454,6 +458,10 @@ impl<F: ArrowFloat> BatchSource<F> for FileSource<F> {
     converter_methods!();
     fn rewindable(&self) -> bool {
         true
+    }
+    fn same_batches_every_epoch(&self) -> bool {
+        // The files in the same order, cut the same way; a shuffle is seeded per epoch.
+        self.opts.shuffle.is_none()
     }
     fn name(&self) -> Option<String> {
         match self.files.as_slice() {

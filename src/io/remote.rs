@@ -184,6 +184,9 @@ impl<F: ArrowFloat> BatchSource<F> for RemoteSource<F> {
     fn rewindable(&self) -> bool {
         true
     }
+    fn same_batches_every_epoch(&self) -> bool {
+        true
+    }
     fn name(&self) -> Option<String> {
         self.objects.first().map(|o| o.url.to_string())
     }

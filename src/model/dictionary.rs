@@ -20,6 +20,10 @@
 //! current pass has not reached yet, so each row's latest codes weigh on H and the first
 //! pass's codes, solved against a poor H, stop weighing at the end of the second.
 //!
+//! **Exact passes** ([`super::replay`]): in a multi-pass Frobenius fit over a source that
+//! repeats its batches, each batch's latest contribution replaces its own earlier one
+//! instead, so the statistics become exact sums over the data's latest codes.
+//!
 //! **Dead atoms**: a component whose accumulated code energy `Σ w_j²` vanishes (for
 //! Frobenius, `A_jj ≈ 0`) or whose row of H is all zero is re-seeded from a random row of
 //! the current batch (seeded, logged).
@@ -34,6 +38,7 @@ use super::loss::Loss;
 use super::masked;
 use super::options::Unobserved;
 use super::params::ValidParams;
+use super::replay::{subtract_scaled, Replay};
 use super::statistics::{past_scale, Contribution, Statistics};
 use crate::error::{Error, Result};
 use crate::float::Float;
@@ -75,6 +80,8 @@ pub(crate) struct Dictionary<F> {
     pub(crate) version: u64,
     /// Rows folded in over the dictionary's life (the `t` of the past-data scaling).
     pub(crate) life_rows: u64,
+    /// The kept contributions of an exact multi-pass fit, while it lasts.
+    pub(crate) replay: Option<Replay<F>>,
 }
 
 /// Checks that a dictionary of rank `k` over `p` features, with its statistics (current
@@ -172,6 +179,7 @@ impl<F: Float> Dictionary<F> {
             rows_in_pass: 0,
             version: 0,
             life_rows: 0,
+            replay: None,
         }
     }
 
@@ -189,6 +197,9 @@ impl<F: Float> Dictionary<F> {
         if let Some(prev) = self.previous.as_mut() {
             prev.grow(p, frobenius);
         }
+        if let Some(r) = self.replay.as_mut() {
+            r.grow(p);
+        }
         tracing::info!(from = old, to = p, "dictionary grew new features");
     }
 
@@ -204,8 +215,29 @@ impl<F: Float> Dictionary<F> {
             && self.previous.as_ref().is_none_or(|p| p.is_finite())
     }
 
+    /// Keeps every batch's contribution from now on, for exact statistics over passes
+    /// (see [`super::replay`]); the caller checks the conditions.
+    pub(crate) fn keep_contributions(&mut self) {
+        self.replay = Some(Replay::new());
+    }
+
+    /// Drops the kept contributions (a fit is over: a model file does not carry them).
+    pub(crate) fn drop_contributions(&mut self) {
+        self.replay = None;
+    }
+
     /// Marks the start of a new pass over the same data (see the module docs).
-    pub(crate) fn start_pass(&mut self, purge: bool) {
+    pub(crate) fn start_pass(&mut self, purge: bool, decay: f64) {
+        if let Some(r) = self.replay.as_mut() {
+            if r.begin_pass() {
+                r.sum(&mut self.current, self.life_rows, decay);
+                self.previous = None;
+                self.rows_in_pass = 0;
+                return;
+            }
+            tracing::info!("a pass differs from the first: passes blend their statistics");
+            self.replay = None;
+        }
         if purge && self.current.raw_rows > 0 {
             let (k, p) = self.h.dim();
             let fresh = Statistics::zeros(self.loss, self.mode, k, p);
@@ -227,6 +259,18 @@ impl<F: Float> Dictionary<F> {
         threads: usize,
     ) -> Result<UpdateStats> {
         self.grow(c.width);
+        // A later pass of a replay: the batch's own kept contribution leaves first.
+        match self.replay.as_ref().map(|r| r.slot(c.rows)) {
+            Some(Ok(Some(kept))) => {
+                let w = kept.weight(self.life_rows, params.decay());
+                subtract_scaled(&mut self.current, &kept.stats, w);
+            }
+            Some(Err(())) => {
+                tracing::info!("a pass differs from the first: passes blend their statistics");
+                self.replay = None;
+            }
+            _ => {}
+        }
         let rho = F::from_f64(past_scale(
             params.forget(),
             params.decay(),
@@ -243,6 +287,15 @@ impl<F: Float> Dictionary<F> {
         }
         self.current.fold(rho, &c.first, &c.second, &c);
         self.rows_in_pass += c.rows as u64;
+        if let Some(r) = self.replay.as_mut() {
+            if !r.keep(&mut c, self.life_rows) {
+                tracing::info!(
+                    budget = super::replay::REPLAY_BUDGET,
+                    "batch statistics past the budget: passes blend their statistics"
+                );
+                self.replay = None;
+            }
+        }
 
         // The previous pass weighs with the share of rows this pass has not reached.
         let prev = self.previous.as_ref().and_then(|p| {
@@ -438,6 +491,9 @@ impl<F: Float> Dictionary<F> {
                     self.current.forget_atom(j, frobenius);
                     if let Some(p) = self.previous.as_mut() {
                         p.forget_atom(j, frobenius);
+                    }
+                    if let Some(r) = self.replay.as_mut() {
+                        r.forget_atom(j);
                     }
                     tracing::info!(component = j, source_row = r, "re-seeded a dead atom");
                     done.push(j);

@@ -13,6 +13,7 @@ mod online;
 mod options;
 mod params;
 mod passes;
+mod replay;
 mod reports;
 mod statistics;
 mod step;
@@ -24,11 +25,13 @@ pub use options::{
     IMPLICIT_BATCH, MISSING_RIDGE,
 };
 pub use params::{NmfParams, ValidParams};
+pub use replay::REPLAY_BUDGET;
 pub use reports::{BatchReport, FitReport, LossReport};
 
 pub(crate) use dictionary::{check_size, Dictionary, RowPool};
 pub(crate) use masked::{ColumnContribution, ColumnStats};
 pub(crate) use online::State;
+pub(crate) use replay::{Kept, Replay};
 pub(crate) use statistics::Contribution;
 pub(crate) use statistics::Statistics;
 pub(crate) use step::{solve_batch, transform_batch, CodesSummary};

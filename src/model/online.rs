@@ -539,9 +539,31 @@ impl<F: Float> OnlineNmf<F> {
     /// loss history and, with `purge_passes`, starts fresh statistics.
     pub(crate) fn start_pass(&mut self) {
         self.end_pass();
-        let purge = self.state.params.purge_passes();
+        let (purge, decay) = (self.state.params.purge_passes(), self.state.params.decay());
         if let Some(d) = self.state.dict.as_mut() {
-            d.start_pass(purge);
+            d.start_pass(purge, decay);
+        }
+    }
+
+    /// Before the first pass of a fit that will make several over a source that yields the
+    /// same batches every pass: keeps each batch's statistics so that later passes
+    /// replace them exactly (see `model::replay`), when the model allows it (Frobenius
+    /// loss over every entry, forget factor 1, `purge_passes`). Otherwise a no-op.
+    pub(crate) fn keep_pass_statistics(&mut self) {
+        let p = &self.state.params;
+        let allowed = p.loss() == Loss::Frobenius
+            && p.unobserved() == Unobserved::Zero
+            && p.forget() == 1.0
+            && p.purge_passes();
+        if let (true, Some(d)) = (allowed, self.state.dict.as_mut()) {
+            d.keep_contributions();
+        }
+    }
+
+    /// The fit is over: drops kept batch statistics, which belong to its passes only.
+    pub(crate) fn drop_pass_statistics(&mut self) {
+        if let Some(d) = self.state.dict.as_mut() {
+            d.drop_contributions();
         }
     }
 

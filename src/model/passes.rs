@@ -147,6 +147,9 @@ impl<F: Float> OnlineNmf<F> {
             s
         });
         let sample = sample.and_then(RowSample::finish);
+        if self.state.params.max_passes() > 1 {
+            self.keep_pass_statistics();
+        }
         let mut converged = false;
         for pass in 0..self.state.params.max_passes() {
             if pass > 0 {
@@ -154,6 +157,7 @@ impl<F: Float> OnlineNmf<F> {
             }
             for start in (0..n).step_by(b) {
                 if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                    self.drop_pass_statistics();
                     return Err(Error::Interrupted { checkpoint: None });
                 }
                 let xb = x.slice_rows(start..(start + b).min(n));
@@ -167,6 +171,7 @@ impl<F: Float> OnlineNmf<F> {
                 break;
             }
         }
+        self.drop_pass_statistics();
         Ok(FitReport {
             passes: self.state.passes as usize,
             batches: self.state.batches,

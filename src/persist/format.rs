@@ -35,7 +35,8 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::linalg::to_column_major;
 use crate::model::{
-    ColumnStats, Dictionary, Loss, OnlineNmf, State, Statistics, Unobserved, ValidParams,
+    ColumnStats, Dictionary, Kept, Loss, OnlineNmf, Replay, State, Statistics, Unobserved,
+    ValidParams,
 };
 
 const MAGIC: &[u8; 8] = b"SNMFMODL";
@@ -240,7 +241,7 @@ pub(crate) fn encode_to<F: Float, W: Write>(
         let current = blocks.stats(&d.current);
         let h = blocks.add(Out::Mat(d.h.view()));
         let previous = d.previous.as_ref().map(|p| blocks.stats(p));
-        json!({
+        let mut v = json!({
             "current": current,
             "h": h,
             "life_rows": d.life_rows,
@@ -248,7 +249,17 @@ pub(crate) fn encode_to<F: Float, W: Write>(
             "previous": previous,
             "rows_in_pass": d.rows_in_pass,
             "version": d.version,
-        })
+        });
+        // Checkpoints of an exact multi-pass fit only: model files never have the key.
+        if let Some(r) = &d.replay {
+            let kept: Vec<Value> = r
+                .kept
+                .iter()
+                .map(|e| json!({"at": e.at, "stats": blocks.stats(&e.stats)}))
+                .collect();
+            v["replay"] = json!({"kept": kept, "next": r.next, "replacing": r.replacing});
+        }
+        v
     });
     let json_err = |e: serde_json::Error| std::io::Error::other(e.to_string());
     let mut model_json = json!({
@@ -382,8 +393,23 @@ struct DictRec {
     life_rows: u64,
     loss: Loss,
     previous: Option<StatsRec>,
+    #[serde(default)]
+    replay: Option<ReplayRec>,
     rows_in_pass: u64,
     version: u64,
+}
+
+#[derive(Deserialize)]
+struct ReplayRec {
+    kept: Vec<KeptRec>,
+    next: usize,
+    replacing: bool,
+}
+
+#[derive(Deserialize)]
+struct KeptRec {
+    at: u64,
+    stats: StatsRec,
 }
 
 #[derive(Deserialize)]
@@ -533,6 +559,37 @@ impl Reader<'_> {
     }
 }
 
+/// The kept batch statistics of a checkpoint (see `model::replay`), checked.
+fn replay<F: Float>(
+    reader: &Reader,
+    r: &ReplayRec,
+    loss: Loss,
+    mode: Unobserved,
+    k: usize,
+    p: usize,
+) -> Result<Replay<F>> {
+    if loss != Loss::Frobenius || mode != Unobserved::Zero || r.next > r.kept.len() {
+        return Err(Error::ModelFile(
+            "replay state does not fit the model".into(),
+        ));
+    }
+    let kept = r
+        .kept
+        .iter()
+        .map(|e| {
+            Ok(Kept {
+                stats: reader.stats(&e.stats, loss, mode, k, p)?,
+                at: e.at,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(Replay {
+        kept,
+        next: r.next,
+        replacing: r.replacing,
+    })
+}
+
 fn field<T: serde::de::DeserializeOwned>(v: &mut Value, key: &str) -> Result<T> {
     serde_json::from_value(v[key].take()).map_err(|e| Error::ModelFile(format!("{key}: {e}")))
 }
@@ -581,6 +638,11 @@ pub(crate) fn decode<F: Float>(
                 rows_in_pass: d.rows_in_pass,
                 version: d.version,
                 life_rows: d.life_rows,
+                replay: d
+                    .replay
+                    .as_ref()
+                    .map(|r| replay(&reader, r, d.loss, mode, k, p))
+                    .transpose()?,
             })
         }
         None => None,
@@ -631,6 +693,7 @@ pub(crate) fn decode<F: Float>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::matrix::Valid;
     use crate::model::NmfParams;
 
     fn fitted<F: Float>() -> OnlineNmf<F> {
@@ -692,6 +755,54 @@ mod tests {
             assert_eq!(back.loss_history(), m.loss_history());
             assert_eq!(encode(&back, &meta), bytes, "seed {seed}");
         }
+    }
+
+    /// A checkpoint taken while a multi-pass fit keeps its batches' statistics (in the first
+    /// pass, and while a later pass replaces them) comes back bit for bit, and goes on to
+    /// the same model; a model file after `fit` has no such state.
+    #[test]
+    fn kept_batch_statistics_round_trip() {
+        let x = Array2::from_shape_fn((200, 6), |(i, j)| ((i * 7 + j) % 5) as f64 + 0.2);
+        let p = NmfParams::new(2).batch_size(50).check().unwrap();
+        let mut m = OnlineNmf::<f64>::new(p);
+        m.ensure_dictionary(Valid::check((&x).into(), 0, m.value_rule(), 1).unwrap())
+            .unwrap();
+        m.keep_pass_statistics();
+        let chunk = |i: usize| x.slice(ndarray::s![i * 50..(i + 1) * 50, ..]);
+        let round_trip = |m: &OnlineNmf<f64>| {
+            let bytes = encode(m, &Metadata::default());
+            assert!(String::from_utf8_lossy(&bytes).contains("\"replay\""));
+            let back = decode::<f64>(&bytes).unwrap().0;
+            assert_eq!(&back, m);
+            back
+        };
+        for i in 0..3 {
+            m.partial_fit(chunk(i)).unwrap();
+        }
+        let mut back = round_trip(&m);
+        for model in [&mut m, &mut back] {
+            model.partial_fit(chunk(3)).unwrap();
+            model.start_pass();
+            model.partial_fit(chunk(0)).unwrap();
+        }
+        assert!(
+            m.state()
+                .dict
+                .as_ref()
+                .unwrap()
+                .replay
+                .as_ref()
+                .unwrap()
+                .replacing
+        );
+        assert_eq!(back, m);
+        let mut back = round_trip(&m);
+        for model in [&mut m, &mut back] {
+            model.partial_fit(chunk(1)).unwrap();
+        }
+        assert_eq!(back, m);
+        let plain = encode(&fitted::<f64>(), &Metadata::default());
+        assert!(!String::from_utf8_lossy(&plain).contains("\"replay\""));
     }
 
     #[test]

@@ -166,6 +166,10 @@ pub fn fit_distributed<F: Float>(
                         model.ensure_dictionary(b.view())?;
                         (first, opened) = (Some(b), Some(epoch));
                     }
+                    // Every rank gets the kept-statistics state with the model.
+                    if opts.epochs > 1 && share.same_batches_every_epoch() {
+                        model.keep_pass_statistics();
+                    }
                     RunState {
                         next_seq: 0,
                         position: InputPosition::default(),
@@ -280,6 +284,7 @@ pub fn fit_distributed<F: Float>(
         return Err(e);
     }
     rounds.model.end_pass();
+    rounds.model.drop_pass_statistics();
     let written = rounds.write_checkpoint().map(|_| ());
     agree(group, written)?;
     let mut report = rounds.report;

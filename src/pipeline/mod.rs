@@ -406,6 +406,9 @@ pub fn fit_with_codes<F: Float>(
             } else {
                 None
             };
+            if opts.epochs > 1 && source.same_batches_every_epoch() {
+                model.keep_pass_statistics();
+            }
             versions.publish(0, Arc::new(model.components()?.to_owned()), 0);
             let start = Start {
                 seq: 0,
@@ -515,6 +518,7 @@ pub fn fit_with_codes<F: Float>(
         let sample = samples.as_ref().and_then(|s| s.take(position.epoch));
         converged = model.close_pass(sample.as_ref())?;
     }
+    model.drop_pass_statistics();
     write_checkpoint(model, &position, next_seq)?;
     Ok(PipelineReport {
         epochs: position.epoch + 1,

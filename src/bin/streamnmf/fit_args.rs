@@ -109,7 +109,7 @@ pub struct FitArgs {
     pub init: Option<InitArg>,
     /// Inner iterations of the code solver per batch, at most (default 200). Lower values
     /// trade code accuracy for speed. The codes the dictionary learns from stop at 20
-    /// under a beta below 1 (Itakura-Saito) and at 50 under Frobenius; codes written out
+    /// under a beta below 1 (Itakura-Saito) and at 10 sweeps under Frobenius; codes written out
     /// keep this cap.
     #[arg(long)]
     pub code_max_iter: Option<usize>,
