@@ -20,6 +20,10 @@ use crate::float::Float;
 use crate::linalg::simd::dispatch_avx2;
 use crate::matrix::MatRef;
 
+/// Sweeps between checks of the idle codes while the active ones still move (see
+/// [`solve`]).
+const RECHECK_SWEEPS: usize = 4;
+
 /// Lanes of the reductions: fixed-order partial sums, as in `linalg::simd`.
 const LANES: usize = 8;
 
@@ -58,6 +62,29 @@ fn newton_sums_body<F: Float>(h: &[F], x: &[F], v: &[F], clip: F) -> (F, F) {
 
 dispatch_avx2!(fn newton_sums<F>(h: &[F], x: &[F], v: &[F], clip: F) -> (F, F) => newton_sums_body);
 
+/// `Σ h x / v` alone: the gradient's data term, for the check of the codes left at zero.
+#[inline(always)]
+fn ratio_dot_body<F: Float>(h: &[F], u: &[F]) -> F {
+    let mut g = [F::zero(); LANES];
+    let (hc, uc) = (h.chunks_exact(LANES), u.chunks_exact(LANES));
+    let (ht, ut) = (hc.remainder(), uc.remainder());
+    for (hb, ub) in hc.zip(uc) {
+        for l in 0..LANES {
+            g[l] += hb[l] * ub[l];
+        }
+    }
+    let mut gs = F::zero();
+    for v in g {
+        gs += v;
+    }
+    for (&hv, &uv) in ht.iter().zip(ut) {
+        gs += hv * uv;
+    }
+    gs
+}
+
+dispatch_avx2!(fn ratio_dot<F>(h: &[F], u: &[F]) -> F => ratio_dot_body);
+
 #[inline(always)]
 fn axpy_body<F: Float>(v: &mut [F], s: F, h: &[F]) {
     for (e, &hv) in v.iter_mut().zip(h) {
@@ -74,6 +101,11 @@ struct RowWork<F> {
     vals: Vec<F>,
     hg: Vec<F>,
     v: Vec<F>,
+    /// `x / v` at the stored entries, for [`zeros_stay`].
+    u: Vec<F>,
+    /// Codes at zero whose gradient was non-negative when last looked at: the sweeps
+    /// skip them until the active codes converge (see [`solve`]).
+    idle: Vec<bool>,
 }
 
 /// Runs coordinate descent on every row of `w` (b × k, warm start, non-negative) for the
@@ -110,6 +142,8 @@ pub(crate) fn solve<F: Float>(
         vals: Vec::with_capacity(p),
         hg: Vec::new(),
         v: Vec::with_capacity(p),
+        u: Vec::with_capacity(p),
+        idle: vec![false; k],
     };
     let mut cols: Vec<usize> = Vec::with_capacity(p);
     for (i, mut wi) in w.rows_mut().into_iter().enumerate() {
@@ -157,14 +191,23 @@ pub(crate) fn solve<F: Float>(
         }
         let mut it = 0;
         let mut ok = false;
+        work.idle.fill(false);
         while it < max_iter {
             it += 1;
             let (mut delta, mut norm) = (0.0f64, 0.0f64);
             for r in 0..k {
+                if work.idle[r] {
+                    continue;
+                }
                 let hr = &hsrc[r * nnz..(r + 1) * nnz];
                 let (gx, q) = newton_sums(hr, &work.vals, &work.v, clip);
                 let wr = wi[r];
                 let g = hsum[r] - gx + l1 + l2 * wr;
+                if wr == F::zero() && g >= F::zero() {
+                    // At its bound with a gradient pushing into it: it stays at zero.
+                    work.idle[r] = true;
+                    continue;
+                }
                 let q = q + l2;
                 let step = if q > F::zero() {
                     (-g / q).max(-wr)
@@ -182,9 +225,24 @@ pub(crate) fn solve<F: Float>(
                 }
                 norm += wi[r].as_f64() * wi[r].as_f64();
             }
-            if delta <= tol2 * norm {
-                ok = true;
-                break;
+            // When the active codes converge, and every few sweeps before (a code idled
+            // early may want back in long before the others settle): done if every idle
+            // code still belongs at zero, else those that do not rejoin the sweeps.
+            let settled = delta <= tol2 * norm;
+            if settled || it % RECHECK_SWEEPS == 0 {
+                let row = (&work.vals[..], &work.v[..]);
+                let stay = zeros_stay(
+                    &mut work.idle,
+                    &mut work.u,
+                    row,
+                    hsrc,
+                    hsum,
+                    (l1, clip, tol),
+                );
+                if settled && stay {
+                    ok = true;
+                    break;
+                }
             }
         }
         repair_support(&mut wi, &work.vals, &mut work.v, hsrc, hsum);
@@ -192,6 +250,46 @@ pub(crate) fn solve<F: Float>(
         stats.converged &= ok;
     }
     stats
+}
+
+/// Whether every idle code (see [`RowWork::idle`]) still has a non-negative gradient at
+/// the current `v`, the optimality condition of a code at zero. Those that do not are made
+/// active again. One division per stored entry, then a product per idle code, where a
+/// sweep over them would take a division per entry and code: with 69 % of the codes at
+/// zero (KL on 20000 × 500 Poisson counts, k 10), skipping them between checks takes the
+/// sweeps to a third of their work.
+fn zeros_stay<F: Float>(
+    idle: &mut [bool],
+    u: &mut Vec<F>,
+    (vals, v): (&[F], &[F]),
+    hsrc: &[F],
+    hsum: &[F],
+    (l1, clip, tol): (F, F, f64),
+) -> bool {
+    if !idle.contains(&true) {
+        return true;
+    }
+    let nnz = vals.len();
+    u.clear();
+    u.extend(
+        vals.iter()
+            .zip(v)
+            .map(|(&x, &v)| x / if v > clip { v } else { clip }),
+    );
+    let mut all = true;
+    for (r, idle) in idle.iter_mut().enumerate() {
+        if *idle {
+            let g = hsum[r] - ratio_dot(&hsrc[r * nnz..(r + 1) * nnz], u) + l1;
+            // Relative to the gradient's scale `Σ_j h_rj`, at the solver's tolerance: a
+            // rounding-size negative gradient would wake a code for a step of nothing
+            // and cost the row another round of sweeps.
+            if g.as_f64() < -tol * hsum[r].as_f64() {
+                *idle = false;
+                all = false;
+            }
+        }
+    }
+    all
 }
 
 /// Gives every positive entry of the row some reconstruction when an atom can: the
