@@ -148,7 +148,7 @@ impl<F: Float> OnlineNmf<F> {
         });
         let sample = sample.and_then(RowSample::finish);
         if self.state.params.max_passes() > 1 {
-            self.keep_pass_statistics();
+            self.keep_pass_statistics(Some(n as u64));
         }
         let mut converged = false;
         for pass in 0..self.state.params.max_passes() {

@@ -293,6 +293,26 @@ mod tests {
         assert!(forgetting > 1e-3, "{forgetting}");
     }
 
+    /// A source known to be too large for the budget keeps nothing from the start.
+    #[test]
+    fn known_large_inputs_keep_nothing() {
+        use crate::matrix::Valid;
+        use crate::model::NmfParams;
+        use crate::OnlineNmf;
+        let x = ndarray::Array2::from_shape_fn((64, 1000), |(i, j)| ((i + j) % 7) as f32 + 0.5);
+        let params = NmfParams::new(16).batch_size(64).check().unwrap();
+        let kept = |rows: Option<u64>| {
+            let mut m = OnlineNmf::<f32>::new(params.clone());
+            let v = Valid::check((&x).into(), 0, m.value_rule(), 1).unwrap();
+            m.ensure_dictionary(v).unwrap();
+            m.keep_pass_statistics(rows);
+            m.state().dict.as_ref().unwrap().replay.is_some()
+        };
+        // 16 · (16 + 1000) f32 a batch: 65 KB, so about 1000 batches fit in 64 MB.
+        assert!(kept(None) && kept(Some(64 * 900)));
+        assert!(!kept(Some(64 * 1100)));
+    }
+
     #[test]
     fn widening_keeps_old_columns() {
         let mut r = Replay::<f64>::new();

@@ -767,7 +767,7 @@ mod tests {
         let mut m = OnlineNmf::<f64>::new(p);
         m.ensure_dictionary(Valid::check((&x).into(), 0, m.value_rule(), 1).unwrap())
             .unwrap();
-        m.keep_pass_statistics();
+        m.keep_pass_statistics(None);
         let chunk = |i: usize| x.slice(ndarray::s![i * 50..(i + 1) * 50, ..]);
         let round_trip = |m: &OnlineNmf<f64>| {
             let bytes = encode(m, &Metadata::default());

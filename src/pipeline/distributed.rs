@@ -168,7 +168,7 @@ pub fn fit_distributed<F: Float>(
                     }
                     // Every rank gets the kept-statistics state with the model.
                     if opts.epochs > 1 && share.same_batches_every_epoch() {
-                        model.keep_pass_statistics();
+                        model.keep_pass_statistics(share.rows());
                     }
                     RunState {
                         next_seq: 0,

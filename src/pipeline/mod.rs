@@ -407,7 +407,7 @@ pub fn fit_with_codes<F: Float>(
                 None
             };
             if opts.epochs > 1 && source.same_batches_every_epoch() {
-                model.keep_pass_statistics();
+                model.keep_pass_statistics(source.rows());
             }
             versions.publish(0, Arc::new(model.components()?.to_owned()), 0);
             let start = Start {
