@@ -239,23 +239,25 @@ fn solve_prepared<F: Float>(
         Solver::Multiplicative => {
             let beta = params.loss().beta();
             let mut w = warm.unwrap_or_else(|| mu_start(params, prep, x));
-            let stats = match (&prep.kl, kl_cd) {
+            let (stats, scored) = match (&prep.kl, kl_cd) {
                 (Some((h, sums)), true) => {
                     let clip = mu::relative_clip(x);
-                    kl_cd::solve(x, h.view(), sums, &mut w, pen, max_iter, tol, clip)
+                    let (stats, loss) =
+                        kl_cd::solve_scored(x, h.view(), sums, &mut w, pen, max_iter, tol, clip);
+                    (stats, Some(loss))
                 }
-                _ => mu::solve(
-                    x,
-                    prep.h(),
-                    prep.ht.view(),
-                    &mut w,
-                    beta,
-                    pen,
-                    max_iter,
-                    tol,
-                ),
+                _ => {
+                    let (h, ht) = (prep.h(), prep.ht.view());
+                    let stats = mu::solve(x, h, ht, &mut w, beta, pen, max_iter, tol);
+                    (stats, None)
+                }
             };
-            let loss = divergence(x, w.view(), prep.h(), beta);
+            // The solver's own score where it has one; an infinite one (a `v` that
+            // rounding left at zero under a positive entry) is measured afresh.
+            let loss = match scored {
+                Some(l) if l.is_finite() => l,
+                _ => divergence(x, w.view(), prep.h(), beta),
+            };
             Codes { w, stats, loss }
         }
     }

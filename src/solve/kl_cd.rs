@@ -111,8 +111,27 @@ struct RowWork<F> {
 /// Runs coordinate descent on every row of `w` (b × k, warm start, non-negative) for the
 /// data `x` (b × p) and `h` (k × p). `hsum` holds the row sums of H, `clip` floors `v`
 /// where it divides (see [`super::mu::relative_clip`]).
+#[cfg(test)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn solve<F: Float>(
+    x: MatRef<F>,
+    h: ArrayView2<F>,
+    hsum: &[F],
+    w: &mut Array2<F>,
+    pen: (F, F),
+    max_iter: usize,
+    tol: f64,
+    clip: F,
+) -> SolveStats {
+    solve_scored(x, h, hsum, w, pen, max_iter, tol, clip).0
+}
+
+/// [`solve`], also returning the divergence `D(x | w H)` of the rows at their codes,
+/// `Σ_{x>0} (x log(x / v) − x) + Σ_r w_r Σ_j h_rj`, from the solver's own `v` (no
+/// product `W H` over every entry, which with its pass over `b × p` values was a sixth of
+/// a KL pass on 20000 × 500 counts). Infinite where a positive entry has `v ≤ 0`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn solve_scored<F: Float>(
     x: MatRef<F>,
     h: ArrayView2<F>,
     hsum: &[F],
@@ -121,7 +140,8 @@ pub(crate) fn solve<F: Float>(
     max_iter: usize,
     tol: f64,
     clip: F,
-) -> SolveStats {
+) -> (SolveStats, f64) {
+    let mut loss = 0.0f64;
     let (k, p) = h.dim();
     let h = h.as_standard_layout();
     let hs = h.as_slice().expect("standard layout");
@@ -167,7 +187,7 @@ pub(crate) fn solve<F: Float>(
         }
         let nnz = cols.len();
         if nnz == 0 {
-            // Every gradient is Σ h_r + l1 ≥ 0: the optimum is zero.
+            // Every gradient is Σ h_r + l1 ≥ 0: the optimum is zero (and so is the loss).
             wi.fill(F::zero());
             continue;
         }
@@ -248,8 +268,21 @@ pub(crate) fn solve<F: Float>(
         repair_support(&mut wi, &work.vals, &mut work.v, hsrc, hsum);
         stats.iterations = stats.iterations.max(it);
         stats.converged &= ok;
+        for (&xv, &v) in work.vals.iter().zip(&work.v) {
+            let (xv, v) = (xv.as_f64(), v.as_f64());
+            loss += if v > 0.0 {
+                xv * (xv / v).ln() - xv
+            } else {
+                f64::INFINITY
+            };
+        }
+        loss += wi
+            .iter()
+            .zip(hsum)
+            .map(|(a, b)| a.as_f64() * b.as_f64())
+            .sum::<f64>();
     }
-    stats
+    (stats, loss)
 }
 
 /// Whether every idle code (see [`RowWork::idle`]) still has a non-negative gradient at
@@ -427,6 +460,23 @@ mod tests {
 
     /// Each sweep never increases the divergence (a Newton step on a convex function of
     /// one variable, from a positive start, with the projection).
+    /// The solver's own score is the divergence at the codes it returns, dense and sparse.
+    #[test]
+    fn scored_loss_is_the_divergence() {
+        for zero_share in [0.0, 0.4] {
+            let (x, h, _) = problem(zero_share);
+            let hsum: Vec<f64> = h.rows().into_iter().map(|r| r.sum()).collect();
+            let csr = CsrMatrix::from_dense(x.view());
+            for xr in [MatRef::from(&x), MatRef::from(&csr)] {
+                let mut w = mu::initial_codes(xr, h.view());
+                let (_, loss) =
+                    solve_scored(xr, h.view(), &hsum, &mut w, (0.0, 0.0), 50, 1e-6, 1e-12);
+                let want = kl(&x, &w, &h);
+                assert!((loss - want).abs() <= 1e-9 * want, "{loss} vs {want}");
+            }
+        }
+    }
+
     #[test]
     fn divergence_falls_sweep_by_sweep() {
         let (x, h, _) = problem(0.2);
