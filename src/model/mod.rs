@@ -5,6 +5,7 @@
 mod apply;
 mod codes;
 pub(crate) mod convergence;
+mod dead_atoms;
 mod dictionary;
 mod init;
 pub mod loss;
@@ -28,7 +29,8 @@ pub use params::{NmfParams, ValidParams};
 pub use replay::REPLAY_BUDGET;
 pub use reports::{BatchReport, FitReport, LossReport};
 
-pub(crate) use dictionary::{check_size, Dictionary, RowPool};
+pub(crate) use dead_atoms::RowPool;
+pub(crate) use dictionary::{check_size, Dictionary};
 pub(crate) use masked::{ColumnContribution, ColumnStats};
 pub(crate) use online::State;
 pub(crate) use replay::{Kept, Replay};

@@ -7,7 +7,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::convergence;
-use super::dictionary::{check_size, floor_start, Dictionary, RowPool};
+use super::dead_atoms::RowPool;
+use super::dictionary::{check_size, floor_start, Dictionary};
 use super::init::initial_dictionary;
 use super::loss::Loss;
 use super::options::{Init, Unobserved};
