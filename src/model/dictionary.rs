@@ -38,7 +38,7 @@ use super::loss::Loss;
 use super::masked;
 use super::options::Unobserved;
 use super::params::ValidParams;
-use super::replay::{subtract_scaled, Replay};
+use super::replay::{add_scaled, Replay};
 use super::statistics::{past_scale, Contribution, Statistics};
 use crate::error::{Error, Result};
 use crate::float::Float;
@@ -259,7 +259,7 @@ impl<F: Float> Dictionary<F> {
         match self.replay.as_ref().map(|r| r.slot(c.rows)) {
             Some(Ok(Some(kept))) => {
                 let w = kept.weight(self.life_rows, params.decay());
-                subtract_scaled(&mut self.current, &kept.stats, w);
+                add_scaled(&mut self.current, &kept.stats, -w);
             }
             Some(Err(())) => {
                 tracing::info!("a pass differs from the first: passes blend their statistics");

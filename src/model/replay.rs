@@ -83,14 +83,6 @@ impl<F: Float> Replay<F> {
         }
     }
 
-    /// Bytes the kept contributions take.
-    pub(crate) fn bytes(&self) -> usize {
-        self.kept
-            .iter()
-            .map(|e| (e.stats.a.len() + e.stats.b.len()) * std::mem::size_of::<F>())
-            .sum()
-    }
-
     /// When replacing, the slot the next batch (of `rows` rows) replaces, with the
     /// contribution kept there; `Err(())` when the pass does not match the kept one (the
     /// caller stops replaying); `Ok(None)` while keeping.
@@ -116,6 +108,9 @@ impl<F: Float> Replay<F> {
             raw_rows: c.rows as u64,
             columns: None,
         };
+        // Every kept contribution is as large as this one or smaller (the dictionary only
+        // grows): a bound without walking them all on every batch.
+        let bytes = (stats.a.len() + stats.b.len()) * std::mem::size_of::<F>();
         let e = Kept { stats, at };
         if self.replacing {
             self.kept[self.next] = e;
@@ -123,7 +118,7 @@ impl<F: Float> Replay<F> {
             self.kept.push(e);
         }
         self.next += 1;
-        self.bytes() <= REPLAY_BUDGET
+        self.kept.len().saturating_mul(bytes) <= REPLAY_BUDGET
     }
 
     /// Starts another pass: from now on batches replace their kept contributions. Returns
@@ -172,7 +167,9 @@ impl<F: Float> Replay<F> {
     }
 }
 
-/// `s += w · e` over A, B, the code energy and the rows (weighted and raw).
+/// `s += w · e` over A, B, the code energy and the rows (weighted and raw); a negative
+/// `w` takes a kept contribution out before its batch's new one comes in (the code energy
+/// and rows held at 0 or above against rounding).
 pub(crate) fn add_scaled<F: Float>(s: &mut Statistics<F>, e: &Statistics<F>, w: f64) {
     let wf = F::from_f64(w);
     let (k, p) = e.b.dim();
@@ -182,25 +179,13 @@ pub(crate) fn add_scaled<F: Float>(s: &mut Statistics<F>, e: &Statistics<F>, w: 
         .for_each(|x, &v| *x += wf * v);
     Zip::from(&mut s.energy)
         .and(&e.energy)
-        .for_each(|x, &v| *x += w * v);
-    s.rows += w * e.rows;
-    s.raw_rows += e.raw_rows;
-}
-
-/// `s −= w · e`: a kept contribution leaves the statistics before its batch's new one
-/// comes in.
-pub(crate) fn subtract_scaled<F: Float>(s: &mut Statistics<F>, e: &Statistics<F>, w: f64) {
-    let wf = F::from_f64(w);
-    let (k, p) = e.b.dim();
-    Zip::from(&mut s.a).and(&e.a).for_each(|x, &v| *x -= wf * v);
-    Zip::from(s.b.slice_mut(s![..k, ..p]))
-        .and(&e.b)
-        .for_each(|x, &v| *x -= wf * v);
-    Zip::from(&mut s.energy)
-        .and(&e.energy)
-        .for_each(|x, &v| *x = (*x - w * v).max(0.0));
-    s.rows = (s.rows - w * e.rows).max(0.0);
-    s.raw_rows = s.raw_rows.saturating_sub(e.raw_rows);
+        .for_each(|x, &v| *x = (*x + w * v).max(0.0));
+    s.rows = (s.rows + w * e.rows).max(0.0);
+    s.raw_rows = if w < 0.0 {
+        s.raw_rows.saturating_sub(e.raw_rows)
+    } else {
+        s.raw_rows + e.raw_rows
+    };
 }
 
 #[cfg(test)]
@@ -240,7 +225,7 @@ mod tests {
         );
         // The first slot is replaced: its old contribution leaves at weight 0.5.
         let old = r.slot(3).unwrap().unwrap().clone();
-        subtract_scaled(&mut s, &old.stats, old.weight(6, 1.0));
+        add_scaled(&mut s, &old.stats, -old.weight(6, 1.0));
         assert_eq!((s.a[[0, 0]], s.rows), (2.0, 3.0));
         assert!(r.keep(&mut contribution(4.0, 3), 9));
         assert_eq!(r.slot(2), Err(()), "a slot of another row count");

@@ -17,7 +17,7 @@ use ndarray::{Array2, ArrayView2};
 
 use super::cd::SolveStats;
 use crate::float::Float;
-use crate::linalg::simd::dispatch_avx2;
+use crate::linalg::simd::{dispatch_avx2, kl_ratio};
 use crate::matrix::MatRef;
 
 /// Sweeps between checks of the idle codes while the active ones still move (see
@@ -304,11 +304,8 @@ fn zeros_stay<F: Float>(
     }
     let nnz = vals.len();
     u.clear();
-    u.extend(
-        vals.iter()
-            .zip(v)
-            .map(|(&x, &v)| x / if v > clip { v } else { clip }),
-    );
+    u.extend_from_slice(v);
+    kl_ratio(u, vals, clip);
     let mut all = true;
     for (r, idle) in idle.iter_mut().enumerate() {
         if *idle {
