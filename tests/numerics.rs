@@ -119,3 +119,63 @@ fn kl_codes_survive_near_zero_atoms() {
     let w = m.transform(&x).unwrap();
     assert!(w.iter().all(|v| v.is_finite() && *v >= 0.0), "{w}");
 }
+
+/// Itakura-Saito on a planted power spectrum: `X = (W H) ⊙ E` with E exponential (the
+/// multiplicative noise IS is the likelihood of), values over six orders of magnitude.
+/// The truth's divergence per entry is E[e − log e − 1] = Euler's γ ≈ 0.577; a fit
+/// of rank 6 ends slightly below it. 32-row batches over 100 passes and 1-row batches
+/// over 5 stay finite at every pass and end below the truth's divergence (0.911 and
+/// 0.927 of it), and the default batches' 20 passes within 0.2 % of the 32-row batches'
+/// 100: with IS's multiplicative exponent at 1 they are 0.005 % above, with the proved
+/// ½ 0.5 % (0.9177 against 0.9135).
+#[test]
+fn itakura_saito_reaches_the_planted_divergence() {
+    use rand::{Rng, SeedableRng};
+    let (n, p, k) = (600, 64, 6);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut exp = |scale: f64| -scale * (1.0 - rng.random::<f64>()).ln();
+    let w = Array2::from_shape_fn((n, k), |_| exp(1.0).powi(3));
+    let h = Array2::from_shape_fn((k, p), |_| exp(1.0).powi(3));
+    let v = w.dot(&h);
+    let x = v.mapv(|e| e * exp(1.0)).mapv(|e| e.max(1e-9));
+    let truth: f64 = x
+        .iter()
+        .zip(&v)
+        .map(|(&a, &b)| a / b - (a / b).ln() - 1.0)
+        .sum::<f64>();
+    let fit = |batch: Option<usize>, passes| {
+        let mut p = NmfParams::new(k)
+            .loss(Loss::ItakuraSaito)
+            .max_passes(passes)
+            .pass_tol(0.0)
+            .seed(0);
+        if let Some(b) = batch {
+            p = p.batch_size(b);
+        }
+        let mut m = OnlineNmf::<f64>::new(p.check().unwrap());
+        let r = m.fit(&x).unwrap();
+        assert!(
+            r.pass_losses.iter().all(|l| l.is_finite()),
+            "batch {batch:?}: {:?}",
+            r.pass_losses
+        );
+        let hm = m.components().unwrap();
+        assert!(hm.iter().all(|v| v.is_finite() && *v >= 0.0));
+        m.loss(&x).unwrap().loss / truth
+    };
+    let small = fit(Some(32), 100);
+    assert!(
+        small <= 1.0,
+        "32-row batches, 100 passes: {small:.4} of the truth's"
+    );
+    let single = fit(Some(1), 5);
+    assert!(
+        single <= 1.0,
+        "1-row batches, 5 passes: {single:.4} of the truth's"
+    );
+    let default = fit(None, 20);
+    assert!(
+        default <= 1.002 * small,
+        "default batches, 20 passes: {default:.4} of the truth's, 32-row batches {small:.4}"
+    );
+}

@@ -85,9 +85,10 @@ impl<F: Float> Prepared<F> {
         }
     }
     /// The same products for the codes a dictionary learns from. Below β = 1 (Itakura-Saito)
-    /// the multiplicative updates (γ = ½) run to the iteration cap on nearly every batch,
-    /// and precise codes against a dictionary that is still moving buy little: on speech
-    /// magnitudes (1251 frames × 513, k 20, batch 128) codes capped at
+    /// the multiplicative updates (with γ = ½, IS's exponent until 2026-12) ran to the
+    /// iteration cap on nearly every batch, and precise codes against a dictionary that
+    /// is still moving buy little: on speech magnitudes (1251 frames × 513, k 20, batch
+    /// 128) codes capped at
     /// [`LEARNING_CAP_BELOW_KL`] while learning make a pass 0.045 s instead of 0.35 s.
     ///
     /// Frobenius codes by coordinate descent converge in a few sweeps (3 at the median on

@@ -408,6 +408,33 @@ impl<F: Float> Dictionary<F> {
         Ok(UpdateStats { sweeps, reseeded })
     }
 
+    /// Brings statistics summed with the multiplicative exponent `written` (a model file
+    /// from an earlier version) to this build's: the numerators hold `Σ num ⊙ H^(1/γ)`,
+    /// and `H = (A / B)^γ` must stay the same dictionary. Multiplying A by
+    /// `H^(1/γ_now − 1/γ_written)` keeps `(A / B)^γ_now = H` wherever H is positive, and
+    /// weighs the past by the same rule as new batches from here on. Nothing changes when
+    /// the exponents agree (every file this build writes).
+    pub(crate) fn adopt_mu_exponent(&mut self, written: f64) {
+        let now = self.loss.mu_exponent();
+        if self.loss.beta() == 2.0 || written == now {
+            return;
+        }
+        let e = 1.0 / now - 1.0 / written;
+        tracing::info!(
+            written,
+            now,
+            "statistics re-weighted to this build's exponent"
+        );
+        let h = &self.h;
+        for stats in std::iter::once(&mut self.current).chain(self.previous.as_mut()) {
+            Zip::from(&mut stats.a).and(h).for_each(|a, &hv| {
+                if hv > F::zero() {
+                    *a *= pow(hv, e);
+                }
+            });
+        }
+    }
+
     /// Rescales each atom of a multiplicative-update dictionary to mean 1, with its
     /// statistics to match (see [`Statistics::rescale_atom`]), so its codes take the scale.
     ///

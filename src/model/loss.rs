@@ -76,12 +76,15 @@ impl Loss {
         }
     }
 
-    /// The exponent γ(β) of the multiplicative updates (Févotte & Idier 2011), which
-    /// guarantees that each update does not increase the loss.
+    /// The exponent γ(β) of the multiplicative updates: Févotte & Idier's (2011) descent
+    /// exponents (`1/(2 − β)` below β = 1, `1/(β − 1)` above 2, 1 between), except 1 for
+    /// Itakura-Saito (Févotte, Bertin & Durrieu 2009), which converges faster.
     ///
     /// ```
     /// use streamnmf::Loss;
-    /// assert_eq!(Loss::ItakuraSaito.mu_exponent(), 0.5);
+    /// assert_eq!(Loss::ItakuraSaito.mu_exponent(), 1.0);
+    /// assert_eq!(Loss::Beta(3.0).mu_exponent(), 0.5);
+    /// assert_eq!(Loss::Beta(0.5).mu_exponent(), 1.0 / 1.5);
     /// assert_eq!(Loss::KullbackLeibler.mu_exponent(), 1.0);
     /// ```
     pub fn mu_exponent(&self) -> f64 {

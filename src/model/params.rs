@@ -236,7 +236,8 @@ impl NmfParams {
     }
     /// Maximum inner iterations of the code solver per batch. The codes a dictionary
     /// learns from stop earlier: at 20 under a beta below 1 (multiplicative updates with
-    /// γ = ½ run to any cap, and precise codes against a moving dictionary buy little),
+    /// γ = ½, IS's exponent until 2026-12, ran to any cap, and precise codes against a
+    /// moving dictionary buy little),
     /// at 10 sweeps under Frobenius (well-posed rows converge sooner; degenerate ones, k
     /// above the data's rank, would creep on); `transform` and the codes written out keep
     /// this cap.

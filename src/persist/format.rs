@@ -38,6 +38,7 @@ use crate::model::{
     ColumnStats, Dictionary, Kept, Loss, OnlineNmf, Replay, State, Statistics, Unobserved,
     ValidParams,
 };
+use crate::solve::mu::descent_exponent;
 
 const MAGIC: &[u8; 8] = b"SNMFMODL";
 const VERSION: u32 = 1;
@@ -259,6 +260,11 @@ pub(crate) fn encode_to<F: Float, W: Write>(
                 .collect();
             v["replay"] = json!({"kept": kept, "next": r.next, "replacing": r.replacing});
         }
+        // Only where files without the key mean another exponent (Itakura-Saito): the
+        // others keep their bytes.
+        if d.loss.mu_exponent() != descent_exponent(d.loss.beta()) {
+            v["mu_exponent"] = json!(d.loss.mu_exponent());
+        }
         v
     });
     let json_err = |e: serde_json::Error| std::io::Error::other(e.to_string());
@@ -392,6 +398,10 @@ struct DictRec {
     #[serde(default)]
     life_rows: u64,
     loss: Loss,
+    /// The multiplicative updates' exponent the statistics were summed with, written where
+    /// it is not Févotte & Idier's, which files without it used.
+    #[serde(default)]
+    mu_exponent: Option<f64>,
     previous: Option<StatsRec>,
     #[serde(default)]
     replay: Option<ReplayRec>,
@@ -625,7 +635,16 @@ pub(crate) fn decode<F: Float>(
                 return Err(Error::ModelFile("dictionary H has negative values".into()));
             }
             let mode = rec.params.unobserved();
-            Some(Dictionary {
+            let written = d
+                .mu_exponent
+                .unwrap_or_else(|| descent_exponent(d.loss.beta()));
+            // Every exponent either rule gives lies in (0, 1].
+            if !(written > 0.0 && written <= 1.0) {
+                return Err(Error::ModelFile(format!(
+                    "multiplicative exponent {written} outside (0, 1]"
+                )));
+            }
+            let mut dict = Dictionary {
                 h,
                 loss: d.loss,
                 mode,
@@ -643,7 +662,9 @@ pub(crate) fn decode<F: Float>(
                     .as_ref()
                     .map(|r| replay(&reader, r, d.loss, mode, k, p))
                     .transpose()?,
-            })
+            };
+            dict.adopt_mu_exponent(written);
+            Some(dict)
         }
         None => None,
     };

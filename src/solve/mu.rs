@@ -13,9 +13,29 @@ use crate::linalg::simd;
 use crate::linalg::{pow, CLIP};
 use crate::matrix::MatRef;
 
-/// The exponent γ(β) of the multiplicative updates (Févotte & Idier 2011), which
-/// guarantees that each update does not increase the β-divergence.
+/// The exponent γ(β) of the multiplicative updates: [`descent_exponent`], except for
+/// Itakura-Saito (β = 0), which takes 1.
+///
+/// 1 is the update of Févotte, Bertin & Durrieu (2009) for IS, not proved monotone but
+/// observed to be, and twice as long a step in the log domain as the proved ½. On
+/// speech magnitudes (1251 × 513, k 20, `benches/peers/is_speech.sh`) 256-row batches
+/// pass MiniBatchNMF(IS)'s final divergence after 16 passes with it and not within 80
+/// with ½; it also ended lower on digits, scikit-learn's sample images, wine and
+/// Poisson counts (each plus 10⁻⁶ of its mean), and 2–8 % higher on TF-IDF, a poor fit
+/// for IS. For β = ½ it was worse on two of three of those sets, so other betas keep
+/// the proved exponent.
 pub(crate) fn mu_exponent(beta: f64) -> f64 {
+    if beta == 0.0 {
+        1.0
+    } else {
+        descent_exponent(beta)
+    }
+}
+
+/// Févotte & Idier's (2011) exponent, which makes every multiplicative update a descent
+/// step: `1/(2 − β)` below β = 1, `1/(β − 1)` above 2, 1 between (and what model files
+/// that do not record their exponent were summed with).
+pub(crate) fn descent_exponent(beta: f64) -> f64 {
     if beta < 1.0 {
         1.0 / (2.0 - beta)
     } else if beta > 2.0 {
@@ -168,7 +188,10 @@ mod tests {
 
     #[test]
     fn exponents() {
-        assert_eq!(mu_exponent(0.0), 0.5);
+        assert_eq!(mu_exponent(0.0), 1.0);
+        assert_eq!(mu_exponent(-1.0), 1.0 / 3.0);
+        assert_eq!(mu_exponent(0.5), 1.0 / 1.5);
+        assert_eq!(descent_exponent(0.0), 0.5);
         assert_eq!(mu_exponent(1.0), 1.0);
         assert_eq!(mu_exponent(3.0), 0.5);
     }

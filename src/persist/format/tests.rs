@@ -24,6 +24,21 @@ fn encode<F: Float>(m: &OnlineNmf<F>, meta: &Metadata) -> Vec<u8> {
     v
 }
 
+/// A file of `header` and `blocks`, checksummed as the writer does (for headers edited
+/// by a test).
+fn reseal(header: &Value, blocks: &[u8]) -> Vec<u8> {
+    let hb = serde_json::to_vec(header).unwrap();
+    let mut out = Vec::new();
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&(hb.len() as u64).to_le_bytes());
+    out.extend_from_slice(&hb);
+    out.extend_from_slice(blocks);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
 #[test]
 fn round_trip_is_exact_and_bytes_are_stable() {
     let meta = Metadata::default().with_feature_names(vec!["a".into()]);
@@ -141,18 +156,7 @@ fn corruption_and_truncation_are_detected() {
 fn lying_headers_are_errors() {
     let bytes = encode(&fitted::<f32>(), &Metadata::default());
     let (header, blocks) = open_bytes(&bytes).unwrap();
-    let reencode = |h: &Value| {
-        let hb = serde_json::to_vec(h).unwrap();
-        let mut out = Vec::new();
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend_from_slice(&(hb.len() as u64).to_le_bytes());
-        out.extend_from_slice(&hb);
-        out.extend_from_slice(blocks);
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out
-    };
+    let reencode = |h: &Value| reseal(h, blocks);
     assert!(decode::<f32>(&reencode(&header)).is_ok());
     for (path, value, needle) in [
         ("/model/dict/current/a/dim", json!([2, 2]), "statistics A"),
@@ -167,4 +171,53 @@ fn lying_headers_are_errors() {
         let err = decode::<f32>(&reencode(&h)).unwrap_err();
         assert!(err.to_string().contains(needle), "{path}: {err}");
     }
+}
+
+/// Itakura-Saito statistics written with the exponent ½ of earlier versions (numerators
+/// summed with `H²`) are re-weighted on load, so `(A / B)^γ` is still the saved H and
+/// the next batch updates it as this build would; files that record their exponent are
+/// read as they are.
+#[test]
+fn statistics_of_an_older_exponent_are_reweighted() {
+    let x = Array2::from_shape_fn((300, 7), |(i, j)| ((i * j) % 5) as f64 + 0.1);
+    let params = NmfParams::new(3)
+        .loss(crate::Loss::ItakuraSaito)
+        .batch_size(64);
+    let mut m = OnlineNmf::<f64>::new(params.check().unwrap());
+    m.fit(&x).unwrap();
+    let mut state = m.state().clone();
+    let dict = state.dict.as_mut().unwrap();
+    assert_eq!(dict.loss.mu_exponent(), 1.0);
+    let (h, a_now) = (dict.h.clone(), dict.current.a.clone());
+    // What an earlier version summed: every numerator times H once more (1/γ = 2).
+    dict.current.a = &a_now * &h;
+    let old = OnlineNmf::from_state(state);
+    let bytes = encode(&old, &Metadata::default());
+    let (header, blocks) = open_bytes(&bytes).unwrap();
+    assert_eq!(header.pointer("/model/dict/mu_exponent"), Some(&json!(1.0)));
+    // As written: the exponent is on record, nothing is converted.
+    let as_written = decode::<f64>(&bytes).unwrap().0;
+    assert_eq!(as_written, old);
+    // Without the key (an earlier version's file): A comes back as this build sums it.
+    let reencode = |h: &Value| reseal(h, blocks);
+    // An exponent no rule gives is a lie, not a re-weighting by any power of H.
+    for bad in [json!(0.0), json!(-1.0), json!(2.0), json!("one")] {
+        let mut h = header.clone();
+        h["model"]["dict"]["mu_exponent"] = bad;
+        assert!(matches!(
+            decode::<f64>(&reencode(&h)),
+            Err(Error::ModelFile(_))
+        ));
+    }
+    let mut legacy = header.clone();
+    legacy["model"]["dict"]
+        .as_object_mut()
+        .unwrap()
+        .remove("mu_exponent");
+    let back = decode::<f64>(&reencode(&legacy)).unwrap().0;
+    let a_back = &back.state().dict.as_ref().unwrap().current.a;
+    for (got, want) in a_back.iter().zip(&a_now) {
+        assert!((got - want).abs() <= 1e-12 * want.abs(), "{got} vs {want}");
+    }
+    assert_eq!(back.components().unwrap(), m.components().unwrap());
 }
