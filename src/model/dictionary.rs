@@ -413,11 +413,12 @@ impl<F: Float> Dictionary<F> {
     /// and `H = (A / B)^γ` must stay the same dictionary. Multiplying A by
     /// `H^(1/γ_now − 1/γ_written)` keeps `(A / B)^γ_now = H` wherever H is positive, and
     /// weighs the past by the same rule as new batches from here on. Nothing changes when
-    /// the exponents agree (every file this build writes).
-    pub(crate) fn adopt_mu_exponent(&mut self, written: f64) {
+    /// the exponents agree (every file this build writes). Returns whether the
+    /// statistics are still finite (an exponent far from this build's can overflow them).
+    pub(crate) fn adopt_mu_exponent(&mut self, written: f64) -> bool {
         let now = self.loss.mu_exponent();
         if self.loss.beta() == 2.0 || written == now {
-            return;
+            return true;
         }
         let e = 1.0 / now - 1.0 / written;
         tracing::info!(
@@ -433,6 +434,9 @@ impl<F: Float> Dictionary<F> {
                 }
             });
         }
+        std::iter::once(&self.current)
+            .chain(self.previous.as_ref())
+            .all(|s| s.a.iter().all(|v| v.is_finite()))
     }
 
     /// Rescales each atom of a multiplicative-update dictionary to mean 1, with its

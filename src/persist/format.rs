@@ -663,7 +663,11 @@ pub(crate) fn decode<F: Float>(
                     .map(|r| replay(&reader, r, d.loss, mode, k, p))
                     .transpose()?,
             };
-            dict.adopt_mu_exponent(written);
+            if !dict.adopt_mu_exponent(written) {
+                return Err(Error::ModelFile(format!(
+                    "statistics overflow when re-weighted from exponent {written}"
+                )));
+            }
             Some(dict)
         }
         None => None,

@@ -201,7 +201,13 @@ fn statistics_of_an_older_exponent_are_reweighted() {
     // Without the key (an earlier version's file): A comes back as this build sums it.
     let reencode = |h: &Value| reseal(h, blocks);
     // An exponent no rule gives is a lie, not a re-weighting by any power of H.
-    for bad in [json!(0.0), json!(-1.0), json!(2.0), json!("one")] {
+    for bad in [
+        json!(0.0),
+        json!(-1.0),
+        json!(2.0),
+        json!("one"),
+        json!(1e-300),
+    ] {
         let mut h = header.clone();
         h["model"]["dict"]["mu_exponent"] = bad;
         assert!(matches!(
