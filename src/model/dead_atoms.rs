@@ -1,6 +1,8 @@
 //! Dead atoms: a component whose accumulated code energy `Σ w_j²` vanishes (for
-//! Frobenius, `A_jj ≈ 0`) or whose row of H is all zero is re-seeded from a random row of
-//! the rows just folded in (seeded, logged), and its statistics start over.
+//! Frobenius, `A_jj ≈ 0`; under Itakura-Saito each row's codes are divided by its largest
+//! first, as IS is blind to a frame's loudness) or whose row of H is all zero is re-seeded
+//! from a random row of the rows just folded in (seeded, logged), and its statistics start
+//! over.
 
 use ndarray::{s, Array1};
 use rand::Rng;

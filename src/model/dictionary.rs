@@ -25,7 +25,8 @@
 //! instead, so the statistics become exact sums over the data's latest codes.
 //!
 //! **Dead atoms**: a component whose accumulated code energy `Σ w_j²` vanishes (for
-//! Frobenius, `A_jj ≈ 0`) or whose row of H is all zero is re-seeded from a random row of
+//! Frobenius, `A_jj ≈ 0`; under Itakura-Saito, of each row's codes over its largest) or
+//! whose row of H is all zero is re-seeded from a random row of
 //! the current batch (seeded, logged).
 
 use std::borrow::Cow;
