@@ -7,6 +7,19 @@ use common::word_counts;
 use ndarray::Array2;
 use streamnmf::{CsrMatrix, Error, Loss, NmfParams, OnlineNmf};
 
+/// Every pass's loss is finite, and so is every entry of H, none negative.
+fn assert_finite<F: streamnmf::Float>(losses: &[f64], m: &OnlineNmf<F>, batch: usize) {
+    assert!(
+        losses.iter().all(|l| l.is_finite()),
+        "batch {batch}: {losses:?}"
+    );
+    let h = m.components().unwrap();
+    assert!(
+        h.iter().all(|v| v.is_finite() && *v >= F::zero()),
+        "batch {batch}: H"
+    );
+}
+
 /// KL on real-shaped word counts (300 documents × 3294 words, 5 % dense), 300 passes of
 /// 64-row batches: every pass's loss is finite, H stays finite with no feature that has
 /// counts left dead, and the fit ends within 2 % of the full-batch fit's divergence.
@@ -27,16 +40,8 @@ fn kl_on_word_counts_over_many_passes_stays_finite() {
             .unwrap();
         let mut m = OnlineNmf::<f32>::new(p);
         let r = m.fit(&x32).unwrap();
-        assert!(
-            r.pass_losses.iter().all(|l| l.is_finite()),
-            "batch {batch}: {:?}",
-            r.pass_losses
-        );
+        assert_finite(&r.pass_losses, &m, batch);
         let h = m.components().unwrap();
-        assert!(
-            h.iter().all(|v| v.is_finite() && *v >= 0.0),
-            "batch {batch}"
-        );
         let dense = x.to_dense();
         let dead = (0..h.ncols())
             .filter(|&j| dense.column(j).sum() > 0.0 && h.column(j).iter().all(|&v| v == 0.0))
@@ -154,13 +159,7 @@ fn itakura_saito_reaches_the_planted_divergence() {
         }
         let mut m = OnlineNmf::<f64>::new(p.check().unwrap());
         let r = m.fit(&x).unwrap();
-        assert!(
-            r.pass_losses.iter().all(|l| l.is_finite()),
-            "batch {batch:?}: {:?}",
-            r.pass_losses
-        );
-        let hm = m.components().unwrap();
-        assert!(hm.iter().all(|v| v.is_finite() && *v >= 0.0));
+        assert_finite(&r.pass_losses, &m, batch.unwrap_or(0));
         m.loss(&x).unwrap().loss / truth
     };
     let small = fit(Some(32), 100);
