@@ -178,8 +178,9 @@ fn killed_and_resumed_runs_end_bitwise_identical() {
 }
 
 /// `--resume` alone continues the interrupted run as it was started: with `--epochs 2`
-/// it makes those 2 passes (the defaults would run the convergence test for up to 50)
-/// and ends with the uninterrupted run's model, byte for byte.
+/// it makes those 2 passes (the defaults would run the convergence test for up to 50),
+/// at its `--staleness 0` (the default is 1), and ends with the uninterrupted run's
+/// model, byte for byte.
 #[test]
 fn a_bare_resume_keeps_the_runs_number_of_passes() {
     let dir = setup();
@@ -194,6 +195,8 @@ fn a_bare_resume_keeps_the_runs_number_of_passes() {
             "2",
             "--batch-size",
             "256",
+            "--staleness",
+            "0",
             "-q",
             "--checkpoint-dir",
             "ck",

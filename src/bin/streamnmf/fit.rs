@@ -263,7 +263,14 @@ fn fit<F: ArrowFloat>(
             names.get(at)
         );
     }
-    let popts = pipeline_options(a.threads, a.solvers, a.staleness, a.queue_depth, epochs);
+    // A resumed run keeps the checkpoint's staleness unless told otherwise (the model's
+    // bits depend on it), as it keeps its passes and tolerance.
+    let staleness = a.staleness.or_else(|| {
+        let (meta, _) = resume.as_ref()?;
+        let fp: Value = serde_json::from_str(meta.fingerprint.as_deref()?).ok()?;
+        fp["staleness"].as_u64().map(|s| s as usize)
+    });
+    let popts = pipeline_options(a.threads, a.solvers, staleness, a.queue_depth, epochs);
 
     // What this run is; a resumed run must be the same run.
     let mut this_run = fingerprint(&a, &params, popts.staleness(), F::NAME);

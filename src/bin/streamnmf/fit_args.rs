@@ -132,7 +132,8 @@ pub struct FitArgs {
     /// (see --staleness), which changes the result.
     #[arg(long, default_value_t = 1)]
     pub solvers: usize,
-    /// Staleness s: batch t is solved against dictionary version t - s (default: solvers).
+    /// Staleness s: batch t is solved against dictionary version t - s (default: solvers;
+    /// with --resume, the checkpoint's).
     #[arg(long)]
     pub staleness: Option<usize>,
     /// Batches buffered between threads (per queue).
