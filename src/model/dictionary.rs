@@ -26,8 +26,8 @@
 //!
 //! **Dead atoms**: a component whose accumulated code energy `Σ w_j²` vanishes (for
 //! Frobenius, `A_jj ≈ 0`; under Itakura-Saito, of each row's codes over its largest) or
-//! whose row of H is all zero is re-seeded from a random row of
-//! the current batch (seeded, logged).
+//! whose row of H is all zero is re-seeded from a random row of the current batch
+//! (seeded, logged).
 
 use std::borrow::Cow;
 

@@ -263,13 +263,21 @@ fn fit<F: ArrowFloat>(
             names.get(at)
         );
     }
+    // The run a checkpoint belongs to (Null for files of versions that wrote none).
+    let old: Value = match &resume {
+        Some((meta, _)) => meta
+            .fingerprint
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()?
+            .unwrap_or(Value::Null),
+        None => Value::Null,
+    };
     // A resumed run keeps the checkpoint's staleness unless told otherwise (the model's
     // bits depend on it), as it keeps its passes and tolerance.
-    let staleness = a.staleness.or_else(|| {
-        let (meta, _) = resume.as_ref()?;
-        let fp: Value = serde_json::from_str(meta.fingerprint.as_deref()?).ok()?;
-        fp["staleness"].as_u64().map(|s| s as usize)
-    });
+    let staleness = a
+        .staleness
+        .or_else(|| old["staleness"].as_u64().map(|s| s as usize));
     let popts = pipeline_options(a.threads, a.solvers, staleness, a.queue_depth, epochs);
 
     // What this run is; a resumed run must be the same run.
@@ -280,13 +288,7 @@ fn fit<F: ArrowFloat>(
         this_run["ranks"] = json!(ranks.size());
     }
     let resume = match resume {
-        Some((meta, run)) => {
-            let old: Value = meta
-                .fingerprint
-                .as_deref()
-                .map(serde_json::from_str)
-                .transpose()?
-                .unwrap_or(Value::Null);
+        Some((_, run)) => {
             if let Some(diff) = first_difference(&old, &this_run, "") {
                 bail!(
                     "cannot resume from {}: a different run ({diff})",
