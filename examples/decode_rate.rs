@@ -1,18 +1,23 @@
 //! The plain Parquet decode rate of a file (every column, record batch by record batch,
 //! nothing else), and the rate of streamnmf's reader (decode + cast + validate + re-chunk).
 //!
-//! `cargo run --release --example decode_rate -- FILE.parquet [BATCH_ROWS]`
+//! `cargo run --release --example decode_rate -- FILE.parquet [BATCH_ROWS [ROW,COL,VALUE WIDTH]]`
+//!
+//! With the last two arguments the file holds triplets (`ROW,COL,VALUE` names its
+//! columns, `WIDTH` the matrix width); "rows" are then records, matrix rows are reported
+//! apart.
 
 use std::fs::File;
 use std::time::Instant;
 
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use streamnmf::io::{FileSource, InputOptions};
+use streamnmf::io::{FileSource, InputOptions, Layout};
 use streamnmf::source::BatchSource;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a: Vec<String> = std::env::args().skip(1).collect();
-    let path = std::path::PathBuf::from(a.first().ok_or("usage: decode_rate FILE [BATCH_ROWS]")?);
+    let usage = "usage: decode_rate FILE [BATCH_ROWS [ROW,COL,VALUE WIDTH]]";
+    let path = std::path::PathBuf::from(a.first().ok_or(usage)?);
     let batch: usize = a.get(1).map(|s| s.parse()).transpose()?.unwrap_or(4096);
 
     let t = Instant::now();
@@ -26,7 +31,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let plain = rows as f64 / t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let mut src = FileSource::<f32>::open(std::slice::from_ref(&path), InputOptions::new(batch))?;
+    let mut opts = InputOptions::new(batch);
+    if let Some(names) = a.get(2) {
+        let n: Vec<&str> = names.split(',').collect();
+        let [row, col, value] = n[..] else {
+            return Err(usage.into());
+        };
+        let width: usize = a.get(3).ok_or(usage)?.parse()?;
+        opts = opts
+            .layout(Layout::Triplets {
+                row: row.into(),
+                col: col.into(),
+                value: value.into(),
+            })
+            .width(width);
+    }
+    let mut src = FileSource::<f32>::open(std::slice::from_ref(&path), opts)?;
+    src.will_read(1); // as a one-pass fit: no copies kept for a replay
     let mut rows2 = 0usize;
     for b in src.epoch(0)? {
         rows2 += b?.rows();

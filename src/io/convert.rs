@@ -167,6 +167,11 @@ fn floats_or_nan<F: ArrowFloat>(a: &ArrayRef, name: &str, row0: u64) -> Result<A
 }
 
 fn integers(a: &ArrayRef, name: &str, row0: u64) -> Result<Vec<i64>> {
+    Ok(integer_values(a, name, row0)?.to_vec())
+}
+
+/// [`integers`] without the copy: the column's own buffer when it is already `Int64`.
+fn integer_values(a: &ArrayRef, name: &str, row0: u64) -> Result<arrow_buffer::ScalarBuffer<i64>> {
     if !a.data_type().is_integer() {
         return Err(Error::Schema(format!(
             "column '{name}' has type {}, not an integer",
@@ -190,7 +195,7 @@ fn integers(a: &ArrayRef, name: &str, row0: u64) -> Result<Vec<i64>> {
     Ok(cast(a, &DataType::Int64)?
         .as_primitive::<Int64Type>()
         .values()
-        .to_vec())
+        .clone())
 }
 
 fn ids_of(a: &ArrayRef, name: &str, row0: u64) -> Result<RowIds> {

@@ -352,12 +352,13 @@ impl<F: Float> BatchBuffer<F> {
                 } else {
                     self.width.max(m.ncols())
                 };
-                let c = self.csr.get_or_insert_with(|| CsrBuilder::new(m.ncols()));
-                c.widen(self.width);
-                let v = m.view();
-                for i in 0..v.nrows() {
-                    let (cols, vals) = v.row(i);
-                    c.push_row(cols, vals);
+                match self.csr.as_mut() {
+                    // An empty buffer takes the batch's storage as it is.
+                    None => self.csr = Some(CsrBuilder::from_matrix(m)),
+                    Some(c) => {
+                        c.widen(self.width);
+                        c.append(&m);
+                    }
                 }
             }
         }
@@ -370,6 +371,7 @@ impl<F: Float> BatchBuffer<F> {
         // All that is left, from the front: the storage itself, no copy.
         let whole = self.start == 0 && n == self.rows;
         let rows = self.start..self.start + n;
+        let mut split = false;
         let data = match self.csr.as_mut() {
             Some(c) if whole => {
                 c.widen(self.width);
@@ -377,7 +379,15 @@ impl<F: Float> BatchBuffer<F> {
             }
             Some(c) => {
                 c.widen(self.width);
-                Matrix::Csr(c.copy_rows(rows))
+                // Copy the smaller side: the rows taken, or (from the front) the rest.
+                let rest = self.start + self.rows;
+                if self.start == 0 && c.entries(n..rest) < c.entries(rows.clone()) {
+                    let front = c.split_front(n);
+                    split = true;
+                    Matrix::Csr(front)
+                } else {
+                    Matrix::Csr(c.copy_rows(rows))
+                }
             }
             None => {
                 let w = self.width;
@@ -389,7 +399,7 @@ impl<F: Float> BatchBuffer<F> {
                 Matrix::Dense(Array2::from_shape_vec((n, w), head).expect("n rows of the width"))
             }
         };
-        self.start = if whole { 0 } else { self.start + n };
+        self.start = if whole || split { 0 } else { self.start + n };
         let ids = self.ids.as_mut().map(|ids| {
             let rest = ids.split_off(n);
             std::mem::replace(ids, rest)
@@ -533,6 +543,55 @@ mod tests {
             }
             assert_eq!(row, 11);
             assert_eq!(seen[3].origin().locate(1), Some(("b", 8)));
+        }
+    }
+
+    /// Sparse takes of every size after pushes of every size (taken by copying the rows
+    /// taken or, from the front, the rest): the rows come out in order, whole, with their
+    /// origins.
+    #[test]
+    fn sparse_takes_of_any_size_keep_rows_whole() {
+        // Row r holds r % 4 entries, in columns r % 7 .. (one row in four is empty).
+        let row = |r: usize| -> Vec<(u32, f64)> {
+            (0..r % 4)
+                .map(|t| ((r % 7 + t) as u32, r as f64 + t as f64 / 10.0))
+                .collect()
+        };
+        let rows_batch = |range: std::ops::Range<usize>| {
+            let mut b = CsrBuilder::new(12);
+            for r in range.clone() {
+                let (c, v): (Vec<u32>, Vec<f64>) = row(r).into_iter().unzip();
+                b.push_row(&c, &v);
+            }
+            Batch::csr(b.finish()).with_origin(Origin::source("f", range.start as u64))
+        };
+        for (push, take) in [(1, 5), (5, 2), (3, 3), (7, 4), (2, 9)] {
+            let mut buf = BatchBuffer::new();
+            let (mut next, mut out) = (0, Vec::new());
+            while next < 60 || buf.rows() > 0 {
+                if next < 60 {
+                    let end = (next + push).min(60);
+                    buf.push(rows_batch(next..end));
+                    next = end;
+                }
+                while buf.rows() >= take || (next >= 60 && buf.rows() > 0) {
+                    out.push(buf.take(take, 0));
+                }
+            }
+            let mut r = 0;
+            for b in &out {
+                let MatRef::Csr(m) = b.view() else {
+                    panic!("sparse rows")
+                };
+                for i in 0..m.nrows() {
+                    let (c, v) = m.row(i);
+                    let want: (Vec<u32>, Vec<f64>) = row(r).into_iter().unzip();
+                    assert_eq!((c.to_vec(), v.to_vec()), want, "push {push} take {take}");
+                    assert_eq!(b.origin().locate(i), Some(("f", r as u64)));
+                    r += 1;
+                }
+            }
+            assert_eq!(r, 60);
         }
     }
 

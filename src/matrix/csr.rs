@@ -293,9 +293,55 @@ impl<F: Float> CsrBuilder<F> {
             data: Vec::new(),
         }
     }
+    /// Makes room for `entries` more stored entries.
+    #[cfg_attr(not(feature = "arrow"), allow(dead_code))] // used by the readers
+    pub(crate) fn reserve(&mut self, entries: usize) {
+        self.indices.reserve(entries);
+        self.data.reserve(entries);
+    }
     /// Widens the matrix being built to at least `ncols` columns.
     pub(crate) fn widen(&mut self, ncols: usize) {
         self.ncols = self.ncols.max(ncols);
+    }
+    /// A builder that continues `m` (its storage, no copy).
+    #[cfg_attr(not(feature = "arrow"), allow(dead_code))] // used by the readers
+    pub(crate) fn from_matrix(m: CsrMatrix<F>) -> Self {
+        Self {
+            ncols: m.ncols,
+            indptr: m.indptr,
+            indices: m.indices,
+            data: m.data,
+        }
+    }
+    /// Appends every row of a valid CSR matrix of the same width (or narrower), in bulk.
+    #[cfg_attr(not(feature = "arrow"), allow(dead_code))] // used by the readers
+    pub(crate) fn append(&mut self, m: &CsrMatrix<F>) {
+        let base = self.data.len();
+        self.indices.extend_from_slice(&m.indices);
+        self.data.extend_from_slice(&m.data);
+        self.indptr.extend(m.indptr[1..].iter().map(|&o| base + o));
+    }
+    /// Splits off the first `rows` rows built so far as a matrix of the current width:
+    /// the rest is copied, the front keeps the storage (cheaper than
+    /// [`copy_rows`](Self::copy_rows) when the rest is the smaller part).
+    #[cfg_attr(not(feature = "arrow"), allow(dead_code))] // used by the readers
+    pub(crate) fn split_front(&mut self, rows: usize) -> CsrMatrix<F> {
+        let s = self.indptr[rows];
+        let indices = self.indices.split_off(s);
+        let data = self.data.split_off(s);
+        let indptr = self.indptr[rows..].iter().map(|&o| o - s).collect();
+        self.indptr.truncate(rows + 1);
+        CsrMatrix {
+            ncols: self.ncols,
+            indptr: std::mem::replace(&mut self.indptr, indptr),
+            indices: std::mem::replace(&mut self.indices, indices),
+            data: std::mem::replace(&mut self.data, data),
+        }
+    }
+    /// Stored entries of the rows `rows` built so far.
+    #[cfg_attr(not(feature = "arrow"), allow(dead_code))] // used by the readers
+    pub(crate) fn entries(&self, rows: Range<usize>) -> usize {
+        self.indptr[rows.end] - self.indptr[rows.start]
     }
     /// Appends a row of a valid CSR matrix of the same width (or narrower).
     pub(crate) fn push_row(&mut self, cols: &[u32], vals: &[F]) {

@@ -9,7 +9,7 @@ use ndarray::{Array2, ArrayView2, ShapeBuilder};
 
 use super::csr::{CsrMatrix, CsrView};
 use crate::float::Float;
-use crate::linalg::{simd, sparse};
+use crate::linalg::{simd, sparse, zeros_written};
 
 /// A borrowed data matrix, dense or CSR: what every kernel takes.
 ///
@@ -182,17 +182,21 @@ impl<'a, F: Float> MatRef<'a, F> {
     /// ```
     pub fn x_ht(&self, ht: ArrayView2<F>) -> Array2<F> {
         let k = ht.ncols();
-        let mut out = Array2::<F>::zeros((self.nrows(), k));
         match self {
-            MatRef::Dense(x) => general_mat_mul(F::one(), x, &ht, F::zero(), &mut out),
+            MatRef::Dense(x) => {
+                let mut out = Array2::<F>::zeros((self.nrows(), k));
+                general_mat_mul(F::one(), x, &ht, F::zero(), &mut out);
+                out
+            }
             MatRef::Csr(x) => {
+                let mut out = zeros_written((self.nrows(), k));
                 let ht = ht.as_standard_layout();
                 let hs = ht.as_slice().expect("standard layout");
                 let os = out.as_slice_mut().expect("fresh array");
                 sparse::csr_x_ht(x.parts(), hs, k, os);
+                out
             }
         }
-        out
     }
 
     /// `Wᵀ · X` (k × p) for codes `W` (b × k), stored column-major: its transpose `Xᵀ W` is
@@ -212,18 +216,22 @@ impl<'a, F: Float> MatRef<'a, F> {
     /// ```
     pub fn wt_x(&self, w: ArrayView2<F>) -> Array2<F> {
         let k = w.ncols();
-        let mut out = Array2::zeros((k, self.ncols()).f());
         match self {
-            MatRef::Dense(x) => general_mat_mul(F::one(), &w.t(), x, F::zero(), &mut out),
+            MatRef::Dense(x) => {
+                let mut out = Array2::zeros((k, self.ncols()).f());
+                general_mat_mul(F::one(), &w.t(), x, F::zero(), &mut out);
+                out
+            }
             MatRef::Csr(x) => {
+                let mut out = zeros_written((k, self.ncols()).f());
                 let w = w.as_standard_layout();
                 let ws = w.as_slice().expect("standard layout");
                 let mut outt = out.view_mut().reversed_axes();
                 let accs = outt.as_slice_mut().expect("column-major out");
                 sparse::csr_xt_w(x.parts(), ws, k, accs);
+                out
             }
         }
-        out
     }
 }
 

@@ -23,7 +23,7 @@ use ndarray::{Array2, ArrayView2};
 use super::options::Unobserved;
 use super::params::ValidParams;
 use crate::float::Float;
-use crate::linalg::{simd, CLIP};
+use crate::linalg::{simd, zeros_written, CLIP};
 use crate::matrix::CsrView;
 use crate::solve::{cd, least_squares_start_one, SolveStats};
 
@@ -563,7 +563,7 @@ pub(crate) fn kl_statistics<F: Float>(
     let ht = ht.as_standard_layout();
     let hs = ht.as_slice().expect("standard layout");
     // Accumulated transposed (p × k, contiguous per column), returned k × p.
-    let (mut num, mut den) = (Array2::<F>::zeros((p, k)), Array2::<F>::zeros((p, k)));
+    let (mut num, mut den): (Array2<F>, Array2<F>) = (zeros_written((p, k)), zeros_written((p, k)));
     let clip = F::from_f64(CLIP);
     for i in 0..x.nrows() {
         let (cols, vals) = x.row(i);

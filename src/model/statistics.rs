@@ -16,7 +16,7 @@ use super::loss::Loss;
 use super::masked::{kl_statistics, ColumnContribution, ColumnStats};
 use super::options::Unobserved;
 use crate::float::Float;
-use crate::linalg::{all_finite, pow};
+use crate::linalg::{all_finite, pow, zeros_written};
 use crate::matrix::{MatRef, Valid};
 use crate::solve::mu::{kl_ratio_into, relative_clip};
 
@@ -107,7 +107,7 @@ impl<F: Float> Contribution<F> {
                     // the transposed problem. Build it row by row.
                     let ht = h.t().as_standard_layout().into_owned();
                     let clip = relative_clip(x);
-                    let mut acc = Array2::<F>::zeros((p, k));
+                    let mut acc = zeros_written::<F, _>((p, k));
                     x.for_each_stored(|i, j, v| {
                         let wi = w.row(i);
                         let ratio = v / wi.dot(&ht.row(j)).max(clip);

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::RecordBatch;
 
-use super::{column, floats, ids_of, integers, vocabulary, ArrowFloat, Converter, Resolved};
+use super::{column, floats, ids_of, integer_values, vocabulary, ArrowFloat, Converter, Resolved};
 use crate::error::{Error, Result};
-use crate::matrix::{Batch, Origin, RowIds};
+use crate::matrix::{Batch, CsrBuilder, Origin, RowIds};
 
 #[derive(Clone, Debug)]
 pub(super) struct Pending {
@@ -73,6 +73,101 @@ fn run_length<T: PartialEq>(v: &[T]) -> usize {
     1 + v[1..].iter().take_while(|x| **x == v[0]).count()
 }
 
+/// The rows completed in one call, built straight into CSR arrays (no vector per row): the
+/// entries of the row being assembled wait in `cols` / `vals` until its run ends.
+struct Rows<F> {
+    csr: CsrBuilder<F>,
+    ids: Option<RowIds>,
+    origin: Origin,
+    lines: Vec<u64>,
+    cols: Vec<u32>,
+    vals: Vec<F>,
+}
+
+impl<F: ArrowFloat> Rows<F> {
+    fn new(entries: usize) -> Self {
+        let mut csr = CsrBuilder::new(0);
+        csr.reserve(entries);
+        Self {
+            csr,
+            ids: None,
+            origin: Origin::default(),
+            lines: Vec::new(),
+            cols: Vec::with_capacity(64),
+            vals: Vec::with_capacity(64),
+        }
+    }
+
+    fn push_entry(&mut self, e: Option<(u32, f64)>) {
+        if let Some((c, v)) = e {
+            self.cols.push(c);
+            self.vals.push(F::from_f64(v));
+        }
+    }
+
+    /// Ends the row in `cols` / `vals`: sorted by column if the file was not (a repeated
+    /// column is an error naming the row's first line and its id), then appended.
+    fn end_row(&mut self, id: IdValue, source: Arc<str>, line: u64, col: &str) -> Result<()> {
+        if !self.cols.windows(2).all(|w| w[0] < w[1]) {
+            let mut pairs: Vec<(u32, F)> = self
+                .cols
+                .iter()
+                .copied()
+                .zip(self.vals.iter().copied())
+                .collect();
+            pairs.sort_by_key(|e| e.0);
+            if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
+                return Err(Error::Column {
+                    row: line,
+                    column: col.into(),
+                    message: format!(
+                        "column index {} appears twice in one row of row id {id}",
+                        w[0].0
+                    ),
+                });
+            }
+            self.cols.clear();
+            self.vals.clear();
+            self.cols.extend(pairs.iter().map(|e| e.0));
+            self.vals.extend(pairs.iter().map(|e| e.1));
+        }
+        self.csr.push_row(&self.cols, &self.vals);
+        self.cols.clear();
+        self.vals.clear();
+        self.origin = std::mem::take(&mut self.origin).then(self.lines.len(), source, line);
+        self.lines.push(line);
+        match (&mut self.ids, id) {
+            (Some(RowIds::Int64(all)), IdValue::Int(v)) => all.push(v),
+            (Some(RowIds::Utf8(all)), IdValue::Str(s)) => all.push(s),
+            (ids, id) => {
+                let one = match id {
+                    IdValue::Int(v) => RowIds::Int64(vec![v]),
+                    IdValue::Str(s) => RowIds::Utf8(vec![s]),
+                };
+                match ids {
+                    None => *ids = Some(one),
+                    Some(all) => all.append(one),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The completed rows as a CSR batch of width `width`, or `None` if there are none.
+    fn finish(self, width: usize) -> Result<Option<Batch<F>>> {
+        let Some(ids) = self.ids else {
+            return Ok(None);
+        };
+        let mut csr = self.csr;
+        csr.widen(width);
+        Ok(Some(
+            Batch::csr(csr.finish())
+                .with_ids(ids)?
+                .with_origin(self.origin),
+        ))
+    }
+}
+
 impl Converter {
     pub(super) fn convert_triplets<F: ArrowFloat>(
         &mut self,
@@ -84,11 +179,10 @@ impl Converter {
         value: &str,
     ) -> Result<Option<Batch<F>>> {
         let ids = ids_of(column(rb, row)?, row, row0)?;
-        let cols: Vec<Option<i64>> = match &self.items {
-            None => integers(column(rb, col)?, col, row0)?
-                .into_iter()
-                .map(Some)
-                .collect(),
+        // Column indices as they are, or mapped through the item catalogue (`None`: an
+        // item a fixed catalogue does not know).
+        let (plain, mapped) = match &self.items {
+            None => (integer_values(column(rb, col)?, col, row0)?, Vec::new()),
             Some(items) => {
                 let keys = ids_of(column(rb, col)?, col, row0)?;
                 let mut v = vocabulary::lock(items);
@@ -106,16 +200,24 @@ impl Converter {
                     }
                 }
                 self.width = v.len();
-                out
+                (Default::default(), out)
+            }
+        };
+        let col_at = |t: usize| {
+            if mapped.is_empty() {
+                Some(plain[t])
+            } else {
+                mapped[t]
             }
         };
         let vals = floats::<F>(column(rb, value)?, value, row0)?;
         let vals = vals.as_primitive::<F::Arrow>().values();
-        let mut done: Vec<Pending> = Vec::new();
         let n = rb.num_rows();
+        let mut rows = Rows::<F>::new(n);
         let mut t = 0;
         // Run by run of entries with the same row id (a row's triplets are contiguous):
-        // the id is compared, hashed and cloned once a run, not once an entry.
+        // the id is compared, hashed and cloned once a run, not once an entry. The last
+        // run may continue in the next record batch: it stays pending.
         while t < n {
             let (id, run) = match &ids {
                 RowIds::Int64(v) => (IdValue::Int(v[t]), run_length(&v[t..])),
@@ -123,13 +225,20 @@ impl Converter {
             };
             let end = t + run;
             let line = row0 + t as u64;
-            let entry = self.triplet_entry(cols[t], vals[t], line, col)?;
-            match &mut self.pending {
-                Some(p) if p.id == id => p.entries.extend(entry),
-                _ => {
-                    if let Some(prev) = self.pending.take() {
-                        self.recent.insert(&prev.id);
-                        done.push(prev);
+            let (id, source, first_line) = match self.pending.take() {
+                Some(p) if p.id == id => {
+                    for (c, v) in p.entries {
+                        rows.push_entry(Some((c, v)));
+                    }
+                    (p.id, p.source, p.line)
+                }
+                prev => {
+                    if let Some(p) = prev {
+                        self.recent.insert(&p.id);
+                        for e in p.entries {
+                            rows.push_entry(Some(e));
+                        }
+                        rows.end_row(p.id, p.source, p.line, col)?;
                     }
                     if self.recent.contains(&id) {
                         return Err(Error::Column {
@@ -141,25 +250,66 @@ impl Converter {
                             ),
                         });
                     }
-                    let mut entries = Vec::with_capacity(end - t);
-                    entries.extend(entry);
-                    self.pending = Some(Pending {
-                        id,
-                        source: source.clone(),
-                        line,
-                        entries,
-                    });
+                    (id, source.clone(), line)
+                }
+            };
+            if !self.push_run_in_range(&mut rows, &plain, vals, t..end) {
+                for u in t..end {
+                    let entry = self.triplet_entry(col_at(u), vals[u], row0 + u as u64, col)?;
+                    rows.push_entry(entry);
                 }
             }
-            for u in t + 1..end {
-                let entry = self.triplet_entry(cols[u], vals[u], row0 + u as u64, col)?;
-                if let (Some(e), Some(p)) = (entry, self.pending.as_mut()) {
-                    p.entries.push(e);
-                }
+            if end == n {
+                let entries = rows
+                    .cols
+                    .drain(..)
+                    .zip(rows.vals.drain(..))
+                    .map(|(c, v)| (c, v.as_f64()))
+                    .collect();
+                self.pending = Some(Pending {
+                    id,
+                    source,
+                    line: first_line,
+                    entries,
+                });
+            } else {
+                self.recent.insert(&id);
+                rows.end_row(id, source, first_line, col)?;
             }
             t = end;
         }
-        self.triplet_rows(done, col)
+        rows.finish(self.width)
+    }
+
+    /// Appends the entries `run` of a record batch in one go when their columns are plain
+    /// indices (no item catalogue) all in range, growing the width to them unless it is
+    /// fixed; `false` when not, and [`Self::triplet_entry`] takes them one by one (and
+    /// names the first bad line).
+    fn push_run_in_range<F: ArrowFloat>(
+        &mut self,
+        rows: &mut Rows<F>,
+        plain: &[i64],
+        vals: &[F],
+        run: std::ops::Range<usize>,
+    ) -> bool {
+        let Some(cols) = plain.get(run.clone()) else {
+            return false;
+        };
+        let (lo, hi) = cols
+            .iter()
+            .fold((i64::MAX, i64::MIN), |(lo, hi), &c| (lo.min(c), hi.max(c)));
+        let limit = if self.strict_width {
+            self.width as i64
+        } else {
+            u32::MAX as i64
+        };
+        if cols.is_empty() || lo < 0 || hi >= limit {
+            return false;
+        }
+        self.width = self.width.max(hi as usize + 1);
+        rows.cols.extend(cols.iter().map(|&c| c as u32));
+        rows.vals.extend_from_slice(&vals[run]);
+        true
     }
 
     /// One triplet's entry: `None` for an item a fixed catalogue does not know (dropped
@@ -196,54 +346,127 @@ impl Converter {
             Resolved::Triplets { col, .. } => col.clone(),
             _ => return Ok(None),
         };
-        match self.pending.take() {
-            Some(r) => self.triplet_rows(vec![r], &col),
-            None => Ok(None),
-        }
-    }
-
-    /// Completed triplet rows as a CSR batch whose origin gives, for each row, the source
-    /// and line of its first entry.
-    fn triplet_rows<F: ArrowFloat>(
-        &mut self,
-        rows: Vec<Pending>,
-        col: &str,
-    ) -> Result<Option<Batch<F>>> {
-        let Some(first) = rows.first() else {
+        let Some(p) = self.pending.take() else {
             return Ok(None);
         };
-        let mut ids = match first.id {
-            IdValue::Int(_) => RowIds::Int64(Vec::with_capacity(rows.len())),
-            IdValue::Str(_) => RowIds::Utf8(Vec::with_capacity(rows.len())),
-        };
-        let mut origin = Origin::default();
-        let mut entries = Vec::with_capacity(rows.len());
-        let mut lines = Vec::with_capacity(rows.len());
-        for (i, r) in rows.into_iter().enumerate() {
-            lines.push(r.line);
-            origin = origin.then(i, r.source, r.line);
-            entries.push(
-                r.entries
-                    .into_iter()
-                    .map(|(c, v)| (c as i64, F::from_f64(v)))
-                    .collect(),
-            );
-            match (&mut ids, r.id) {
-                (RowIds::Int64(all), IdValue::Int(v)) => all.push(v),
-                (RowIds::Utf8(all), IdValue::Str(s)) => all.push(s),
-                (all, IdValue::Int(v)) => all.append(RowIds::Int64(vec![v])),
-                (all, IdValue::Str(s)) => all.append(RowIds::Utf8(vec![s])),
-            }
+        let mut rows = Rows::<F>::new(p.entries.len());
+        self.recent.insert(&p.id);
+        for e in p.entries {
+            rows.push_entry(Some(e));
         }
-        let row_id = |i: usize| match &ids {
-            RowIds::Int64(v) => v[i].to_string(),
-            RowIds::Utf8(v) => format!("'{}'", v[i]),
+        rows.end_row(p.id, p.source, p.line, &col)?;
+        rows.finish(self.width)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::{InputOptions, Layout};
+    use crate::matrix::MatRef;
+    use arrow_array::{Float32Array, Int64Array};
+    use arrow_schema::{DataType, Field, Schema};
+
+    fn records(rows: &[(i64, i64, f32)]) -> RecordBatch {
+        RecordBatch::try_from_iter([
+            (
+                "r",
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|t| t.0))) as _,
+            ),
+            (
+                "c",
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|t| t.1))) as _,
+            ),
+            (
+                "v",
+                Arc::new(Float32Array::from_iter_values(rows.iter().map(|t| t.2))) as _,
+            ),
+        ])
+        .unwrap()
+    }
+
+    fn converter(width: usize) -> Converter {
+        let schema = Schema::new(vec![
+            Field::new("r", DataType::Int64, false),
+            Field::new("c", DataType::Int64, false),
+            Field::new("v", DataType::Float32, false),
+        ]);
+        let layout = Layout::Triplets {
+            row: "r".into(),
+            col: "c".into(),
+            value: "v".into(),
         };
-        let m = self.csr_from_rows(
-            entries,
-            |i| (lines[i], format!(" of row id {}", row_id(i))),
-            col,
-        )?;
-        Ok(Some(Batch::csr(m).with_ids(ids)?.with_origin(origin)))
+        Converter::new(&schema, &InputOptions::new(64).layout(layout), Some(width)).unwrap()
+    }
+
+    /// Rows whose entries are out of column order, one that spans two record batches and
+    /// one that ends a file: each comes out once, sorted, with its id and first line.
+    #[test]
+    fn rows_span_record_batches_and_come_out_sorted() {
+        let mut conv = converter(8);
+        let src: Arc<str> = "t.parquet".into();
+        let first = [(7, 3, 1.0), (7, 1, 2.0), (9, 0, 3.0), (9, 5, 4.0)];
+        let second = [(9, 2, 5.0), (4, 6, 6.0), (4, 4, 7.0)];
+        let a = conv
+            .convert::<f32>(&records(&first), &src, 0)
+            .unwrap()
+            .unwrap();
+        let b = conv
+            .convert::<f32>(&records(&second), &src, 4)
+            .unwrap()
+            .unwrap();
+        let c = conv.finish::<f32>().unwrap().unwrap();
+        let rows = |batch: &Batch<f32>| -> Vec<(Vec<u32>, Vec<f32>)> {
+            let MatRef::Csr(m) = batch.view() else {
+                panic!("triplets give CSR rows")
+            };
+            (0..m.nrows())
+                .map(|i| (m.row(i).0.to_vec(), m.row(i).1.to_vec()))
+                .collect()
+        };
+        assert_eq!(rows(&a), vec![(vec![1, 3], vec![2.0, 1.0])]);
+        assert_eq!(rows(&b), vec![(vec![0, 2, 5], vec![3.0, 5.0, 4.0])]);
+        assert_eq!(rows(&c), vec![(vec![4, 6], vec![7.0, 6.0])]);
+        assert_eq!(a.ids(), Some(&RowIds::Int64(vec![7])));
+        assert_eq!(b.ids(), Some(&RowIds::Int64(vec![9])));
+        assert_eq!(b.origin().locate(0), Some(("t.parquet", 2)));
+        assert_eq!(c.origin().locate(0), Some(("t.parquet", 5)));
+        assert!(conv.finish::<f32>().unwrap().is_none());
+    }
+
+    /// A column given twice in one row names the row's first line and its id, whether
+    /// the row's entries were in order or not.
+    #[test]
+    fn a_repeated_column_names_the_row() {
+        for rows in [
+            [
+                (1, 0, 1.0),
+                (2, 3, 1.0),
+                (2, 1, 1.0),
+                (2, 3, 2.0),
+                (5, 0, 1.0),
+            ],
+            [
+                (1, 0, 1.0),
+                (2, 1, 1.0),
+                (2, 3, 1.0),
+                (2, 3, 2.0),
+                (5, 0, 1.0),
+            ],
+        ] {
+            let mut conv = converter(8);
+            let err = conv
+                .convert::<f32>(&records(&rows), &"t".into(), 10)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("row 11") && err.contains("column 'c'"),
+                "{err}"
+            );
+            assert!(
+                err.contains("index 3 appears twice") && err.contains("row id 2"),
+                "{err}"
+            );
+        }
     }
 }
