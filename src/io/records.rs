@@ -127,7 +127,7 @@ impl<I: Iterator<Item = Result<Batch<F>>>, F: ArrowFloat> Rechunk<I, F> {
         Self {
             inner,
             rows: rows.max(1),
-            buf: BatchBuffer::new(),
+            buf: BatchBuffer::with_target(rows.max(1)),
             next_row: 0,
             done: false,
         }
@@ -154,7 +154,7 @@ impl<I: Iterator<Item = Result<Batch<F>>>, F: ArrowFloat> Iterator for Rechunk<I
                 Some(Ok(b)) => self.buf.push(b),
                 Some(Err(e)) => {
                     self.done = true;
-                    self.buf = BatchBuffer::new();
+                    self.buf = BatchBuffer::with_target(self.rows);
                     return Some(Err(e));
                 }
                 None => self.done = true,

@@ -271,6 +271,10 @@ impl<'a, F: Float> From<&'a Batch<F>> for MatRef<'a, F> {
 /// Collects rows of batches (all dense or all CSR, of one width) and hands them out again
 /// in batches of any size: the re-chunking between record batches and mini-batches (and
 /// the rows of a convergence sample).
+/// Bytes a [`BatchBuffer`] reserves ahead at most (address space, not memory: pages no
+/// row is written to are never touched).
+const RESERVE_BYTES: usize = 256 << 20;
+
 pub(crate) struct BatchBuffer<F> {
     width: usize,
     // The stored rows; the first `start` of them were already taken. Taking copies only
@@ -282,10 +286,18 @@ pub(crate) struct BatchBuffer<F> {
     rows: usize,
     ids: Option<RowIds>,
     origin: Origin,
+    /// Rows the batches taken out usually have (0: unknown): a buffer that takes a batch's
+    /// storage makes room for that many rows at once, so the pushes that follow do not
+    /// grow it by reallocations (copies) of everything stored so far.
+    target: usize,
 }
 
 impl<F: Float> BatchBuffer<F> {
     pub(crate) fn new() -> Self {
+        Self::with_target(0)
+    }
+    /// A buffer whose takes are usually of `target` rows.
+    pub(crate) fn with_target(target: usize) -> Self {
         Self {
             width: 0,
             dense: Vec::new(),
@@ -294,10 +306,19 @@ impl<F: Float> BatchBuffer<F> {
             rows: 0,
             ids: None,
             origin: Origin::default(),
+            target,
         }
     }
     pub(crate) fn rows(&self) -> usize {
         self.rows
+    }
+    /// Rows to make room for after a first batch of `n` rows of about `row_bytes` each:
+    /// up to the target, at most [`RESERVE_BYTES`] (a batch size beyond the input's rows
+    /// must not reserve memory that no row will use).
+    fn rows_to_reserve(&self, n: usize, row_bytes: usize) -> usize {
+        self.target
+            .saturating_sub(n)
+            .min(RESERVE_BYTES / row_bytes.max(1))
     }
     /// Appends a batch's rows. An empty buffer takes a dense batch's storage as it is.
     pub(crate) fn push(&mut self, b: Batch<F>) {
@@ -338,6 +359,8 @@ impl<F: Float> BatchBuffer<F> {
                     } else {
                         self.dense.extend_from_slice(&v[offset.unwrap_or(0)..]);
                     }
+                    let more = self.rows_to_reserve(n, self.width * std::mem::size_of::<F>());
+                    self.dense.reserve(more * self.width);
                 } else {
                     let x = x.as_standard_layout();
                     self.dense
@@ -354,7 +377,15 @@ impl<F: Float> BatchBuffer<F> {
                 };
                 match self.csr.as_mut() {
                     // An empty buffer takes the batch's storage as it is.
-                    None => self.csr = Some(CsrBuilder::from_matrix(m)),
+                    None => {
+                        // A quarter more entries per row than this batch had.
+                        let per_row = (m.nnz().div_ceil(n.max(1)) * 5).div_ceil(4);
+                        let more =
+                            self.rows_to_reserve(n, per_row * (std::mem::size_of::<F>() + 4));
+                        let mut c = CsrBuilder::from_matrix(m);
+                        c.reserve(more * per_row);
+                        self.csr = Some(c);
+                    }
                     Some(c) => {
                         c.widen(self.width);
                         c.append(&m);
