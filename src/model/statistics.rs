@@ -16,9 +16,9 @@ use super::loss::Loss;
 use super::masked::{kl_statistics, ColumnContribution, ColumnStats};
 use super::options::Unobserved;
 use crate::float::Float;
-use crate::linalg::{all_finite, pow, zeros_written};
+use crate::linalg::{all_finite, zeros_written};
 use crate::matrix::{MatRef, Valid};
-use crate::solve::mu::{kl_ratio_into, relative_clip};
+use crate::solve::mu::{beta_ratios_into, kl_ratio_into, relative_clip};
 
 /// What one batch adds to the statistics, computed by a solver next to its codes.
 #[derive(Clone, Debug)]
@@ -123,13 +123,9 @@ impl<F: Float> Contribution<F> {
                         kl_ratio_into(&mut v, &xd, clip);
                         (w.t().dot(&v), ones_den())
                     } else {
-                        v.mapv_inplace(|e| e.max(clip));
-                        let q = v.mapv(|e| pow(e, beta - 1.0));
                         // (X / V) ⊙ V^(β−1): V^(β−2) alone overflows f32 for small V.
-                        Zip::from(&mut v)
-                            .and(&xd)
-                            .and(&q)
-                            .for_each(|e, &xv, &qe| *e = xv / *e * qe);
+                        let mut q = Array2::zeros(v.raw_dim());
+                        beta_ratios_into(&mut v, &mut q, &xd, clip, beta);
                         (w.t().dot(&v), w.t().dot(&q))
                     }
                 }

@@ -53,6 +53,28 @@ pub(crate) fn kl_ratio_into<F: Float>(v: &mut Array2<F>, x: &Array2<F>, clip: F)
     }
 }
 
+/// With `c = max(v, clip)`: `q ← c^(β−1)` and `v ← (x / c) ⊙ q`, the two weighted ratios
+/// of the β-divergence's updates, in one vectorized pass when all three are contiguous.
+pub(crate) fn beta_ratios_into<F: Float>(
+    v: &mut Array2<F>,
+    q: &mut Array2<F>,
+    x: &Array2<F>,
+    clip: F,
+    beta: f64,
+) {
+    let e = beta - 1.0;
+    match (v.as_slice_mut(), q.as_slice_mut(), x.as_slice()) {
+        (Some(vs), Some(qs), Some(xs)) if vs.len() == xs.len() && qs.len() == xs.len() => {
+            simd::beta_ratios(vs, qs, xs, clip, e)
+        }
+        _ => Zip::from(v).and(q).and(x).for_each(|ve, qe, &xv| {
+            let c = ve.max(clip);
+            *qe = pow(c, e);
+            *ve = xv / c * *qe;
+        }),
+    }
+}
+
 /// Starting codes for the multiplicative updates: every code of row i equals
 /// `sum(x_i) / sum(H)`, so `W H` has the data's row sums (the KL fixed point for a
 /// constant row). Zero rows start (and stay) at zero, which is their optimum.
@@ -146,15 +168,8 @@ pub(crate) fn solve<F: Float>(
             } else {
                 // q = V^(β−1); v ← V^(β−2) ⊙ X, as (X / V) ⊙ q: V^(β−2) alone
                 // overflows f32 where V is small (1e-20^-2) though the product does not.
-                v.mapv_inplace(|e| e.max(clip));
                 let qb = q.get_or_insert_with(|| Array2::zeros(v.raw_dim()));
-                Zip::from(&mut *qb)
-                    .and(&*v)
-                    .for_each(|qe, &ve| *qe = pow(ve, beta - 1.0));
-                Zip::from(&mut *v)
-                    .and(xd)
-                    .and(&*qb)
-                    .for_each(|ve, &xv, &qe| *ve = xv / *ve * qe);
+                beta_ratios_into(v, qb, xd, clip, beta);
                 (v.dot(&ht), qb.dot(&ht))
             }
         };
