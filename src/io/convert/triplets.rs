@@ -354,7 +354,10 @@ impl Converter {
         for e in p.entries {
             rows.push_entry(Some(e));
         }
-        rows.end_row(p.id, p.source, p.line, &col)?;
+        // Past the last record batch, no caller knows the file any more: name it here.
+        let file = p.source.to_string();
+        rows.end_row(p.id, p.source, p.line, &col)
+            .map_err(|e| e.in_file(file))?;
         rows.finish(self.width)
     }
 }
@@ -432,6 +435,18 @@ mod tests {
         assert_eq!(b.origin().locate(0), Some(("t.parquet", 2)));
         assert_eq!(c.origin().locate(0), Some(("t.parquet", 5)));
         assert!(conv.finish::<f32>().unwrap().is_none());
+    }
+
+    /// The last row of the input, flushed at its end, names its file when it is bad.
+    #[test]
+    fn the_last_row_names_its_file() {
+        let mut conv = converter(8);
+        let rows = [(1, 0, 1.0), (2, 3, 1.0), (2, 3, 2.0)];
+        let first = conv.convert::<f32>(&records(&rows), &"t.parquet".into(), 0);
+        assert_eq!(first.unwrap().unwrap().rows(), 1);
+        let err = conv.finish::<f32>().unwrap_err().to_string();
+        assert!(err.contains("t.parquet") && err.contains("row 1"), "{err}");
+        assert!(err.contains("appears twice"), "{err}");
     }
 
     /// A column given twice in one row names the row's first line and its id, whether
