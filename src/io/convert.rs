@@ -20,6 +20,23 @@ use triplets::{Pending, RecentIds};
 
 mod triplets;
 
+/// The unit tests' triplet converter: columns `r`, `c` (Int64) and `v` (Float32), a
+/// matrix `width` wide.
+#[cfg(test)]
+pub(super) fn test_triplets(width: usize) -> Converter {
+    let schema = Schema::new(vec![
+        Field::new("r", DataType::Int64, false),
+        Field::new("c", DataType::Int64, false),
+        Field::new("v", DataType::Float32, false),
+    ]);
+    let layout = Layout::Triplets {
+        row: "r".into(),
+        col: "c".into(),
+        value: "v".into(),
+    };
+    Converter::new(&schema, &InputOptions::new(64).layout(layout), Some(width)).unwrap()
+}
+
 #[derive(Clone, Debug)]
 enum Resolved {
     Columns(Vec<String>),

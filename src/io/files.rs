@@ -596,18 +596,7 @@ mod tests {
     #[test]
     fn decode_sizes_follow_the_layout() {
         use arrow_schema::{DataType, Field, Schema};
-        let triplets = Schema::new(vec![
-            Field::new("r", DataType::Int64, false),
-            Field::new("c", DataType::Int64, false),
-            Field::new("v", DataType::Float32, false),
-        ]);
-        let layout = Layout::Triplets {
-            row: "r".into(),
-            col: "c".into(),
-            value: "v".into(),
-        };
-        let opts = InputOptions::new(64).layout(layout);
-        let conv = Converter::new(&triplets, &opts, Some(20_000)).unwrap();
+        let conv = super::super::convert::test_triplets(20_000);
         assert_eq!(conv.values_per_record(), 3);
         assert_eq!(decode_rows(&conv), 8192);
         let dense = Schema::new(

@@ -365,10 +365,9 @@ impl Converter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::io::{InputOptions, Layout};
+    use crate::io::convert::test_triplets;
     use crate::matrix::MatRef;
     use arrow_array::{Float32Array, Int64Array};
-    use arrow_schema::{DataType, Field, Schema};
 
     fn records(rows: &[(i64, i64, f32)]) -> RecordBatch {
         RecordBatch::try_from_iter([
@@ -388,25 +387,11 @@ mod tests {
         .unwrap()
     }
 
-    fn converter(width: usize) -> Converter {
-        let schema = Schema::new(vec![
-            Field::new("r", DataType::Int64, false),
-            Field::new("c", DataType::Int64, false),
-            Field::new("v", DataType::Float32, false),
-        ]);
-        let layout = Layout::Triplets {
-            row: "r".into(),
-            col: "c".into(),
-            value: "v".into(),
-        };
-        Converter::new(&schema, &InputOptions::new(64).layout(layout), Some(width)).unwrap()
-    }
-
     /// Rows whose entries are out of column order, one that spans two record batches and
     /// one that ends a file: each comes out once, sorted, with its id and first line.
     #[test]
     fn rows_span_record_batches_and_come_out_sorted() {
-        let mut conv = converter(8);
+        let mut conv = test_triplets(8);
         let src: Arc<str> = "t.parquet".into();
         let first = [(7, 3, 1.0), (7, 1, 2.0), (9, 0, 3.0), (9, 5, 4.0)];
         let second = [(9, 2, 5.0), (4, 6, 6.0), (4, 4, 7.0)];
@@ -440,7 +425,7 @@ mod tests {
     /// The last row of the input, flushed at its end, names its file when it is bad.
     #[test]
     fn the_last_row_names_its_file() {
-        let mut conv = converter(8);
+        let mut conv = test_triplets(8);
         let rows = [(1, 0, 1.0), (2, 3, 1.0), (2, 3, 2.0)];
         let first = conv.convert::<f32>(&records(&rows), &"t.parquet".into(), 0);
         assert_eq!(first.unwrap().unwrap().rows(), 1);
@@ -469,7 +454,7 @@ mod tests {
                 (5, 0, 1.0),
             ],
         ] {
-            let mut conv = converter(8);
+            let mut conv = test_triplets(8);
             let err = conv
                 .convert::<f32>(&records(&rows), &"t".into(), 10)
                 .unwrap_err()
