@@ -268,13 +268,13 @@ impl<'a, F: Float> From<&'a Batch<F>> for MatRef<'a, F> {
     }
 }
 
-/// Collects rows of batches (all dense or all CSR, of one width) and hands them out again
-/// in batches of any size: the re-chunking between record batches and mini-batches (and
-/// the rows of a convergence sample).
 /// Bytes a [`BatchBuffer`] reserves ahead at most (address space, not memory: pages no
 /// row is written to are never touched).
 const RESERVE_BYTES: usize = 256 << 20;
 
+/// Collects rows of batches (all dense or all CSR, of one width) and hands them out again
+/// in batches of any size: the re-chunking between record batches and mini-batches (and
+/// the rows of a convergence sample).
 pub(crate) struct BatchBuffer<F> {
     width: usize,
     // The stored rows; the first `start` of them were already taken. Taking copies only
