@@ -105,6 +105,19 @@ impl<F: ArrowFloat> Rows<F> {
         }
     }
 
+    fn push_entries(&mut self, entries: &[(u32, f64)]) {
+        self.cols.extend(entries.iter().map(|e| e.0));
+        self.vals.extend(entries.iter().map(|e| F::from_f64(e.1)));
+    }
+
+    /// Ends a pending row (one that waited for the next record batch) as the next row:
+    /// its id joins the recent ones.
+    fn end_pending(&mut self, p: Pending, recent: &mut RecentIds, col: &str) -> Result<()> {
+        recent.insert(&p.id);
+        self.push_entries(&p.entries);
+        self.end_row(p.id, p.source, p.line, col)
+    }
+
     /// Ends the row in `cols` / `vals`: sorted by column if the file was not (a repeated
     /// column is an error naming the row's first line and its id), then appended.
     fn end_row(&mut self, id: IdValue, source: Arc<str>, line: u64, col: &str) -> Result<()> {
@@ -227,18 +240,12 @@ impl Converter {
             let line = row0 + t as u64;
             let (id, source, first_line) = match self.pending.take() {
                 Some(p) if p.id == id => {
-                    for (c, v) in p.entries {
-                        rows.push_entry(Some((c, v)));
-                    }
+                    rows.push_entries(&p.entries);
                     (p.id, p.source, p.line)
                 }
                 prev => {
                     if let Some(p) = prev {
-                        self.recent.insert(&p.id);
-                        for e in p.entries {
-                            rows.push_entry(Some(e));
-                        }
-                        rows.end_row(p.id, p.source, p.line, col)?;
+                        rows.end_pending(p, &mut self.recent, col)?;
                     }
                     if self.recent.contains(&id) {
                         return Err(Error::Column {
@@ -350,13 +357,9 @@ impl Converter {
             return Ok(None);
         };
         let mut rows = Rows::<F>::new(p.entries.len());
-        self.recent.insert(&p.id);
-        for e in p.entries {
-            rows.push_entry(Some(e));
-        }
         // Past the last record batch, no caller knows the file any more: name it here.
         let file = p.source.to_string();
-        rows.end_row(p.id, p.source, p.line, &col)
+        rows.end_pending(p, &mut self.recent, &col)
             .map_err(|e| e.in_file(file))?;
         rows.finish(self.width)
     }
