@@ -2,6 +2,11 @@
 //! (so this layer does not depend on the matrix types above it): `X Hᵀ` for the codes and
 //! `Xᵀ W` for the statistics. One k-long axpy per stored entry, dispatched to AVX2 like
 //! the element-wise kernels, with the same bits either way.
+//!
+//! For k up to 32 each kernel is compiled for that exact k, so a row of `X Hᵀ`
+//! (or the codes row of `Xᵀ W`) stays in registers across the row's entries instead of
+//! going through memory per entry. The arithmetic, and its order, is the same as the
+//! generic loop's, so the bits are too.
 
 use super::simd::dispatch_avx2;
 use crate::float::Float;
@@ -15,21 +20,60 @@ pub(crate) struct CsrParts<'a, F> {
     pub(crate) data: &'a [F],
 }
 
-impl<F> CsrParts<'_, F> {
+impl<'a, F> CsrParts<'a, F> {
     fn rows(&self) -> usize {
         self.indptr.len().saturating_sub(1)
     }
+
+    /// Row `i`'s column indices and values.
+    #[inline(always)]
+    fn row(&self, i: usize) -> (&'a [u32], &'a [F]) {
+        let (s, e) = (self.indptr[i], self.indptr[i + 1]);
+        (&self.indices[s..e], &self.data[s..e])
+    }
+}
+
+/// Calls `$fixed::<F, K>` with K = `$k` for each k listed (1..=32), else `$any` (the
+/// generic loop, for larger ranks).
+macro_rules! by_rank {
+    ($k:expr, $fixed:ident, $any:ident, $args:tt, [$($n:literal)*]) => {
+        match $k {
+            0 => {}
+            $($n => $fixed::<F, $n> $args,)*
+            _ => $any $args,
+        }
+    };
 }
 
 /// `os += X Hᵀ` row by row (`hs` is Hᵀ, p × k row-major; `os` is b × k row-major).
 #[inline(always)]
 fn csr_x_ht_body<F: Float>(x: CsrParts<'_, F>, hs: &[F], k: usize, os: &mut [F]) {
-    if k == 0 {
-        return;
+    by_rank!(k, x_ht_fixed, x_ht_any, (x, hs, k, os),
+        [1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32]);
+}
+
+#[inline(always)]
+fn x_ht_fixed<F: Float, const K: usize>(x: CsrParts<'_, F>, hs: &[F], _k: usize, os: &mut [F]) {
+    for (i, orow) in os.chunks_exact_mut(K).enumerate().take(x.rows()) {
+        let orow: &mut [F; K] = orow.try_into().expect("chunks of K");
+        let mut acc = *orow;
+        let (cols, vals) = x.row(i);
+        for (&j, &v) in cols.iter().zip(vals) {
+            let j = j as usize * K;
+            let hrow: &[F; K] = hs[j..j + K].try_into().expect("K entries");
+            for (a, &h) in acc.iter_mut().zip(hrow) {
+                *a += v * h;
+            }
+        }
+        *orow = acc;
     }
+}
+
+#[inline(always)]
+fn x_ht_any<F: Float>(x: CsrParts<'_, F>, hs: &[F], k: usize, os: &mut [F]) {
     for (i, orow) in os.chunks_exact_mut(k).enumerate().take(x.rows()) {
-        let (s, e) = (x.indptr[i], x.indptr[i + 1]);
-        for (&j, &v) in x.indices[s..e].iter().zip(&x.data[s..e]) {
+        let (cols, vals) = x.row(i);
+        for (&j, &v) in cols.iter().zip(vals) {
             let hrow = &hs[j as usize * k..(j as usize + 1) * k];
             for (o, &h) in orow.iter_mut().zip(hrow) {
                 *o += v * h;
@@ -43,15 +87,33 @@ dispatch_avx2!(fn csr_x_ht<F>(x: CsrParts<'_, F>, hs: &[F], k: usize, os: &mut [
 /// `accs += Xᵀ W` (`ws` is W, b × k row-major; `accs` is p × k row-major).
 #[inline(always)]
 fn csr_xt_w_body<F: Float>(x: CsrParts<'_, F>, ws: &[F], k: usize, accs: &mut [F]) {
-    if k == 0 {
-        return;
+    by_rank!(k, xt_w_fixed, xt_w_any, (x, ws, k, accs),
+        [1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32]);
+}
+
+#[inline(always)]
+fn xt_w_fixed<F: Float, const K: usize>(x: CsrParts<'_, F>, ws: &[F], _k: usize, accs: &mut [F]) {
+    for (i, wrow) in ws.chunks_exact(K).enumerate().take(x.rows()) {
+        let wrow: [F; K] = wrow.try_into().expect("chunks of K");
+        let (cols, vals) = x.row(i);
+        for (&j, &v) in cols.iter().zip(vals) {
+            let j = j as usize * K;
+            let arow: &mut [F; K] = (&mut accs[j..j + K]).try_into().expect("K entries");
+            for (a, &w) in arow.iter_mut().zip(&wrow) {
+                *a += v * w;
+            }
+        }
     }
+}
+
+#[inline(always)]
+fn xt_w_any<F: Float>(x: CsrParts<'_, F>, ws: &[F], k: usize, accs: &mut [F]) {
     for (i, wrow) in ws.chunks_exact(k).enumerate().take(x.rows()) {
-        let (s, e) = (x.indptr[i], x.indptr[i + 1]);
-        for (&j, &v) in x.indices[s..e].iter().zip(&x.data[s..e]) {
+        let (cols, vals) = x.row(i);
+        for (&j, &v) in cols.iter().zip(vals) {
             let arow = &mut accs[j as usize * k..(j as usize + 1) * k];
-            for (a, &wv) in arow.iter_mut().zip(wrow) {
-                *a += v * wv;
+            for (a, &w) in arow.iter_mut().zip(wrow) {
+                *a += v * w;
             }
         }
     }
@@ -63,11 +125,13 @@ dispatch_avx2!(fn csr_xt_w<F>(x: CsrParts<'_, F>, ws: &[F], k: usize, accs: &mut
 mod tests {
     use super::*;
 
-    /// The AVX2 builds give the baseline build's bits, and the products are right.
+    /// For ranks with a kernel of their own (1, 8, 13, 32) and without (33, 40): the AVX2
+    /// builds give the baseline build's bits and the generic loop's, and the products
+    /// are right. The accumulators start non-zero (the kernels add).
     #[test]
-    fn dispatched_kernels_match_baseline_and_dense() {
+    fn dispatched_kernels_match_baseline_generic_and_dense() {
         // A 37 x 29 matrix with about one entry in five stored.
-        let (n, p, k) = (37, 29, 13);
+        let (n, p) = (37, 29);
         let dense = |i: usize, j: usize| -> f32 {
             if (i * 7 + j * 3).is_multiple_of(5) {
                 ((i * j) % 11) as f32 * 0.37 + 0.1
@@ -90,23 +154,31 @@ mod tests {
             indices: &indices,
             data: &data,
         };
-        let hs: Vec<f32> = (0..p * k)
-            .map(|t| ((t / k + 2 * (t % k)) % 7) as f32 * 0.21)
-            .collect();
-        let ws: Vec<f32> = (0..n * k)
-            .map(|t| ((3 * (t / k) + t % k) % 5) as f32 * 0.17)
-            .collect();
-        let (mut a, mut b) = (vec![0.0f32; n * k], vec![0.0f32; n * k]);
-        csr_x_ht(x, &hs, k, &mut a);
-        csr_x_ht_body(x, &hs, k, &mut b);
-        assert_eq!(a, b);
-        let want: f32 = (0..p).map(|j| dense(3, j) * hs[j * k + 5]).sum();
-        assert!((a[3 * k + 5] - want).abs() < 1e-4);
-        let (mut a, mut b) = (vec![0.0f32; p * k], vec![0.0f32; p * k]);
-        csr_xt_w(x, &ws, k, &mut a);
-        csr_xt_w_body(x, &ws, k, &mut b);
-        assert_eq!(a, b);
-        let want: f32 = (0..n).map(|i| dense(i, 4) * ws[i * k + 2]).sum();
-        assert!((a[4 * k + 2] - want).abs() < 1e-4);
+        for k in [1, 8, 13, 32, 33, 40] {
+            let hs: Vec<f32> = (0..p * k)
+                .map(|t| ((t / k + 2 * (t % k)) % 7) as f32 * 0.21)
+                .collect();
+            let ws: Vec<f32> = (0..n * k)
+                .map(|t| ((3 * (t / k) + t % k) % 5) as f32 * 0.17)
+                .collect();
+            let start = |len: usize| -> Vec<f32> { (0..len).map(|t| (t % 3) as f32).collect() };
+            let (mut a, mut b, mut c) = (start(n * k), start(n * k), start(n * k));
+            csr_x_ht(x, &hs, k, &mut a);
+            csr_x_ht_body(x, &hs, k, &mut b);
+            x_ht_any(x, &hs, k, &mut c);
+            assert_eq!(a, b, "k {k}");
+            assert_eq!(a, c, "k {k}");
+            let col = k / 2;
+            let want: f32 = (0..p).map(|j| dense(3, j) * hs[j * k + col]).sum();
+            assert!((a[3 * k + col] - start(n * k)[3 * k + col] - want).abs() < 1e-4);
+            let (mut a, mut b, mut c) = (start(p * k), start(p * k), start(p * k));
+            csr_xt_w(x, &ws, k, &mut a);
+            csr_xt_w_body(x, &ws, k, &mut b);
+            xt_w_any(x, &ws, k, &mut c);
+            assert_eq!(a, b, "k {k}");
+            assert_eq!(a, c, "k {k}");
+            let want: f32 = (0..n).map(|i| dense(i, 4) * ws[i * k + col]).sum();
+            assert!((a[4 * k + col] - start(p * k)[4 * k + col] - want).abs() < 1e-4);
+        }
     }
 }

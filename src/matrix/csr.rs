@@ -189,6 +189,11 @@ impl<'a, F: Float> CsrView<'a, F> {
     pub fn nnz(&self) -> usize {
         self.indptr[self.nrows()] - self.indptr[0]
     }
+    /// The values stored in these rows, in row-major order (a view of some rows of a
+    /// larger matrix shares that matrix's arrays: this is the part in its rows).
+    pub(crate) fn stored_values(&self) -> &'a [F] {
+        &self.data[self.indptr[0]..self.indptr[self.nrows()]]
+    }
     /// Column indices and values of row `i`.
     pub fn row(&self, i: usize) -> (&'a [u32], &'a [F]) {
         let (s, e) = (self.indptr[i], self.indptr[i + 1]);
@@ -224,7 +229,6 @@ impl<'a, F: Float> CsrView<'a, F> {
         }
         out
     }
-    /// The raw parts, for the kernels of [`crate::linalg`].
     /// The same rows in a wider matrix (`ncols` at least the width): the new columns
     /// store nothing.
     pub(crate) fn widened(&self, ncols: usize) -> CsrView<'a, F> {
@@ -265,6 +269,8 @@ impl<'a, F: Float> CsrView<'a, F> {
         b.finish()
     }
 
+    /// The raw parts, for the kernels of [`crate::linalg`]. `data` and `indices` are the
+    /// whole arrays of the matrix viewed: index them through `indptr`.
     pub(crate) fn parts(&self) -> CsrParts<'a, F> {
         CsrParts {
             indptr: self.indptr,
@@ -416,5 +422,17 @@ mod tests {
             m.view().slice_rows(1..3).to_owned().to_dense(),
             x.slice(ndarray::s![1..3, ..])
         );
+    }
+
+    /// A row range's stored values are its own rows' only (the scans over a batch's
+    /// values, such as validation, read no other row of the matrix it views).
+    #[test]
+    fn row_ranges_store_their_own_values() {
+        let x = ndarray::array![[1.0f32, 0.0, 2.0], [0.0, 4.0, 0.0], [0.0, 3.0, 0.5]];
+        let m = CsrMatrix::from_dense(x.view());
+        assert_eq!(m.view().stored_values(), &[1.0, 2.0, 4.0, 3.0, 0.5]);
+        assert_eq!(m.view().slice_rows(1..2).stored_values(), &[4.0]);
+        assert_eq!(m.view().slice_rows(2..3).stored_values(), &[3.0, 0.5]);
+        assert!(m.view().slice_rows(0..0).stored_values().is_empty());
     }
 }

@@ -156,10 +156,7 @@ impl<'a, F: Float> MatRef<'a, F> {
                 let x = x.as_standard_layout();
                 simd::value_summary(x.as_slice().expect("standard layout"))
             }
-            MatRef::Csr(c) => {
-                let p = c.parts();
-                simd::value_summary(&p.data[p.indptr[0]..p.indptr[c.nrows()]])
-            }
+            MatRef::Csr(c) => simd::value_summary(c.stored_values()),
         }
     }
 

@@ -126,7 +126,7 @@ fn convert<F: Float>(x: MatRef<F>, rule: ValueRule) -> Option<Matrix<F>> {
             rule.keeps(v)
         }))),
         (_, MatRef::Csr(c)) => {
-            if c.parts().data.iter().all(|&v| rule.keeps(v)) {
+            if c.stored_values().iter().all(|&v| rule.keeps(v)) {
                 None
             } else {
                 Some(Matrix::Csr(c.filtered(|v| rule.keeps(v))))
@@ -288,7 +288,7 @@ fn check_values<F: Float>(x: MatRef<F>, first_row: u64, rule: ValueRule) -> Resu
     let strict = rule.zero_is_bad();
     let stored_valid = match x {
         MatRef::Dense(d) => d.as_slice().is_some_and(|v| simd::all_valid(v, strict)),
-        MatRef::Csr(c) => simd::all_valid(c.parts().data, strict),
+        MatRef::Csr(c) => simd::all_valid(c.stored_values(), strict),
     };
     if !stored_valid {
         let mut err = None;
