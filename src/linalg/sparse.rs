@@ -33,10 +33,14 @@ impl<'a, F> CsrParts<'a, F> {
     }
 }
 
-/// Calls `$fixed::<F, K>` with K = `$k` for each k listed (1..=32), else `$any` (the
-/// generic loop, for larger ranks).
+/// Calls `$fixed::<F, K>` with K = `$k` for each k from 1 to 32, else `$any` (the generic
+/// loop, for larger ranks).
 macro_rules! by_rank {
-    ($k:expr, $fixed:ident, $any:ident, $args:tt, [$($n:literal)*]) => {
+    ($k:expr, $fixed:ident, $any:ident, $args:tt) => {
+        by_rank!(@ $k, $fixed, $any, $args,
+            [1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32])
+    };
+    (@ $k:expr, $fixed:ident, $any:ident, $args:tt, [$($n:literal)*]) => {
         match $k {
             0 => {}
             $($n => $fixed::<F, $n> $args,)*
@@ -48,8 +52,7 @@ macro_rules! by_rank {
 /// `os += X Hᵀ` row by row (`hs` is Hᵀ, p × k row-major; `os` is b × k row-major).
 #[inline(always)]
 fn csr_x_ht_body<F: Float>(x: CsrParts<'_, F>, hs: &[F], k: usize, os: &mut [F]) {
-    by_rank!(k, x_ht_fixed, x_ht_any, (x, hs, k, os),
-        [1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32]);
+    by_rank!(k, x_ht_fixed, x_ht_any, (x, hs, k, os));
 }
 
 #[inline(always)]
@@ -87,8 +90,7 @@ dispatch_avx2!(fn csr_x_ht<F>(x: CsrParts<'_, F>, hs: &[F], k: usize, os: &mut [
 /// `accs += Xᵀ W` (`ws` is W, b × k row-major; `accs` is p × k row-major).
 #[inline(always)]
 fn csr_xt_w_body<F: Float>(x: CsrParts<'_, F>, ws: &[F], k: usize, accs: &mut [F]) {
-    by_rank!(k, xt_w_fixed, xt_w_any, (x, ws, k, accs),
-        [1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32]);
+    by_rank!(k, xt_w_fixed, xt_w_any, (x, ws, k, accs));
 }
 
 #[inline(always)]
