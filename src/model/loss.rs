@@ -164,6 +164,11 @@ pub fn element(x: f64, v: f64, beta: f64) -> f64 {
 
 /// `D_β(X | V)` for a dense `X` and reconstruction `V`, both b × p.
 pub(crate) fn dense_divergence<F: Float>(x: ArrayView2<F>, v: ArrayView2<F>, beta: f64) -> f64 {
+    if beta == 0.0 || beta == 1.0 {
+        if let (Some(xs), Some(vs)) = (x.as_slice(), v.as_slice()) {
+            return crate::linalg::simd::beta_terms(xs, vs, beta);
+        }
+    }
     let mut s = 0.0;
     ndarray::Zip::from(x).and(v).for_each(|&x, &v| {
         s += element(x.as_f64(), v.as_f64(), beta);
