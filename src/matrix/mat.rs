@@ -137,10 +137,15 @@ impl<'a, F: Float> MatRef<'a, F> {
 
     /// Σ x², accumulated in f64 (in a fixed order, whatever the layout).
     pub fn squared_norm(&self) -> f64 {
-        if let MatRef::Dense(x) = self {
-            if let Some(vals) = x.as_slice() {
-                return simd::sum_squares(vals);
+        match self {
+            MatRef::Dense(x) => {
+                if let Some(vals) = x.as_slice() {
+                    return simd::sum_squares(vals);
+                }
             }
+            // Vectorized too: one value at a time through `for_each_stored` was 3 % of a
+            // sparse Frobenius fit (100 000 × 20 000, 10 M stored values).
+            MatRef::Csr(c) => return simd::sum_squares(c.stored_values()),
         }
         let mut s = 0.0;
         self.for_each_stored(|_, _, v| s += v.as_f64() * v.as_f64());
