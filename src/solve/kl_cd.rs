@@ -431,6 +431,50 @@ mod tests {
         assert_eq!(out, [0.5, 1.5, 2.0]);
     }
 
+    /// The Newton sums equal the single-loop form they replaced (eight lane sums of
+    /// `t = h x / v` and `t h / v`, combined in order, then the tail) bit for bit, in the
+    /// AVX2 build and the baseline build, with `v` clipped.
+    #[test]
+    fn newton_sums_keep_the_lane_order() {
+        // Irregular values, so that another order of the additions rounds differently.
+        let n = 203;
+        let h: Vec<f32> = (0..n)
+            .map(|i| (i * 7919 % 1000) as f32 / 997.0 + 1e-3)
+            .collect();
+        let x: Vec<f32> = (0..n)
+            .map(|i| (i * 104_729 % 113) as f32 * 0.013 + 0.1)
+            .collect();
+        let v: Vec<f32> = (0..n).map(|i| (i * 31 % 17) as f32 * 0.37).collect();
+        let clip = 1e-3f32;
+        let (mut g, mut q) = ([0.0f32; LANES], [0.0f32; LANES]);
+        let whole = n / LANES * LANES;
+        for j in 0..whole {
+            let inv = 1.0 / v[j].max(clip);
+            let t = h[j] * x[j] * inv;
+            g[j % LANES] += t;
+            q[j % LANES] += t * h[j] * inv;
+        }
+        let (mut gs, mut qs) = (0.0f32, 0.0f32);
+        for l in 0..LANES {
+            gs += g[l];
+            qs += q[l];
+        }
+        for j in whole..n {
+            let inv = 1.0 / v[j].max(clip);
+            let t = h[j] * x[j] * inv;
+            gs += t;
+            qs += t * h[j] * inv;
+        }
+        let (mut t, mut s) = (vec![0.0f32; n], vec![0.0f32; n]);
+        let got = newton_sums(&h, &x, &v, clip, &mut t, &mut s);
+        assert_eq!(
+            (got.0.to_bits(), got.1.to_bits()),
+            (gs.to_bits(), qs.to_bits())
+        );
+        let base = newton_sums_body(&h, &x, &v, clip, &mut t, &mut s);
+        assert_eq!(got, base);
+    }
+
     fn kl(x: &Array2<f64>, w: &Array2<f64>, h: &Array2<f64>) -> f64 {
         let v = w.dot(h);
         x.iter()
