@@ -189,86 +189,62 @@ fn ln_normal(y: f64) -> f64 {
     s * (hfsq + t1 + t2) + k * LN2_LO - hfsq + f + k * LN2_HI
 }
 
-/// One stored entry's share of the KL divergence without the reconstruction's own sum,
-/// `x ln(x / v) − x`, in f64: infinite where `v ≤ 0`.
-#[inline(always)]
-fn kl_term(x: f64, v: f64) -> f64 {
-    if v > 0.0 {
-        x * (x / v).ln() - x
-    } else {
-        f64::INFINITY
+/// Which divergence [`divergence_terms`] sums.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Terms {
+    /// `x ln(x / v) − x` over positive `x`: KL less `Σ v`, which callers take from the
+    /// codes (`v ≤ 0` is infinite).
+    KlStored,
+    /// KL, `x ln(x / v) − x + v`, zero entries included, as [`crate::loss::element`].
+    Kl,
+    /// Itakura-Saito, `x / v − ln(x / v) − 1`, as [`crate::loss::element`].
+    ItakuraSaito,
+}
+
+impl Terms {
+    /// One entry, exactly (the path of chunks that hold anything but normal ratios).
+    #[inline(always)]
+    fn exact(self, x: f64, v: f64) -> f64 {
+        match self {
+            Terms::KlStored if v > 0.0 => x * (x / v).ln() - x,
+            Terms::KlStored => f64::INFINITY,
+            Terms::Kl => crate::loss::element(x, v, 1.0),
+            Terms::ItakuraSaito => crate::loss::element(x, v, 0.0),
+        }
     }
 }
 
 #[inline(always)]
-fn kl_terms_body<F: Float>(x: &[F], v: &[F]) -> f64 {
+fn divergence_terms_body<F: Float>(x: &[F], v: &[F], terms: Terms) -> f64 {
     let mut acc = [0.0f64; LANES];
     let (xc, vc) = (x.chunks_exact(LANES), v.chunks_exact(LANES));
     let (xt, vt) = (xc.remainder(), vc.remainder());
-    for (xb, vb) in xc.zip(vc) {
-        let mut y = [0.0f64; LANES];
-        for l in 0..LANES {
-            y[l] = xb[l].as_f64() / vb[l].as_f64();
-        }
-        // Non-short-circuit `&`, as in `all_valid`: one vector compare for the chunk.
-        let normal = y.iter().fold(true, |ok, &yv| {
-            ok & (f64::MIN_POSITIVE..f64::INFINITY).contains(&yv)
-        });
-        if normal {
-            for l in 0..LANES {
-                let xv = xb[l].as_f64();
-                acc[l] += xv * ln_normal(y[l]) - xv;
-            }
-        } else {
-            for l in 0..LANES {
-                acc[l] += kl_term(xb[l].as_f64(), vb[l].as_f64());
-            }
-        }
-    }
-    let mut sum = 0.0;
-    for a in acc {
-        sum += a;
-    }
-    for (&xv, &vv) in xt.iter().zip(vt) {
-        sum += kl_term(xv.as_f64(), vv.as_f64());
-    }
-    sum
-}
-
-// `Σ x ln(x / v) − x` over positive `x` (fixed-order lanes; infinite where some `v ≤ 0`):
-// the KL divergence of stored entries, less `Σ v`, which callers take from the codes.
-dispatch_avx2!(fn kl_terms<F>(x: &[F], v: &[F]) -> f64 => kl_terms_body);
-
-#[inline(always)]
-fn beta_terms_body<F: Float>(x: &[F], v: &[F], beta: f64) -> f64 {
-    let kl = beta == 1.0;
-    let mut acc = [0.0f64; LANES];
-    let (xc, vc) = (x.chunks_exact(LANES), v.chunks_exact(LANES));
-    let (xt, vt) = (xc.remainder(), vc.remainder());
-    let element = |a: F, b: F| crate::loss::element(a.as_f64(), b.as_f64(), beta);
     for (xb, vb) in xc.zip(vc) {
         let mut r = [0.0f64; LANES];
         let mut ok = true;
         for l in 0..LANES {
             let (xv, vv) = (xb[l].as_f64(), vb[l].as_f64());
             // KL's zero entries cost `v`: a ratio of 1 makes `x ln r − x` vanish.
-            r[l] = if kl && xv == 0.0 { 1.0 } else { xv / vv };
+            r[l] = if terms == Terms::Kl && xv == 0.0 {
+                1.0
+            } else {
+                xv / vv
+            };
+            // Non-short-circuit `&`, as in `all_valid`: one vector compare for the chunk.
             ok &= (vv > 0.0) & (f64::MIN_POSITIVE..f64::INFINITY).contains(&r[l]);
         }
-        if ok {
-            for l in 0..LANES {
-                let (xv, vv) = (xb[l].as_f64(), vb[l].as_f64());
+        for l in 0..LANES {
+            let (xv, vv) = (xb[l].as_f64(), vb[l].as_f64());
+            acc[l] += if !ok {
+                terms.exact(xv, vv)
+            } else {
                 let ln = ln_normal(r[l]);
-                acc[l] += if kl {
-                    xv * ln - xv + vv
-                } else {
-                    r[l] - ln - 1.0
-                };
-            }
-        } else {
-            for l in 0..LANES {
-                acc[l] += element(xb[l], vb[l]);
-            }
+                match terms {
+                    Terms::KlStored => xv * ln - xv,
+                    Terms::Kl => xv * ln - xv + vv,
+                    Terms::ItakuraSaito => r[l] - ln - 1.0,
+                }
+            };
         }
     }
     let mut sum = 0.0;
@@ -276,14 +252,14 @@ fn beta_terms_body<F: Float>(x: &[F], v: &[F], beta: f64) -> f64 {
         sum += a;
     }
     for (&xv, &vv) in xt.iter().zip(vt) {
-        sum += element(xv, vv);
+        sum += terms.exact(xv.as_f64(), vv.as_f64());
     }
     sum
 }
 
-// `Σ d_β(x | v)` for KL (`beta` 1) or Itakura-Saito (0), element by element as
-// [`crate::loss::element`] (fixed-order lanes; infinite or zero entries included).
-dispatch_avx2!(fn beta_terms<F>(x: &[F], v: &[F], beta: f64) -> f64 => beta_terms_body);
+// `Σ` of one divergence's entry terms ([`Terms`]), in f64 over fixed-order lanes: chunks
+// of eight normal ratios take [`ln_normal`], any other chunk the exact formulas.
+dispatch_avx2!(fn divergence_terms<F>(x: &[F], v: &[F], terms: Terms) -> f64 => divergence_terms_body);
 
 #[cfg(test)]
 mod tests {
@@ -408,18 +384,21 @@ mod tests {
         let exact: f64 = x
             .iter()
             .zip(&v)
-            .map(|(&a, &b)| kl_term(f64::from(a), f64::from(b)))
+            .map(|(&a, &b)| Terms::KlStored.exact(f64::from(a), f64::from(b)))
             .sum();
-        let fast = kl_terms(&x, &v);
+        let fast = divergence_terms(&x, &v, Terms::KlStored);
         assert!(
             (fast - exact).abs() <= 1e-12 * exact.abs(),
             "{fast} {exact}"
         );
-        assert_eq!(fast.to_bits(), kl_terms_body(&x, &v).to_bits());
+        assert_eq!(
+            fast.to_bits(),
+            divergence_terms_body(&x, &v, Terms::KlStored).to_bits()
+        );
         for at in [3, 1001] {
             let mut z = v.clone();
             z[at] = 0.0;
-            assert_eq!(kl_terms(&x, &z), f64::INFINITY);
+            assert_eq!(divergence_terms(&x, &z, Terms::KlStored), f64::INFINITY);
         }
     }
     /// The vectorized KL and Itakura-Saito divergences agree with the element formula,
@@ -428,14 +407,24 @@ mod tests {
     fn beta_terms_match_the_element_formula() {
         let x: Vec<f32> = (0..1003).map(|i| [0.0, 0.5, 3.0, 7.25][i % 4]).collect();
         let v: Vec<f32> = (0..1003).map(|i| (i % 11) as f32 * 0.3 + 0.01).collect();
+        let of = |beta| {
+            if beta == 0.0 {
+                Terms::ItakuraSaito
+            } else {
+                Terms::Kl
+            }
+        };
         for beta in [0.0, 1.0] {
             let exact: f64 = x
                 .iter()
                 .zip(&v)
                 .map(|(&a, &b)| crate::loss::element(a.into(), b.into(), beta))
                 .sum();
-            let fast = beta_terms(&x, &v, beta);
-            assert_eq!(fast.to_bits(), beta_terms_body(&x, &v, beta).to_bits());
+            let fast = divergence_terms(&x, &v, of(beta));
+            assert_eq!(
+                fast.to_bits(),
+                divergence_terms_body(&x, &v, of(beta)).to_bits()
+            );
             if beta == 0.0 {
                 assert_eq!(fast, f64::INFINITY, "IS of a zero entry");
                 let pos: Vec<f32> = x.iter().map(|a| a + 0.125).collect();
@@ -444,13 +433,13 @@ mod tests {
                     .zip(&v)
                     .map(|(&a, &b)| crate::loss::element(a.into(), b.into(), 0.0))
                     .sum();
-                let fast = beta_terms(&pos, &v, 0.0);
+                let fast = divergence_terms(&pos, &v, Terms::ItakuraSaito);
                 assert!((fast - exact).abs() <= 1e-12 * exact, "{fast} {exact}");
             } else {
                 assert!((fast - exact).abs() <= 1e-12 * exact, "{fast} {exact}");
                 let mut z = v.clone();
                 z[1] = 0.0; // a positive entry left without reconstruction
-                assert_eq!(beta_terms(&x, &z, 1.0), f64::INFINITY);
+                assert_eq!(divergence_terms(&x, &z, Terms::Kl), f64::INFINITY);
             }
         }
     }

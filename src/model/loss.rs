@@ -164,10 +164,14 @@ pub fn element(x: f64, v: f64, beta: f64) -> f64 {
 
 /// `D_β(X | V)` for a dense `X` and reconstruction `V`, both b × p.
 pub(crate) fn dense_divergence<F: Float>(x: ArrayView2<F>, v: ArrayView2<F>, beta: f64) -> f64 {
-    if beta == 0.0 || beta == 1.0 {
-        if let (Some(xs), Some(vs)) = (x.as_slice(), v.as_slice()) {
-            return crate::linalg::simd::beta_terms(xs, vs, beta);
-        }
+    use crate::linalg::simd::{divergence_terms, Terms};
+    let terms = match beta {
+        0.0 => Some(Terms::ItakuraSaito),
+        1.0 => Some(Terms::Kl),
+        _ => None,
+    };
+    if let (Some(terms), Some(xs), Some(vs)) = (terms, x.as_slice(), v.as_slice()) {
+        return divergence_terms(xs, vs, terms);
     }
     let mut s = 0.0;
     ndarray::Zip::from(x).and(v).for_each(|&x, &v| {

@@ -17,7 +17,7 @@ use ndarray::{Array2, ArrayView2};
 
 use super::cd::SolveStats;
 use crate::float::Float;
-use crate::linalg::simd::{dispatch_avx2, kl_ratio, kl_terms};
+use crate::linalg::simd::{dispatch_avx2, divergence_terms, kl_ratio, Terms};
 use crate::matrix::MatRef;
 
 /// Sweeps between checks of the idle codes while the active ones still move (see
@@ -322,7 +322,7 @@ pub(crate) fn solve_scored<F: Float>(
         repair_support(&mut wi, &work.vals, &mut work.v, hsrc, hsum);
         stats.iterations = stats.iterations.max(it);
         stats.converged &= ok;
-        loss += kl_terms(&work.vals, &work.v);
+        loss += divergence_terms(&work.vals, &work.v, Terms::KlStored);
         loss += wi
             .iter()
             .zip(hsum)
