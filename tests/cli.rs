@@ -207,6 +207,71 @@ fn default_batch_sizes_follow_the_data() {
     assert_eq!(batch(&["--loss", "kl", "--batch-size", "100"]), 100);
 }
 
+/// Sparse triplets with no `--batch-size`: a Frobenius fit sizes its batches by the rank
+/// and the shape the footers give (`sparse_batch_rows`: 20 000 rows with 5 entries each,
+/// 4000 wide, k 4: at least 8 updates a pass, 2496 rows); string row ids (rows unknown)
+/// and KL keep the mode's 1024.
+#[test]
+fn default_batch_sizes_of_sparse_data() {
+    use arrow_array::Int64Array;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (n, per_row, width) = (20_000usize, 5usize, 4000usize);
+    let (mut rows, mut cols, mut vals) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n {
+        for e in 0..per_row {
+            rows.push(i as i64);
+            cols.push(((i % 4) * 1000 + e * 37 + i % 29) as i64);
+            vals.push(1.0 + (i % 7) as f64);
+        }
+    }
+    let names: Vec<String> = rows.iter().map(|r| format!("user{r}")).collect();
+    let write = |file: &str, row: ArrayRef| {
+        let rb = RecordBatch::try_from_iter([
+            ("row", row),
+            ("col", Arc::new(Int64Array::from(cols.clone())) as ArrayRef),
+            (
+                "value",
+                Arc::new(Float64Array::from(vals.clone())) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        write_parquet(&d.join(file), &[rb], 30_000);
+    };
+    write("ints.parquet", Arc::new(Int64Array::from(rows.clone())));
+    write("names.parquet", Arc::new(StringArray::from(names)));
+    let batch = |file: &str, extra: &[&str]| -> usize {
+        let w = width.to_string();
+        let mut args = vec![
+            "fit",
+            file,
+            "-k",
+            "4",
+            "--epochs",
+            "1",
+            "-q",
+            "--out",
+            "m.snmf",
+            "--layout",
+            "triplets:row,col,value",
+            "--width",
+            &w,
+        ];
+        args.extend_from_slice(extra);
+        ok(&run(&args, d));
+        let (model, _) = persist::load::<f32>(&d.join("m.snmf")).unwrap();
+        model.params().batch_size()
+    };
+    assert_eq!(
+        batch("ints.parquet", &[]),
+        streamnmf::model::sparse_batch_rows(4, n as u64, (n * per_row) as u64, width as u64)
+    );
+    assert_eq!(batch("ints.parquet", &[]), 2496);
+    assert_eq!(batch("names.parquet", &[]), 1024);
+    assert_eq!(batch("ints.parquet", &["--loss", "kl"]), 1024);
+    assert_eq!(batch("ints.parquet", &["--batch-size", "300"]), 300);
+}
+
 #[test]
 fn fit_from_stdin_stream() {
     let dir = tempfile::tempdir().unwrap();

@@ -380,6 +380,82 @@ fn fixed_size_list_triplets_and_list_of_structs() {
     assert_eq!(got, x);
 }
 
+/// The footers' shape of each layout (what the default batch size is chosen from):
+/// rows, stored entries and width, summed over files; ids too scattered to count rows by
+/// leave the rows unknown.
+#[test]
+fn parquet_shape_of_each_layout() {
+    use arrow_array::cast::AsArray;
+    use arrow_array::RecordBatch;
+    use std::sync::Arc;
+    use streamnmf::io::parquet_shape;
+    let mut x = data();
+    x.mapv_inplace(|v| if v < 0.3 { 0.0 } else { v });
+    let x = x.slice(s![..500, ..]).to_owned();
+    let nnz = x.iter().filter(|&&v| v > 0.0).count() as u64;
+    let live = (0..500).filter(|&i| x.row(i).iter().any(|&v| v > 0.0));
+    let (first, last) = (live.clone().min().unwrap(), live.max().unwrap());
+    assert!(x.column(39).iter().any(|&v| v > 0.0));
+    let dir = tmp();
+    let tr = dir.path().join("tr.parquet");
+    write_parquet(&tr, &triplet_batches(&x, 97), 1000);
+    let triplets = Layout::Triplets {
+        row: "user".into(),
+        col: "item".into(),
+        value: "rating".into(),
+    };
+    let shape = parquet_shape(std::slice::from_ref(&tr), &triplets);
+    let rows = (last - first + 1) as u64;
+    assert_eq!(shape.rows, Some(rows));
+    assert_eq!((shape.stored, shape.width), (Some(nnz), Some(40)));
+    // Two files: rows and entries add up.
+    let tr2 = dir.path().join("tr2.parquet");
+    write_parquet(&tr2, &triplet_batches(&x, 97), 300);
+    let both = parquet_shape(&[tr.clone(), tr2], &triplets);
+    assert_eq!((both.rows, both.stored), (Some(2 * rows), Some(2 * nnz)));
+
+    let ls = dir.path().join("ls.parquet");
+    write_parquet(&ls, &[list_struct_batch(&x)], 100);
+    let list = Layout::SparseList {
+        column: "entries".into(),
+    };
+    let shape = parquet_shape(&[ls], &list);
+    assert_eq!(shape.rows, Some(500));
+    // Empty lists hold a placeholder leaf value each.
+    let empty = (0..500)
+        .filter(|&i| x.row(i).iter().all(|&v| v == 0.0))
+        .count() as u64;
+    assert_eq!(shape.stored, Some(nnz + empty));
+
+    let dense = dir.path().join("d.parquet");
+    write_parquet(&dense, &dense_batches(&x, 100, false), 128);
+    let shape = parquet_shape(&[dense], &Layout::Dense);
+    assert_eq!((shape.rows, shape.stored), (Some(500), Some(500 * 40)));
+
+    // Ids spread wider than the entries: rows unknown, the rest known.
+    let sc = dir.path().join("sc.parquet");
+    let scattered: Vec<RecordBatch> = triplet_batches(&x, 97)
+        .into_iter()
+        .map(|b| {
+            let ids = b.column(0).as_primitive::<arrow_array::types::Int64Type>();
+            let far =
+                arrow_array::Int64Array::from_iter_values(ids.values().iter().map(|i| i * 1000));
+            RecordBatch::try_new(
+                b.schema(),
+                vec![Arc::new(far), b.column(1).clone(), b.column(2).clone()],
+            )
+            .unwrap()
+        })
+        .collect();
+    write_parquet(&sc, &scattered, 1000);
+    let shape = parquet_shape(&[sc], &triplets);
+    assert_eq!((shape.rows, shape.stored), (None, Some(nnz)));
+    assert_eq!(
+        parquet_shape(&[dir.path().join("none.parquet")], &triplets).stored,
+        None
+    );
+}
+
 #[test]
 fn schema_change_between_files_is_caught_before_reading() {
     let x = data();

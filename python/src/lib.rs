@@ -22,8 +22,8 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyCapsule, PyCapsuleMethods, PyDict};
 
-use streamnmf::io::{parquet_rows, FileSource, InputOptions, Layout, StreamSource};
-use streamnmf::model::default_batch_rows;
+use streamnmf::io::{parquet_shape, FileSource, InputOptions, Layout, StreamSource};
+use streamnmf::model::{default_batch_rows, InputShape};
 
 mod convert;
 mod runtime;
@@ -350,16 +350,22 @@ impl Model {
         progress: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let layout = parse_layout(layout)?;
-        // A new model sizes its batches like the CLI (`default_batch_rows`: dense data by
-        // its loss, rank and the files' row count).
+        // A new model sizes its batches like the CLI (`default_batch_rows`: by the loss,
+        // the rank and the files' shape).
         let batch_size = batch_size.or_else(|| {
             with_model!(&self.inner, m, F => {
                 let p = m.params();
                 let fresh = m.components().is_err() && !p.batch_size_is_set();
                 let dense = layout == Layout::Dense;
-                let rows = || parquet_rows(&paths);
+                let shape = || {
+                    let s = parquet_shape(&paths, &layout);
+                    InputShape {
+                        width: width.map(|w| w as u64).or(s.width),
+                        ..s
+                    }
+                };
                 fresh
-                    .then(|| default_batch_rows(p.loss(), p.unobserved(), dense, p.rank(), rows))
+                    .then(|| default_batch_rows(p.loss(), p.unobserved(), dense, p.rank(), shape))
                     .flatten()
             })
         });

@@ -269,6 +269,112 @@ pub fn parquet_rows(paths: &[PathBuf]) -> Option<u64> {
     Some(rows)
 }
 
+/// What the Parquet footers of `paths` say of the matrix `layout` reads from them: its
+/// rows, stored entries and (triplets) width. Dense files: rows, and rows × columns
+/// stored. Triplets: one entry per record; the rows from each file's range of integer row
+/// ids in the column statistics, when every row group has them and no range exceeds its
+/// file's records (else unknown: string ids, or ids too scattered to count rows by); the
+/// width from the greatest column index. Sparse lists: one row per record, and the
+/// entries from the list's leaf values. Unknown (`None` fields) when some input is not a
+/// readable Parquet file. A given `--width` takes precedence over this one.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use arrow_array::{Float32Array, Int64Array, RecordBatch};
+/// use streamnmf::io::{parquet_shape, Layout};
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("t.parquet");
+/// let batch = RecordBatch::try_from_iter([
+///     ("row", Arc::new(Int64Array::from(vec![10, 10, 11, 13, 13])) as _),
+///     ("col", Arc::new(Int64Array::from(vec![0, 4, 2, 1, 3])) as _),
+///     ("value", Arc::new(Float32Array::from(vec![1.0; 5])) as _),
+/// ])?;
+/// let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path)?, batch.schema(), None)?;
+/// w.write(&batch)?;
+/// w.close()?;
+/// let layout = Layout::Triplets { row: "row".into(), col: "col".into(), value: "value".into() };
+/// let shape = parquet_shape(&[path], &layout);
+/// assert_eq!((shape.rows, shape.stored, shape.width), (Some(4), Some(5), Some(5)));
+/// # Ok(()) }
+/// ```
+pub fn parquet_shape(paths: &[PathBuf], layout: &Layout) -> crate::model::InputShape {
+    let mut shape = crate::model::InputShape::default();
+    let Ok(files) = expand_paths(paths) else {
+        return shape;
+    };
+    let (mut rows, mut stored, mut width) = (Some(0u64), Some(0u64), Some(0u64));
+    for f in files {
+        let meta = match Format::detect(&f) {
+            Ok(Format::Parquet) => parquet_metadata(&f).ok(),
+            _ => None,
+        };
+        let Some(meta) = meta else {
+            return shape;
+        };
+        let meta = meta.metadata();
+        let records = u64::try_from(meta.file_metadata().num_rows()).ok();
+        let (r, s, w) = match layout {
+            Layout::Dense => {
+                let p = meta.file_metadata().schema_descr().num_columns() as u64;
+                (records, records.and_then(|n| n.checked_mul(p)), None)
+            }
+            // An empty file adds nothing.
+            _ if records == Some(0) => (Some(0), Some(0), Some(0)),
+            Layout::Triplets { row, col, .. } => {
+                let n = i128::from(records.unwrap_or(0));
+                let ids = id_range(meta, row).filter(|&(lo, hi)| hi - lo < n);
+                let cols = id_range(meta, col).filter(|&(lo, _)| lo >= 0);
+                (
+                    ids.and_then(|(lo, hi)| u64::try_from(hi - lo + 1).ok()),
+                    records,
+                    cols.and_then(|(_, hi)| u64::try_from(hi + 1).ok()),
+                )
+            }
+            Layout::SparseList { column } => (records, leaf_values(meta, column), None),
+        };
+        rows = rows.zip(r).map(|(a, b)| a + b);
+        stored = stored.zip(s).map(|(a, b)| a + b);
+        width = width.zip(w).map(|(a, b)| a.max(b));
+    }
+    shape.rows = rows;
+    shape.stored = stored;
+    shape.width = width;
+    shape
+}
+
+/// The least and greatest values of the integer column `name` over every row group of a
+/// file, from the column statistics (as i128: no range overflows).
+fn id_range(meta: &parquet::file::metadata::ParquetMetaData, name: &str) -> Option<(i128, i128)> {
+    use parquet::file::statistics::Statistics;
+    let mut range: Option<(i128, i128)> = None;
+    for g in meta.row_groups() {
+        let c = g
+            .columns()
+            .iter()
+            .find(|c| c.column_path().parts() == [name])?;
+        let (a, b) = match c.statistics()? {
+            Statistics::Int32(s) => (i128::from(*s.min_opt()?), i128::from(*s.max_opt()?)),
+            Statistics::Int64(s) => (i128::from(*s.min_opt()?), i128::from(*s.max_opt()?)),
+            _ => return None,
+        };
+        range = Some(range.map_or((a, b), |(lo, hi)| (lo.min(a), hi.max(b))));
+    }
+    range.filter(|(lo, hi)| lo <= hi)
+}
+
+/// The values of the first leaf under column `name` (a list's entries), over every row
+/// group of a file.
+fn leaf_values(meta: &parquet::file::metadata::ParquetMetaData, name: &str) -> Option<u64> {
+    meta.row_groups().iter().try_fold(0u64, |sum, g| {
+        let c = g
+            .columns()
+            .iter()
+            .find(|c| c.column_path().parts().first().map(String::as_str) == Some(name))?;
+        Some(sum + u64::try_from(c.num_values()).ok()?)
+    })
+}
+
 /// Parquet / Arrow IPC files (and directories of them), read with a projection, record
 /// batch by record batch: never a whole file at once.
 ///

@@ -24,7 +24,7 @@ mod vocabulary;
 mod writer;
 
 pub use components::read_components;
-pub use files::{expand_paths, parquet_rows, FileSource};
+pub use files::{expand_paths, parquet_rows, parquet_shape, FileSource};
 #[cfg(feature = "object-store")]
 pub use remote::RemoteSource;
 pub use stream::StreamSource;

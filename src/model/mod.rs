@@ -22,8 +22,8 @@ mod step;
 pub use loss::Loss;
 pub use online::OnlineNmf;
 pub use options::{
-    default_batch_rows, dense_batch_rows, Init, Solver, Unobserved, DENSE_BETA_BATCH,
-    IMPLICIT_BATCH, MISSING_RIDGE,
+    default_batch_rows, dense_batch_rows, sparse_batch_rows, Init, InputShape, Solver, Unobserved,
+    DENSE_BETA_BATCH, IMPLICIT_BATCH, MISSING_RIDGE,
 };
 pub use params::{NmfParams, ValidParams};
 pub use replay::REPLAY_BUDGET;

@@ -663,8 +663,9 @@ mod tests {
     /// An in-memory fit of dense Frobenius data with no batch size set takes
     /// [`dense_batch_rows`](crate::model::dense_batch_rows) of its rank and rows (and
     /// records it), dense data under other losses
-    /// [`DENSE_BETA_BATCH`](crate::model::DENSE_BETA_BATCH); sparse data keeps 1024, and a
-    /// set size is kept.
+    /// [`DENSE_BETA_BATCH`](crate::model::DENSE_BETA_BATCH); sparse data under Frobenius
+    /// [`sparse_batch_rows`](crate::model::sparse_batch_rows) of its shape, under KL the
+    /// mode's 1024; a set size is kept.
     #[test]
     fn in_memory_fit_sizes_dense_batches() {
         let x = PlantedSpec::new(3000, 30, 4).seed(2).generate().x;
@@ -683,7 +684,18 @@ mod tests {
         let kl = NmfParams::new(4).loss(crate::Loss::KullbackLeibler);
         assert_eq!(fit(kl.clone(), MatRef::from(&x)), 256);
         let csr = crate::CsrMatrix::from_dense(x.view());
-        assert_eq!(fit(NmfParams::new(4), MatRef::Csr(csr.view())), 1024);
+        let rule = crate::model::sparse_batch_rows(4, 3000, csr.nnz() as u64, 30);
+        assert_eq!(fit(NmfParams::new(4), MatRef::Csr(csr.view())), rule);
+        assert_eq!(rule, 256);
+        // 40 000 × 2000 with 5 entries a row (each row in one of 4 column blocks).
+        let indptr = (0..=40_000).map(|i| 5 * i).collect();
+        let indices = (0..40_000u32)
+            .flat_map(|i| (0..5).map(move |e| (i % 4) * 500 + e * 97 + i % 13))
+            .collect();
+        let wide = crate::CsrMatrix::try_new(2000, indptr, indices, vec![1.0; 200_000]).unwrap();
+        let rule = crate::model::sparse_batch_rows(4, 40_000, 200_000, 2000);
+        assert_eq!(rule, 2816);
+        assert_eq!(fit(NmfParams::new(4), MatRef::Csr(wide.view())), rule);
         assert_eq!(fit(kl, MatRef::Csr(csr.view())), 1024);
     }
 }

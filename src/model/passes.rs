@@ -129,10 +129,13 @@ impl<F: Float> OnlineNmf<F> {
         let mut params = self.state.params.clone();
         if !params.batch_size_is_set() {
             let dense = matches!(x.view(), MatRef::Dense(_));
-            let (loss, mode, k, n) = (params.loss(), params.unobserved(), params.rank(), x.nrows());
-            if let Some(rows) =
-                super::options::default_batch_rows(loss, mode, dense, k, || Some(n as u64))
-            {
+            let (loss, mode, k) = (params.loss(), params.unobserved(), params.rank());
+            let shape = super::options::InputShape {
+                rows: Some(x.nrows() as u64),
+                stored: Some(x.view().nnz() as u64),
+                width: Some(x.ncols() as u64),
+            };
+            if let Some(rows) = super::options::default_batch_rows(loss, mode, dense, k, || shape) {
                 params = params.into_builder().batch_size(rows).check()?;
             }
         }

@@ -154,10 +154,17 @@ pub fn settle_params(
     } else if base.is_none() {
         let loss = a.loss.unwrap_or(Loss::Frobenius);
         let mode = unobserved(a, Unobserved::Zero)?;
-        let dense = parse_layout(&a.input.layout)? == Layout::Dense;
+        let layout = parse_layout(&a.input.layout)?;
+        let dense = layout == Layout::Dense;
         let k = a.rank.or(given.map(|g| g.h.nrows())).unwrap_or(0);
-        let rows = || streamnmf::io::parquet_rows(&a.input.inputs);
-        if let Some(b) = streamnmf::model::default_batch_rows(loss, mode, dense, k, rows) {
+        let shape = || {
+            let s = streamnmf::io::parquet_shape(&a.input.inputs, &layout);
+            streamnmf::model::InputShape {
+                width: a.input.width.map(|w| w as u64).or(s.width),
+                ..s
+            }
+        };
+        if let Some(b) = streamnmf::model::default_batch_rows(loss, mode, dense, k, shape) {
             p = p.batch_size(b);
         }
     }
