@@ -34,11 +34,17 @@ impl std::fmt::Display for IdValue {
     }
 }
 
-/// The row ids of the last [`RecentIds::WINDOW`] completed triplet rows (as 64-bit
-/// hashes: 24 MB at most), to catch a row id that comes back after other rows, a file
-/// not grouped by row, which would otherwise give one row of X per run of its triplets.
+/// The row ids of the last [`RecentIds::WINDOW`] completed triplet rows, to catch a row
+/// id that comes back after other rows, a file not grouped by row, which would otherwise
+/// give one row of X per run of its triplets. While every id is an integer greater than
+/// the one before (a file sorted by row id, the usual case) they are kept in order and
+/// searched by bisection: an id past the last needs no search at all. From the first id
+/// that is not, they are kept as 64-bit hashes (24 MB at most). Hashing every id cost
+/// 40 % of the reader thread on 10 M triplets of 100 000 rows.
 #[derive(Clone, Debug, Default)]
 pub(super) struct RecentIds {
+    rising: std::collections::VecDeque<i64>,
+    hashed: bool,
     set: std::collections::HashSet<u64>,
     order: std::collections::VecDeque<u64>,
 }
@@ -53,10 +59,37 @@ impl RecentIds {
         h.finish()
     }
     fn contains(&self, id: &IdValue) -> bool {
-        self.set.contains(&Self::key(id))
+        match id {
+            _ if self.hashed => self.set.contains(&Self::key(id)),
+            IdValue::Int(v) => {
+                self.rising.back().is_some_and(|last| v <= last)
+                    && self.rising.binary_search(v).is_ok()
+            }
+            // Every id so far was an integer.
+            IdValue::Str(_) => false,
+        }
     }
     fn insert(&mut self, id: &IdValue) {
-        let k = Self::key(id);
+        if !self.hashed {
+            match id {
+                IdValue::Int(v) if self.rising.back().is_none_or(|last| v > last) => {
+                    self.rising.push_back(*v);
+                    if self.rising.len() > Self::WINDOW {
+                        self.rising.pop_front();
+                    }
+                    return;
+                }
+                _ => {
+                    self.hashed = true;
+                    for v in std::mem::take(&mut self.rising) {
+                        self.insert_key(Self::key(&IdValue::Int(v)));
+                    }
+                }
+            }
+        }
+        self.insert_key(Self::key(id));
+    }
+    fn insert_key(&mut self, k: u64) {
         if self.set.insert(k) {
             self.order.push_back(k);
             if self.order.len() > Self::WINDOW {
@@ -423,6 +456,45 @@ mod tests {
         assert_eq!(b.origin().locate(0), Some(("t.parquet", 2)));
         assert_eq!(c.origin().locate(0), Some(("t.parquet", 5)));
         assert!(conv.finish::<f32>().unwrap().is_none());
+    }
+
+    /// Row ids that come back are caught whether the ids so far rose (bisection), fell or
+    /// were strings (hashes), and across the switch from one to the other; ids older than
+    /// the window are forgotten in both.
+    #[test]
+    fn recent_ids_catch_a_returning_id() {
+        let int = IdValue::Int;
+        let mut r = RecentIds::default();
+        for v in [3, 8, 20] {
+            assert!(!r.contains(&int(v)));
+            r.insert(&int(v));
+        }
+        assert!(!r.hashed);
+        assert!(r.contains(&int(8)) && r.contains(&int(3)) && r.contains(&int(20)));
+        assert!(!r.contains(&int(5)) && !r.contains(&int(21)));
+        assert!(!r.contains(&IdValue::Str("8".into())));
+        // Falling: hashed from here on, the earlier ids kept.
+        r.insert(&int(10));
+        assert!(r.hashed);
+        assert!(r.contains(&int(3)) && r.contains(&int(10)) && r.contains(&int(20)));
+        assert!(!r.contains(&int(11)));
+        r.insert(&IdValue::Str("a".into()));
+        assert!(r.contains(&IdValue::Str("a".into())) && r.contains(&int(8)));
+
+        let mut strings = RecentIds::default();
+        strings.insert(&IdValue::Str("x".into()));
+        assert!(strings.hashed && strings.contains(&IdValue::Str("x".into())));
+        assert!(!strings.contains(&int(1)));
+
+        for mut r in [RecentIds::default(), strings] {
+            let first = r.order.len() as i64;
+            for v in first..first + RecentIds::WINDOW as i64 + 2 {
+                r.insert(&int(v));
+            }
+            assert!(!r.contains(&int(first)) && !r.contains(&int(first + 1)));
+            assert!(r.contains(&int(first + 2)));
+            assert_eq!(r.rising.len().max(r.order.len()), RecentIds::WINDOW);
+        }
     }
 
     /// The last row of the input, flushed at its end, names its file when it is bad.
