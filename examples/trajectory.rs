@@ -22,8 +22,9 @@ struct Args {
     rank: usize,
     #[arg(long, default_value_t = 10)]
     passes: usize,
-    #[arg(long, default_value_t = 1024)]
-    batch_size: usize,
+    /// Rows per batch (default: the library's for the data, as `fit` with no batch size).
+    #[arg(long)]
+    batch_size: Option<usize>,
     #[arg(long, default_value = "fro")]
     loss: Loss,
     /// Triplet columns `row,col,value` for sparse data.
@@ -157,9 +158,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(tol) = a.code_tol {
         params = params.code_tol(tol);
     }
+    if let Some(b) = a.batch_size {
+        params = params.batch_size(b);
+    }
     let params = params
         .loss(a.loss)
-        .batch_size(a.batch_size)
         .max_passes(a.passes)
         .pass_tol(0.0)
         .seed(a.seed)

@@ -32,7 +32,8 @@ CASES = {
     "dense-200k": dict(kind="dense", n=200_000, p=500, k=16, batch=2048),
     # ours: streamnmf's batch where it differs from the peers' (its default for dense KL).
     "kl-poisson": dict(kind="poisson", n=20_000, p=500, k=10, batch=1024, ours=256),
-    "sparse-100k": dict(kind="sparse", n=100_000, p=20_000, k=20, batch=4096),
+    # ours=None: streamnmf's default batch for the data (sparse_batch_rows: 12480 rows here).
+    "sparse-100k": dict(kind="sparse", n=100_000, p=20_000, k=20, batch=4096, ours=None),
     "digits": dict(kind="digits", k=16, batch=256),
 }
 BUDGET = float(os.environ.get("PEERS_BUDGET_SECONDS", "120"))
@@ -207,11 +208,17 @@ def run_peer(case, data, method, target):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def batch_flag(c):
+    """streamnmf's --batch-size for a case: its own (`ours`; None: the default) or the peers'."""
+    b = c.get("ours", c["batch"])
+    return [] if b is None else ["--batch-size", str(b)]
+
+
 def run_ours(case, data, passes):
     c = CASES[case]
     b = os.environ.get("STREAMNMF_BIN", "target/release")
-    cmd = [f"{b}/examples/trajectory", data + ".parquet", "--rank", str(c["k"]), "--passes", str(passes),
-           "--batch-size", str(c.get("ours", c["batch"]))]
+    cmd = [f"{b}/examples/trajectory", data + ".parquet", "--rank", str(c["k"]), "--passes", str(passes)]
+    cmd += batch_flag(c)
     if c["kind"] == "poisson":
         cmd += ["--loss", "kl"]
     if c["kind"] == "sparse":
@@ -225,8 +232,7 @@ def run_cli(case, data, epochs):
     c = CASES[case]
     b = os.environ.get("STREAMNMF_BIN", "target/release")
     cmd = [f"{b}/streamnmf", "fit", data + ".parquet", "-k", str(c["k"]), "--epochs", str(epochs),
-           "--batch-size", str(c.get("ours", c["batch"])), "--staleness", "0", "--json", "-q",
-           "--out", data + ".snmf"]
+           "--staleness", "0", "--json", "-q", "--out", data + ".snmf"] + batch_flag(c)
     if c["kind"] == "poisson":
         cmd += ["--loss", "kl"]
     if c["kind"] == "sparse":

@@ -42,9 +42,7 @@ pub(crate) fn initial_dictionary<F: Float>(
     let valid = x;
     let x = x.view();
     let p = x.ncols();
-    if k > p {
-        return Err(Error::RankTooLarge { rank: k, width: p });
-    }
+    check_shape(init, k, p)?;
     let cells = x.nrows() as f64 * p as f64;
     // The mean of what W H should reproduce: every entry, the observed ones, or the
     // preferences (1 for each interaction, 0 elsewhere).
@@ -55,14 +53,6 @@ pub(crate) fn initial_dictionary<F: Float>(
     };
     let h64 = match init {
         Init::Custom(h) => {
-            if h.ncols() != p || h.nrows() > k || h.nrows() == 0 {
-                return Err(Error::InitShape {
-                    rank: k,
-                    width: p,
-                    found_rows: h.nrows(),
-                    found_cols: h.ncols(),
-                });
-            }
             if h.nrows() == k {
                 h.clone()
             } else {
@@ -121,6 +111,25 @@ pub(crate) fn initial_dictionary<F: Float>(
         }
     };
     Ok(h64.mapv(F::from_f64))
+}
+
+/// Whether a dictionary of rank `k` can start by `init` on data of width `p`: k at most
+/// p, and given atoms (at most k of them) as wide as the data.
+pub(crate) fn check_shape(init: &Init, k: usize, p: usize) -> Result<()> {
+    if k > p {
+        return Err(Error::RankTooLarge { rank: k, width: p });
+    }
+    match init {
+        Init::Custom(h) if h.ncols() != p || h.nrows() > k || h.nrows() == 0 => {
+            Err(Error::InitShape {
+                rank: k,
+                width: p,
+                found_rows: h.nrows(),
+                found_cols: h.ncols(),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `sqrt(mean / k) · U(0, 2)`: the scale at which `W H` has the data's mean when W is of

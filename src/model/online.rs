@@ -428,19 +428,30 @@ impl<F: Float> OnlineNmf<F> {
         }
     }
 
+    /// Whether a new dictionary can start on data of width `width`: the model fits in
+    /// memory, the rank is at most the width, given atoms are as wide as the data and
+    /// every fixed atom is a given one. What [`ensure_dictionary`](Self::ensure_dictionary)
+    /// checks first, for the pipeline to check before its threads start.
+    pub(crate) fn check_init(&self, width: usize) -> Result<()> {
+        let p = &self.state.params;
+        check_size::<F>(p.rank(), width, p.loss(), p.unobserved())?;
+        super::init::check_shape(p.init(), p.rank(), width)?;
+        let given = match p.init() {
+            Init::Custom(h) => h.nrows(),
+            _ => 0,
+        };
+        match p.fixed_components().iter().find(|&&a| a >= given) {
+            Some(&atom) => Err(Error::FixedNotGiven { atom, given }),
+            None => Ok(()),
+        }
+    }
+
     /// On the very first batch, initializes the dictionary from it.
     pub(crate) fn ensure_dictionary(&mut self, x: Valid<F>) -> Result<()> {
         if self.state.dict.is_none() {
+            self.check_init(x.ncols())?;
             let p = &self.state.params;
             let (loss, mode) = (p.loss(), p.unobserved());
-            check_size::<F>(p.rank(), x.ncols(), loss, mode)?;
-            let given = match p.init() {
-                Init::Custom(h) => h.nrows(),
-                _ => 0,
-            };
-            if let Some(&atom) = p.fixed_components().iter().find(|&&a| a >= given) {
-                return Err(Error::FixedNotGiven { atom, given });
-            }
             let mut h =
                 initial_dictionary(p.effective_init(), x, p.rank(), mode, &mut self.state.rng)?;
             if loss != Loss::Frobenius && mode == Unobserved::Zero {

@@ -229,7 +229,7 @@ pub fn fit_distributed<F: Float>(
     };
     let input = Input {
         source: &mut share,
-        first,
+        first: first.map(std::sync::Arc::new),
         epoch0,
         start,
         epochs: opts.epochs,
@@ -248,8 +248,10 @@ pub fn fit_distributed<F: Float>(
         opts.queue_depth,
         &shared,
         &|| {},
+        &mut (),
+        |_| Ok(()),
         |_| Ok(Some(())),
-        |item, ()| {
+        |_, item, ()| {
             while item.epoch > rounds.position.epoch {
                 rounds.close_epoch()?;
                 rounds.next_epoch();

@@ -9,6 +9,10 @@
 //!          └── bounded(queue) ────────┴──── bounded(queue) ──────────┘
 //! ```
 //!
+//! * **Start**: a new model's first batch is read and checked on the calling thread,
+//!   and the model's shape checked against it, before the threads start; the calling
+//!   thread then initializes the dictionary from it (`prepare`) while the reader reads
+//!   on, and the solvers wait for that dictionary (version 0).
 //! * **Checking**: the reader passes every batch a source yields through the one
 //!   validator ([`ValidBatch::check`]) before it is queued, so no solver ever sees a batch
 //!   that was not checked, whatever the source. Sources with no rows left in a batch (an
@@ -187,11 +191,12 @@ pub(super) struct Item<F> {
 }
 
 /// What the reader reads: the source, its first epoch already opened (and possibly its
-/// first batch already taken and checked, to initialize the model), how to check each
-/// batch, how many epochs, and the flag that asks it to stop.
+/// first batch already taken and checked, to initialize the model, shared with the
+/// calling thread that does so), how to check each batch, how many epochs, and the flag
+/// that asks it to stop.
 pub(super) struct Input<'a, F> {
     pub(super) source: &'a mut dyn BatchSource<F>,
-    pub(super) first: Option<ValidBatch<F>>,
+    pub(super) first: Option<Arc<ValidBatch<F>>>,
     pub(super) epoch0: BatchIter<F>,
     pub(super) start: Start,
     pub(super) epochs: usize,
@@ -361,7 +366,7 @@ fn read<F: Float>(
                     if b.rows() == 0 {
                         Ok(None)
                     } else {
-                        checker.check(b).map(Some)
+                        checker.check(b).map(|b| Some(Arc::new(b)))
                     }
                 })
             })
@@ -379,11 +384,7 @@ fn read<F: Float>(
             match b {
                 Ok(batch) => {
                     offer(batch.batch());
-                    let item = Item {
-                        seq,
-                        epoch,
-                        batch: Arc::new(batch),
-                    };
+                    let item = Item { seq, epoch, batch };
                     if tx.send((seq, Ok(item))).is_err() {
                         return;
                     }
@@ -426,16 +427,18 @@ fn spawn_named<'scope, 'env>(
     }
 }
 
-/// The engine: a reader thread, `solvers` workers running `work`, and `consume` on the
-/// calling thread, in sequence order, until the input ends or `consume` says
-/// [`Flow::Finish`].
+/// The engine: a reader thread, `solvers` workers running `work`, and on the calling
+/// thread `prepare` (while the reader already reads) then `consume`, in sequence order,
+/// until the input ends or `consume` says [`Flow::Finish`]. Both get `state`.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn run_ordered<F, R, W, C>(
+pub(super) fn run_ordered<F, S, R, W, C>(
     input: Input<'_, F>,
     solvers: usize,
     queue_depth: usize,
     shared: &Shared,
     wake: &(dyn Fn() + Sync),
+    state: &mut S,
+    prepare: impl FnOnce(&mut S) -> Result<()>,
     work: W,
     mut consume: C,
 ) -> Result<()>
@@ -443,7 +446,7 @@ where
     F: Float,
     R: Send,
     W: Fn(&Item<F>) -> Result<Option<R>> + Sync,
-    C: FnMut(Item<F>, R) -> Result<Flow>,
+    C: FnMut(&mut S, Item<F>, R) -> Result<Flow>,
 {
     let (batch_tx, batch_rx) = bounded::<Msg<Item<F>>>(queue_depth);
     let (solved_tx, solved_rx) = bounded::<Msg<(Item<F>, R)>>(queue_depth);
@@ -498,7 +501,14 @@ where
         drop(batch_rx);
         drop(solved_tx);
 
-        // The consumer, here: strictly in sequence order, errors included.
+        // The calling thread's own start (a new model's dictionary, which the solvers wait
+        // for), overlapping the reading; then the consumer, strictly in sequence order,
+        // errors included.
+        let prepared = prepare(state);
+        if let Err(e) = prepared {
+            shared.fail(e);
+            wake();
+        }
         let mut pending = BTreeMap::new();
         'recv: for (seq, out) in solved_rx.iter() {
             if shared.quitting() {
@@ -506,7 +516,7 @@ where
             }
             pending.insert(seq, out);
             while let Some(out) = pending.remove(&next) {
-                match out.and_then(|(item, r)| consume(item, r)) {
+                match out.and_then(|(item, r)| consume(state, item, r)) {
                     Ok(Flow::Continue) => {}
                     Ok(Flow::Finish) => {
                         shared.finish();
