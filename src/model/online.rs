@@ -697,7 +697,7 @@ mod tests {
         let csr = crate::CsrMatrix::from_dense(x.view());
         let rule = crate::model::sparse_batch_rows(4, 3000, csr.nnz() as u64, 30);
         assert_eq!(fit(NmfParams::new(4), MatRef::Csr(csr.view())), rule);
-        assert_eq!(rule, 256);
+        assert_eq!(rule, 1024);
         // 40 000 × 2000 with 5 entries a row (each row in one of 4 column blocks).
         let indptr = (0..=40_000).map(|i| 5 * i).collect();
         let indices = (0..40_000u32)
