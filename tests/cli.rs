@@ -183,28 +183,22 @@ fn fit_transform_inspect_end_to_end() {
 #[test]
 fn default_batch_sizes_follow_the_data() {
     let dir = dir_with(&data(3000, 20));
-    let d = dir.path();
-    let batch = |extra: &[&str]| -> usize {
-        let mut args = vec![
-            "fit",
-            "x.parquet",
-            "-k",
-            "4",
-            "--epochs",
-            "1",
-            "-q",
-            "--out",
-            "m.snmf",
-        ];
-        args.extend_from_slice(extra);
-        let out = run(&args, d);
-        ok(&out);
-        let (model, _) = persist::load::<f32>(&d.join("m.snmf")).unwrap();
-        model.params().batch_size()
-    };
+    let batch = |extra: &[&str]| fitted_batch_size(dir.path(), "x.parquet", extra);
     assert_eq!(batch(&[]), 64);
     assert_eq!(batch(&["--loss", "kl"]), 256);
     assert_eq!(batch(&["--loss", "kl", "--batch-size", "100"]), 100);
+}
+
+/// The batch size a one-pass fit of `file` at k 4 (with `extra` flags) records in its
+/// model.
+fn fitted_batch_size(dir: &Path, file: &str, extra: &[&str]) -> usize {
+    let mut args = vec![
+        "fit", file, "-k", "4", "--epochs", "1", "-q", "--out", "m.snmf",
+    ];
+    args.extend_from_slice(extra);
+    ok(&run(&args, dir));
+    let (model, _) = persist::load::<f32>(&dir.join("m.snmf")).unwrap();
+    model.params().batch_size()
 }
 
 /// Sparse triplets with no `--batch-size`: a Frobenius fit sizes its batches by the rank
@@ -240,27 +234,11 @@ fn default_batch_sizes_of_sparse_data() {
     };
     write("ints.parquet", Arc::new(Int64Array::from(rows.clone())));
     write("names.parquet", Arc::new(StringArray::from(names)));
-    let batch = |file: &str, extra: &[&str]| -> usize {
-        let w = width.to_string();
-        let mut args = vec![
-            "fit",
-            file,
-            "-k",
-            "4",
-            "--epochs",
-            "1",
-            "-q",
-            "--out",
-            "m.snmf",
-            "--layout",
-            "triplets:row,col,value",
-            "--width",
-            &w,
-        ];
+    let w = width.to_string();
+    let batch = |file: &str, extra: &[&str]| {
+        let mut args = vec!["--layout", "triplets:row,col,value", "--width", &w];
         args.extend_from_slice(extra);
-        ok(&run(&args, d));
-        let (model, _) = persist::load::<f32>(&d.join("m.snmf")).unwrap();
-        model.params().batch_size()
+        fitted_batch_size(d, file, &args)
     };
     assert_eq!(
         batch("ints.parquet", &[]),
