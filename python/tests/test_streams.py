@@ -96,6 +96,23 @@ def test_fit_files_like_the_cli(tmp_path, cli):
     assert kl.n_steps_ == -(-4000 // 256)
     err = np.linalg.norm(x - est.transform(x) @ est.components_) / np.linalg.norm(x)
     assert err < 0.1
+    # Sparse triplets: the CLI's rule from the footers' shape (20 000 rows of 5 entries,
+    # 4000 wide, k 4: 2496-row batches, 8 a pass); string row ids say nothing of the
+    # rows, so the mode's 1024.
+    n, width = 20_000, 4000
+    rows = np.repeat(np.arange(n), 5)
+    cols = (rows % 4) * 1000 + np.tile(np.arange(5) * 97, n) + rows % 13
+    vals = 1.0 + (rows % 7).astype(np.float64)
+    trip = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"row": rows, "col": cols, "value": vals}), trip)
+    sparse = StreamNMF(4, max_iter=1, random_state=0).fit_files(
+        trip, layout="triplets:row,col,value", width=width)
+    assert sparse.n_steps_ == -(-n // 2496)
+    named = tmp_path / "s.parquet"
+    pq.write_table(pa.table({"row": [f"u{r}" for r in rows], "col": cols, "value": vals}), named)
+    by_name = StreamNMF(4, max_iter=1, random_state=0).fit_files(
+        named, layout="triplets:row,col,value", width=width)
+    assert by_name.n_steps_ == -(-n // 1024)
     with pytest.raises(OSError, match="missing.parquet"):
         StreamNMF(4).fit_files(tmp_path / "missing.parquet")
 
