@@ -23,7 +23,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyCapsule, PyCapsuleMethods, PyDict};
 
 use streamnmf::io::{parquet_shape, FileSource, InputOptions, Layout, StreamSource};
-use streamnmf::model::{default_batch_rows, InputShape};
+use streamnmf::model::default_batch_rows;
 
 mod convert;
 mod runtime;
@@ -357,13 +357,7 @@ impl Model {
                 let p = m.params();
                 let fresh = m.components().is_err() && !p.batch_size_is_set();
                 let dense = layout == Layout::Dense;
-                let shape = || {
-                    let s = parquet_shape(&paths, &layout);
-                    InputShape {
-                        width: width.map(|w| w as u64).or(s.width),
-                        ..s
-                    }
-                };
+                let shape = || parquet_shape(&paths, &layout).given_width(width);
                 fresh
                     .then(|| default_batch_rows(p.loss(), p.unobserved(), dense, p.rank(), shape))
                     .flatten()

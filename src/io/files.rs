@@ -258,15 +258,7 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// # Ok(()) }
 /// ```
 pub fn parquet_rows(paths: &[PathBuf]) -> Option<u64> {
-    let mut rows = 0u64;
-    for f in expand_paths(paths).ok()? {
-        if !matches!(Format::detect(&f), Ok(Format::Parquet)) {
-            return None;
-        }
-        let meta = parquet_metadata(&f).ok()?;
-        rows += u64::try_from(meta.metadata().file_metadata().num_rows()).ok()?;
-    }
-    Some(rows)
+    parquet_shape(paths, &Layout::Dense).rows
 }
 
 /// What the Parquet footers of `paths` say of the matrix `layout` reads from them: its

@@ -104,6 +104,20 @@ impl InputShape {
             ..Self::default()
         }
     }
+    /// This shape with a width the user gave (`--width`), which wins over a found one.
+    ///
+    /// ```
+    /// use streamnmf::model::InputShape;
+    /// let found = InputShape { width: Some(40), ..InputShape::rows(9) };
+    /// assert_eq!(found.given_width(Some(50)).width, Some(50));
+    /// assert_eq!(found.given_width(None).width, Some(40));
+    /// ```
+    pub fn given_width(self, width: Option<usize>) -> Self {
+        Self {
+            width: width.map(|w| w as u64).or(self.width),
+            ..self
+        }
+    }
 }
 
 /// The batch size a new fit takes when none is set, or `None` for the mode's own default

@@ -504,8 +504,7 @@ where
         // The calling thread's own start (a new model's dictionary, which the solvers wait
         // for), overlapping the reading; then the consumer, strictly in sequence order,
         // errors included.
-        let prepared = prepare(state);
-        if let Err(e) = prepared {
+        if let Err(e) = prepare(state) {
             shared.fail(e);
             wake();
         }

@@ -157,13 +157,8 @@ pub fn settle_params(
         let layout = parse_layout(&a.input.layout)?;
         let dense = layout == Layout::Dense;
         let k = a.rank.or(given.map(|g| g.h.nrows())).unwrap_or(0);
-        let shape = || {
-            let s = streamnmf::io::parquet_shape(&a.input.inputs, &layout);
-            streamnmf::model::InputShape {
-                width: a.input.width.map(|w| w as u64).or(s.width),
-                ..s
-            }
-        };
+        let shape =
+            || streamnmf::io::parquet_shape(&a.input.inputs, &layout).given_width(a.input.width);
         if let Some(b) = streamnmf::model::default_batch_rows(loss, mode, dense, k, shape) {
             p = p.batch_size(b);
         }
