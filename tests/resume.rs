@@ -241,6 +241,72 @@ fn a_bare_resume_keeps_the_runs_number_of_passes() {
     );
 }
 
+/// An Itakura-Saito fit of several passes keeps each batch's statistics and the scales
+/// of its atoms in its checkpoints (exact passes, see `model::replay`): resumed from a
+/// checkpoint in the middle of the second pass, while batches replace their kept
+/// statistics, it ends with the uninterrupted run's model, byte for byte.
+#[test]
+fn itakura_saito_resumes_exactly_from_a_later_pass() {
+    let dir = setup();
+    let d = dir.path();
+    let args = |extra: &[&'static str]| {
+        let mut v = vec![
+            "fit",
+            "x.parquet",
+            "-k",
+            "5",
+            "--loss",
+            "is",
+            "--epsilon",
+            "0.01",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "1024",
+            "-q",
+        ];
+        v.extend_from_slice(extra);
+        v
+    };
+    ok(&run(
+        &args(&[
+            "--checkpoint-dir",
+            "ck",
+            "--checkpoint-every",
+            "7",
+            "--keep-checkpoints",
+            "100",
+            "--out",
+            "full.snmf",
+        ]),
+        d,
+    ));
+    // 20 batches a pass: batch 28 is the eighth of the second pass.
+    let ck = d.join("ck");
+    let mid = persist::CheckpointDir::list_in(&ck)
+        .unwrap()
+        .into_iter()
+        .find(|c| c.to_string_lossy().ends_with("000028.snmf"))
+        .expect("a checkpoint after batch 28");
+    let text = String::from_utf8_lossy(&std::fs::read(&mid).unwrap()).into_owned();
+    assert!(
+        text.contains("\"replacing\":true") && text.contains("\"scale\""),
+        "no replay state with atom scales in {}",
+        mid.display()
+    );
+    for c in persist::CheckpointDir::list_in(&ck).unwrap() {
+        if c != mid {
+            std::fs::remove_file(c).unwrap();
+        }
+    }
+    ok(&run(&args(&["--resume", "ck", "--out", "resumed.snmf"]), d));
+    assert!(
+        std::fs::read(d.join("resumed.snmf")).unwrap()
+            == std::fs::read(d.join("full.snmf")).unwrap(),
+        "the resumed model differs from the uninterrupted one"
+    );
+}
+
 #[test]
 fn corrupt_newest_checkpoint_falls_back_with_a_warning() {
     let dir = setup();
