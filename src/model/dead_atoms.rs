@@ -67,7 +67,7 @@ impl<F: Float> Dictionary<F> {
                         p.forget_atom(j, frobenius);
                     }
                     if let Some(r) = self.replay.as_mut() {
-                        r.forget_atom(j, frobenius);
+                        r.forget_atom(j);
                     }
                     tracing::info!(component = j, source_row = r, "re-seeded a dead atom");
                     done.push(j);

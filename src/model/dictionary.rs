@@ -20,9 +20,9 @@
 //! current pass has not reached yet, so each row's latest codes weigh on H and the first
 //! pass's codes, solved against a poor H, stop weighing at the end of the second.
 //!
-//! **Exact passes** ([`super::replay`]): in a multi-pass fit over every entry of a source
-//! that repeats its batches, each batch's latest contribution replaces its own earlier
-//! one instead, so the statistics become exact sums over the data's latest codes.
+//! **Exact passes** ([`super::replay`]): in a multi-pass Frobenius fit over a source that
+//! repeats its batches, each batch's latest contribution replaces its own earlier one
+//! instead, so the statistics become exact sums over the data's latest codes.
 //!
 //! **Dead atoms**: a component whose accumulated code energy `Σ w_j²` vanishes (for
 //! Frobenius, `A_jj ≈ 0`; under Itakura-Saito, of each row's codes over its largest) or
@@ -195,7 +195,7 @@ impl<F: Float> Dictionary<F> {
             prev.grow(p, frobenius);
         }
         if let Some(r) = self.replay.as_mut() {
-            r.grow(p, frobenius);
+            r.grow(p);
         }
         tracing::info!(from = old, to = p, "dictionary grew new features");
     }
@@ -215,7 +215,7 @@ impl<F: Float> Dictionary<F> {
     /// Keeps every batch's contribution from now on, for exact statistics over passes
     /// (see [`super::replay`]); the caller checks the conditions.
     pub(crate) fn keep_contributions(&mut self) {
-        self.replay = Some(Replay::new(self.h.nrows()));
+        self.replay = Some(Replay::new());
     }
 
     /// Drops the kept contributions (a fit is over: a model file does not carry them).
@@ -227,12 +227,7 @@ impl<F: Float> Dictionary<F> {
     pub(crate) fn start_pass(&mut self, purge: bool, decay: f64) {
         if let Some(r) = self.replay.as_mut() {
             if r.begin_pass() {
-                r.sum(
-                    &mut self.current,
-                    self.life_rows,
-                    decay,
-                    self.loss.mu_exponent(),
-                );
+                r.sum(&mut self.current, self.life_rows, decay);
                 self.previous = None;
                 self.rows_in_pass = 0;
                 return;
@@ -262,13 +257,12 @@ impl<F: Float> Dictionary<F> {
     ) -> Result<UpdateStats> {
         self.grow(c.width);
         // A later pass of a replay: the batch's own kept contribution leaves first.
-        let gamma = self.loss.mu_exponent();
-        match self.replay.as_ref().map(|r| (r.slot(c.rows), &r.scale)) {
-            Some((Ok(Some(kept)), scale)) => {
+        match self.replay.as_ref().map(|r| r.slot(c.rows)) {
+            Some(Ok(Some(kept))) => {
                 let w = kept.weight(self.life_rows, params.decay());
-                add_scaled(&mut self.current, &kept.at_scale(scale, gamma), -w);
+                add_scaled(&mut self.current, &kept.stats, -w);
             }
-            Some((Err(()), _)) => {
+            Some(Err(())) => {
                 tracing::info!("a pass differs from the first: passes blend their statistics");
                 self.replay = None;
             }
@@ -283,7 +277,7 @@ impl<F: Float> Dictionary<F> {
         self.life_rows += c.rows as u64;
         let frobenius = self.loss.beta() == 2.0;
         if !frobenius {
-            let inv_gamma = 1.0 / gamma;
+            let inv_gamma = 1.0 / self.loss.mu_exponent();
             Zip::from(&mut c.first)
                 .and(&self.h)
                 .for_each(|n, &hv| *n *= pow(hv, inv_gamma));
@@ -373,6 +367,7 @@ impl<F: Float> Dictionary<F> {
                 threads,
             )
         } else {
+            let gamma = self.loss.mu_exponent();
             // A multiplicative update never moves a zero: an entry that reaches 0 (a
             // feature absent from the recent batches, whose statistics decayed) would stay
             // 0 for good, and every later row that has the feature would be explained by
@@ -427,9 +422,6 @@ impl<F: Float> Dictionary<F> {
             return true;
         }
         let e = 1.0 / now - 1.0 / written;
-        // Kept batch statistics (a checkpoint's exact passes) were summed at other
-        // scales: the passes blend from here on instead.
-        self.replay = None;
         tracing::info!(
             written,
             now,
@@ -476,9 +468,6 @@ impl<F: Float> Dictionary<F> {
             self.current.rescale_atom(j, c, gamma);
             if let Some(prev) = self.previous.as_mut() {
                 prev.rescale_atom(j, c, gamma);
-            }
-            if let Some(r) = self.replay.as_mut() {
-                r.rescale_atom(j, c);
             }
         }
     }

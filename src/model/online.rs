@@ -559,25 +559,22 @@ impl<F: Float> OnlineNmf<F> {
 
     /// Before the first pass of a fit that will make several over a source that yields the
     /// same batches every pass: keeps each batch's statistics so that later passes
-    /// replace them exactly (see `model::replay`), when the model allows it (every entry
-    /// observed, forget factor 1, `purge_passes`) and, when the source's `rows` are
-    /// known, they fit in [`REPLAY_BUDGET`](super::REPLAY_BUDGET) (otherwise the first
-    /// pass finds out, and stops keeping them). Otherwise a no-op.
+    /// replace them exactly (see `model::replay`), when the model allows it (Frobenius
+    /// loss over every entry, forget factor 1, `purge_passes`) and, when the source's
+    /// `rows` are known, they fit in [`REPLAY_BUDGET`](super::REPLAY_BUDGET) (otherwise
+    /// the first pass finds out, and stops keeping them). Otherwise a no-op.
     pub(crate) fn keep_pass_statistics(&mut self, rows: Option<u64>) {
         let p = &self.state.params;
-        let allowed = p.unobserved() == Unobserved::Zero && p.forget() == 1.0 && p.purge_passes();
+        let allowed = p.loss() == Loss::Frobenius
+            && p.unobserved() == Unobserved::Zero
+            && p.forget() == 1.0
+            && p.purge_passes();
         let Some(d) = self.state.dict.as_mut().filter(|_| allowed) else {
             return;
         };
         let (k, width) = d.h.dim();
-        // A batch's contribution: k × k and k × p under Frobenius, two k × p otherwise.
-        let values = if p.loss().beta() == 2.0 {
-            k * (k + width)
-        } else {
-            2 * k * width
-        };
         let batches = rows.map(|n| n.div_ceil(p.batch_size().max(1) as u64));
-        let bytes = batches.map(|b| b as f64 * values as f64 * size_of::<F>() as f64);
+        let bytes = batches.map(|b| b as f64 * (k * (k + width)) as f64 * size_of::<F>() as f64);
         if bytes.is_none_or(|b| b <= super::REPLAY_BUDGET as f64) {
             d.keep_contributions();
         }

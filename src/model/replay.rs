@@ -1,9 +1,8 @@
 //! Exact statistics over several passes: each batch's latest codes replace its earlier
 //! ones (the incremental scheme of Neal & Hinton 1998, which Mairal et al. 2010 suggest
-//! for finite data sets), so that once every batch has been seen twice the statistics
-//! are exact sums over the data's latest codes: for Frobenius `A = Σ_b W_bᵀW_b`,
-//! `B = Σ_b W_bᵀX_b`, and the online fixed point is the batch one; for the other betas
-//! the numerator and denominator sums of each batch's latest multiplicative step.
+//! for finite data sets), so that once every batch has been seen twice the Frobenius
+//! statistics are the exact sums `A = Σ_b W_bᵀW_b`, `B = Σ_b W_bᵀX_b` over the data's
+//! latest codes, and the online fixed point is the batch one.
 //!
 //! **Why**: blending the previous pass by the share of rows the current pass has not
 //! reached (SPAMS, `purge_passes`) is exact only for rows in random order. On rows that
@@ -11,9 +10,7 @@
 //! read first weighs 1.5 and the other 0.5 in the middle of a pass, and the decay keeps
 //! down-weighting the start of each pass long after the first: on scikit-learn's sample
 //! images (854 × 1920, k 20) 64 passes were needed to come within 1 % of NMF(cd)'s
-//! converged error. A spectrogram's frames come in time order too: on 1251 frames of
-//! speech (Itakura-Saito, k 20, 256-row batches) MiniBatchNMF(IS)'s final divergence
-//! took 16 passes blended and 12 replayed.
+//! converged error.
 //!
 //! **How**: during the first pass each batch's contribution is kept (moved, not copied)
 //! in order, with the row count `s_b` at which it was added. From the second pass on, a
@@ -26,59 +23,31 @@
 //! the statistics are the exact sums from the second pass on. Each pass starts from the
 //! kept contributions summed afresh at their weights (no rounding drift).
 //!
-//! **Atom scale** (multiplicative updates): the dictionary rescales its atoms after every
-//! batch, and its statistics with them ([`Statistics::rescale_atom`]). A kept
-//! contribution is not rewritten each time (that would cost all kept statistics a
-//! batch): the replay keeps each atom's product of those factors since it started, each
-//! contribution the product when it was kept, and a contribution is brought to the
-//! current scale when it is taken out or summed. Frobenius never rescales, so its
-//! contributions are used as kept.
-//!
-//! **When**: every entry observed, forget factor 1, `purge_passes`, a fit of several
-//! passes over a source whose every pass yields the same batches (not shuffled per
-//! pass), and kept contributions within [`REPLAY_BUDGET`] bytes. Otherwise, or if a pass
-//! turns out to differ (another row count in a slot, a pass that ends short), the passes
-//! blend as before.
+//! **When**: Frobenius loss with every entry observed, forget factor 1, `purge_passes`,
+//! a fit of several passes over a source whose every pass yields the same batches (not
+//! shuffled per pass), and kept contributions within [`REPLAY_BUDGET`] bytes. Otherwise,
+//! or if a pass turns out to differ (another row count in a slot, a pass that ends short),
+//! the passes blend as before.
 
-use std::borrow::Cow;
-
-use ndarray::{s, Zip};
+use ndarray::{s, Array2, ShapeBuilder, Zip};
 
 use super::statistics::{Contribution, Statistics};
 use crate::float::Float;
 
 /// Memory the kept contributions may take, in bytes: past it, the first pass stops
-/// keeping them (Frobenius: one k × p matrix a batch, so 200 batches of a 1000-feature,
-/// k = 20 input take 16 MB; other betas: two).
+/// keeping them (one k × p matrix a batch: 200 batches of a 1000-feature, k = 20 input
+/// take 16 MB).
 pub const REPLAY_BUDGET: usize = 64 << 20;
 
-/// One batch's kept contribution (Frobenius: `a` = `W_bᵀW_b`, `b` = `W_bᵀX_b`; its code
-/// energy and rows), the rows folded in when it was added, and each atom's scale then
-/// (see the [module docs](self)).
+/// One batch's kept contribution (`a` = `W_bᵀW_b`, `b` = `W_bᵀX_b`, its code energy and
+/// rows) and the rows folded in when it was added.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Kept<F> {
     pub(crate) stats: Statistics<F>,
     pub(crate) at: u64,
-    pub(crate) scale: Vec<f64>,
 }
 
-impl<F: Float> Kept<F> {
-    /// The contribution at the atoms' scale `now` (the replay's): as kept when no atom
-    /// was rescaled since, else a copy with each rescaled atom's statistics moved to its
-    /// new scale. `gamma` is the multiplicative updates' exponent.
-    pub(crate) fn at_scale(&self, now: &[f64], gamma: f64) -> Cow<'_, Statistics<F>> {
-        if self.scale == now {
-            return Cow::Borrowed(&self.stats);
-        }
-        let mut s = self.stats.clone();
-        for (j, (&n, &then)) in now.iter().zip(&self.scale).enumerate() {
-            if n != then {
-                s.rescale_atom(j, n / then, gamma);
-            }
-        }
-        Cow::Owned(s)
-    }
-
+impl<F> Kept<F> {
     /// The weight the past-data scaling gives this contribution after `life_rows` rows.
     pub(crate) fn weight(&self, life_rows: u64, decay: f64) -> f64 {
         if decay == 0.0 || life_rows == 0 {
@@ -96,18 +65,21 @@ pub(crate) struct Replay<F> {
     pub(crate) next: usize,
     /// `false` during the first pass (keeping), `true` once batches replace their own.
     pub(crate) replacing: bool,
-    /// Per atom, the product of the factors it was rescaled by since the replay started.
-    pub(crate) scale: Vec<f64>,
+}
+
+impl<F: Float> Default for Replay<F> {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl<F: Float> Replay<F> {
-    /// Nothing kept yet, for `k` atoms: the first pass keeps every batch's contribution.
-    pub(crate) fn new(k: usize) -> Self {
+    /// Nothing kept yet: the first pass keeps every batch's contribution.
+    pub(crate) fn new() -> Self {
         Self {
             kept: Vec::new(),
             next: 0,
             replacing: false,
-            scale: vec![1.0; k],
         }
     }
 
@@ -139,11 +111,7 @@ impl<F: Float> Replay<F> {
         // Every kept contribution is as large as this one or smaller (the dictionary only
         // grows): a bound without walking them all on every batch.
         let bytes = (stats.a.len() + stats.b.len()) * std::mem::size_of::<F>();
-        let e = Kept {
-            stats,
-            at,
-            scale: self.scale.clone(),
-        };
+        let e = Kept { stats, at };
         if self.replacing {
             self.kept[self.next] = e;
         } else {
@@ -166,38 +134,35 @@ impl<F: Float> Replay<F> {
     }
 
     /// The statistics summed from the kept contributions at their weights after
-    /// `life_rows` rows and at the atoms' current scale, in slot order (`gamma`: the
-    /// multiplicative updates' exponent).
-    pub(crate) fn sum(&self, into: &mut Statistics<F>, life_rows: u64, decay: f64, gamma: f64) {
+    /// `life_rows` rows, in slot order.
+    pub(crate) fn sum(&self, into: &mut Statistics<F>, life_rows: u64, decay: f64) {
         into.a.fill(F::zero());
         into.b.fill(F::zero());
         into.energy.fill(0.0);
         into.rows = 0.0;
         into.raw_rows = 0;
         for e in &self.kept {
-            let stats = e.at_scale(&self.scale, gamma);
-            add_scaled(into, &stats, e.weight(life_rows, decay));
+            add_scaled(into, &e.stats, e.weight(life_rows, decay));
         }
     }
 
     /// Widens every kept contribution to `p` features (new features have none yet).
-    pub(crate) fn grow(&mut self, p: usize, frobenius: bool) {
+    pub(crate) fn grow(&mut self, p: usize) {
         for e in &mut self.kept {
-            e.stats.grow(p, frobenius);
+            let (k, old) = e.stats.b.dim();
+            if old < p {
+                let mut b = Array2::zeros((k, p).f());
+                b.slice_mut(s![.., ..old]).assign(&e.stats.b);
+                e.stats.b = b;
+            }
         }
-    }
-
-    /// Atom `j` was rescaled by `c` (see [`Statistics::rescale_atom`]): kept
-    /// contributions follow when they are next used.
-    pub(crate) fn rescale_atom(&mut self, j: usize, c: f64) {
-        self.scale[j] *= c;
     }
 
     /// Drops atom `j` from every kept contribution (a dead atom re-seeded: its old codes
     /// describe another atom).
-    pub(crate) fn forget_atom(&mut self, j: usize, frobenius: bool) {
+    pub(crate) fn forget_atom(&mut self, j: usize) {
         for e in &mut self.kept {
-            e.stats.forget_atom(j, frobenius);
+            e.stats.forget_atom(j, true);
         }
     }
 }
@@ -207,11 +172,8 @@ impl<F: Float> Replay<F> {
 /// and rows held at 0 or above against rounding).
 pub(crate) fn add_scaled<F: Float>(s: &mut Statistics<F>, e: &Statistics<F>, w: f64) {
     let wf = F::from_f64(w);
-    let (k, p) = e.a.dim();
-    Zip::from(s.a.slice_mut(s![..k, ..p]))
-        .and(&e.a)
-        .for_each(|x, &v| *x += wf * v);
     let (k, p) = e.b.dim();
+    Zip::from(&mut s.a).and(&e.a).for_each(|x, &v| *x += wf * v);
     Zip::from(s.b.slice_mut(s![..k, ..p]))
         .and(&e.b)
         .for_each(|x, &v| *x += wf * v);
@@ -230,7 +192,7 @@ pub(crate) fn add_scaled<F: Float>(s: &mut Statistics<F>, e: &Statistics<F>, w: 
 mod tests {
     use super::*;
     use crate::model::{Loss, Unobserved};
-    use ndarray::{array, Array1, Array2};
+    use ndarray::{array, Array1};
 
     fn contribution(v: f64, rows: usize) -> Contribution<f64> {
         Contribution {
@@ -247,7 +209,7 @@ mod tests {
     /// and a pass of another shape stops the replay.
     #[test]
     fn keeps_weighs_and_replaces() {
-        let mut r = Replay::<f64>::new(1);
+        let mut r = Replay::<f64>::new();
         assert_eq!(r.slot(3), Ok(None));
         for (i, v) in [1.0, 2.0].into_iter().enumerate() {
             assert!(r.keep(&mut contribution(v, 3), 3 * (i as u64 + 1)));
@@ -256,7 +218,7 @@ mod tests {
         let w: Vec<f64> = r.kept.iter().map(|e| e.weight(6, 1.0)).collect();
         assert_eq!(w, [0.5, 1.0]);
         let mut s = Statistics::zeros(Loss::Frobenius, Unobserved::Zero, 1, 2);
-        r.sum(&mut s, 6, 1.0, 1.0);
+        r.sum(&mut s, 6, 1.0);
         assert_eq!(
             (s.a[[0, 0]], s.b[[0, 1]], s.rows, s.raw_rows),
             (2.5, 5.0, 4.5, 6)
@@ -271,7 +233,7 @@ mod tests {
         r.next = 2;
         assert!(r.begin_pass());
         // Decay 0: every kept contribution at weight 1.
-        r.sum(&mut s, 12, 0.0, 1.0);
+        r.sum(&mut s, 12, 0.0);
         assert_eq!((s.a[[0, 0]], s.rows), (6.0, 6.0));
     }
 
@@ -316,54 +278,6 @@ mod tests {
         assert!(forgetting > 1e-3, "{forgetting}");
     }
 
-    /// Itakura-Saito over the frames of a speech-like spectrogram, in time order (751
-    /// frames × 257 bins, k 10, the default 256-row batches): with each batch's latest
-    /// statistics replacing its earlier ones, 2 to 4 passes end 1.2–1.8 % lower than when
-    /// the passes blend (a forget factor a hair below 1 turns the replay off and changes
-    /// nothing else of note). Later passes come within ±1 % of each other on this input.
-    #[cfg(feature = "audio")]
-    #[test]
-    fn itakura_saito_passes_gain_from_the_replay() {
-        use crate::audio::Analysis;
-        use crate::model::NmfParams;
-        use crate::persist::Spectrogram;
-        use crate::OnlineNmf;
-        let spec = Spectrogram {
-            sample_rate: 16000,
-            fft_size: 512,
-            hop: 128,
-            power: 1,
-        };
-        let mut frames = Vec::new();
-        let mut a = Analysis::new(&spec).unwrap();
-        a.push(&crate::synth::speech_like(6.0, 16000, 3), &mut frames);
-        a.finish(&mut frames);
-        let x = Array2::from_shape_fn((frames.len(), a.bins()), |(i, j)| {
-            f64::from(frames[i][j].norm())
-        });
-        let x = &x + 1e-6 * x.mean().unwrap();
-        let after = |passes: usize, forget: f64| {
-            let params = NmfParams::new(10)
-                .loss(Loss::ItakuraSaito)
-                .max_passes(passes)
-                .pass_tol(0.0)
-                .forget(forget)
-                .seed(1)
-                .check()
-                .unwrap();
-            let mut m = OnlineNmf::<f64>::new(params);
-            m.fit(&x).unwrap();
-            m.loss(&x).unwrap().loss
-        };
-        for passes in [2, 3, 4] {
-            let (replayed, blended) = (after(passes, 1.0), after(passes, 1.0 - 1e-12));
-            assert!(
-                replayed < 0.99 * blended,
-                "{passes} passes: {replayed} against {blended}"
-            );
-        }
-    }
-
     /// A source known to be too large for the budget keeps nothing from the start.
     #[test]
     fn known_large_inputs_keep_nothing() {
@@ -384,51 +298,13 @@ mod tests {
         assert!(!kept(Some(64 * 1100)));
     }
 
-    /// A kept contribution taken out after its atom was rescaled (as the dictionary of the
-    /// multiplicative updates does after every batch) leaves nothing behind: it comes out
-    /// at the atom's new scale, as the statistics it went into were moved there. An atom
-    /// never rescaled is used as kept.
-    #[test]
-    fn kept_contributions_follow_the_atom_scale() {
-        let gamma = 2.0 / 3.0;
-        let c = || Contribution {
-            rows: 4,
-            width: 3,
-            first: array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]],
-            second: array![[0.5, 0.5, 1.0], [2.0, 1.0, 1.0]],
-            energy: Array1::from(vec![1.0, 2.0]),
-            columns: None,
-        };
-        let mut s = Statistics::zeros(Loss::Beta(0.5), Unobserved::Zero, 2, 3);
-        let folded = c();
-        s.fold(1.0, &folded.first, &folded.second, &folded);
-        let mut r = Replay::<f64>::new(2);
-        assert!(r.keep(&mut c(), 4));
-        assert!(matches!(
-            r.kept[0].at_scale(&r.scale, gamma),
-            Cow::Borrowed(_)
-        ));
-        for f in [2.0, 0.25, 3.0] {
-            s.rescale_atom(1, f, gamma);
-            r.rescale_atom(1, f);
-        }
-        assert_eq!(r.scale, [1.0, 1.5]);
-        let now = r.kept[0].at_scale(&r.scale, gamma);
-        assert_eq!(now.a.row(0), c().first.row(0), "atom 0 was never rescaled");
-        assert_ne!(now.a.row(1), c().first.row(1));
-        add_scaled(&mut s, &now, -1.0);
-        let left = s.a.iter().chain(&s.b).map(|v| v.abs()).fold(0.0, f64::max);
-        assert!(left < 1e-12, "{left}");
-        assert!(s.energy.iter().all(|&e| e.abs() < 1e-12), "{:?}", s.energy);
-    }
-
     #[test]
     fn widening_keeps_old_columns() {
-        let mut r = Replay::<f64>::new(1);
+        let mut r = Replay::<f64>::new();
         r.keep(&mut contribution(1.0, 1), 1);
-        r.grow(4, true);
+        r.grow(4);
         assert_eq!(r.kept[0].stats.b.row(0).to_vec(), [1.0, 2.0, 0.0, 0.0]);
-        r.forget_atom(0, true);
+        r.forget_atom(0);
         assert_eq!(r.kept[0].stats.a[[0, 0]], 0.0);
     }
 }

@@ -253,24 +253,12 @@ pub(crate) fn encode_to<F: Float, W: Write>(
         });
         // Checkpoints of an exact multi-pass fit only: model files never have the key.
         if let Some(r) = &d.replay {
-            // The atoms' scales only where an atom was rescaled (multiplicative updates):
-            // Frobenius checkpoints keep their bytes.
-            let unit = |s: &[f64]| s.iter().all(|&c| c == 1.0);
             let kept: Vec<Value> = r
                 .kept
                 .iter()
-                .map(|e| {
-                    let mut k = json!({"at": e.at, "stats": blocks.stats(&e.stats)});
-                    if !unit(&e.scale) {
-                        k["scale"] = json!(e.scale);
-                    }
-                    k
-                })
+                .map(|e| json!({"at": e.at, "stats": blocks.stats(&e.stats)}))
                 .collect();
             v["replay"] = json!({"kept": kept, "next": r.next, "replacing": r.replacing});
-            if !unit(&r.scale) {
-                v["replay"]["scale"] = json!(r.scale);
-            }
         }
         // Only where files without the key mean another exponent (Itakura-Saito): the
         // others keep their bytes.
@@ -426,17 +414,12 @@ struct ReplayRec {
     kept: Vec<KeptRec>,
     next: usize,
     replacing: bool,
-    /// Absent: every atom at scale 1.
-    #[serde(default)]
-    scale: Option<Vec<f64>>,
 }
 
 #[derive(Deserialize)]
 struct KeptRec {
     at: u64,
     stats: StatsRec,
-    #[serde(default)]
-    scale: Option<Vec<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -595,16 +578,11 @@ fn replay<F: Float>(
     k: usize,
     p: usize,
 ) -> Result<Replay<F>> {
-    let misfit = || Error::ModelFile("replay state does not fit the model".into());
-    if mode != Unobserved::Zero || r.next > r.kept.len() {
-        return Err(misfit());
+    if loss != Loss::Frobenius || mode != Unobserved::Zero || r.next > r.kept.len() {
+        return Err(Error::ModelFile(
+            "replay state does not fit the model".into(),
+        ));
     }
-    // Atom scales: k finite positive factors, or none (all 1).
-    let scale = |s: &Option<Vec<f64>>| match s {
-        None => Ok(vec![1.0; k]),
-        Some(s) if s.len() == k && s.iter().all(|c| c.is_finite() && *c > 0.0) => Ok(s.clone()),
-        Some(_) => Err(misfit()),
-    };
     let kept = r
         .kept
         .iter()
@@ -612,7 +590,6 @@ fn replay<F: Float>(
             Ok(Kept {
                 stats: reader.stats(&e.stats, loss, mode, k, p)?,
                 at: e.at,
-                scale: scale(&e.scale)?,
             })
         })
         .collect::<Result<_>>()?;
@@ -620,7 +597,6 @@ fn replay<F: Float>(
         kept,
         next: r.next,
         replacing: r.replacing,
-        scale: scale(&r.scale)?,
     })
 }
 
