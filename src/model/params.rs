@@ -215,7 +215,8 @@ impl NmfParams {
     /// growing, so H still converges. 0 weighs every batch alike. The default is 8 for the
     /// Frobenius loss, whose dictionary update solves its statistics exactly, and 32 for
     /// other betas, whose statistics are a majorizer anchored at each batch's H and go
-    /// stale sooner.
+    /// stale sooner. After the first pass, other betas' decay is capped so that the
+    /// statistics span at least two batches (a short input has only a few a pass).
     ///
     /// ```
     /// use streamnmf::{Loss, NmfParams};
