@@ -575,11 +575,10 @@ fn itakura_saito_keeps_the_atoms_of_quiet_frames() {
 }
 
 /// A short clip under the defaults (no `--epochs`: the convergence test decides): ten
-/// seconds of speech in noise are 626 frames, three 256-row batches a pass. With the β
-/// decay of 32 applied in every pass, the statistics held less than one batch, the loss
-/// rose from the second pass to the third and the test stopped the KL fit there at 65.95 a
-/// frame (the Itakura-Saito fit at 105.9). Capped after the first pass, both keep learning
-/// until a pass stops paying.
+/// seconds of speech in noise are 626 frames, three 256-row batches a pass. The sample's
+/// loss rises from the second pass to the third, and when one worse pass stopped a fit,
+/// KL stopped there at 65.95 a frame (Itakura-Saito after a worse pass at 105.9), where
+/// more passes come down to about 51. The fit goes on until a pass stops paying.
 #[test]
 fn a_short_clip_learns_until_converged() {
     let tmp = tempfile::tempdir().unwrap();
@@ -601,7 +600,5 @@ fn a_short_clip_learns_until_converged() {
         assert!(out["converged"].as_bool().unwrap(), "{loss}: {out}");
         assert!(passes >= 10, "{loss}: stopped after {passes} passes");
         assert!(per_row < most, "{loss}: {per_row} a frame");
-        let samples: Vec<f64> = serde_json::from_value(out["sample_losses"].clone()).unwrap();
-        assert!(samples[2] < samples[1], "{loss}: {samples:?}");
     }
 }

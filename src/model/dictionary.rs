@@ -13,10 +13,7 @@
 //! after `t` rows, the statistics are multiplied by `ρ (t / (t + b))^decay` (ρ the forget
 //! factor), so the batch ending at row `s` weighs `(s / t)^decay`. Codes solved against
 //! the initial H stop weighing within the first pass, while the window of rows that count
-//! keeps growing, so H converges. After the first pass, the decay of a β ≠ 2 fit is
-//! capped so that its statistics span at least two batches
-//! ([`capped_decay`](super::statistics::capped_decay)): a short input has few batches a
-//! pass.
+//! keeps growing, so H converges.
 //!
 //! **Passes** (SPAMS): with `purge_passes`, a new pass moves the statistics aside as "the
 //! previous pass" and starts new ones; the previous pass counts with the share of rows the
@@ -43,7 +40,7 @@ use super::masked;
 use super::options::Unobserved;
 use super::params::ValidParams;
 use super::replay::{add_scaled, Replay};
-use super::statistics::{capped_decay, past_scale, Contribution, Statistics};
+use super::statistics::{past_scale, Contribution, Statistics};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::linalg::parallel::{chunks_of, map_indexed, CHUNK_ROWS};
@@ -271,13 +268,12 @@ impl<F: Float> Dictionary<F> {
             }
             _ => {}
         }
-        // After the first pass, β ≠ 2 statistics span at least two batches.
-        let decay = if self.loss.beta() != 2.0 && self.life_rows > self.rows_in_pass {
-            capped_decay(params.decay(), self.life_rows, c.rows)
-        } else {
-            params.decay()
-        };
-        let rho = F::from_f64(past_scale(params.forget(), decay, self.life_rows, c.rows));
+        let rho = F::from_f64(past_scale(
+            params.forget(),
+            params.decay(),
+            self.life_rows,
+            c.rows,
+        ));
         self.life_rows += c.rows as u64;
         let frobenius = self.loss.beta() == 2.0;
         if !frobenius {

@@ -193,8 +193,8 @@ impl NmfParams {
     }
     /// A multi-pass fit (`fit`, and the pipeline over more than one epoch) stops when a
     /// pass improves the loss of its convergence sample by less than this fraction, or
-    /// makes it worse (see [`OnlineNmf::sample_losses`](crate::OnlineNmf::sample_losses));
-    /// 0 runs every pass.
+    /// when two passes in a row end above the best loss before them (see
+    /// [`OnlineNmf::sample_losses`](crate::OnlineNmf::sample_losses)); 0 runs every pass.
     pub fn pass_tol(mut self, tol: f64) -> Self {
         self.pass_tol = tol;
         self
@@ -215,8 +215,7 @@ impl NmfParams {
     /// growing, so H still converges. 0 weighs every batch alike. The default is 8 for the
     /// Frobenius loss, whose dictionary update solves its statistics exactly, and 32 for
     /// other betas, whose statistics are a majorizer anchored at each batch's H and go
-    /// stale sooner. After the first pass, other betas' decay is capped so that the
-    /// statistics span at least two batches (a short input has only a few a pass).
+    /// stale sooner.
     ///
     /// ```
     /// use streamnmf::{Loss, NmfParams};

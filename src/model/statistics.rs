@@ -297,26 +297,6 @@ pub(crate) fn past_scale(forget: f64, decay: f64, seen: u64, rows: usize) -> f64
     forget * (t / (t + b)).powf(decay)
 }
 
-/// The fewest batches the statistics of a β < 2 fit average over after its first pass
-/// (see [`capped_decay`]).
-pub(crate) const MIN_WINDOW_BATCHES: f64 = 2.0;
-
-/// The decay exponent of a batch of `rows` after `seen` rows in a later pass of a β ≠ 2
-/// fit: at most `seen / (MIN_WINDOW_BATCHES · rows)`, so each batch keeps at least
-/// `e^(−1/2)` of the past and the statistics span about two batches or more.
-///
-/// The default decay of 32 averages over the last `seen / 33` rows: a few batches of a
-/// long input, but less than one batch of a short one (626 spectrogram frames in 256-row
-/// batches: 3 batches a pass). There the multiplicative dictionary followed each batch
-/// alone, the loss rose from one pass to the next and the convergence test stopped a KL
-/// fit after 3 passes at 66.7 a row (fresh codes) instead of 51.2 with this cap. The first
-/// pass keeps the full decay: it forgets the codes solved against the initial dictionary
-/// (on 20000 Poisson-count rows, capping the first pass too took 9 passes instead of 7 to
-/// NMF(mu)'s final divergence; capping later passes changed nothing there).
-pub(crate) fn capped_decay(decay: f64, seen: u64, rows: usize) -> f64 {
-    decay.min(seen as f64 / (MIN_WINDOW_BATCHES * rows.max(1) as f64))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,19 +331,5 @@ mod tests {
         assert_eq!(past_scale(0.5, 0.0, 100, 10), 0.5);
         assert_eq!(past_scale(1.0, 1.0, 0, 10), 0.0);
         assert!((past_scale(1.0, 2.0, 30, 10) - 0.5625).abs() < 1e-15);
-    }
-
-    #[test]
-    fn capped_decay_keeps_two_batches() {
-        // A long input keeps the full decay.
-        assert_eq!(capped_decay(32.0, 100_000, 256), 32.0);
-        // A short one: 3 batches of 256 rows after a pass of 626 rows.
-        let d = capped_decay(32.0, 626, 256);
-        assert!((d - 626.0 / 512.0).abs() < 1e-12);
-        // Each batch keeps at least e^(-1/2) of the past, whatever the input's length.
-        for seen in [256, 626, 1252, 5000, 1 << 20] {
-            let scale = past_scale(1.0, capped_decay(32.0, seen, 256), seen, 256);
-            assert!(scale >= (-0.5f64).exp() - 1e-12, "{seen}: {scale}");
-        }
     }
 }
