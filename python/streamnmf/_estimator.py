@@ -81,10 +81,10 @@ class StreamNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         Passes over the data in ``fit`` and ``fit_files``, at most (None: the engine's
         default, 50).
     tol : float
-        ``fit`` and ``fit_files`` stop when a pass improves the loss of a fixed sample of
-        about 2048 rows (scored against the dictionary at the end of each pass) by less
-        than this share after a pass that gained less than 4x it, or when two passes in a
-        row end above the best loss before them; 0 runs every pass.
+        ``fit`` and ``fit_files`` stop when a pass improves on the best loss so far of a
+        fixed sample of about 2048 rows (scored against the dictionary at the end of each
+        pass) by less than this share, after a pass that gained less than 4x it (two
+        passes in a row above the best stop them too); 0 runs every pass.
     forget_factor : float
         rho in (0, 1]: past statistics are multiplied by it at every batch.
     decay : float or None

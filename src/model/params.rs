@@ -192,8 +192,9 @@ impl NmfParams {
         self
     }
     /// A multi-pass fit (`fit`, and the pipeline over more than one epoch) stops when a
-    /// pass improves the loss of its convergence sample by less than this fraction, or
-    /// when two passes in a row end above the best loss before them (see
+    /// pass improves on the best loss of its convergence sample so far by less than this
+    /// fraction, after a pass that improved on the best before it by less than 4× that
+    /// (so two passes in a row above the best stop it too; see
     /// [`OnlineNmf::sample_losses`](crate::OnlineNmf::sample_losses)); 0 runs every pass.
     pub fn pass_tol(mut self, tol: f64) -> Self {
         self.pass_tol = tol;

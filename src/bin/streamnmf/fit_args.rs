@@ -116,10 +116,10 @@ pub struct FitArgs {
     /// Relative change of the codes at which the code solver stops (default 1e-4).
     #[arg(long)]
     pub code_tol: Option<f64>,
-    /// A multi-pass fit stops when a pass improves the loss of a fixed sample of about
-    /// 2048 rows, scored at the end of each pass, by less than this fraction after a pass
-    /// that gained less than 4× it, or when two passes in a row end above the best loss
-    /// before them (default 1e-3 without --epochs, 0 with it: every pass).
+    /// A multi-pass fit stops when a pass improves on the best loss so far of a fixed
+    /// sample of about 2048 rows, scored at the end of each pass, by less than this
+    /// fraction, after a pass that gained less than 4× it (two passes in a row above the
+    /// best stop it too) (default 1e-3 without --epochs, 0 with it: every pass).
     #[arg(long)]
     pub pass_tol: Option<f64>,
     /// Seed of every random choice [default: 0].
