@@ -84,7 +84,8 @@ class StreamNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         ``fit`` and ``fit_files`` stop when a pass improves on the best loss so far of a
         fixed sample of about 2048 rows (scored against the dictionary at the end of each
         pass) by less than this share, after a pass that gained less than 4x it (two
-        passes in a row above the best stop them too); 0 runs every pass.
+        passes in a row above the best stop them too; a loss that went up within the last
+        three passes is judged on their trend); 0 runs every pass.
     forget_factor : float
         rho in (0, 1]: past statistics are multiplied by it at every batch.
     decay : float or None

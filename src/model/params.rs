@@ -194,7 +194,8 @@ impl NmfParams {
     /// A multi-pass fit (`fit`, and the pipeline over more than one epoch) stops when a
     /// pass improves on the best loss of its convergence sample so far by less than this
     /// fraction, after a pass that improved on the best before it by less than 4× that
-    /// (so two passes in a row above the best stop it too; see
+    /// (so two passes in a row above the best stop it too); a loss that went up within
+    /// the last three passes stops once its best of them gains less than 3× that (see
     /// [`OnlineNmf::sample_losses`](crate::OnlineNmf::sample_losses)); 0 runs every pass.
     pub fn pass_tol(mut self, tol: f64) -> Self {
         self.pass_tol = tol;

@@ -119,7 +119,8 @@ pub struct FitArgs {
     /// A multi-pass fit stops when a pass improves on the best loss so far of a fixed
     /// sample of about 2048 rows, scored at the end of each pass, by less than this
     /// fraction, after a pass that gained less than 4× it (two passes in a row above the
-    /// best stop it too) (default 1e-3 without --epochs, 0 with it: every pass).
+    /// best stop it too; a loss that went up within the last three passes is judged on
+    /// their trend) (default 1e-3 without --epochs, 0 with it: every pass).
     #[arg(long)]
     pub pass_tol: Option<f64>,
     /// Seed of every random choice [default: 0].
