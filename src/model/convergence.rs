@@ -116,8 +116,17 @@ pub(crate) fn improvement(history: &[f64]) -> Option<f64> {
     let [.., prev, last] = history else {
         return None;
     };
-    (prev.is_finite() && last.is_finite())
-        .then(|| (prev - last) / prev.abs().max(f64::MIN_POSITIVE))
+    gain(*prev, *last)
+}
+
+/// The relative gain from loss `from` to loss `to`: `None` when either is not finite.
+fn gain(from: f64, to: f64) -> Option<f64> {
+    (from.is_finite() && to.is_finite()).then(|| (from - to) / from.abs().max(f64::MIN_POSITIVE))
+}
+
+/// The least of `losses` (infinite when empty).
+fn least(losses: &[f64]) -> f64 {
+    losses.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
 /// How small, in units of the tolerance, the gain of the pass before a small gain must be
@@ -129,12 +138,8 @@ pub(crate) const SETTLED: f64 = 4.0;
 /// The relative gain of the last loss in `history` over the best before it: `None` before
 /// the second pass or when either is not finite (0 for a perfect fit that stays perfect).
 fn gain_on_best(history: &[f64]) -> Option<f64> {
-    let [earlier @ .., last] = history else {
-        return None;
-    };
-    let best = earlier.iter().copied().fold(f64::INFINITY, f64::min);
-    (best.is_finite() && last.is_finite())
-        .then(|| (best - last) / best.abs().max(f64::MIN_POSITIVE))
+    let (last, earlier) = history.split_last()?;
+    gain(least(earlier), *last)
 }
 
 /// Passes over which a history that went up is judged on its trend (see [`converged`]).
@@ -174,11 +179,9 @@ pub(crate) fn converged(history: &[f64], tol: f64) -> bool {
             .windows(2)
             .any(|w| w[1] > w[0]);
         if rose {
-            let least = |h: &[f64]| h.iter().copied().fold(f64::INFINITY, f64::min);
-            let before = least(&history[..n - TREND_PASSES]);
-            let trend = (before - least(&history[n - TREND_PASSES..]))
-                / before.abs().max(f64::MIN_POSITIVE);
-            return trend < TREND_PASSES as f64 * tol;
+            let (before, recent) = history.split_at(n - TREND_PASSES);
+            return gain(least(before), least(recent))
+                .is_some_and(|trend| trend < TREND_PASSES as f64 * tol);
         }
     }
     settled
