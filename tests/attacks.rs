@@ -667,9 +667,14 @@ fn a_wide_dictionary_is_written_in_bounded_memory() {
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         v["peak_rss_bytes"].as_f64().unwrap() / 1e6
     };
-    let (fit, with_h) = (peak(&[]), peak(&["--components-out", "h.parquet"]));
+    // The peak depends on how many of the input's 16 MB batches are in flight when it is
+    // reached: 197-222 MB between runs of this binary, 194 and 228 MB in one CI run. So
+    // the least of two runs each, and a margin of three batches; writing H through zstd
+    // cost 380 MB more.
+    let least = |extra: &[&str]| peak(extra).min(peak(extra));
+    let (fit, with_h) = (least(&[]), least(&["--components-out", "h.parquet"]));
     assert!(
-        with_h <= fit * 1.1 + 10.0,
+        with_h <= fit + 48.0,
         "peak RSS {fit:.0} MB, {with_h:.0} MB with H"
     );
     let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
