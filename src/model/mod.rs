@@ -29,6 +29,7 @@ pub use params::{NmfParams, ValidParams};
 pub use replay::REPLAY_BUDGET;
 pub use reports::{BatchReport, FitReport, LossReport};
 
+pub(crate) use codes::Learnt;
 pub(crate) use dead_atoms::RowPool;
 pub(crate) use dictionary::{check_size, Dictionary};
 pub(crate) use masked::{ColumnContribution, ColumnStats};

@@ -6,6 +6,7 @@ use ndarray::{Array2, ArrayView2};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::codes::Learnt;
 use super::convergence;
 use super::dead_atoms::RowPool;
 use super::dictionary::{check_size, floor_start, Dictionary};
@@ -538,7 +539,17 @@ impl<F: Float> OnlineNmf<F> {
         // A batch that overflows leaves the model as it was.
         let before = (self.state.dict.clone(), self.state.rng.clone());
         let result = self.ensure_dictionary(x).and_then(|()| {
-            let solved = solve_batch(&self.state.params, self.components()?, x, self.threads);
+            let learnt = Learnt {
+                updates: self.state.batches,
+                pass: 0,
+            };
+            let solved = solve_batch(
+                &self.state.params,
+                self.components()?,
+                x,
+                self.threads,
+                learnt,
+            );
             self.absorb(solved, x)
         });
         if result.is_err() {
@@ -632,7 +643,11 @@ mod tests {
                     .unwrap();
                 let xv = obs.valid();
                 model.ensure_dictionary(xv).unwrap();
-                let solved = solve_batch(&params, model.components().unwrap(), xv, 2);
+                let learnt = Learnt {
+                    updates: model.batches_seen(),
+                    pass: 0,
+                };
+                let solved = solve_batch(&params, model.components().unwrap(), xv, 2, learnt);
                 let w = solved.codes.w.clone();
                 let scale = rho * (start as f64 / end as f64).powf(decay);
                 a = a * scale + w.t().dot(&w);

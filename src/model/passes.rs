@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use ndarray::{s, Array2, ArrayView2};
 
+use super::codes::Learnt;
 use super::convergence::{self, RowSample};
 use super::online::OnlineNmf;
 use super::reports::FitReport;
@@ -164,7 +165,12 @@ impl<F: Float> OnlineNmf<F> {
                     return Err(Error::Interrupted { checkpoint: None });
                 }
                 let xb = x.slice_rows(start..(start + b).min(n));
-                let solved = solve_batch(&self.state.params, self.components()?, xb, self.threads);
+                let learnt = Learnt {
+                    updates: self.state.batches,
+                    pass: pass as u64,
+                };
+                let h = self.components()?;
+                let solved = solve_batch(&self.state.params, h, xb, self.threads, learnt);
                 codes(start, solved.codes.w.view());
                 self.absorb(solved, xb)?;
             }

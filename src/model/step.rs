@@ -4,7 +4,7 @@
 
 use ndarray::{Array2, ArrayView2};
 
-use super::codes::{solve_chunked, Codes, Prepared};
+use super::codes::{solve_chunked, Codes, Learnt, Prepared};
 use super::dictionary::padded;
 use super::params::ValidParams;
 use super::statistics::Contribution;
@@ -65,12 +65,14 @@ impl CodesSummary {
 
 /// The solver step: the codes of `x` against `h` and their contribution, on up to
 /// `threads` threads, in fixed chunks combined in order (bitwise the same for every
-/// thread count).
+/// thread count). `learnt`: how far `h` has learnt, which sets the code solver's cap
+/// ([`Prepared::learning_after`]).
 pub(crate) fn solve_batch<F: Float>(
     params: &ValidParams,
     h: ArrayView2<F>,
     x: Valid<F>,
     threads: usize,
+    learnt: Learnt,
 ) -> Solved<F> {
     // A growing catalogue: a batch narrower than H stores nothing in the columns it
     // lacks; a wider one is solved against H with its new features at their start values
@@ -83,7 +85,7 @@ pub(crate) fn solve_batch<F: Float>(
     } else {
         h
     };
-    let prep = Prepared::new(params, h).learning(params);
+    let prep = Prepared::new(params, h).learning_after(params, learnt);
     let (loss, mode) = (params.loss(), params.unobserved());
     let (codes, parts) = solve_chunked(params, &prep, x, threads, None, |xc, w| {
         Contribution::new(loss, mode, xc, w, prep.h())

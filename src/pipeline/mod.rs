@@ -25,7 +25,7 @@ use crate::linalg::parallel::default_threads;
 use crate::matrix::Batch;
 use crate::matrix::ValidBatch;
 use crate::model::convergence;
-use crate::model::{solve_batch, BatchReport, OnlineNmf};
+use crate::model::{solve_batch, BatchReport, Learnt, OnlineNmf};
 use crate::persist::{CheckpointDir, InputPosition, Metadata, RunState};
 use crate::source::{BatchIter, BatchSource};
 pub use distributed::{fit_distributed, DistributedReport};
@@ -447,6 +447,9 @@ pub fn fit_with_codes<F: Float>(
     let _g = span.enter();
     let wake = || versions.wake();
     let params = model.params().clone();
+    // The updates a dictionary version has had: its number, plus what the model had
+    // learnt before this run's first batch (a model given to update, or the run resumed).
+    let updates_before = model.batches_seen().saturating_sub(start.seq);
     let (mut batches, mut rows) = (0u64, 0u64);
     let mut since_checkpoint = (0u64, Instant::now());
     let write_checkpoint =
@@ -490,12 +493,23 @@ pub fn fit_with_codes<F: Float>(
         model,
         prepare,
         |item: &Item<F>| {
-            let Some(h) = versions.wait(item.seq.saturating_sub(s), &shared) else {
+            let version = item.seq.saturating_sub(s);
+            let Some(h) = versions.wait(version, &shared) else {
                 return Ok(None);
             };
             opts.inject_faults(item.seq);
+            let learnt = Learnt {
+                updates: updates_before + version,
+                pass: item.epoch as u64,
+            };
             let x = item.batch.view();
-            Ok(Some(solve_batch(&params, h.view(), x, opts.batch_threads)))
+            Ok(Some(solve_batch(
+                &params,
+                h.view(),
+                x,
+                opts.batch_threads,
+                learnt,
+            )))
         },
         |model, item, solved| {
             if item.epoch != position.epoch {
