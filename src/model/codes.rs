@@ -154,15 +154,17 @@ impl<F: Float> Prepared<F> {
     /// the separation example's training speech (1251 frames) 16 → 13, 11.7 s of
     /// espeak-ng speech 24 → 14, espeak speech mixed with pink noise 20 → 18, the
     /// example's training noise 10 → 11; whole processes on the first, at 16 and 13
-    /// passes: 1.34× faster. In one pass over 11 955 frames of those four end to end the
+    /// passes: 1.25× faster. In one pass over 11 955 frames of those four end to end the
     /// divergence is 3 % lower (2.084e6 → 2.015e6) in 0.55 s instead of 0.91 s.
     ///
     /// Not beyond the first pass: a 3 s clip is one batch a pass, and with the cap
     /// growing by updates (1 a pass) or by 2–5 iterations a pass its loss went up from
     /// the second pass (sample divergence 1235, 1255, 1311), where the fixed cap fell
     /// steadily; with rough codes in the first pass only it ends lower than before (50
-    /// passes, 80.09 a frame, against 30 at 81.58). Starting at 8 iterations lost most of
-    /// the gain (22 passes on the speech and on espeak); 3 did as well as 5.
+    /// passes, 80.09 a frame, against 30 at 81.58). Starting at 8 iterations lost the
+    /// gain (17 passes on the speech, 25 on espeak); starting at 2 did as well on the
+    /// speech and better on espeak (6 passes), but ended the long single pass higher
+    /// (2.071e6) and is not measured on more audio yet.
     ///
     /// `learnt` counts the dictionary's version and the batch's pass, so the cap is the
     /// same for any timing, any thread count and after a resume.
@@ -616,8 +618,7 @@ mod tests {
 
     /// Codes a dictionary learns from stop at the learning caps (Itakura-Saito and other
     /// betas below 1, through the first pass on a schedule that grows with the updates;
-    /// HALS under Frobenius);
-    /// the codes handed out, and KL's, keep the full one.
+    /// HALS under Frobenius); the codes handed out, and KL's, keep the full one.
     #[test]
     fn learning_caps_codes_below_kl_only() {
         let h = Array2::from_shape_fn((3, 8), |(i, j)| 1.0 + ((i * 8 + j) % 5) as f64);
