@@ -539,23 +539,23 @@ impl<F: Float> OnlineNmf<F> {
         // A batch that overflows leaves the model as it was.
         let before = (self.state.dict.clone(), self.state.rng.clone());
         let result = self.ensure_dictionary(x).and_then(|()| {
-            let learnt = Learnt {
-                updates: self.state.batches,
-                pass: 0,
-            };
-            let solved = solve_batch(
-                &self.state.params,
-                self.components()?,
-                x,
-                self.threads,
-                learnt,
-            );
+            let (h, learnt) = (self.components()?, self.learnt(0));
+            let solved = solve_batch(&self.state.params, h, x, self.threads, learnt);
             self.absorb(solved, x)
         });
         if result.is_err() {
             (self.state.dict, self.state.rng) = before;
         }
         result
+    }
+
+    /// How far the dictionary has learnt (its updates so far) for a batch of pass `pass`
+    /// of a fit: what sets the code solver's cap ([`solve_batch`]).
+    pub(crate) fn learnt(&self, pass: u64) -> Learnt {
+        Learnt {
+            updates: self.state.batches,
+            pass,
+        }
     }
 
     /// Marks the start of another pass over the same data: closes the current pass in the
@@ -643,11 +643,8 @@ mod tests {
                     .unwrap();
                 let xv = obs.valid();
                 model.ensure_dictionary(xv).unwrap();
-                let learnt = Learnt {
-                    updates: model.batches_seen(),
-                    pass: 0,
-                };
-                let solved = solve_batch(&params, model.components().unwrap(), xv, 2, learnt);
+                let h = model.components().unwrap();
+                let solved = solve_batch(&params, h, xv, 2, model.learnt(0));
                 let w = solved.codes.w.clone();
                 let scale = rho * (start as f64 / end as f64).powf(decay);
                 a = a * scale + w.t().dot(&w);

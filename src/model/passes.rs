@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use ndarray::{s, Array2, ArrayView2};
 
-use super::codes::Learnt;
 use super::convergence::{self, RowSample};
 use super::online::OnlineNmf;
 use super::reports::FitReport;
@@ -165,11 +164,7 @@ impl<F: Float> OnlineNmf<F> {
                     return Err(Error::Interrupted { checkpoint: None });
                 }
                 let xb = x.slice_rows(start..(start + b).min(n));
-                let learnt = Learnt {
-                    updates: self.state.batches,
-                    pass: pass as u64,
-                };
-                let h = self.components()?;
+                let (h, learnt) = (self.components()?, self.learnt(pass as u64));
                 let solved = solve_batch(&self.state.params, h, xb, self.threads, learnt);
                 codes(start, solved.codes.w.view());
                 self.absorb(solved, xb)?;

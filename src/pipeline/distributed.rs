@@ -32,9 +32,7 @@ use crate::distributed::{agree, broadcast_from, broadcast_result, reduce_broadca
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::matrix::Valid;
-use crate::model::{
-    solve_batch, BatchReport, CodesSummary, Learnt, OnlineNmf, RowPool, ValidParams,
-};
+use crate::model::{solve_batch, BatchReport, CodesSummary, OnlineNmf, RowPool, ValidParams};
 use crate::persist::{decode_run, encode_run, InputPosition, Metadata, RunState};
 use crate::source::{BatchSource, Share};
 
@@ -330,17 +328,9 @@ impl<F: Float> Rounds<'_, F> {
     /// Solves this rank's batch against the current H and takes part in the round.
     fn solve(&mut self, x: Valid<F>) -> Result<()> {
         let t = Instant::now();
-        let learnt = Learnt {
-            updates: self.model.batches_seen(),
-            pass: self.position.epoch as u64,
-        };
-        let solved = solve_batch(
-            &self.params,
-            self.model.components()?,
-            x,
-            self.threads,
-            learnt,
-        );
+        let learnt = self.model.learnt(self.position.epoch as u64);
+        let h = self.model.components()?;
+        let solved = solve_batch(&self.params, h, x, self.threads, learnt);
         let summary = CodesSummary::of(&solved.codes, x.nrows(), self.model.batches_seen())?;
         self.report.solve_seconds += t.elapsed().as_secs_f64();
         self.report.local_batches += 1;
