@@ -191,3 +191,31 @@ def test_missing_entries_predict_held_out_ratings():
         StreamNMF(2, unobserved="maybe").fit(train)
     implicit = StreamNMF(k, unobserved="implicit", confidence=10.0, random_state=0).fit(train)
     assert np.all(np.isfinite(implicit.components_))
+
+
+def _fit_in_child(queue):
+    est = StreamNMF(4, random_state=0, max_iter=5, tol=0, batch_size=256, n_threads=2)
+    est.fit(planted())
+    queue.put(est.components_)
+
+
+def test_a_forked_child_fits_after_its_parent():
+    # The chunk threads are a pool started on first use. A child made by fork inherits
+    # the pool without its threads: it must start its own, not wait for jobs that never
+    # run (Python's multiprocessing forks on Linux).
+    import multiprocessing as mp
+    parent = StreamNMF(4, random_state=0, max_iter=5, tol=0, batch_size=256, n_threads=2)
+    parent.fit(planted())
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork of a threaded process
+        child = ctx.Process(target=_fit_in_child, args=(queue,))
+        child.start()
+    child.join(120)
+    hung = child.is_alive()
+    if hung:
+        child.kill()
+    assert not hung, "the forked child's fit hung"
+    assert child.exitcode == 0
+    np.testing.assert_array_equal(queue.get(timeout=10), parent.components_)
