@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import subprocess
+import statistics
 import sys
 import tempfile
 import time
@@ -243,6 +244,25 @@ def run_cli(case, data, epochs):
     return wall, json.loads(r.stdout)["peak_rss_bytes"]
 
 
+def reader_floor(case, data):
+    """Median wall time of three whole processes that run streamnmf's reader alone over
+    the case's Parquet file (`examples/decode_rate --reader-only`): what no whole-process
+    fit of that file can undercut. None when the example is not built."""
+    c = CASES[case]
+    exe = os.path.join(os.environ.get("STREAMNMF_BIN", "target/release"), "examples", "decode_rate")
+    if not os.path.exists(exe):
+        return None
+    cmd = [exe, data + ".parquet", "4096"]
+    if c["kind"] == "sparse":
+        cmd += ["row,col,value", str(c["p"])]
+    walls = []
+    for _ in range(3):
+        t = time.perf_counter()
+        subprocess.run(cmd + ["--reader-only"], capture_output=True, check=True)
+        walls.append(time.perf_counter() - t)
+    return statistics.median(walls)
+
+
 def first_time(traj, key, limit):
     for t in traj:
         if t[key] <= limit:
@@ -316,6 +336,9 @@ def main():
               f"{rss / 1e6:.0f} | | | |")
         print(f"| **streamnmf (CLI, Parquet)** | {fmt(cli_wall)} ({cli_epochs} passes, whole process) | | | | "
               f"{cli_rss / 1e6:.0f} | | | |")
+        floor = reader_floor(case, data)
+        if floor:
+            print(f"| streamnmf's reader alone (whole process, no fit: the floor) | {fmt(floor)} | | | | | | | |")
         blas = sorted({b for pr in peers for b in pr.get("blas", [])})
         print(f"\nPython BLAS: {', '.join(blas)}\n")
         sys.stdout.flush()

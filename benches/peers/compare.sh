@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ./scripts/ensure-deps.sh
-cargo build --release --bin streamnmf --example trajectory
+cargo build --release --bin streamnmf --example trajectory --example decode_rate
 . benches/peers/venv.sh
 peers_venv "sklearn, pyarrow, scipy, threadpoolctl" scikit-learn pyarrow threadpoolctl scipy
 # The Python package's column: built from this checkout into the same venv.

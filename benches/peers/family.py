@@ -25,6 +25,10 @@ processes with tol = 0, doubling max_iter until the target and bisecting back to
 fewest iterations that reach it, then time two more runs at that count: the median of
 the three, within a budget per member.
 
+Beside each member it reports the reader floor: the whole-process time of streamnmf's
+reader alone over the file (no fit), and the first peer's time over it, the most any
+whole-process fit of that Parquet file could gain on that peer.
+
 Prints a table, the geometric means of the peers' time / streamnmf's, and writes JSON.
 Usage: family.py [--members NAME ...] [--quick] [--peers NMF(cd),...|none] [--json out.json]
 """
@@ -268,6 +272,24 @@ def ours(binary, data, x, k, target, budget, out_dir):
     return {"epochs": epochs, "seconds": statistics.median(walls), "error": err}
 
 
+def reader_floor(binary_dir, data):
+    """The whole-process wall time of streamnmf's reader alone over the member's Parquet
+    file (`examples/decode_rate --reader-only`: decode, cast, checks, re-chunk into
+    256-row batches, nothing else), median of three: no fit of that file as a whole process
+    can take less, so a peer's in-memory time over it bounds the ratio any pass count
+    could reach. None when the example is not built."""
+    exe = os.path.join(binary_dir, "examples", "decode_rate")
+    if not os.path.exists(exe):
+        return None
+    walls = []
+    for _ in range(3):
+        t = time.perf_counter()
+        subprocess.run([exe, data + ".parquet", "256", "--reader-only"], check=True,
+                       capture_output=True)
+        walls.append(time.perf_counter() - t)
+    return statistics.median(walls)
+
+
 def defaults(binary, data, x, k, out_dir):
     """The CLI with no flag but the rank: passes until its convergence test stops it.
     Median wall time of three runs, the passes it made, and its error."""
@@ -312,14 +334,16 @@ def main():
     args = ap.parse_args()
     if args.worker:
         return worker(args)
-    binary = os.path.join(os.environ.get("STREAMNMF_BIN", "target/release"), "streamnmf")
+    binary_dir = os.environ.get("STREAMNMF_BIN", "target/release")
+    binary = os.path.join(binary_dir, "streamnmf")
     members = {**planted_members(), **REAL}
     names = args.members or (QUICK if args.quick else list(members))
     peers = [] if args.peers == "none" else [p for p in args.peers.split(",") if p]
     results = []
     print(f"{'member':<14} {'shape':>13} {'k':>3} {'target':>7} | {'epochs':>6} {'ours s':>7} |"
           + "".join(f" {p + ' s':>15}" for p in peers) + " | ratios (peer / ours)"
-          + " | defaults: passes, s, error / target", flush=True)
+          + " | defaults: passes, s, error / target | reader floor s"
+          + "".join(f", {p} / floor" for p in peers[:1]), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             m = members[name]
@@ -335,11 +359,12 @@ def main():
                 target = 1.01 * peer(data, k, "NMF(cd)", 0, 600, converge=True)["error"]
             us = ours(binary, data, x, k, target, args.budget * 2, tmp)
             auto = defaults(binary, data, x, k, tmp)
+            floor = reader_floor(binary_dir, data)
             them = {p: peer(data, k, p, target, args.budget) for p in peers}
             ratios = {p: (them[p]["seconds"] / us["seconds"]
                           if them[p]["seconds"] and us["seconds"] else None) for p in peers}
             row = {"member": name, "shape": list(x.shape), "k": k, "target": target, "ours": us,
-                   "peers": them, "ratios": ratios, "defaults": auto}
+                   "peers": them, "ratios": ratios, "defaults": auto, "reader_floor": floor}
             results.append(row)
             shape = f"{x.shape[0]}x{x.shape[1]}"
             print(f"{name:<14} {shape:>13} {k:>3} {target:>7.4f} | {us['epochs'] or '-':>6} "
@@ -347,7 +372,9 @@ def main():
                   + "".join(f" {fmt(them[p]['seconds']):>15}" for p in peers) + " | "
                   + " ".join(f"{fmt(ratios[p], 1)}" for p in peers)
                   + f" | {auto['passes']:>3} {fmt(auto['seconds']):>6} "
-                  f"{auto['error'] / target:.3f}", flush=True)
+                  f"{auto['error'] / target:.3f} | {fmt(floor)}"
+                  + "".join(f", {fmt(them[p]['seconds'] / floor if them[p]['seconds'] and floor else None, 1)}"
+                            for p in peers[:1]), flush=True)
     print()
     for p in peers:
         rs = [r["ratios"][p] for r in results if r["ratios"][p]]
@@ -356,6 +383,12 @@ def main():
             g = math.exp(sum(math.log(v) for v in rs) / len(rs))
             print(f"{p}: geometric mean of time ratios {g:.2f} over {len(rs)} members "
                   f"(min {min(rs):.2f}); no ratio for: {', '.join(missed) or 'none'}")
+    for p in peers[:1]:
+        capped = [f"{r['member']} ({r['peers'][p]['seconds'] / r['reader_floor']:.1f}x)" for r in results
+                  if r["reader_floor"] and r["peers"][p]["seconds"]
+                  and r["peers"][p]["seconds"] / r["reader_floor"] < 5]
+        print(f"{p} time over the reader floor below 5x (no whole-process fit of the file can be "
+              f"5x faster there): {', '.join(capped) or 'none'}")
     hit = [r for r in results if r["defaults"]["error"] <= r["target"]]
     print(f"defaults (no --epochs): at the target on {len(hit)}/{len(results)} members; "
           f"passes {min(r['defaults']['passes'] for r in results)}.."

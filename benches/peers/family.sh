@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ./scripts/ensure-deps.sh
-cargo build --release --bin streamnmf
+cargo build --release --bin streamnmf --example decode_rate
 . benches/peers/venv.sh
 peers_venv "sklearn, pyarrow, scipy, threadpoolctl, PIL" scikit-learn pyarrow threadpoolctl scipy pillow
 export STREAMNMF_BIN=${CARGO_TARGET_DIR:-target}/release
