@@ -69,9 +69,9 @@ where
     G: Fn(usize) -> T + Sync,
 {
     let threads = threads.clamp(1, count.max(1));
-    let pool = match pool() {
-        Some(pool) if threads > 1 => pool,
-        _ => return (0..count).map(f).collect(),
+    let pool = match (threads > 1).then(pool).flatten() {
+        Some(pool) => pool,
+        None => return (0..count).map(f).collect(),
     };
     let next = AtomicUsize::new(0);
     let slots: Mutex<Vec<Option<T>>> = Mutex::new((0..count).map(|_| None).collect());

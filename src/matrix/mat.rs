@@ -9,6 +9,7 @@ use ndarray::{Array2, ArrayView2, ShapeBuilder};
 
 use super::csr::{CsrMatrix, CsrView};
 use crate::float::Float;
+use crate::linalg::parallel::map_indexed;
 use crate::linalg::{simd, sparse, zeros_written};
 
 /// A borrowed data matrix, dense or CSR: what every kernel takes.
@@ -217,7 +218,37 @@ impl<'a, F: Float> MatRef<'a, F> {
     /// assert_eq!(MatRef::from(&x).wt_x(w.view()), wtx);
     /// ```
     pub fn wt_x(&self, w: ArrayView2<F>) -> Array2<F> {
+        self.wt_x_on(w, 1)
+    }
+
+    /// [`wt_x`](Self::wt_x) on up to `threads` threads, with the same bits for every
+    /// thread count. A sparse X is cut into column blocks of about equal stored entries
+    /// ([`sparse::column_blocks`]), each filled in place by one task that scans the
+    /// batch's rows in order: no per-thread k × p partial sums to zero and add.
+    pub(crate) fn wt_x_on(&self, w: ArrayView2<F>, threads: usize) -> Array2<F> {
         let k = w.ncols();
+        if let (MatRef::Csr(x), true) = (self, threads > 1 && k > 0) {
+            let p = self.ncols();
+            let cuts = sparse::column_blocks(x.parts(), p, threads);
+            let mut out = zeros_written((k, p).f());
+            let w = w.as_standard_layout();
+            let ws = w.as_slice().expect("standard layout");
+            let mut outt = out.view_mut().reversed_axes();
+            let mut rest = outt.as_slice_mut().expect("column-major out");
+            let mut blocks = Vec::with_capacity(cuts.len());
+            for pair in cuts.windows(2) {
+                let (block, tail) = rest.split_at_mut((pair[1] - pair[0]) * k);
+                blocks.push(std::sync::Mutex::new((pair[0], block)));
+                rest = tail;
+            }
+            map_indexed(blocks.len(), threads, |b| {
+                let mut guard = blocks[b].lock().unwrap_or_else(|e| e.into_inner());
+                let (first, ref mut accs) = *guard;
+                sparse::csr_xt_w(x.parts(), ws, k, accs, first);
+            });
+            drop(blocks);
+            return out;
+        }
         match self {
             MatRef::Dense(x) => {
                 let mut out = Array2::zeros((k, self.ncols()).f());
@@ -230,7 +261,7 @@ impl<'a, F: Float> MatRef<'a, F> {
                 let ws = w.as_slice().expect("standard layout");
                 let mut outt = out.view_mut().reversed_axes();
                 let accs = outt.as_slice_mut().expect("column-major out");
-                sparse::csr_xt_w(x.parts(), ws, k, accs);
+                sparse::csr_xt_w(x.parts(), ws, k, accs, 0);
                 out
             }
         }
@@ -290,6 +321,27 @@ mod tests {
         assert!(of.t().is_standard_layout());
         assert_eq!(of, w.t().dot(&x));
         assert_eq!(MatRef::from(&x).wt_x(w.view()), of);
+    }
+
+    /// A sparse `Xᵀ W` filled by column blocks on any number of threads gives the bits
+    /// of the one-thread product.
+    #[test]
+    fn sparse_wt_x_same_bits_on_any_threads() {
+        let x = Array2::from_shape_fn((300, 57), |(i, j)| {
+            if (i * 5 + j * 3) % 7 < 2 {
+                ((i + 2 * j) % 13) as f32 * 0.31 + 0.05
+            } else {
+                0.0
+            }
+        });
+        let csr = CsrMatrix::from_dense(x.view());
+        let w = Array2::from_shape_fn((300, 6), |(i, j)| ((i * 3 + j) % 11) as f32 * 0.13);
+        let one = MatRef::from(&csr).wt_x(w.view());
+        for threads in [2, 3, 8] {
+            assert_eq!(MatRef::from(&csr).wt_x_on(w.view(), threads), one);
+        }
+        let dense = MatRef::from(&x).wt_x(w.view());
+        assert!((&one - &dense).iter().all(|d| d.abs() < 1e-4));
     }
 
     /// The products give the same bits whatever the memory layout of their operands.

@@ -331,18 +331,17 @@ fn solve_prepared<F: Float>(
 /// 256-row batches took 0.45 s against 0.26 s with 1024 rows, for the same work). Sparse:
 /// each chunk's statistics are a dense k × p block to sum, so a chunk takes enough rows
 /// (a multiple of [`CHUNK_ROWS`]) to hold at least k·p/4 stored entries, keeping that sum
-/// under a quarter of the chunk's own work. Depends on the data, never on the threads.
-fn batch_chunks<F: Float>(x: MatRef<F>, k: usize) -> Vec<Range<usize>> {
+/// under a quarter of the chunk's own work; without per-chunk statistics (`blocks`
+/// false) a sparse batch is cut like a dense one. Depends on the data, never on the threads.
+fn batch_chunks<F: Float>(x: MatRef<F>, k: usize, blocks: bool) -> Vec<Range<usize>> {
     let n = x.nrows();
     let rows = match x {
-        MatRef::Dense(_) => {
-            (n.div_ceil(4).div_ceil(ROW_BLOCK) * ROW_BLOCK).clamp(ROW_BLOCK, CHUNK_ROWS)
-        }
-        MatRef::Csr(_) => {
+        MatRef::Csr(_) if blocks => {
             let per_row = (x.nnz() as f64 / n.max(1) as f64).max(1.0);
             let want = (k * x.ncols()) as f64 / 4.0 / per_row;
             CHUNK_ROWS * ((want / CHUNK_ROWS as f64).ceil() as usize).max(1)
         }
+        _ => (n.div_ceil(4).div_ceil(ROW_BLOCK) * ROW_BLOCK).clamp(ROW_BLOCK, CHUNK_ROWS),
     };
     chunks_of(n, rows).collect()
 }
@@ -359,7 +358,33 @@ pub(crate) fn solve_chunked<F: Float, T: Send>(
     warm: Option<ArrayView2<F>>,
     extra: impl Fn(Valid<F>, ArrayView2<F>) -> T + Sync,
 ) -> (Codes<F>, Vec<T>) {
-    let ranges = batch_chunks(x.view(), prep.k());
+    let ranges = batch_chunks(x.view(), prep.k(), true);
+    solve_ranges(params, prep, x, threads, warm, ranges, extra)
+}
+
+/// The codes alone of `x` against the H of `prep`, like [`solve_chunked`] with nothing
+/// built per chunk, so a sparse batch is cut into chunks of at most [`CHUNK_ROWS`] rows,
+/// which spread over the cores more evenly.
+pub(crate) fn solve_codes<F: Float>(
+    params: &ValidParams,
+    prep: &Prepared<F>,
+    x: Valid<F>,
+    threads: usize,
+) -> Codes<F> {
+    let ranges = batch_chunks(x.view(), prep.k(), false);
+    solve_ranges(params, prep, x, threads, None, ranges, |_, _| ()).0
+}
+
+/// [`solve_chunked`] over the given row ranges of `x`.
+fn solve_ranges<F: Float, T: Send>(
+    params: &ValidParams,
+    prep: &Prepared<F>,
+    x: Valid<F>,
+    threads: usize,
+    warm: Option<ArrayView2<F>>,
+    ranges: Vec<Range<usize>>,
+    extra: impl Fn(Valid<F>, ArrayView2<F>) -> T + Sync,
+) -> (Codes<F>, Vec<T>) {
     let kl_cd = kl_by_coordinates(prep, x.view());
     let parts = map_indexed(ranges.len(), threads, |c| {
         let r = ranges[c].clone();
@@ -408,7 +433,7 @@ mod tests {
     fn small_dense_batches_split_into_row_blocks() {
         let lens = |n: usize| -> Vec<usize> {
             let x = Array2::<f32>::ones((n, 3));
-            batch_chunks(MatRef::from(&x), 2)
+            batch_chunks(MatRef::from(&x), 2, true)
                 .into_iter()
                 .map(|r| r.len())
                 .collect()
@@ -683,18 +708,21 @@ mod tests {
         }
     }
 
-    /// Sparse chunks grow with k·p over the stored entries per row; dense ones do not.
+    /// Sparse chunks that carry statistics grow with k·p over the stored entries per
+    /// row; dense ones, and sparse ones solved for codes alone, do not.
     #[test]
     fn sparse_chunks_hold_enough_entries() {
         let dense = Array2::<f32>::ones((1000, 400));
-        assert_eq!(batch_chunks(MatRef::from(&dense), 20).len(), 4);
+        assert_eq!(batch_chunks(MatRef::from(&dense), 20, true).len(), 4);
         let mut sparse = Array2::<f32>::zeros((4000, 400));
         for i in 0..4000 {
             sparse[[i, i % 400]] = 1.0;
         }
         let csr = CsrMatrix::from_dense(sparse.view());
         // k·p/4 = 2000 entries at 1 per row: 2048-row chunks.
-        let c = batch_chunks(MatRef::from(&csr), 20);
+        let c = batch_chunks(MatRef::from(&csr), 20, true);
         assert_eq!(c, vec![0..2048, 2048..4000]);
+        let c = batch_chunks(MatRef::from(&csr), 20, false);
+        assert_eq!(c.len(), 4000usize.div_ceil(CHUNK_ROWS));
     }
 }

@@ -2,11 +2,12 @@
 //! (Boutsidis & Gallopoulos 2008, with ndarray-linalg's SVD), or user-given.
 //!
 //! The SVD runs in f64 on a sample of the batch's first rows, capped at about 4 M stored
-//! entries: dense rows are copied densely; sparse rows stay sparse, so the randomized
-//! range finder costs O(nnz · k) per product and a wide sparse batch never densifies.
+//! entries (250 000 sparse): dense rows are copied densely; sparse rows stay sparse, so
+//! the randomized range finder costs O(nnz · k) per product and a wide sparse batch never
+//! densifies; its orthonormalization and small SVD are l × l eigenproblems (l = k + 10).
 
 use ndarray::{s, Array2, ArrayView1};
-use ndarray_linalg::{JobSvd, QR, SVDDC};
+use ndarray_linalg::{Eigh, JobSvd, QR, SVDDC, UPLO};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -28,8 +29,11 @@ const SVD_SAMPLE_ENTRIES: usize = 4_000_000;
 /// 100 000 × 20 000 ratings-like data (k 20, about 100 entries a row) the init of a
 /// 16384-row first batch (1.6 M entries) took 0.19 s of a 0.26 s first pass; capped at
 /// 500 000 entries (5000 rows) it takes the same time as a 4096-row batch's and the pass
-/// ends at the same error to four digits.
-const SPARSE_SVD_SAMPLE_ENTRIES: usize = 500_000;
+/// ends at the same error to four digits. Since the range finder's QR and SVD became
+/// Gram eigenproblems the products are most of the init: 250 000 entries (2500 rows)
+/// take 31 ms instead of 42 (median of 8), and one or two passes end at the same error
+/// (1.0005× and 1.0003× the SVD bound).
+const SPARSE_SVD_SAMPLE_ENTRIES: usize = 250_000;
 
 /// Builds H (k × p) for data whose first batch is `x`.
 pub(crate) fn initial_dictionary<F: Float>(
@@ -218,8 +222,10 @@ fn lapack(e: ndarray_linalg::error::LinalgError) -> Error {
 
 /// The top-k singular triplets `(U, s, Vᵀ)` of `x`. When k is small against the matrix, a
 /// randomized range finder (Halko, Martinsson & Tropp 2011: k + 10 seeded Gaussian
-/// directions, one power iteration, QR) reduces the SVD to an (k + 10) × p one: a few
-/// GEMMs instead of a full SVD (the first pass of a 20000 × 1000, k = 20 fit: 0.63 s -> 0.21 s).
+/// directions, one power iteration, orthonormalized by [`orthonormal`]) reduces the SVD
+/// to an (k + 10) × p one ([`wide_svd`]): a few GEMMs instead of a full SVD (the first
+/// pass of a 20000 × 1000, k = 20 fit: 0.63 s -> 0.21 s). Fewer than k triplets come
+/// back when the sample's rank is lower.
 fn top_singular(
     x: &Sample,
     k: usize,
@@ -237,20 +243,67 @@ fn top_singular(
         return Ok((u.expect("requested U"), s, vt.expect("requested Vᵀ")));
     }
     let omega = Array2::from_shape_simple_fn((p, l), || StandardNormal.sample(rng));
-    let mut q = x.mul(&omega).qr().map_err(lapack)?.0;
+    let mut q = orthonormal(x.mul(&omega))?;
     for _ in 0..POWER_ITERATIONS {
         // `Xᵀ Q` is not orthonormalized (scikit-learn's rule for at most two power
-        // iterations): only the span of `X Xᵀ Q` matters, and the QR of that p × l matrix
-        // (unblocked Householder in LAPACK at l = 30) was two thirds of the init's time
-        // on a 4096 × 20000 sparse batch.
+        // iterations): only the span of `X Xᵀ Q` matters.
         let z = x.tmul(&q);
-        q = x.mul(&z).qr().map_err(lapack)?.0;
+        q = orthonormal(x.mul(&z))?;
     }
     // B = Qᵀ X (l × p), the SVD of which gives X's top singular triplets.
     let b = x.tmul(&q).reversed_axes().as_standard_layout().into_owned();
-    let (ub, s, vt) = b.svddc(JobSvd::Some).map_err(lapack)?;
-    let u = q.dot(&ub.expect("requested U"));
-    Ok((u, s, vt.expect("requested Vᵀ")))
+    let (ub, s, vt) = wide_svd(&b)?;
+    Ok((q.dot(&ub), s, vt))
+}
+
+/// Eigenvalues below this share of the largest count as zero: singular values below
+/// 10⁻⁶ of the largest, where the Gram matrices below lose their digits.
+const GRAM_FLOOR: f64 = 1e-12;
+
+/// The eigen-decomposition of a symmetric Gram matrix, largest eigenvalue first, keeping
+/// those above [`GRAM_FLOOR`] of the largest: `(λ, V)` with V's columns in that order.
+fn gram_eigen(g: Array2<f64>) -> Result<(Vec<f64>, Array2<f64>)> {
+    let (lambda, v) = g.eigh(UPLO::Upper).map_err(lapack)?;
+    let top = lambda.iter().cloned().fold(0.0, f64::max);
+    let keep: Vec<usize> = (0..lambda.len())
+        .rev()
+        .filter(|&i| top > 0.0 && lambda[i] > GRAM_FLOOR * top)
+        .collect();
+    let v = Array2::from_shape_fn((v.nrows(), keep.len()), |(r, c)| v[[r, keep[c]]]);
+    Ok((keep.iter().map(|&i| lambda[i]).collect(), v))
+}
+
+/// An orthonormal basis of the range of `y` (m × l, m ≥ l): `Y ← Y V Λ^{-1/2}` from
+/// `Yᵀ Y = V Λ Vᵀ`, twice (the second pass restores the orthogonality the first loses
+/// on an ill-conditioned Y, as CholeskyQR2 does), dropping directions Y lacks. An
+/// l × l eigenproblem and two GEMMs in place of LAPACK's Householder QR, which is
+/// unblocked at l = 30: 12 ms for a 5000 × 30 sample, twice per init. A Y without
+/// range (all zero) falls back to that QR.
+fn orthonormal(y: Array2<f64>) -> Result<Array2<f64>> {
+    let mut q = y;
+    for _ in 0..2 {
+        let (lambda, v) = gram_eigen(q.t().dot(&q))?;
+        if lambda.is_empty() {
+            return Ok(q.qr().map_err(lapack)?.0);
+        }
+        let scale = ndarray::Array1::from_iter(lambda.iter().map(|l| 1.0 / l.sqrt()));
+        q = q.dot(&(v * &scale));
+    }
+    Ok(q)
+}
+
+/// The SVD `U S Vᵀ` of a wide matrix `b` (l × p, l ≪ p) from the eigen-decomposition of
+/// `B Bᵀ` (l × l): `U = V`, `S = Λ^{1/2}`, `Vᵀ = S⁻¹ Uᵀ B`. Singular values below
+/// 10⁻⁶ of the largest are dropped: an init has no use for them. LAPACK's divide and
+/// conquer took 32 ms on the 30 × 20 000 B of a sparse init, this takes about one.
+fn wide_svd(b: &Array2<f64>) -> Result<(Array2<f64>, ndarray::Array1<f64>, Array2<f64>)> {
+    let (lambda, u) = gram_eigen(b.dot(&b.t()))?;
+    let s = ndarray::Array1::from_iter(lambda.iter().map(|l| l.sqrt()));
+    let mut vt = u.t().dot(b);
+    for (mut row, &sv) in vt.rows_mut().into_iter().zip(&s) {
+        row /= sv;
+    }
+    Ok((u, s, vt))
 }
 
 /// The H half of NNDSVD: atom 1 from |v₁|, then for each further singular pair the
@@ -259,6 +312,10 @@ fn nndsvd(x: &Sample, k: usize, rng: &mut ChaCha8Rng) -> Result<Array2<f64>> {
     let (u, sv, vt) = top_singular(x, k, rng)?;
     let p = x.view().ncols();
     let mut h = Array2::<f64>::zeros((k, p));
+    if sv.is_empty() {
+        // A sample without range (all zero): nothing to start from but the fill.
+        return Ok(h);
+    }
     h.row_mut(0)
         .assign(&(vt.row(0).mapv(f64::abs) * sv[0].sqrt()));
     for j in 1..k.min(sv.len()) {
@@ -317,6 +374,51 @@ mod tests {
                 "{j}: {s_fast} vs {s_full}"
             );
         }
+    }
+
+    /// The Gram-based basis is orthonormal and spans Y, also when Y lacks rank; the
+    /// wide SVD reproduces B from its kept triplets and matches LAPACK's values.
+    #[test]
+    fn gram_basis_and_wide_svd_are_exact() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let d = crate::synth::PlantedSpec::new(300, 40, 4)
+            .seed(1)
+            .generate();
+        // Rank 4 plus noise, widened to 12 columns of which 4 repeat (rank deficient).
+        let mut y = d.x.slice(s![.., ..12]).to_owned();
+        for j in 8..12 {
+            let c = y.column(j - 8).to_owned();
+            y.column_mut(j).assign(&c);
+        }
+        let q = orthonormal(y.clone()).unwrap();
+        assert!(q.ncols() <= 8, "{}", q.ncols());
+        let eye = q.t().dot(&q);
+        for ((i, j), v) in eye.indexed_iter() {
+            let want = if i == j { 1.0 } else { 0.0 };
+            assert!((v - want).abs() < 1e-12, "QᵀQ[{i},{j}] = {v}");
+        }
+        let back = q.dot(&q.t().dot(&y));
+        assert!((&back - &y)
+            .iter()
+            .all(|e| e.abs() < 1e-9 * y[[0, 0]].abs().max(1.0)));
+        let b = Array2::from_shape_simple_fn((6, 500), || {
+            use rand_distr::{Distribution, StandardNormal};
+            let v: f64 = StandardNormal.sample(&mut rng);
+            v
+        });
+        let (u, sv, vt) = wide_svd(&b).unwrap();
+        let (_, full, _) = b.svddc(JobSvd::None).unwrap();
+        for j in 0..6 {
+            assert!((sv[j] - full[j]).abs() < 1e-10 * full[0], "{sv} vs {full}");
+        }
+        let rebuilt = (u * &sv).dot(&vt);
+        assert!((&rebuilt - &b).iter().all(|e| e.abs() < 1e-10));
+        // No range at all: an empty decomposition, and NNDSVD of zeros is zero.
+        let (_, sv, vt) = wide_svd(&Array2::zeros((3, 10))).unwrap();
+        assert_eq!((sv.len(), vt.nrows()), (0, 0));
+        let zero = Sample::Dense(Array2::zeros((200, 120)));
+        let h = nndsvd(&zero, 5, &mut rng).unwrap();
+        assert!(h.iter().all(|&v| v == 0.0));
     }
 
     /// A sparse sample stops at its entry cap, on a row boundary, but never below k rows.

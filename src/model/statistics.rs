@@ -71,6 +71,28 @@ impl<F: Float> Contribution<F> {
         w: ArrayView2<F>,
         h: ArrayView2<F>,
     ) -> Self {
+        Self::new_on(loss, mode, x, w, h, 1)
+    }
+
+    /// Whether [`new_on`](Self::new_on) spreads this batch's contribution over threads
+    /// itself (a sparse batch under Frobenius with unstored entries zero: `Xᵀ W` by
+    /// column blocks), so the caller should build it once for the whole batch rather
+    /// than sum one per chunk: a chunk's k × p block costs as much to zero and add as
+    /// the chunk's own entries do to multiply.
+    pub(crate) fn spreads(loss: Loss, mode: Unobserved, x: MatRef<F>) -> bool {
+        matches!(x, MatRef::Csr(_)) && mode == Unobserved::Zero && loss.beta() == 2.0
+    }
+
+    /// [`new`](Self::new) on up to `threads` threads where it [`spreads`](Self::spreads),
+    /// with the same bits for every thread count.
+    pub(crate) fn new_on(
+        loss: Loss,
+        mode: Unobserved,
+        x: Valid<F>,
+        w: ArrayView2<F>,
+        h: ArrayView2<F>,
+        threads: usize,
+    ) -> Self {
         let x = x.view();
         let (k, p) = h.dim();
         let beta = loss.beta();
@@ -97,7 +119,7 @@ impl<F: Float> Contribution<F> {
         }
         let (first, second) = if beta == 2.0 {
             // Column-major, like the statistics it is folded into (see `Statistics`).
-            (w.t().dot(&w), x.wt_x(w))
+            (w.t().dot(&w), x.wt_x_on(w, threads))
         } else {
             let wsum = w.sum_axis(Axis(0));
             let ones_den = || Array2::from_shape_fn((k, p), |(j, _)| wsum[j]);

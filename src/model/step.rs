@@ -4,7 +4,7 @@
 
 use ndarray::{Array2, ArrayView2};
 
-use super::codes::{solve_chunked, Codes, Learnt, Prepared};
+use super::codes::{solve_chunked, solve_codes, Codes, Learnt, Prepared};
 use super::dictionary::padded;
 use super::params::ValidParams;
 use super::statistics::Contribution;
@@ -87,6 +87,14 @@ pub(crate) fn solve_batch<F: Float>(
     };
     let prep = Prepared::new(params, h).learning_after(params, learnt);
     let (loss, mode) = (params.loss(), params.unobserved());
+    if Contribution::<F>::spreads(loss, mode, x.view()) {
+        let codes = solve_codes(params, &prep, x, threads);
+        let contribution = Contribution::new_on(loss, mode, x, codes.w.view(), prep.h(), threads);
+        return Solved {
+            codes,
+            contribution,
+        };
+    }
     let (codes, parts) = solve_chunked(params, &prep, x, threads, None, |xc, w| {
         Contribution::new(loss, mode, xc, w, prep.h())
     });
@@ -110,7 +118,5 @@ pub(crate) fn transform_batch<F: Float>(
     threads: usize,
 ) -> Array2<F> {
     let prep = Prepared::new(params, h);
-    solve_chunked(params, &prep, x, threads, None, |_, _| ())
-        .0
-        .w
+    solve_codes(params, &prep, x, threads).w
 }
