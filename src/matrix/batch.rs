@@ -375,19 +375,27 @@ impl<F: Float> BatchBuffer<F> {
                 } else {
                     self.width.max(m.ncols())
                 };
+                // Room for the rest of a usual batch, at a quarter more entries per row
+                // than this batch had.
+                let per_row = (m.nnz().div_ceil(n.max(1)) * 5).div_ceil(4);
+                let more = self
+                    .rows_to_reserve(self.rows + n, per_row * (std::mem::size_of::<F>() + 4))
+                    * per_row;
                 match self.csr.as_mut() {
                     // An empty buffer takes the batch's storage as it is.
                     None => {
-                        // A quarter more entries per row than this batch had.
-                        let per_row = (m.nnz().div_ceil(n.max(1)) * 5).div_ceil(4);
-                        let more =
-                            self.rows_to_reserve(n, per_row * (std::mem::size_of::<F>() + 4));
                         let mut c = CsrBuilder::from_matrix(m);
-                        c.reserve(more * per_row);
+                        c.reserve(more);
                         self.csr = Some(c);
                     }
                     Some(c) => {
                         c.widen(self.width);
+                        // A builder left with a split-off remainder holds exactly that:
+                        // it makes room for the rest of a usual batch at once, not by
+                        // doubling reallocations (each a copy of everything so far).
+                        if c.spare() < m.nnz() {
+                            c.reserve(m.nnz() + more);
+                        }
                         c.append(&m);
                     }
                 }
@@ -623,6 +631,43 @@ mod tests {
                 }
             }
             assert_eq!(r, 60);
+        }
+    }
+
+    /// The remainder a split leaves behind holds exactly its entries; the next push makes
+    /// room for the rest of a usual batch at once (growth by doubling copied the buffer
+    /// about log2(batch / record batch) times per mini-batch), and the rows stay right.
+    #[test]
+    fn sparse_remainder_makes_room_for_a_batch() {
+        // 10-row pushes of 4 entries a row, 25-row takes: a take from 30 rows splits off
+        // the front and keeps a 5-row remainder.
+        let rows_batch = |first: usize| {
+            let mut b = CsrBuilder::new(8);
+            for r in first..first + 10 {
+                b.push_row(&[0, 2, 4, 6], &[r as f64, 1.0, 2.0, 3.0]);
+            }
+            Batch::csr(b.finish())
+        };
+        let mut buf = BatchBuffer::with_target(25);
+        for first in [0, 10, 20] {
+            buf.push(rows_batch(first));
+        }
+        let a = buf.take(25, 0);
+        assert_eq!(buf.rows(), 5);
+        buf.push(rows_batch(30));
+        let spare = buf.csr.as_ref().map(|c| c.spare()).unwrap();
+        // 15 rows stored, 10 more to the target at 5 entries a row (a quarter extra).
+        assert!(spare >= 10 * 5, "spare {spare}");
+        buf.push(rows_batch(40));
+        let b = buf.take(25, 25);
+        for (batch, first) in [(&a, 0), (&b, 25)] {
+            let MatRef::Csr(m) = batch.view() else {
+                panic!("sparse rows")
+            };
+            assert_eq!(m.nrows(), 25);
+            for i in 0..25 {
+                assert_eq!(m.row(i).1[0], (first + i) as f64);
+            }
         }
     }
 

@@ -305,6 +305,12 @@ impl<F: Float> CsrBuilder<F> {
         self.indices.reserve(entries);
         self.data.reserve(entries);
     }
+    /// Stored entries that fit without a reallocation.
+    #[cfg_attr(not(feature = "arrow"), allow(dead_code))] // used by the readers
+    pub(crate) fn spare(&self) -> usize {
+        let cap = self.indices.capacity().min(self.data.capacity());
+        cap - self.data.len()
+    }
     /// Widens the matrix being built to at least `ncols` columns.
     pub(crate) fn widen(&mut self, ncols: usize) {
         self.ncols = self.ncols.max(ncols);
