@@ -431,6 +431,12 @@ impl Converter {
         .max(1)
     }
 
+    /// Whether a record of the input is one stored entry (the triplet layout) rather
+    /// than a matrix row.
+    pub(crate) fn records_are_entries(&self) -> bool {
+        matches!(self.resolved, Resolved::Triplets { .. })
+    }
+
     /// The number of features p (so far, with a growing catalogue).
     pub fn width(&self) -> usize {
         match &self.items {

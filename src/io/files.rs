@@ -28,11 +28,17 @@ use crate::source::{BatchIter, BatchSource};
 /// Values per decoded record batch, at most (rows × columns).
 const DECODE_VALUES: usize = 4 << 20;
 
-/// Records per decoded record batch, at most: a triplet file's 10 M entries took 0.25 s as
-/// a whole process in record batches of 8192 entries and 0.22 s in 32 768 (medians of 20
-/// alternating runs; the per-batch hand-offs and re-chunking cost more than the memory),
-/// and narrow dense files gained 2–5 %. Larger batches gained nothing more.
-const DECODE_RECORDS: usize = 32_768;
+/// Rows per decoded record batch of a matrix-row layout (dense, list), at most.
+const DECODE_ROWS: usize = 8192;
+
+/// Entries per decoded record batch of the triplet layout, at most: a record is one
+/// entry of a few bytes, and a file's 10 M entries took 0.25 s as a whole process in
+/// record batches of 8192 and 0.22 s in 32 768 (medians of 20 alternating runs: the
+/// per-batch hand-offs and re-chunking cost more than the memory, 0.7 MB a batch).
+/// Larger batches gained nothing more. Matrix rows keep [`DECODE_ROWS`]: narrow dense
+/// files gained 2–5 % from 32 768 rows, but a 100-column file of f64 then held 26 MB a
+/// record batch, and the decoder keeps a few ahead.
+const DECODE_ENTRIES: usize = 32_768;
 
 /// Records per decoded record batch for `converter`'s layout: at most about
 /// [`DECODE_VALUES`] values (16 MB of f32), whatever the width, since the decoder keeps a
@@ -42,7 +48,12 @@ const DECODE_RECORDS: usize = 32_768;
 /// handing them between threads cost more than decoding them (one pass over 10 M entries
 /// took 0.97 s as a whole process, 0.43 s with 8192 a batch).
 pub(super) fn decode_rows(converter: &Converter) -> usize {
-    (DECODE_VALUES / converter.values_per_record()).clamp(16, DECODE_RECORDS)
+    let most = if converter.records_are_entries() {
+        DECODE_ENTRIES
+    } else {
+        DECODE_ROWS
+    };
+    (DECODE_VALUES / converter.values_per_record()).clamp(16, most)
 }
 
 /// Opens one file's record batches, reading only `columns`.
@@ -702,7 +713,7 @@ mod tests {
         use arrow_schema::{DataType, Field, Schema};
         let conv = super::super::convert::test_triplets(20_000);
         assert_eq!(conv.values_per_record(), 3);
-        assert_eq!(decode_rows(&conv), DECODE_RECORDS);
+        assert_eq!(decode_rows(&conv), DECODE_ENTRIES);
         let dense = Schema::new(
             (0..1000)
                 .map(|j| Field::new(format!("f{j}"), DataType::Float32, false))
@@ -710,6 +721,14 @@ mod tests {
         );
         let conv = Converter::new(&dense, &InputOptions::new(64), None).unwrap();
         assert_eq!(decode_rows(&conv), DECODE_VALUES / 1000);
+        // Narrow rows stop at DECODE_ROWS (4 M values would be 41 943 rows of 100).
+        let narrow = Schema::new(
+            (0..100)
+                .map(|j| Field::new(format!("f{j}"), DataType::Float64, false))
+                .collect::<Vec<_>>(),
+        );
+        let conv = Converter::new(&narrow, &InputOptions::new(64), None).unwrap();
+        assert_eq!(decode_rows(&conv), DECODE_ROWS);
     }
 
     /// A `rows × cols` file of value `i * 1000 + j` at row i, column j (no id column),
