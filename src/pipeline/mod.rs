@@ -270,6 +270,24 @@ impl Checkpointing {
         self.every = Some(t);
         self
     }
+    /// The periods set: every so many batches, every so much wall-clock time (neither:
+    /// only at the end of the run and on a stop signal).
+    ///
+    /// ```
+    /// # fn main() -> streamnmf::Result<()> {
+    /// use std::time::Duration;
+    /// use streamnmf::persist::{CheckpointDir, Metadata};
+    /// use streamnmf::pipeline::Checkpointing;
+    /// let dir = tempfile::tempdir()?;
+    /// let ck = Checkpointing::new(CheckpointDir::new(dir.path(), 3)?, Metadata::default());
+    /// assert_eq!(ck.periods(), (None, None));
+    /// let ck = ck.every(Duration::from_secs(60));
+    /// assert_eq!(ck.periods(), (None, Some(Duration::from_secs(60))));
+    /// # Ok(()) }
+    /// ```
+    pub fn periods(&self) -> (Option<u64>, Option<Duration>) {
+        (self.every_batches, self.every)
+    }
 }
 
 /// Learns `model` from `source` through the threads: up to `opts.epochs()` passes (a new

@@ -189,7 +189,8 @@ pub struct FitArgs {
     /// Checkpoint every N batches.
     #[arg(long)]
     pub checkpoint_every: Option<u64>,
-    /// Checkpoint every T seconds (a positive number).
+    /// Checkpoint every T seconds (a positive number) [default with a checkpoint
+    /// directory and no --checkpoint-every: 300].
     #[arg(long, value_parser = seconds)]
     pub checkpoint_seconds: Option<std::time::Duration>,
     /// Checkpoints kept (the newest).

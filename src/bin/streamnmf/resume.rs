@@ -162,7 +162,14 @@ pub fn checkpoint_dir(
     })
 }
 
-/// The checkpoints of this run, into `dir`.
+/// The checkpoint period when `--checkpoint-dir` (or `--resume`) names a directory but
+/// neither `--checkpoint-every` nor `--checkpoint-seconds` says when: without one, a
+/// run killed by SIGKILL (the OOM killer, a preempted node) before its end left nothing
+/// to resume from, whatever it had read. A checkpoint costs about one model file write.
+pub const DEFAULT_CHECKPOINT_SECONDS: u64 = 300;
+
+/// The checkpoints of this run, into `dir`: at the periods asked for, every
+/// [`DEFAULT_CHECKPOINT_SECONDS`] when none is, and at the end.
 pub fn checkpointing(
     a: &FitArgs,
     dir: CheckpointDir,
@@ -180,6 +187,9 @@ pub fn checkpointing(
     if let Some(t) = a.checkpoint_seconds {
         c = c.every(t);
     }
+    if a.checkpoint_every.is_none() && a.checkpoint_seconds.is_none() {
+        c = c.every(std::time::Duration::from_secs(DEFAULT_CHECKPOINT_SECONDS));
+    }
     c
 }
 
@@ -187,5 +197,45 @@ pub fn same_dir(a: &Path, b: &Path) -> bool {
     match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
         (Ok(x), Ok(y)) => x == y,
         _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        fit: FitArgs,
+    }
+
+    /// The periods `fit` checkpoints at: the flags' when given (either or both), every
+    /// [`DEFAULT_CHECKPOINT_SECONDS`] when a checkpoint directory comes with neither.
+    #[test]
+    fn checkpoint_periods_default_to_five_minutes() {
+        let dir = tempfile::tempdir().unwrap();
+        let periods = |extra: &[&str]| {
+            let mut args = vec!["fit", "in.parquet", "-k", "3", "--checkpoint-dir", "ck"];
+            args.extend_from_slice(extra);
+            let a = Cli::try_parse_from(args).unwrap().fit;
+            let ck = CheckpointDir::new(&dir.path().join("ck"), 3).unwrap();
+            checkpointing(&a, ck, &[], &Value::Null).periods()
+        };
+        let secs = Duration::from_secs;
+        assert_eq!(periods(&[]), (None, Some(secs(DEFAULT_CHECKPOINT_SECONDS))));
+        assert_eq!(periods(&["--checkpoint-every", "50"]), (Some(50), None));
+        assert_eq!(
+            periods(&["--checkpoint-seconds", "30"]),
+            (None, Some(secs(30)))
+        );
+        assert_eq!(
+            periods(&["--checkpoint-every", "7", "--checkpoint-seconds", "9"]),
+            (Some(7), Some(secs(9)))
+        );
     }
 }
