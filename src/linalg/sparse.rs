@@ -161,6 +161,12 @@ dispatch_avx2!(fn csr_xt_w<F>(x: CsrParts<'_, F>, ws: &[F], k: usize, accs: &mut
 /// equal numbers of stored entries, counted on every eighth row (the rows decide, never
 /// the threads that later fill the blocks). Empty blocks are dropped.
 pub(crate) fn column_blocks<F>(x: CsrParts<'_, F>, p: usize, blocks: usize) -> Vec<usize> {
+    if blocks <= 1 {
+        // One block: nothing to count.
+        let mut cuts = vec![0, p];
+        cuts.dedup();
+        return cuts;
+    }
     let mut counts = vec![0usize; p];
     let mut total = 0;
     for i in (0..x.rows()).step_by(8) {

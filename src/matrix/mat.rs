@@ -227,28 +227,6 @@ impl<'a, F: Float> MatRef<'a, F> {
     /// batch's rows in order: no per-thread k × p partial sums to zero and add.
     pub(crate) fn wt_x_on(&self, w: ArrayView2<F>, threads: usize) -> Array2<F> {
         let k = w.ncols();
-        if let (MatRef::Csr(x), true) = (self, threads > 1 && k > 0) {
-            let p = self.ncols();
-            let cuts = sparse::column_blocks(x.parts(), p, threads);
-            let mut out = zeros_written((k, p).f());
-            let w = w.as_standard_layout();
-            let ws = w.as_slice().expect("standard layout");
-            let mut outt = out.view_mut().reversed_axes();
-            let mut rest = outt.as_slice_mut().expect("column-major out");
-            let mut blocks = Vec::with_capacity(cuts.len());
-            for pair in cuts.windows(2) {
-                let (block, tail) = rest.split_at_mut((pair[1] - pair[0]) * k);
-                blocks.push(std::sync::Mutex::new((pair[0], block)));
-                rest = tail;
-            }
-            map_indexed(blocks.len(), threads, |b| {
-                let mut guard = blocks[b].lock().unwrap_or_else(|e| e.into_inner());
-                let (first, ref mut accs) = *guard;
-                sparse::csr_xt_w(x.parts(), ws, k, accs, first);
-            });
-            drop(blocks);
-            return out;
-        }
         match self {
             MatRef::Dense(x) => {
                 let mut out = Array2::zeros((k, self.ncols()).f());
@@ -256,12 +234,30 @@ impl<'a, F: Float> MatRef<'a, F> {
                 out
             }
             MatRef::Csr(x) => {
-                let mut out = zeros_written((k, self.ncols()).f());
+                let p = self.ncols();
+                let mut out = zeros_written((k, p).f());
+                if k == 0 {
+                    return out;
+                }
                 let w = w.as_standard_layout();
                 let ws = w.as_slice().expect("standard layout");
                 let mut outt = out.view_mut().reversed_axes();
-                let accs = outt.as_slice_mut().expect("column-major out");
-                sparse::csr_xt_w(x.parts(), ws, k, accs, 0);
+                let mut rest = outt.as_slice_mut().expect("column-major out");
+                // Disjoint blocks of Xᵀ W's rows, each behind a lock taken once, to hand
+                // `&mut` slices to the pool's shared closure.
+                let cuts = sparse::column_blocks(x.parts(), p, threads);
+                let mut blocks = Vec::with_capacity(cuts.len());
+                for pair in cuts.windows(2) {
+                    let (block, tail) = rest.split_at_mut((pair[1] - pair[0]) * k);
+                    blocks.push(std::sync::Mutex::new((pair[0], block)));
+                    rest = tail;
+                }
+                map_indexed(blocks.len(), threads, |b| {
+                    let mut guard = blocks[b].lock().unwrap_or_else(|e| e.into_inner());
+                    let (first, ref mut accs) = *guard;
+                    sparse::csr_xt_w(x.parts(), ws, k, accs, first);
+                });
+                drop(blocks);
                 out
             }
         }
