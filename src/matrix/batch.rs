@@ -8,6 +8,7 @@ use ndarray::Array2;
 
 use super::csr::{CsrBuilder, CsrMatrix};
 use super::mat::{MatRef, Matrix};
+use super::spare;
 use crate::error::{Error, Result};
 use crate::float::Float;
 
@@ -254,6 +255,14 @@ impl<F: Float> Batch<F> {
         debug_assert_eq!(self.rows(), rows);
         Ok(self)
     }
+    /// Hands a sparse batch's storage to the [spare pool](super::spare), leaving the
+    /// batch without rows (it is being dropped).
+    pub(crate) fn recycle(&mut self) {
+        if let Matrix::Csr(m) = &mut self.data {
+            let empty = CsrBuilder::new(m.ncols()).finish();
+            spare::give(std::mem::replace(m, empty));
+        }
+    }
     /// The same rows (ids, origin) holding other data of the same shape.
     pub(crate) fn with_data(mut self, data: Matrix<F>) -> Self {
         debug_assert_eq!(data.view().nrows(), self.rows());
@@ -382,19 +391,34 @@ impl<F: Float> BatchBuffer<F> {
                     .rows_to_reserve(self.rows + n, per_row * (std::mem::size_of::<F>() + 4))
                     * per_row;
                 match self.csr.as_mut() {
-                    // An empty buffer takes the batch's storage as it is.
-                    None => {
-                        let mut c = CsrBuilder::from_matrix(m);
-                        c.reserve(more);
-                        self.csr = Some(c);
-                    }
+                    // An empty buffer builds in the storage of a finished batch if the
+                    // pool has one (warm pages), else takes this batch's as it is.
+                    None => match spare::take(self.width, m.nnz() + more) {
+                        Some(mut c) => {
+                            c.append(&m);
+                            self.csr = Some(c);
+                        }
+                        None => {
+                            let mut c = CsrBuilder::from_matrix(m);
+                            c.reserve(more);
+                            self.csr = Some(c);
+                        }
+                    },
                     Some(c) => {
                         c.widen(self.width);
                         // A builder left with a split-off remainder holds exactly that:
-                        // it makes room for the rest of a usual batch at once, not by
-                        // doubling reallocations (each a copy of everything so far).
+                        // it makes room for the rest of a usual batch at once (in a
+                        // finished batch's storage if the pool has one), not by doubling
+                        // reallocations (each a copy of everything so far).
                         if c.spare() < m.nnz() {
-                            c.reserve(m.nnz() + more);
+                            let room = c.nnz() + m.nnz() + more;
+                            match spare::take(self.width, room) {
+                                Some(s) => {
+                                    let rest = std::mem::replace(c, s);
+                                    c.append(&rest.finish());
+                                }
+                                None => c.reserve(m.nnz() + more),
+                            }
                         }
                         c.append(&m);
                     }
@@ -667,6 +691,54 @@ mod tests {
             assert_eq!(m.nrows(), 25);
             for i in 0..25 {
                 assert_eq!(m.row(i).1[0], (first + i) as f64);
+            }
+        }
+    }
+
+    /// With a pool entered, a buffer builds its next batch in the storage of a batch that
+    /// was recycled (same allocation), from empty and after a split-off remainder, and
+    /// the rows come out as pushed.
+    #[test]
+    fn sparse_batches_are_built_in_recycled_storage() {
+        let rows = 1000;
+        let batch = |first: usize, n: usize, room: usize| {
+            let mut b = CsrBuilder::new(8);
+            b.reserve(room);
+            for r in first..first + n {
+                b.push_row(&[0, 2, 4, 6], &[r as f32, 1.0, 2.0, 3.0]);
+            }
+            Batch::csr(b.finish())
+        };
+        let storage = |b: &Batch<f32>| match b.view() {
+            MatRef::Csr(m) => m.stored_values().as_ptr(),
+            MatRef::Dense(_) => panic!("sparse rows"),
+        };
+        let spares = spare::Spares::default();
+        let _entered = spares.enter();
+        let mut buf = BatchBuffer::with_target(rows);
+        // A finished batch with room for several of these.
+        let mut done = batch(0, 1, 4 * spare::LEAST_ENTRIES);
+        let kept = storage(&done);
+        done.recycle();
+        assert_eq!(done.rows(), 0);
+        buf.push(batch(0, 10, 0));
+        buf.push(batch(10, rows - 10, 0));
+        let mut first = buf.take(rows, 0);
+        assert_eq!(storage(&first), kept, "built in the recycled storage");
+        // A remainder moves into a kept storage when it needs room.
+        buf.push(batch(rows, rows + 5, 0));
+        let second = buf.take(rows, rows as u64);
+        first.recycle();
+        buf.push(batch(2 * rows + 5, rows, 0));
+        let third = buf.take(rows, 2 * rows as u64);
+        assert_eq!(storage(&third), kept, "the remainder moved into it");
+        for (b, first) in [(&second, rows), (&third, 2 * rows)] {
+            let MatRef::Csr(m) = b.view() else {
+                panic!("sparse rows")
+            };
+            assert_eq!(m.nrows(), rows);
+            for i in [0, 4, 5, 6, rows - 1] {
+                assert_eq!(m.row(i).1[0], (first + i) as f32);
             }
         }
     }

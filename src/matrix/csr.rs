@@ -308,8 +308,21 @@ impl<F: Float> CsrBuilder<F> {
     /// Stored entries that fit without a reallocation.
     #[cfg_attr(not(feature = "arrow"), allow(dead_code))] // used by the readers
     pub(crate) fn spare(&self) -> usize {
-        let cap = self.indices.capacity().min(self.data.capacity());
-        cap - self.data.len()
+        self.capacity() - self.data.len()
+    }
+    /// Stored entries the storage holds without a reallocation.
+    #[cfg_attr(not(feature = "arrow"), allow(dead_code))] // used by the readers
+    pub(crate) fn capacity(&self) -> usize {
+        self.indices.capacity().min(self.data.capacity())
+    }
+    /// Empties the builder (keeping its storage) for a matrix of `ncols` columns.
+    #[cfg_attr(not(feature = "arrow"), allow(dead_code))] // used by the readers
+    pub(crate) fn clear(&mut self, ncols: usize) {
+        self.ncols = ncols;
+        self.indptr.clear();
+        self.indptr.push(0);
+        self.indices.clear();
+        self.data.clear();
     }
     /// Widens the matrix being built to at least `ncols` columns.
     pub(crate) fn widen(&mut self, ncols: usize) {

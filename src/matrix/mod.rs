@@ -4,6 +4,7 @@
 mod batch;
 mod csr;
 mod mat;
+pub(crate) mod spare;
 mod validate;
 
 pub use batch::{Batch, Origin, RowIds};

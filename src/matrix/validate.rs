@@ -252,6 +252,12 @@ impl<F: Float> ValidBatch<F> {
     pub(crate) fn batch(&self) -> &Batch<F> {
         &self.0
     }
+
+    /// Hands a sparse batch's storage to the [spare pool](super::spare) for the reader's
+    /// next batches, leaving no rows: for a batch that is being dropped.
+    pub(crate) fn recycle(&mut self) {
+        self.0.recycle();
+    }
 }
 
 /// `x` densely, with values below `floor` raised to it. Warns once per process when more

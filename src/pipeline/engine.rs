@@ -24,6 +24,9 @@
 //! * **Back-pressure**: both channels are bounded, and batch `t` cannot be solved before
 //!   dictionary version `t − s` exists, so at most `2·queue + N + s` batches are in flight:
 //!   memory is bounded by the batch size, never by the input.
+//! * **Recycling**: the consumer drops each sparse batch it has applied into the run's
+//!   [`Spares`] and the reader builds later batches in that storage (warm pages, no
+//!   faults); the pool keeps at most two, so the bound above grows by two batches at most.
 //! * **Convergence**: the reader copies each epoch's convergence sample aside and leaves
 //!   it in [`Samples`] when the epoch is read; the consumer scores it as it closes the
 //!   pass, and a converged fit ends the run with [`Flow::Finish`]: the quit flag without an
@@ -45,6 +48,7 @@ use ndarray::Array2;
 
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::matrix::spare::Spares;
 use crate::matrix::{Batch, MatRef, Matrix, ValidBatch, ValueRule};
 use crate::model::convergence::RowSample;
 use crate::model::{check_size, Loss, OnlineNmf, Unobserved};
@@ -184,10 +188,21 @@ impl<F> Samples<F> {
 }
 
 /// One batch on its way through the threads.
-pub(super) struct Item<F> {
+pub(super) struct Item<F: Float> {
     pub(super) seq: u64,
     pub(super) epoch: usize,
     pub(super) batch: Arc<ValidBatch<F>>,
+}
+
+/// The last holder of a sparse batch hands its storage to the run's
+/// [spare pool](crate::matrix::spare), if its thread takes part in one (a batch still
+/// shared with the init is someone else's).
+impl<F: Float> Drop for Item<F> {
+    fn drop(&mut self) {
+        if let Some(b) = Arc::get_mut(&mut self.batch) {
+            b.recycle();
+        }
+    }
 }
 
 /// What the reader reads: the source, its first epoch already opened (and possibly its
@@ -452,15 +467,21 @@ where
     let (solved_tx, solved_rx) = bounded::<Msg<(Item<F>, R)>>(queue_depth);
     let span = tracing::Span::current();
     let mut next = input.start.seq;
+    // The consumer (this thread) drops the batches it has applied into this pool, and
+    // the reader builds later sparse batches in their storage.
+    let spares = Spares::default();
+    let _spares = spares.enter();
     let panic = thread::scope(|scope| {
         let mut handles = Vec::new();
         let reader_span = span.clone();
+        let reader_spares = spares.clone();
         spawn_named(
             scope,
             "streamnmf-reader".into(),
             move || {
                 let _g = reader_span.entered();
                 let _guard = QuitOnPanic(shared, wake);
+                let _spares = reader_spares.enter();
                 read(input, batch_tx, shared);
             },
             &mut handles,
