@@ -5,7 +5,7 @@
 use std::ops::Range;
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayView2, ShapeBuilder};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, ShapeBuilder};
 
 use super::csr::{CsrMatrix, CsrView};
 use crate::float::Float;
@@ -227,22 +227,34 @@ impl<'a, F: Float> MatRef<'a, F> {
     /// batch's rows in order: no per-thread k × p partial sums to zero and add.
     pub(crate) fn wt_x_on(&self, w: ArrayView2<F>, threads: usize) -> Array2<F> {
         let k = w.ncols();
-        match self {
+        let mut out = match self {
             MatRef::Dense(x) => {
                 let mut out = Array2::zeros((k, self.ncols()).f());
                 general_mat_mul(F::one(), &w.t(), x, F::zero(), &mut out);
-                out
+                return out;
             }
+            MatRef::Csr(_) => zeros_written((k, self.ncols()).f()),
+        };
+        self.xt_w_add(w, out.view_mut().reversed_axes(), threads);
+        out
+    }
+
+    /// `out += Xᵀ W` for `out` p × k in standard layout, on up to `threads` threads (the
+    /// same bits for any count): [`wt_x_on`](Self::wt_x_on) into a buffer the caller
+    /// keeps, such as the init's, which reuses one p × l array for its products.
+    pub(crate) fn xt_w_add(&self, w: ArrayView2<F>, mut out: ArrayViewMut2<F>, threads: usize) {
+        let k = w.ncols();
+        assert_eq!(out.dim(), (self.ncols(), k), "out is p × k");
+        match self {
+            MatRef::Dense(x) => general_mat_mul(F::one(), &x.t(), &w, F::one(), &mut out),
             MatRef::Csr(x) => {
                 let p = self.ncols();
-                let mut out = zeros_written((k, p).f());
                 if k == 0 {
-                    return out;
+                    return;
                 }
                 let w = w.as_standard_layout();
                 let ws = w.as_slice().expect("standard layout");
-                let mut outt = out.view_mut().reversed_axes();
-                let mut rest = outt.as_slice_mut().expect("column-major out");
+                let mut rest = out.as_slice_mut().expect("standard layout out");
                 // Disjoint blocks of Xᵀ W's rows, each behind a lock taken once, to hand
                 // `&mut` slices to the pool's shared closure.
                 let cuts = sparse::column_blocks(x.parts(), p, threads);
@@ -257,8 +269,6 @@ impl<'a, F: Float> MatRef<'a, F> {
                     let (first, ref mut accs) = *guard;
                     sparse::csr_xt_w(x.parts(), ws, k, accs, first);
                 });
-                drop(blocks);
-                out
             }
         }
     }
