@@ -1,7 +1,7 @@
 //! Storage of sparse mini-batches a run has finished with, kept for its reader's next
 //! ones.
 //!
-//! A mini-batch's CSR arrays are megabytes (12 480 rows of 125 entries: 12 MB), and an
+//! A mini-batch's CSR arrays are megabytes (12 480 rows of 100 entries: 10 MB), and an
 //! array allocated fresh is fresh pages: the kernel faults in and zeroes every 4 KB of
 //! it as the reader first writes there, and unmaps it when the consumer drops the
 //! batch. On 100 000 × 20 000 ratings-like triplets those faults in the reader's
