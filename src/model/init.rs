@@ -6,7 +6,6 @@
 //! the randomized range finder costs O(nnz · k) per product and a wide sparse batch never
 //! densifies; its orthonormalization and small SVD are l × l eigenproblems (l = k + 10).
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{s, Array2, ArrayView1, ArrayView2};
 use ndarray_linalg::{Eigh, JobSvd, QR, SVDDC, UPLO};
 use rand::Rng;
@@ -193,10 +192,7 @@ impl Sample {
 
     /// `X M` (rows × l) for M (p × l).
     fn mul(&self, m: &Array2<f64>) -> Array2<f64> {
-        match self {
-            Sample::Dense(d) => d.dot(m),
-            Sample::Sparse(_) => self.view().x_ht(m.view()),
-        }
+        self.view().x_ht(m.view())
     }
 
     /// `Xᵀ Q` (p × l) for Q (rows × l), into `out` (p × l, standard layout; replaced by
@@ -205,13 +201,8 @@ impl Sample {
         if out.ncols() != q.ncols() {
             *out = Array2::zeros((out.nrows(), q.ncols()));
         }
-        match self {
-            Sample::Dense(d) => general_mat_mul(1.0, &d.t(), q, 0.0, out),
-            Sample::Sparse(_) => {
-                out.fill(0.0);
-                self.view().xt_w_add(q.view(), out.view_mut(), 1);
-            }
-        }
+        out.fill(0.0);
+        self.view().xt_w_add(q.view(), out.view_mut(), 1);
     }
 }
 
