@@ -128,12 +128,13 @@ dispatch_avx2!(fn kl_ratio<F>(v: &mut [F], x: &[F], clip: F) -> () => kl_ratio_b
 #[inline(always)]
 fn beta_ratios_body<F: Float>(v: &mut [F], q: &mut [F], x: &[F], clip: F, e: f64) {
     if e == -1.0 {
-        // Itakura-Saito: the power is a reciprocal (`pow`'s own shortcut, same bits).
+        // Itakura-Saito: the power is a reciprocal (`pow`'s own shortcut), and
+        // `x / c²` takes it twice: one division an entry instead of two, 3 % of a fit.
         for ((ve, qe), &xv) in v.iter_mut().zip(q.iter_mut()).zip(x) {
             let c = ve.max(clip);
             let r = c.recip();
             *qe = r;
-            *ve = xv / c * r;
+            *ve = xv * r * r;
         }
     } else {
         for ((ve, qe), &xv) in v.iter_mut().zip(q.iter_mut()).zip(x) {
@@ -331,7 +332,12 @@ mod tests {
                 let c = v0[j].max(1e-3);
                 let q = crate::linalg::pow(c, e);
                 assert_eq!(qa[j], q);
-                assert_eq!(a[j], x[j] / c * q);
+                let want = if e == -1.0 {
+                    x[j] * q * q
+                } else {
+                    x[j] / c * q
+                };
+                assert_eq!(a[j], want);
             }
             assert_eq!(qa[0], crate::linalg::pow(1e-3f32, e), "v = 0 is clipped");
         }

@@ -199,7 +199,8 @@ pub(crate) fn dense_divergence<F: Float>(x: ArrayView2<F>, v: ArrayView2<F>, bet
 pub fn divergence<F: Float>(x: MatRef<F>, w: ArrayView2<F>, h: ArrayView2<F>, beta: f64) -> f64 {
     match x {
         MatRef::Dense(xd) => {
-            let v = w.dot(&h);
+            // H row-major: matrixmultiply packs it a panel at a time (same bits).
+            let v = w.dot(&h.as_standard_layout());
             dense_divergence(xd, v.view(), beta)
         }
         MatRef::Csr(_) if beta == 2.0 => {
@@ -235,7 +236,7 @@ pub fn divergence<F: Float>(x: MatRef<F>, w: ArrayView2<F>, h: ArrayView2<F>, be
                 .sum::<f64>()
         }
         MatRef::Csr(xs) => {
-            let v: Array2<F> = w.dot(&h);
+            let v: Array2<F> = w.dot(&h.as_standard_layout());
             dense_divergence(xs.to_dense().view(), v.view(), beta)
         }
     }
