@@ -374,6 +374,36 @@ impl<F: Float> CsrBuilder<F> {
         self.data.extend_from_slice(vals);
         self.indptr.push(self.data.len());
     }
+    /// Adds entries to the open row: the entries stored after the last row closed by
+    /// [`close_row`](Self::close_row) or [`push_row`](Self::push_row). A reader builds a
+    /// row in place this way, then checks it ([`open_row`](Self::open_row)) and closes
+    /// it, where staging it elsewhere first cost a copy of every entry.
+    #[cfg_attr(not(feature = "arrow"), allow(dead_code))] // used by the readers
+    pub(crate) fn extend_open_row(&mut self, cols: impl IntoIterator<Item = u32>, vals: &[F]) {
+        self.indices.extend(cols);
+        self.data.extend_from_slice(vals);
+        debug_assert_eq!(self.indices.len(), self.data.len());
+    }
+    /// The open row's columns and values, to check or reorder in place.
+    #[cfg_attr(not(feature = "arrow"), allow(dead_code))] // used by the readers
+    pub(crate) fn open_row(&mut self) -> (&mut [u32], &mut [F]) {
+        let s = self.indptr.last().copied().unwrap_or(0);
+        (&mut self.indices[s..], &mut self.data[s..])
+    }
+    /// Ends the open row (possibly empty) as the next row; its columns must be sorted,
+    /// distinct and below the width by then.
+    #[cfg_attr(not(feature = "arrow"), allow(dead_code))] // used by the readers
+    pub(crate) fn close_row(&mut self) {
+        self.indptr.push(self.data.len());
+    }
+    /// Removes the open row's entries, handing them to `f` as `(column, value)` pairs.
+    #[cfg_attr(not(feature = "arrow"), allow(dead_code))] // used by the readers
+    pub(crate) fn drain_open_row(&mut self, mut f: impl FnMut(u32, F)) {
+        let s = self.indptr.last().copied().unwrap_or(0);
+        for (c, v) in self.indices.drain(s..).zip(self.data.drain(s..)) {
+            f(c, v);
+        }
+    }
     pub(crate) fn nnz(&self) -> usize {
         self.data.len()
     }
@@ -411,6 +441,33 @@ impl<F: Float> CsrBuilder<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A row built in place: entries added in pieces, reordered through `open_row`,
+    /// closed; an open row drained out leaves the rows before it as they were, and an
+    /// empty open row closes as an empty row.
+    #[test]
+    fn open_rows_build_in_place() {
+        let mut b = CsrBuilder::<f32>::new(6);
+        b.push_row(&[0, 2], &[1.0, 2.0]);
+        b.extend_open_row([5, 1], &[3.0, 4.0]);
+        b.extend_open_row([3], &[5.0]);
+        let (cols, vals) = b.open_row();
+        assert_eq!((&*cols, &*vals), (&[5, 1, 3][..], &[3.0, 4.0, 5.0][..]));
+        cols.copy_from_slice(&[1, 3, 5]);
+        vals.copy_from_slice(&[4.0, 5.0, 3.0]);
+        b.close_row();
+        b.extend_open_row([4, 0], &[6.0, 7.0]);
+        let mut out = Vec::new();
+        b.drain_open_row(|c, v| out.push((c, v)));
+        assert_eq!(out, [(4, 6.0), (0, 7.0)]);
+        b.close_row();
+        let m = b.finish();
+        assert_eq!(m.nrows(), 3);
+        assert_eq!(m.view().row(0), (&[0, 2][..], &[1.0, 2.0][..]));
+        assert_eq!(m.view().row(1), (&[1, 3, 5][..], &[4.0, 5.0, 3.0][..]));
+        assert_eq!(m.view().row(2), (&[][..], &[][..]));
+        assert_eq!(m.nnz(), 5);
+    }
 
     #[test]
     fn malformed_csr_is_rejected() {

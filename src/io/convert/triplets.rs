@@ -107,14 +107,12 @@ fn run_length<T: PartialEq>(v: &[T]) -> usize {
 }
 
 /// The rows completed in one call, built straight into CSR arrays (no vector per row): the
-/// entries of the row being assembled wait in `cols` / `vals` until its run ends.
+/// entries of the row being assembled are the builder's open row until its run ends.
 struct Rows<F> {
     csr: CsrBuilder<F>,
     ids: Option<RowIds>,
     origin: Origin,
     lines: Vec<u64>,
-    cols: Vec<u32>,
-    vals: Vec<F>,
 }
 
 impl<F: ArrowFloat> Rows<F> {
@@ -126,21 +124,26 @@ impl<F: ArrowFloat> Rows<F> {
             ids: None,
             origin: Origin::default(),
             lines: Vec::new(),
-            cols: Vec::with_capacity(64),
-            vals: Vec::with_capacity(64),
         }
     }
 
     fn push_entry(&mut self, e: Option<(u32, f64)>) {
         if let Some((c, v)) = e {
-            self.cols.push(c);
-            self.vals.push(F::from_f64(v));
+            self.csr.extend_open_row([c], &[F::from_f64(v)]);
         }
     }
 
     fn push_entries(&mut self, entries: &[(u32, f64)]) {
-        self.cols.extend(entries.iter().map(|e| e.0));
-        self.vals.extend(entries.iter().map(|e| F::from_f64(e.1)));
+        for &(c, v) in entries {
+            self.csr.extend_open_row([c], &[F::from_f64(v)]);
+        }
+    }
+
+    /// The open row's entries, taken out to wait for the next record batch.
+    fn take_open(&mut self) -> Vec<(u32, f64)> {
+        let mut out = Vec::new();
+        self.csr.drain_open_row(|c, v| out.push((c, v.as_f64())));
+        out
     }
 
     /// Ends a pending row (one that waited for the next record batch) as the next row:
@@ -151,16 +154,12 @@ impl<F: ArrowFloat> Rows<F> {
         self.end_row(p.id, p.source, p.line, col)
     }
 
-    /// Ends the row in `cols` / `vals`: sorted by column if the file was not (a repeated
-    /// column is an error naming the row's first line and its id), then appended.
+    /// Ends the open row: sorted by column in place if the file was not (a repeated
+    /// column is an error naming the row's first line and its id), then closed.
     fn end_row(&mut self, id: IdValue, source: Arc<str>, line: u64, col: &str) -> Result<()> {
-        if !self.cols.windows(2).all(|w| w[0] < w[1]) {
-            let mut pairs: Vec<(u32, F)> = self
-                .cols
-                .iter()
-                .copied()
-                .zip(self.vals.iter().copied())
-                .collect();
+        let (cols, vals) = self.csr.open_row();
+        if !cols.windows(2).all(|w| w[0] < w[1]) {
+            let mut pairs: Vec<(u32, F)> = cols.iter().copied().zip(vals.iter().copied()).collect();
             pairs.sort_by_key(|e| e.0);
             if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
                 return Err(Error::Column {
@@ -172,14 +171,12 @@ impl<F: ArrowFloat> Rows<F> {
                     ),
                 });
             }
-            self.cols.clear();
-            self.vals.clear();
-            self.cols.extend(pairs.iter().map(|e| e.0));
-            self.vals.extend(pairs.iter().map(|e| e.1));
+            for ((c, v), (pc, pv)) in cols.iter_mut().zip(vals.iter_mut()).zip(pairs) {
+                *c = pc;
+                *v = pv;
+            }
         }
-        self.csr.push_row(&self.cols, &self.vals);
-        self.cols.clear();
-        self.vals.clear();
+        self.csr.close_row();
         self.origin = std::mem::take(&mut self.origin).then(self.lines.len(), source, line);
         self.lines.push(line);
         match (&mut self.ids, id) {
@@ -300,12 +297,7 @@ impl Converter {
                 }
             }
             if end == n {
-                let entries = rows
-                    .cols
-                    .drain(..)
-                    .zip(rows.vals.drain(..))
-                    .map(|(c, v)| (c, v.as_f64()))
-                    .collect();
+                let entries = rows.take_open();
                 self.pending = Some(Pending {
                     id,
                     source,
@@ -347,8 +339,8 @@ impl Converter {
             return false;
         }
         self.width = self.width.max(hi as usize + 1);
-        rows.cols.extend(cols.iter().map(|&c| c as u32));
-        rows.vals.extend_from_slice(&vals[run]);
+        rows.csr
+            .extend_open_row(cols.iter().map(|&c| c as u32), &vals[run]);
         true
     }
 
