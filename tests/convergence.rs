@@ -287,12 +287,31 @@ fn the_command_line_stops_by_default_and_obeys_a_pass_count() {
         "{said}"
     );
 
+    assert!(!said.contains("before converging"), "{said}");
+
     let four = fit(&["--epochs", "4"]);
     assert_eq!(four["passes"], 4);
     assert_eq!(four["converged"], false);
     let capped = fit(&["--epochs", "40", "--pass-tol", "0.001"]);
     assert_eq!(capped["passes"], passes);
     assert_eq!(capped["converged"], true);
+
+    // A fit that runs out of passes with its convergence test on says so (and one with a
+    // fixed pass count, no test, does not).
+    let stderr = |extra: &[&str]| {
+        let mut args = vec!["fit", "x.parquet", "-k", "6", "--out", "m.snmf"];
+        args.extend_from_slice(extra);
+        let out = run(&args, d);
+        ok(&out);
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let said = stderr(&["--epochs", "2", "--pass-tol", "1e-9"]);
+    assert!(
+        said.contains("stopped at --epochs 2 passes before converging (the sample's loss fell"),
+        "{said}"
+    );
+    assert!(said.contains("(2 passes, "), "{said}");
+    assert!(!stderr(&["--epochs", "2"]).contains("before converging"));
 }
 
 /// Sparse counts under KL: the sample keeps CSR rows (of a width that grows as the

@@ -462,23 +462,40 @@ fn fit<F: ArrowFloat>(
             summary["distributed"] = serde_json::to_value(d)?;
         }
         crate::out(serde_json::to_string_pretty(&summary)?)?;
-    } else if !a.quiet {
+    }
+    // The sample's gain in the last pass, as a percentage of the pass before.
+    let last_gain = match model.sample_losses() {
+        [.., a, b] if *a > 0.0 => Some(100.0 * (a - b) / a),
+        _ => None,
+    };
+    if params.pass_tol() > 0.0 && !report.converged && report.epochs >= epochs && epochs > 1 {
+        // The convergence test was on but never fired: the fit ran out of passes, not out
+        // of progress (a noise-free low-rank table can gain 2 % a pass at 50 passes).
+        let gain = last_gain.map_or(String::new(), |g| {
+            format!(" (the sample's loss fell {g:.2} % in the last pass)")
+        });
+        let limit = if a.epochs.is_some() {
+            "--epochs"
+        } else {
+            "the default limit of"
+        };
+        tracing::warn!(
+            "stopped at {limit} {epochs} passes before converging{gain}; \
+             more passes (--epochs N, up to N) would still lower the loss"
+        );
+    }
+    if !a.json && !a.quiet {
         let passes = if report.converged && report.epochs < epochs {
-            let gain = match model.sample_losses() {
-                [.., a, b] if *a > 0.0 => {
-                    format!(", the last gaining {:.2} %", 100.0 * (a - b) / a)
-                }
-                _ => String::new(),
-            };
+            let gain = last_gain.map_or(String::new(), |g| format!(", the last gaining {g:.2} %"));
             format!("converged after {} passes{gain};", report.epochs)
         } else {
             format!("{} passes,", report.epochs)
         };
         eprintln!(
-            "fitted rank {} on {} rows ({passes} {} batches) in {:.2} s, {:.0} rows/s; loss/row {:.5e}; model written to {}",
+            "fitted rank {} ({passes} {} batches, {} rows read) in {:.2} s, {:.0} rows/s; loss/row {:.5e}; model written to {}",
             rank,
-            report.rows,
             report.batches,
+            report.rows,
             report.seconds,
             rps,
             loss_per_row.unwrap_or(f64::NAN),
