@@ -99,7 +99,7 @@ pub enum Error {
     },
     /// A value that arose inside the model (codes, statistics, dictionary) is not finite:
     /// the data's scale overflowed the element type. Nothing of the batch is kept.
-    #[error("batch {batch}: the {what} overflowed (values too large for the element type); use f64 (`--float f64`) or scale the data down")]
+    #[error("batch {batch}: the {what} overflowed (values too large or too small for the element type: products of them leave its range); use f64 (`--float f64`) or rescale the data")]
     NumericalOverflow {
         /// The batch's sequence number.
         batch: u64,
