@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use arrow_array::cast::AsArray;
 use arrow_ipc::reader::{FileReader, StreamReader};
 use arrow_schema::{DataType, SchemaRef};
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use parquet::arrow::ProjectionMask;
 
 use super::convert::Converter;
@@ -20,6 +20,7 @@ use super::prefetch::SPLIT_MIN_COLUMNS;
 use super::prefetch::{column_groups, Joined, Prefetch};
 use super::records::{converter_methods, mini_batches, Named, RecordBatches};
 use super::shuffle::Shuffle;
+use super::whole::{decode_whole, Reopen, WholeColumns};
 use super::{ArrowFloat, Format, InputOptions, Layout};
 use crate::error::{Error, Result};
 use crate::matrix::{Batch, Matrix};
@@ -68,11 +69,10 @@ pub(super) fn open_file(
         Format::Parquet => decoding("Parquet", || {
             let meta = ArrowReaderMetadata::load(&file()?, Default::default())?;
             let schema = meta.schema().clone();
-            let open = || -> Result<_> {
-                Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(
-                    file()?,
-                    meta.clone(),
-                ))
+            let open = Reopen {
+                path: path.to_path_buf(),
+                meta,
+                groups: None,
             };
             Ok((schema, parquet_reader(open, columns, decode_rows)?))
         }),
@@ -92,14 +92,9 @@ pub(super) fn open_file(
 /// The record batches of Parquet readers that `open` builds (over the same rows), reading
 /// only `columns`, at most `decode_rows` rows each. A wide projection is decoded in
 /// [`column_groups`] groups of columns, one reader and thread each, joined row-aligned.
-fn parquet_reader(
-    open: impl Fn() -> Result<ParquetRecordBatchReaderBuilder<File>>,
-    columns: &[String],
-    decode_rows: usize,
-) -> Result<RecordBatches> {
-    let builder = open()?;
+fn parquet_reader(open: Reopen, columns: &[String], decode_rows: usize) -> Result<RecordBatches> {
     // Validate names ourselves: ProjectionMask::roots panics on a bad index.
-    let schema = builder.schema().clone();
+    let schema = open.meta.schema().clone();
     let mut position = std::collections::HashMap::with_capacity(schema.fields().len());
     for (i, f) in schema.fields().iter().enumerate() {
         position.entry(f.name().as_str()).or_insert(i);
@@ -114,7 +109,15 @@ fn parquet_reader(
     // File order, so that the groups joined in order keep the one reader's column order.
     idx.sort_unstable();
     idx.dedup();
-    let read = |builder: ParquetRecordBatchReaderBuilder<File>, idx: &[usize]| -> Result<_> {
+    let whole = decode_whole(&open, &idx);
+    let read = |idx: &[usize]| -> Result<_> {
+        if whole {
+            return Ok(
+                Box::new(WholeColumns::new(open.clone(), idx.to_vec(), decode_rows))
+                    as RecordBatches,
+            );
+        }
+        let builder = open.builder().map_err(Error::Io)?;
         let mask = ProjectionMask::roots(builder.parquet_schema(), idx.iter().copied());
         let reader = builder
             .with_projection(mask)
@@ -124,12 +127,12 @@ fn parquet_reader(
     };
     let groups = column_groups(idx.len());
     if groups <= 1 {
-        return read(builder, &idx);
+        return read(&idx);
     }
     let size = idx.len().div_ceil(groups);
-    let mut parts = vec![guarded(read(builder, &idx[..size])?)];
-    for chunk in idx[size..].chunks(size) {
-        parts.push(guarded(read(open()?, chunk)?));
+    let mut parts = Vec::with_capacity(groups);
+    for chunk in idx.chunks(size) {
+        parts.push(guarded(read(chunk)?));
     }
     Ok(Joined::start(parts))
 }
@@ -185,12 +188,10 @@ fn open_row_group(
 ) -> Result<RecordBatches> {
     let path = Path::new(&**name);
     let batches = decoding("Parquet", || {
-        let open = || -> Result<_> {
-            let file = File::open(path).map_err(Error::Io)?;
-            Ok(
-                ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
-                    .with_row_groups(vec![group]),
-            )
+        let open = Reopen {
+            path: path.to_path_buf(),
+            meta,
+            groups: Some(vec![group]),
         };
         parquet_reader(open, columns, decode_rows)
     })

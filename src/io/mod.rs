@@ -21,6 +21,7 @@ mod remote;
 mod shuffle;
 mod stream;
 mod vocabulary;
+mod whole;
 mod writer;
 
 pub use components::read_components;
