@@ -206,12 +206,10 @@ impl Sample {
     }
 }
 
-fn positive_part(v: ArrayView1<f64>) -> ndarray::Array1<f64> {
-    v.mapv(|e| e.max(0.0))
-}
-
-fn norm(v: &ndarray::Array1<f64>) -> f64 {
-    v.dot(v).sqrt()
+/// The norm of the positive part of `sign · v`, which is left in `part`.
+fn part_norm(v: ArrayView1<f64>, sign: f64, part: &mut ndarray::Array1<f64>) -> f64 {
+    part.zip_mut_with(&v, |o, &e| *o = (sign * e).max(0.0));
+    part.dot(part).sqrt()
 }
 
 fn lapack(e: ndarray_linalg::error::LinalgError) -> Error {
@@ -259,7 +257,7 @@ fn top_singular(
     }
     // B = Qᵀ X (l × p), the SVD of which gives X's top singular triplets.
     x.tmul_into(&q, &mut pl);
-    let (ub, s, vt) = wide_svd(pl.t())?;
+    let (ub, s, vt) = wide_svd(pl.t(), k)?;
     Ok((q.dot(&ub), s, vt))
 }
 
@@ -302,9 +300,16 @@ fn orthonormal(y: Array2<f64>) -> Result<Array2<f64>> {
 /// The SVD `U S Vᵀ` of a wide matrix `b` (l × p, l ≪ p) from the eigen-decomposition of
 /// `B Bᵀ` (l × l): `U = V`, `S = Λ^{1/2}`, `Vᵀ = S⁻¹ Uᵀ B`. Singular values below
 /// 10⁻⁶ of the largest are dropped: an init has no use for them. LAPACK's divide and
-/// conquer took 32 ms on the 30 × 20 000 B of a sparse init, this takes about one.
-fn wide_svd(b: ArrayView2<f64>) -> Result<(Array2<f64>, ndarray::Array1<f64>, Array2<f64>)> {
-    let (lambda, u) = gram_eigen(b.dot(&b.t()))?;
+/// conquer took 32 ms on the 30 × 20 000 B of a sparse init, this takes about one. Only
+/// the top `keep` triplets are returned (the range finder's extra directions only serve
+/// its accuracy; their rows of Vᵀ were a third of the product).
+fn wide_svd(
+    b: ArrayView2<f64>,
+    keep: usize,
+) -> Result<(Array2<f64>, ndarray::Array1<f64>, Array2<f64>)> {
+    let (mut lambda, u) = gram_eigen(b.dot(&b.t()))?;
+    lambda.truncate(keep);
+    let u = u.slice_move(s![.., ..lambda.len()]);
     let s = ndarray::Array1::from_iter(lambda.iter().map(|l| l.sqrt()));
     let mut vt = u.t().dot(&b);
     for (mut row, &sv) in vt.rows_mut().into_iter().zip(&s) {
@@ -325,16 +330,22 @@ fn nndsvd(x: &Sample, k: usize, rng: &mut ChaCha8Rng) -> Result<Array2<f64>> {
     }
     h.row_mut(0)
         .assign(&(vt.row(0).mapv(f64::abs) * sv[0].sqrt()));
+    // Two scratch vectors (one per factor length), refilled for each part of each pair:
+    // the positive and negative parts of u and v were six fresh vectors per atom, 19 MB
+    // of pages to fault in for k = 20 over 20 000 columns. Same arithmetic, same bits.
+    let mut su = ndarray::Array1::<f64>::zeros(u.nrows());
+    let mut svec = ndarray::Array1::<f64>::zeros(p);
     for j in 1..k.min(sv.len()) {
         let (uj, vj) = (u.column(j), vt.row(j));
-        let (up, vp) = (positive_part(uj), positive_part(vj));
-        let (un, vn) = (positive_part((-&uj).view()), positive_part((-&vj).view()));
-        let (mp, mn) = (norm(&up) * norm(&vp), norm(&un) * norm(&vn));
-        let (v, sigma) = if mp > mn { (vp, mp) } else { (vn, mn) };
-        let nv = norm(&v);
+        let (mp, mn) = (
+            part_norm(uj, 1.0, &mut su) * part_norm(vj, 1.0, &mut svec),
+            part_norm(uj, -1.0, &mut su) * part_norm(vj, -1.0, &mut svec),
+        );
+        let (sign, sigma) = if mp > mn { (1.0, mp) } else { (-1.0, mn) };
+        let nv = part_norm(vj, sign, &mut svec);
         if nv > 0.0 {
-            let lambda = (sv[j] * sigma).sqrt();
-            h.row_mut(j).assign(&(v * (lambda / nv)));
+            let scale = (sv[j] * sigma).sqrt() / nv;
+            h.row_mut(j).zip_mut_with(&svec, |o, &e| *o = e * scale);
         }
     }
     // Tiny values are rounding noise: make them exact zeros (filled by the a/ar variants).
@@ -413,15 +424,20 @@ mod tests {
             let v: f64 = StandardNormal.sample(&mut rng);
             v
         });
-        let (u, sv, vt) = wide_svd(b.view()).unwrap();
+        let (u, sv, vt) = wide_svd(b.view(), 6).unwrap();
         let (_, full, _) = b.svddc(JobSvd::None).unwrap();
         for j in 0..6 {
             assert!((sv[j] - full[j]).abs() < 1e-10 * full[0], "{sv} vs {full}");
         }
         let rebuilt = (u * &sv).dot(&vt);
         assert!((&rebuilt - &b).iter().all(|e| e.abs() < 1e-10));
+        // Keeping the top 2: the same leading triplets, bit for bit.
+        let (u2, sv2, vt2) = wide_svd(b.view(), 2).unwrap();
+        assert_eq!((u2.ncols(), sv2.len(), vt2.nrows()), (2, 2, 2));
+        assert_eq!(sv2, sv.slice(s![..2]));
+        assert_eq!(vt2, vt.slice(s![..2, ..]));
         // No range at all: an empty decomposition, and NNDSVD of zeros is zero.
-        let (_, sv, vt) = wide_svd(Array2::zeros((3, 10)).view()).unwrap();
+        let (_, sv, vt) = wide_svd(Array2::zeros((3, 10)).view(), 3).unwrap();
         assert_eq!((sv.len(), vt.nrows()), (0, 0));
         let zero = Sample::Dense(Array2::zeros((200, 120)));
         let h = nndsvd(&zero, 5, &mut rng).unwrap();
