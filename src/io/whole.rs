@@ -157,8 +157,14 @@ impl WholeColumns {
     fn decode(&self, g: usize) -> Result<RecordBatch, ArrowError> {
         let mut fields = Vec::with_capacity(self.idx.len());
         let mut columns = Vec::with_capacity(self.idx.len());
+        let file = File::open(&self.open.path)?;
         for chunk in self.idx.chunks(COLUMNS_PER_READER) {
-            let b = self.open.builder()?;
+            // Row group `g` alone (not the share `Reopen::builder` selects), the file
+            // opened once for all readers.
+            let b = ParquetRecordBatchReaderBuilder::new_with_metadata(
+                file.try_clone()?,
+                self.open.meta.clone(),
+            );
             let n = b.metadata().row_group(g).num_rows().max(0) as usize;
             let mask = ProjectionMask::roots(b.parquet_schema(), chunk.iter().copied());
             let mut reader = b
