@@ -39,7 +39,8 @@ pub(super) fn test_triplets(width: usize) -> Converter {
 
 #[derive(Clone, Debug)]
 enum Resolved {
-    Columns(Vec<String>),
+    /// Shared: a converter clones its layout at every record batch.
+    Columns(Arc<[String]>),
     FixedList(String, usize),
     Triplets {
         row: String,
@@ -63,6 +64,10 @@ pub(crate) struct Converter {
     recent: RecentIds,
     /// Dense columns: whether the first record batch was looked at for row numbers.
     looked_for_ids: bool,
+    /// Dense columns: where the chosen columns are in the schema of the record batches
+    /// converted last. An input's record batches (and the slices of them) share one
+    /// schema, so the names are looked up once per input, not once per slice.
+    positions: Option<(arrow_schema::SchemaRef, Vec<usize>)>,
     /// Triplets with item ids: the catalogue mapping them to columns.
     items: Option<vocabulary::Shared>,
     /// Dense columns: nulls are missing entries (NaN), not errors.
@@ -70,6 +75,25 @@ pub(crate) struct Converter {
     /// Sparse layouts: the width was given (`--width`), so a larger index is an error;
     /// otherwise the width grows to the largest index seen.
     strict_width: bool,
+}
+
+/// Where each of `cols` is in `schema` (the last of a repeated name), by one map of the
+/// names: a lookup per column would cost O(p²) string comparisons.
+fn positions(schema: &Schema, cols: &[String]) -> Result<Vec<usize>> {
+    let index: std::collections::HashMap<&str, usize> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.name().as_str(), i))
+        .collect();
+    cols.iter()
+        .map(|name| {
+            index
+                .get(name.as_str())
+                .copied()
+                .ok_or_else(|| Error::Schema(format!("missing column '{name}'")))
+        })
+        .collect()
 }
 
 /// A schema's fields by name (the first of a repeated name, as `Schema::field_with_name`).
@@ -169,7 +193,13 @@ fn floats_or_nan<F: ArrowFloat>(a: &ArrayRef, name: &str, row0: u64) -> Result<A
             });
         }
     }
-    let values = cast(a, &F::Arrow::DATA_TYPE)?;
+    // Already F: the array itself (a cast to the same type rebuilds its array data, a
+    // cost per column and call that showed once slices got as small as mini-batches).
+    let values = if a.data_type() == &F::Arrow::DATA_TYPE {
+        a.clone()
+    } else {
+        cast(a, &F::Arrow::DATA_TYPE)?
+    };
     if values.null_count() == 0 {
         return Ok(values);
     }
@@ -337,7 +367,7 @@ impl Converter {
                         }
                     }
                     let p = chosen.len();
-                    (Resolved::Columns(chosen.clone()), chosen, p)
+                    (Resolved::Columns(chosen.clone().into()), chosen, p)
                 }
             }
             Layout::Triplets { row, col, value } => {
@@ -376,6 +406,7 @@ impl Converter {
             pending: None,
             recent: RecentIds::default(),
             looked_for_ids: false,
+            positions: None,
             items: None,
             nulls_are_missing: opts.nulls_are_missing,
             strict_width: opts.width.is_some(),
@@ -455,7 +486,7 @@ impl Converter {
     /// The columns to read (for projections), in schema order of appearance.
     pub fn needed_columns(&self) -> Vec<String> {
         let mut v = match &self.resolved {
-            Resolved::Columns(c) => c.clone(),
+            Resolved::Columns(c) => c.to_vec(),
             Resolved::FixedList(c, _) | Resolved::SparseList(c) => vec![c.clone()],
             Resolved::Triplets { row, col, value } => vec![row.clone(), col.clone(), value.clone()],
         };
@@ -499,24 +530,19 @@ impl Converter {
         if n == 0 {
             return Ok(None);
         }
+        if let Resolved::Columns(cols) = &self.resolved {
+            let schema = rb.schema();
+            if !matches!(&self.positions, Some((s, _)) if Arc::ptr_eq(s, &schema)) {
+                self.positions = Some((schema.clone(), positions(&schema, cols)?));
+            }
+        }
         let data = match self.resolved.clone() {
             Resolved::Columns(cols) => {
                 let p = cols.len();
-                // Column positions by name, once per record batch (a name lookup per
-                // column would cost O(p²) string comparisons).
-                let schema = rb.schema();
-                let index: std::collections::HashMap<&str, usize> = schema
-                    .fields()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, f)| (f.name().as_str(), i))
-                    .collect();
+                let at = &self.positions.as_ref().expect("looked up above").1;
                 let mut columns = Vec::with_capacity(p);
-                for name in &cols {
-                    let col = index
-                        .get(name.as_str())
-                        .map(|&i| rb.column(i))
-                        .ok_or_else(|| Error::Schema(format!("missing column '{name}'")))?;
+                for (name, &i) in cols.iter().zip(at) {
+                    let col = rb.column(i);
                     if !self.looked_for_ids {
                         warn_if_row_numbers(col, name);
                     }
