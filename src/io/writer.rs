@@ -15,7 +15,7 @@ use arrow_array::{
 };
 use arrow_ipc::writer::StreamWriter;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use ndarray::ArrayView2;
+use ndarray::{s, ArrayView2};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -361,6 +361,9 @@ impl ComponentsLayout {
     }
 }
 
+/// Components per record batch of the wide layout.
+const WIDE_ROWS: usize = 256;
+
 /// Rows per record batch of the long layout.
 const LONG_ROWS: usize = 65_536;
 
@@ -392,11 +395,14 @@ pub fn write_components<F: ArrowFloat, W: Write + Send>(
             fields.extend((0..p).map(|j| Field::new(name(j), F::Arrow::DATA_TYPE, false)));
             let schema = Arc::new(Schema::new(fields));
             let mut table = Table::new(out, &schema, format)?;
-            // A component (one row) at a time: every column's state is the writer's, not
-            // a copy of H as columns.
-            for c in 0..k {
-                let mut cols: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(vec![c as i64]))];
-                cols.extend((0..p).map(|j| float_column(vec![h[[c, j]]])));
+            // Up to WIDE_ROWS components a record batch: a copy of that share of H as
+            // columns, and one write for each column per batch (a component at a time,
+            // k single-value arrays per column took 15 ms for 20 × 1000, in a 70 ms fit).
+            for first in (0..k).step_by(WIDE_ROWS) {
+                let comps = first..(first + WIDE_ROWS).min(k);
+                let ids = Int64Array::from_iter_values(comps.clone().map(|c| c as i64));
+                let mut cols: Vec<ArrayRef> = vec![Arc::new(ids)];
+                cols.extend((0..p).map(|j| float_column(h.slice(s![comps.clone(), j]).to_vec())));
                 table.write(&RecordBatch::try_new(schema.clone(), cols)?)?;
             }
             table.finish()
