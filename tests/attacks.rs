@@ -369,6 +369,58 @@ fn a_closed_pipe_ends_quietly() {
     assert!(stderr(&o).is_empty(), "{}", stderr(&o));
 }
 
+/// `fit … 2>&1 | head -1` with debug logs: stderr goes away in the middle of a fit. The
+/// fit carries on and writes its model (log lines to nobody are dropped). Before, the
+/// logger's report of the failed write panicked on the thread that applies batches, and
+/// the pipeline's other threads waited for it for ever (SIGTERM did not end it either).
+#[test]
+fn a_closed_stderr_does_not_stop_a_fit() {
+    let dir = setup(2000);
+    let mut child = cmd(
+        dir.path(),
+        &[
+            "fit",
+            "x.parquet",
+            "--id-column",
+            "id",
+            "-k",
+            "3",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "64",
+            "--out",
+            "n.snmf",
+        ],
+    )
+    .env("RUST_LOG", "streamnmf=debug")
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut first = [0u8; 10];
+    child
+        .stderr
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    drop(child.stderr.take());
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("the fit hung once its stderr was closed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(dir.path().join("n.snmf").exists());
+}
+
 /// A full standard output is an error, on one line.
 #[test]
 fn a_full_stdout_is_an_error() {

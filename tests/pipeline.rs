@@ -228,6 +228,56 @@ fn sink_error_stops_transform() {
     assert_eq!(calls, 4);
 }
 
+/// Runs `f` on a thread of its own and returns whether it panicked, failing the test if
+/// it has not returned within 30 s (a hung pipeline).
+fn panics_within_30s(f: impl FnOnce() + Send + 'static) -> bool {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let _ = tx.send(r.is_err());
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("the pipeline hung after a panic on the calling thread")
+}
+
+/// A panic in the caller's own code (a transform's sink, a fit's progress callback)
+/// reaches the caller, and the pipeline's threads stop. Before, the reader stayed blocked
+/// on a full queue and the solvers waited for a dictionary for ever, and so did the
+/// caller (a CLI fit whose stderr was closed hung so).
+#[test]
+fn caller_panic_stops_the_threads() {
+    for threads in [1, 3] {
+        assert!(panics_within_30s(move || {
+            let mut m = OnlineNmf::<f64>::new(params(Loss::Frobenius));
+            m.fit(&data()).unwrap();
+            let mut calls = 0;
+            let _ = transform(
+                &m,
+                &mut MemorySource::new(data(), 10),
+                &opts(threads, 0, 1).with_queue_depth(1),
+                |_, _| {
+                    calls += 1;
+                    assert!(calls < 4, "sink panics at its fourth batch");
+                    Ok(())
+                },
+            );
+        }));
+        assert!(panics_within_30s(move || {
+            let mut m = OnlineNmf::<f64>::new(params(Loss::Frobenius));
+            let mut calls = 0;
+            let _ = fit(
+                &mut m,
+                &mut MemorySource::new(data(), 10),
+                &opts(threads, 1, 3).with_queue_depth(1),
+                |_| {
+                    calls += 1;
+                    assert!(calls < 4, "progress panics at its fourth batch");
+                },
+            );
+        }));
+    }
+}
+
 #[test]
 fn pipeline_transform_equals_in_memory_transform() {
     let x = data();

@@ -521,6 +521,11 @@ where
         }
         drop(batch_rx);
         drop(solved_tx);
+        // A panic below (in `prepare`, `consume` or a callback they run, such as a user's
+        // sink) unwinds out of this scope, which then waits for the threads above: they
+        // must be told to stop, or the reader blocks on a full queue and the solvers wait
+        // for a dictionary that never comes, for ever.
+        let _guard = QuitOnPanic(shared, wake);
 
         // The calling thread's own start (a new model's dictionary, which the solvers wait
         // for), overlapping the reading; then the consumer, strictly in sequence order,

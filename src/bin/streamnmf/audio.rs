@@ -89,7 +89,7 @@ pub fn stft(a: StftArgs) -> Result<()> {
     let mut done = Finished::default();
     done.push(sink)?;
     done.commit()?;
-    eprintln!(
+    note!(
         "{frames} frames of {} bins ({} Hz, FFT {}, hop {}, power {}) written to {}",
         spec.fft_size / 2 + 1,
         spec.sample_rate,
@@ -272,7 +272,7 @@ fn separate_as<F: ArrowFloat>(mut a: SeparateArgs, bytes: &[u8]) -> Result<()> {
         let (f, _) = t.finish().with_context(|| dest.clone())?;
         f.commit()?;
     }
-    eprintln!(
+    note!(
         "separated {frames} frames into {} sources ({}) in {}",
         sources.labels.len(),
         sources.labels.join(", "),

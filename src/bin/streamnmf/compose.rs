@@ -164,7 +164,7 @@ fn compose<F: ArrowFloat>(a: &ComposeArgs, parts: &[Part], labels: Vec<String>) 
         }
     }
     let summary: Vec<String> = groups.iter().map(|(l, n)| format!("{l} × {n}")).collect();
-    eprintln!(
+    note!(
         "composed rank {rank} ({}) into {}",
         summary.join(", "),
         a.out.display()

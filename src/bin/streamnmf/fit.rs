@@ -296,7 +296,7 @@ fn fit<F: ArrowFloat>(
                 );
             }
             if !a.quiet && rank0 {
-                eprintln!(
+                note!(
                     "resuming at epoch {}, batch {} of that epoch ({} batches done)",
                     run.position().epoch,
                     run.position().batches_in_epoch,
@@ -491,7 +491,7 @@ fn fit<F: ArrowFloat>(
         } else {
             format!("{} passes,", report.epochs)
         };
-        eprintln!(
+        note!(
             "fitted rank {} ({passes} {} batches, {} rows read) in {:.2} s, {:.0} rows/s; loss/row {:.5e}; model written to {}",
             rank,
             report.batches,

@@ -6,6 +6,15 @@
 //! with exit code 130 or 143; a second signal exits at once. A closed standard output
 //! (`| head`) ends the program quietly.
 
+/// A line on stderr for the user. `eprintln!` panics when stderr is closed (`2>&1 |
+/// head`); a note to nobody is dropped instead.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod audio;
 mod compose;
 mod demo;
@@ -340,9 +349,12 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     // Colours only on a terminal: a log file or a pipe gets plain text.
+    // A closed stderr drops log lines: by default the subscriber reports a failed write
+    // with `eprintln!`, which panics there (in the middle of a fit).
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }

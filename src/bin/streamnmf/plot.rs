@@ -151,7 +151,7 @@ pub fn run(a: PlotArgs) -> Result<()> {
     tmp.persist(&a.out)
         .map_err(|e| e.error)
         .with_context(|| a.out.display().to_string())?;
-    eprintln!("plot written to {}", a.out.display());
+    note!("plot written to {}", a.out.display());
     Ok(())
 }
 

@@ -144,9 +144,9 @@ fn recommend<F: ArrowFloat>(a: RecommendArgs, bytes: &[u8]) -> Result<()> {
         crate::out(serde_json::to_string_pretty(&s)?)?;
     } else if !a.quiet {
         if ignored > 0 {
-            eprintln!("ignored {ignored} entries of items the model does not know");
+            note!("ignored {ignored} entries of items the model does not know");
         }
-        eprintln!(
+        note!(
             "wrote {rows} recommendations for {} users to {} in {:.2} s",
             report.rows,
             a.out.display(),

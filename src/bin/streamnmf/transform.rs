@@ -108,7 +108,7 @@ fn transform<F: ArrowFloat>(mut a: TransformArgs, bytes: &[u8]) -> Result<()> {
     done.commit()?;
     let ignored = report.ignored_entries + source.unknown_entries();
     if ignored > 0 && !a.quiet {
-        eprintln!("ignored {ignored} entries of items the model does not know");
+        note!("ignored {ignored} entries of items the model does not know");
     }
     if a.json {
         let s = json!({
@@ -122,7 +122,7 @@ fn transform<F: ArrowFloat>(mut a: TransformArgs, bytes: &[u8]) -> Result<()> {
         crate::out(serde_json::to_string_pretty(&s)?)?;
     } else if !a.quiet {
         let what = if a.impute { "imputed" } else { "codes of" };
-        eprintln!("wrote {what} {rows} rows to {}", a.out.display());
+        note!("wrote {what} {rows} rows to {}", a.out.display());
     }
     Ok(())
 }
