@@ -557,24 +557,14 @@ impl Converter {
                     .iter()
                     .map(|a| a.as_primitive::<F::Arrow>().values().as_ref())
                     .collect();
-                // Moved column-major to row-major in tiles of 16 rows × 16 columns, so a
-                // tile's destination lines stay in L1 while its columns stream through
-                // (4096 × 1000 f32, ns per value: 16 × 16 tiles 0.84, 64-row blocks of
-                // all columns 0.94, 64 × 16 tiles filled row by row 1.78).
-                let mut out = vec![F::zero(); n * p];
-                const TILE: usize = 16;
-                for r0 in (0..n).step_by(TILE) {
-                    let r1 = (r0 + TILE).min(n);
-                    let dst = &mut out[r0 * p..r1 * p];
-                    for (t, tile) in vals.chunks(TILE).enumerate() {
-                        for (jj, col) in tile.iter().enumerate() {
-                            let j = t * TILE + jj;
-                            for (row, &v) in dst.chunks_exact_mut(p).zip(&col[r0..r1]) {
-                                row[j] = v;
-                            }
-                        }
-                    }
-                }
+                let mut out = Vec::with_capacity(n * p);
+                crate::linalg::transpose::columns_to_rows(
+                    &vals,
+                    n,
+                    &mut out.spare_capacity_mut()[..n * p],
+                );
+                // SAFETY: `columns_to_rows` wrote all n × p values.
+                unsafe { out.set_len(n * p) };
                 Batch::dense(Array2::from_shape_vec((n, p), out).expect("n x p values"))
             }
             Resolved::FixedList(name, size) => {

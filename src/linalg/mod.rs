@@ -12,6 +12,7 @@
 pub(crate) mod parallel;
 pub(crate) mod simd;
 pub(crate) mod sparse;
+pub(crate) mod transpose;
 
 use crate::float::Float;
 
