@@ -245,6 +245,17 @@ pub enum Error {
     /// Channels of capacity 0.
     #[error("the pipeline's queue depth must be at least 1")]
     ZeroQueueDepth,
+    /// More solver threads or queued batches than a machine can hold: every solver is a
+    /// thread with its own stack, and each queue's slots are allocated up front.
+    #[error("the pipeline's {what} is {value}, above its limit of {limit}")]
+    PipelineLimit {
+        /// `solvers` or `queue depth`.
+        what: &'static str,
+        /// What was asked.
+        value: usize,
+        /// The most allowed.
+        limit: usize,
+    },
     /// Zero passes over the input.
     #[error("the pipeline needs at least 1 epoch")]
     ZeroEpochs,

@@ -31,6 +31,9 @@ pub struct RankOptions {
     pub seed: u64,
     /// Threads in all.
     pub threads: usize,
+    /// Raised (by a signal handler, say) to stop between batches with
+    /// [`Error::Interrupted`].
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// One candidate's result.
@@ -125,7 +128,7 @@ struct Score {
 /// use streamnmf::NmfParams;
 /// let d = PlantedSpec::new(1500, 60, 4).noise(0.05).seed(2).generate();
 /// let mut src = MemorySource::new(d.x, 256);
-/// let opts = RankOptions { ranks: vec![2, 4, 8], holdout: 0.1, epochs: 10, seed: 1, threads: 2 };
+/// let opts = RankOptions { ranks: vec![2, 4, 8], holdout: 0.1, epochs: 10, seed: 1, threads: 2, stop: None };
 /// let report = select_rank::<f64>(&mut src, NmfParams::new(1), &opts).unwrap();
 /// assert_eq!(report.picked, 4, "{report:?}");
 /// ```
@@ -183,6 +186,13 @@ pub fn select_rank<F: Float>(
             }
         }
         for batch in source.epoch(epoch)? {
+            if opts
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+            {
+                return Err(Error::Interrupted { checkpoint: None });
+            }
             let batch = batch?;
             if batch.rows() == 0 {
                 continue;

@@ -369,6 +369,51 @@ fn a_closed_pipe_ends_quietly() {
     assert!(stderr(&o).is_empty(), "{}", stderr(&o));
 }
 
+/// `fit … --codes-out - | head -c 10`: the codes' reader goes away during the codes pass.
+/// The program ends quietly, and the model (whole by then) is still written.
+#[test]
+fn a_closed_codes_pipe_keeps_the_model() {
+    let dir = setup(20_000);
+    let mut child = cmd(
+        dir.path(),
+        &[
+            "fit",
+            "x.parquet",
+            "--id-column",
+            "id",
+            "-k",
+            "3",
+            "--epochs",
+            "1",
+            "-q",
+            "--out",
+            "n.snmf",
+            "--codes-out",
+            "-",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut first = [0u8; 10];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{:?}: {}", o.status, stderr(&o));
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+    assert!(
+        dir.path().join("n.snmf").exists(),
+        "{:?}",
+        files(dir.path())
+    );
+}
+
 /// `fit … 2>&1 | head -1` with debug logs: stderr goes away in the middle of a fit. The
 /// fit carries on and writes its model (log lines to nobody are dropped). Before, the
 /// logger's report of the failed write panicked on the thread that applies batches, and
@@ -434,6 +479,63 @@ fn a_full_stdout_is_an_error() {
         .output()
         .unwrap();
     failed(&o, 1, &["No space left on device"]);
+}
+
+/// Solver and queue counts past what a machine holds are one-line errors. Before, a queue
+/// depth of 10⁸ aborted on a 42 GB allocation with a backtrace, 100 000 solvers aborted
+/// while spawning their threads, and 100 000 local ranks were killed for memory.
+#[test]
+fn pipeline_limits_are_errors_not_aborts() {
+    let dir = setup(2000);
+    for (flag, value, what) in [
+        (
+            "--queue-depth",
+            "100000000",
+            "queue depth is 100000000, above its limit of 4096",
+        ),
+        (
+            "--solvers",
+            "100000",
+            "solvers is 100000, above its limit of 256",
+        ),
+    ] {
+        let o = run(
+            dir.path(),
+            &[
+                "fit",
+                "x.parquet",
+                "--id-column",
+                "id",
+                "-k",
+                "3",
+                "-q",
+                "--out",
+                "n.snmf",
+                flag,
+                value,
+            ],
+        );
+        failed(&o, 1, &[what]);
+        assert!(!dir.path().join("n.snmf").exists());
+    }
+    // Ranks as threads, each with a model of its own: 100 000 were killed for memory.
+    let o = run(
+        dir.path(),
+        &[
+            "fit",
+            "x.parquet",
+            "--id-column",
+            "id",
+            "-k",
+            "3",
+            "-q",
+            "--out",
+            "n.snmf",
+            "--distributed",
+            "local:100000",
+        ],
+    );
+    failed(&o, 2, &["1 ≤ N ≤ 256"]);
 }
 
 /// Bad numbers for flags are usage errors (exit 2, one line), never panics.
@@ -516,6 +618,38 @@ fn signal(child: &Child, sig: &str) {
         .status()
         .unwrap();
     assert!(ok.success());
+}
+
+/// The demo refuses more planted values than it writes, and SIGTERM stops it while it
+/// writes its data, leaving nothing in its `--keep` directory. Before, `--rows 10¹²`
+/// started a file that would have filled the disk and ignored SIGTERM.
+#[test]
+fn demo_is_bounded_and_stops_while_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(dir.path(), &["demo", "--rows", "1000000000000"]);
+    failed(&o, 1, &["more than the demo writes"]);
+    let keep = dir.path().join("k");
+    let child = cmd(
+        dir.path(),
+        &["demo", "--rows", "100000000", "--cols", "20", "--keep", "k"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Its temporary file has some data in it: the writing is under way.
+    wait_for(|| {
+        std::fs::read_dir(&keep).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.metadata().is_ok_and(|m| m.len() > 1_000_000))
+        })
+    });
+    let t = Instant::now();
+    signal(&child, "-TERM");
+    let o = child.wait_with_output().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    failed(&o, 143, &["interrupted by SIGTERM"]);
+    assert!(files(&keep).is_empty(), "{:?}", files(&keep));
 }
 
 /// A checkpoint directory is held by its run: a second run, or a `--resume` of it,

@@ -66,6 +66,7 @@ fn planted_rank_is_picked() {
         epochs: 10,
         seed: 0,
         threads: 2,
+        stop: None,
     };
     let r = select_rank::<f32>(&mut src, NmfParams::new(1), &opts).unwrap();
     assert_eq!(r.picked, 8, "{r:?}");
@@ -86,4 +87,26 @@ fn rank_errors() {
     assert!(err(&["rank", "x.parquet", "--ranks", "0"]).contains("at least 1"));
     assert!(err(&["rank", "x.parquet", "--ranks", "2", "--holdout", "0.9"]).contains("holdout"));
     assert!(err(&["rank", "x.parquet", "--ranks", "2", "--loss", "is"]).contains("is"));
+}
+
+/// A raised stop flag ends the run between batches with `Interrupted` (the CLI raises it
+/// on SIGINT / SIGTERM).
+#[test]
+fn a_raised_stop_flag_interrupts() {
+    let d = PlantedSpec::new(600, 20, 3).seed(4).generate();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let opts = RankOptions {
+        ranks: vec![2, 3],
+        holdout: 0.1,
+        epochs: 3,
+        seed: 0,
+        threads: 1,
+        stop: Some(stop),
+    };
+    let e =
+        select_rank::<f64>(&mut MemorySource::new(d.x, 100), NmfParams::new(1), &opts).unwrap_err();
+    assert!(
+        matches!(e, streamnmf::Error::Interrupted { checkpoint: None }),
+        "{e}"
+    );
 }

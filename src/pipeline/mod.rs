@@ -31,6 +31,14 @@ use crate::source::{BatchIter, BatchSource};
 pub use distributed::{fit_distributed, DistributedReport};
 use engine::{run_ordered, Checker, Flow, Input, Item, Samples, Shared, Start, Versions};
 
+/// Solver threads a pipeline may run, at most: each is a thread with its own stack, and
+/// past the cores more solvers only add staleness.
+pub const MAX_SOLVERS: usize = 256;
+
+/// Batches each of a pipeline's queues may hold, at most: a queue's slots are allocated
+/// when it is made (a depth of 10⁸ asked for 42 GB and aborted the process).
+pub const MAX_QUEUE_DEPTH: usize = 4096;
+
 /// How the engine runs: a builder whose settings never change a result except
 /// `staleness` (and, through it, `solvers` when staleness follows them).
 ///
@@ -97,7 +105,7 @@ impl PipelineOptions {
         }
     }
     /// Solver threads: batches solved at the same time (they overlap only with
-    /// staleness ≥ 1).
+    /// staleness ≥ 1), at most [`MAX_SOLVERS`].
     pub fn with_solvers(mut self, n: usize) -> Self {
         self.solvers = n;
         self
@@ -113,7 +121,7 @@ impl PipelineOptions {
         self.staleness = s;
         self
     }
-    /// Capacity, in batches, of each of the two channels.
+    /// Capacity, in batches, of each of the two channels, at most [`MAX_QUEUE_DEPTH`].
     pub fn with_queue_depth(mut self, n: usize) -> Self {
         self.queue_depth = n;
         self
@@ -191,6 +199,14 @@ impl PipelineOptions {
         }
         if self.queue_depth == 0 {
             return Err(Error::ZeroQueueDepth);
+        }
+        for (what, value, limit) in [
+            ("solvers", self.solvers, MAX_SOLVERS),
+            ("queue depth", self.queue_depth, MAX_QUEUE_DEPTH),
+        ] {
+            if value > limit {
+                return Err(Error::PipelineLimit { what, value, limit });
+            }
         }
         if self.epochs == 0 {
             return Err(Error::ZeroEpochs);

@@ -54,7 +54,22 @@ pub struct DemoArgs {
 
 const CHUNK: usize = 65_536;
 
+/// Planted values the demo writes at most (8 GB of f32 before compression): its data
+/// goes to a temporary file, and 10¹² rows would fill the disk first.
+const MAX_VALUES: u128 = 2_000_000_000;
+
 pub fn run(a: DemoArgs) -> Result<()> {
+    let values = a.rows as u128 * a.cols as u128;
+    if values > MAX_VALUES {
+        anyhow::bail!(
+            "--rows {} x --cols {} is {values} values, more than the demo writes ({MAX_VALUES}); \
+             fit a file of your own instead (`examples/gen_planted` writes planted data of \
+             any size)",
+            a.rows,
+            a.cols
+        );
+    }
+    let stop = crate::stop_flag();
     let tmp = tempfile::tempdir().context("temporary directory")?;
     let dir = a.keep.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
@@ -78,8 +93,20 @@ pub fn run(a: DemoArgs) -> Result<()> {
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(CHUNK))
         .build();
+    // Written under a temporary name next to its place and renamed there once closed:
+    // a stopped demo leaves no half-written file in a --keep directory.
+    let partial = tempfile::Builder::new()
+        .prefix(".planted")
+        .suffix(".parquet")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .tempfile_in(&dir)
+        .with_context(|| format!("a temporary file in {}", dir.display()))?;
     let mut writer: Option<ArrowWriter<File>> = None;
     for start in (0..a.rows).step_by(CHUNK) {
+        // SIGINT / SIGTERM: stop writing (the temporary directory goes with the error).
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(streamnmf::Error::Interrupted { checkpoint: None }.into());
+        }
         let n = CHUNK.min(a.rows - start);
         let (x, _) = spec.rows(h_true.view(), start, n);
         let x32 = x.mapv(|v| v as f32 as f64);
@@ -97,7 +124,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         let w = match writer.as_mut() {
             Some(w) => w,
             None => writer.insert(ArrowWriter::try_new(
-                File::create(&path)?,
+                partial.reopen()?,
                 rb.schema(),
                 Some(props.clone()),
             )?),
@@ -105,6 +132,9 @@ pub fn run(a: DemoArgs) -> Result<()> {
         w.write(&rb)?;
     }
     writer.context("no rows")?.close()?;
+    partial
+        .persist(&path)
+        .with_context(|| format!("{}", path.display()))?;
     let bytes = std::fs::metadata(&path)?.len();
     crate::out(format_args!(
         "wrote {:.0} MB of Parquet in {:.1} s",

@@ -21,14 +21,18 @@ pub enum Mode {
     Local(usize),
 }
 
-/// Parses `mpi` or `local:N` (N ≥ 1).
+/// Ranks of `local:N` at most: each is a thread with its own model and statistics (100 000
+/// of them were killed for memory).
+const MAX_LOCAL_RANKS: usize = streamnmf::pipeline::MAX_SOLVERS;
+
+/// Parses `mpi` or `local:N` (1 ≤ N ≤ [`MAX_LOCAL_RANKS`]).
 pub fn parse_mode(s: &str) -> std::result::Result<Mode, String> {
     match s.split_once(':') {
         None if s == "mpi" => Ok(Mode::Mpi),
         Some(("local", n)) => match n.parse::<usize>() {
-            Ok(n) if n >= 1 => Ok(Mode::Local(n)),
+            Ok(n) if (1..=MAX_LOCAL_RANKS).contains(&n) => Ok(Mode::Local(n)),
             _ => Err(format!(
-                "local:N needs a whole number of ranks N ≥ 1, got '{n}'"
+                "local:N needs a whole number of ranks 1 ≤ N ≤ {MAX_LOCAL_RANKS}, got '{n}'"
             )),
         },
         _ => Err(format!("expected 'mpi' or 'local:N', got '{s}'")),

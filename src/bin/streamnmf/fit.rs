@@ -431,10 +431,19 @@ fn fit<F: ArrowFloat>(
             let opts = a.input.options(params.batch_size(), 0)?.no_shuffle();
             let opts = a.input.model_options(opts, &names, false, missing)?;
             let mut src = a.input.open::<F>(opts)?;
-            let (sink, rows, _) =
-                write_codes(&plan, "--codes-out", &model, src.as_mut(), &popts, |_| {})?;
-            done.push(sink)?;
-            Some(rows)
+            match write_codes(&plan, "--codes-out", &model, src.as_mut(), &popts, |_| {}) {
+                Ok((sink, rows, _)) => {
+                    done.push(sink)?;
+                    Some(rows)
+                }
+                // `--codes-out - | head`: the reader of the codes went away, which ends the
+                // program quietly; the model and components are whole, so they are kept.
+                Err(e) if crate::broken_pipe(&e) => {
+                    done.commit()?;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
         }
         None => None,
     };

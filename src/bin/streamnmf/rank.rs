@@ -77,6 +77,7 @@ fn rank<F: ArrowFloat>(a: RankArgs) -> Result<()> {
         epochs,
         seed: a.seed,
         threads: a.threads.unwrap_or_else(crate::fit::cores),
+        stop: Some(crate::stop_flag()),
     };
     let report = select_rank(source.as_mut(), template, &ropts)?;
     if let Some(p) = &a.plot {
