@@ -347,23 +347,33 @@ fn outputs_honour_the_umask() {
 
 // ---- standard output and flags ---------------------------------------------------------
 
-/// `inspect … | head -1`: the reader goes away; the program ends quietly.
-#[test]
-fn a_closed_pipe_ends_quietly() {
-    let dir = setup(2000);
-    let mut child = cmd(dir.path(), &["inspect", "m.snmf", "--top", "12"])
+/// `c` spawned with its outputs piped, as under `| head -c 10`: 10 bytes read from its
+/// stdout (stderr when `from_stderr`), then that pipe closed.
+fn head_c_10(mut c: Command, from_stderr: bool) -> Child {
+    let mut child = c
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut first = [0u8; 10];
+    if from_stderr {
+        let mut e = child.stderr.take().unwrap();
+        e.read_exact(&mut first).unwrap();
+    } else {
+        let mut o = child.stdout.take().unwrap();
+        o.read_exact(&mut first).unwrap();
+    }
     child
-        .stdout
-        .as_mut()
-        .unwrap()
-        .read_exact(&mut first)
-        .unwrap();
-    drop(child.stdout.take());
+}
+
+/// `inspect … | head -1`: the reader goes away; the program ends quietly.
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    let dir = setup(2000);
+    let child = head_c_10(
+        cmd(dir.path(), &["inspect", "m.snmf", "--top", "12"]),
+        false,
+    );
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{:?}: {}", o.status, stderr(&o));
     assert!(stderr(&o).is_empty(), "{}", stderr(&o));
@@ -374,7 +384,7 @@ fn a_closed_pipe_ends_quietly() {
 #[test]
 fn a_closed_codes_pipe_keeps_the_model() {
     let dir = setup(20_000);
-    let mut child = cmd(
+    let fit = cmd(
         dir.path(),
         &[
             "fit",
@@ -391,19 +401,8 @@ fn a_closed_codes_pipe_keeps_the_model() {
             "--codes-out",
             "-",
         ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut first = [0u8; 10];
-    child
-        .stdout
-        .as_mut()
-        .unwrap()
-        .read_exact(&mut first)
-        .unwrap();
-    drop(child.stdout.take());
+    );
+    let child = head_c_10(fit, false);
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{:?}: {}", o.status, stderr(&o));
     assert!(stderr(&o).is_empty(), "{}", stderr(&o));
@@ -421,7 +420,7 @@ fn a_closed_codes_pipe_keeps_the_model() {
 #[test]
 fn a_closed_stderr_does_not_stop_a_fit() {
     let dir = setup(2000);
-    let mut child = cmd(
+    let mut fit = cmd(
         dir.path(),
         &[
             "fit",
@@ -437,20 +436,9 @@ fn a_closed_stderr_does_not_stop_a_fit() {
             "--out",
             "n.snmf",
         ],
-    )
-    .env("RUST_LOG", "streamnmf=debug")
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut first = [0u8; 10];
-    child
-        .stderr
-        .as_mut()
-        .unwrap()
-        .read_exact(&mut first)
-        .unwrap();
-    drop(child.stderr.take());
+    );
+    fit.env("RUST_LOG", "streamnmf=debug");
+    let mut child = head_c_10(fit, true);
     let t = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
