@@ -550,6 +550,90 @@ fn bad_flag_values_are_usage_errors() {
     }
 }
 
+/// A file where the checkpoint directory should be is named with the cause, and the
+/// run writes nothing (the model from `setup` stays as it was).
+#[test]
+fn a_file_as_checkpoint_dir_is_refused() {
+    let dir = setup(2000);
+    std::fs::write(dir.path().join("ck"), b"not a directory").unwrap();
+    let model = std::fs::read(dir.path().join("m.snmf")).unwrap();
+    let o = run(
+        dir.path(),
+        &[
+            "fit",
+            "x.parquet",
+            "--id-column",
+            "id",
+            "-k",
+            "2",
+            "--out",
+            "m.snmf",
+            "--checkpoint-dir",
+            "ck",
+        ],
+    );
+    failed(&o, 1, &["ck", "a file is in the way"]);
+    assert_eq!(std::fs::read(dir.path().join("m.snmf")).unwrap(), model);
+    assert_eq!(
+        std::fs::read(dir.path().join("ck")).unwrap(),
+        b"not a directory"
+    );
+}
+
+/// The image and data writers rename a finished file into place, so a destination that
+/// is not a regular file (a FIFO here; `/dev/full` as root was replaced by a PNG before)
+/// is refused, directly or through a link, before any work, and stays as it was. (`fit`
+/// and `transform` outputs stream into a FIFO instead: `out_to_a_fifo_streams_in_place`.)
+#[test]
+fn outputs_never_replace_a_device_or_fifo() {
+    let dir = setup(2000);
+    let d = dir.path();
+    let made = Command::new("mkfifo").arg(d.join("fifo")).status().unwrap();
+    assert!(made.success());
+    std::os::unix::fs::symlink("fifo", d.join("link")).unwrap();
+    for out in ["fifo", "link"] {
+        let cases: [&[&str]; 2] = [
+            &["plot", "m.snmf", "--out", out],
+            &[
+                "rank",
+                "x.parquet",
+                "--id-column",
+                "id",
+                "--ranks",
+                "2",
+                "--plot",
+                out,
+            ],
+        ];
+        for args in cases {
+            let o = run(d, args);
+            assert!(!o.status.success(), "{args:?} succeeded");
+            let e = stderr(&o);
+            assert!(!e.contains("panicked"), "{args:?}: {e}");
+            assert!(e.contains("fifo") || e.contains(out), "{args:?}: {e}");
+            let t = std::fs::symlink_metadata(d.join("fifo"))
+                .unwrap()
+                .file_type();
+            assert!(
+                std::os::unix::fs::FileTypeExt::is_fifo(&t),
+                "{args:?} replaced it"
+            );
+        }
+    }
+    // The demo's data file in a --keep directory.
+    std::fs::create_dir(d.join("kept")).unwrap();
+    std::os::unix::fs::symlink("../fifo", d.join("kept/planted.parquet")).unwrap();
+    let args = [
+        "demo", "--rows", "200", "--cols", "20", "--rank", "2", "--keep", "kept",
+    ];
+    let o = run(d, &args);
+    failed(&o, 1, &["fifo", "not a regular file"]);
+    let t = std::fs::symlink_metadata(d.join("fifo"))
+        .unwrap()
+        .file_type();
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&t));
+}
+
 // ---- signals and concurrency -----------------------------------------------------------
 
 /// A fit on a stream that waits for more input (stdin held open): the process runs until

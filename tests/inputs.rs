@@ -272,6 +272,11 @@ fn an_id_among_the_features_is_refused() {
         &["fit", "x.parquet", "-k", "2", "-q", "--columns", "f0,f0,f1"],
         &["column 'f0' is asked for twice"],
     );
+    refused(
+        d,
+        &["fit", "x.parquet", "-k", "2", "-q", "--columns", "f0,,f1"],
+        &["x.parquet", "an empty column name", "--columns"],
+    );
 }
 
 /// A saved model keeps its settings: flags that contradict them are refused naming them;

@@ -328,6 +328,13 @@ impl Converter {
                     }
                 }
                 for c in &chosen {
+                    if opts.columns.is_some() && c.trim().is_empty() {
+                        return Err(Error::Schema(
+                            "an empty column name was asked for (a stray comma in \
+                             `--columns`?)"
+                                .into(),
+                        ));
+                    }
                     if !seen.insert(c.as_str()) {
                         return Err(Error::Schema(format!(
                             "column '{c}' is asked for twice: feature names must be unique"

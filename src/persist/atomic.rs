@@ -66,6 +66,42 @@ fn process_alive(pid: u32) -> bool {
     !proc.is_dir() || proc.join(pid.to_string()).exists()
 }
 
+/// The file an atomic write of `dest` replaces: `dest` with its symbolic links followed
+/// (the link stays, its target is replaced), checked to be a regular file or a new name.
+/// A directory, a FIFO or a device (`/dev/null`, `/dev/full`) is an error: renaming a
+/// finished file onto it would replace the node itself (as root, `/dev/full` became a
+/// PNG), and writing into it is not atomic. Every writer that renames a temporary file
+/// onto a destination calls this first.
+///
+/// ```
+/// # fn main() -> streamnmf::Result<()> {
+/// use streamnmf::persist::replaceable;
+/// let dir = tempfile::tempdir()?;
+/// let new = dir.path().join("new.snmf");
+/// assert_eq!(replaceable(&new)?, new);
+/// let e = replaceable(std::path::Path::new("/dev/null")).unwrap_err();
+/// assert!(e.to_string().contains("not a regular file"), "{e}");
+/// assert!(replaceable(dir.path()).is_err());
+/// # Ok(()) }
+/// ```
+pub fn replaceable(dest: &Path) -> Result<PathBuf> {
+    let dest = resolve_links(dest)?;
+    if let Ok(m) = std::fs::metadata(&dest) {
+        if !m.is_file() {
+            let what = if m.is_dir() {
+                "a directory"
+            } else {
+                "not a regular file"
+            };
+            return Err(Error::Io(std::io::Error::other(format!(
+                "{what}: cannot replace it atomically"
+            )))
+            .in_file(&dest));
+        }
+    }
+    Ok(dest)
+}
+
 /// A file being written: a buffered temporary file beside `dest`, renamed onto `dest` by
 /// [`commit`](Self::commit); dropped without committing, it is deleted.
 ///
@@ -97,20 +133,7 @@ impl AtomicFile {
     /// A directory, a FIFO or a device cannot be replaced atomically: write those as a
     /// stream instead.
     pub fn create(dest: &Path) -> Result<Self> {
-        let dest = &resolve_links(dest)?;
-        if let Ok(m) = std::fs::metadata(dest) {
-            if !m.is_file() {
-                let what = if m.is_dir() {
-                    "a directory"
-                } else {
-                    "not a regular file"
-                };
-                return Err(Error::Io(std::io::Error::other(format!(
-                    "{what}: cannot replace it atomically"
-                )))
-                .in_file(dest));
-            }
-        }
+        let dest = &replaceable(dest)?;
         let dir = match dest.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),

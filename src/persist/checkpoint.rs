@@ -64,6 +64,9 @@ impl<F> RunState<F> {
 /// drop(ck);
 /// assert!(CheckpointDir::open(&dir.path().join("ck"), 3).is_ok());
 /// assert!(CheckpointDir::open(&dir.path().join("nowhere"), 3).is_err()); // not created
+/// std::fs::write(dir.path().join("file"), b"x")?;
+/// let e = CheckpointDir::new(&dir.path().join("file"), 3).unwrap_err();
+/// assert!(e.to_string().contains("a file is in the way"), "{e}");
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug)]
@@ -76,6 +79,13 @@ pub struct CheckpointDir {
 impl CheckpointDir {
     /// Uses (and creates) `dir`, keeping the newest `keep` checkpoints (at least 1).
     pub fn new(dir: &Path, keep: usize) -> Result<Self> {
+        if dir.exists() && !dir.is_dir() {
+            let e = std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a file is in the way: checkpoints need a directory",
+            );
+            return Err(Error::Io(e).in_file(dir));
+        }
         std::fs::create_dir_all(dir).map_err(|e| Error::Io(e).in_file(dir))?;
         Self::open(dir, keep)
     }

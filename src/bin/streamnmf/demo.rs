@@ -72,8 +72,8 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let stop = crate::stop_flag();
     let tmp = tempfile::tempdir().context("temporary directory")?;
     let dir = a.keep.clone().unwrap_or_else(|| tmp.path().to_path_buf());
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join("planted.parquet");
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
+    let path = streamnmf::persist::replaceable(&dir.join("planted.parquet"))?;
     crate::out(format_args!(
         "planted data: {} x {}, rank {}, 30% dense factors, 1% noise -> {}",
         a.rows,

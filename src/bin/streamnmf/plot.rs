@@ -61,9 +61,11 @@ fn register_font() -> Result<()> {
         .map_err(|_| anyhow::anyhow!("{}: not a usable font", path.display()))
 }
 
-/// A temporary file beside `out` for a PNG, renamed onto it once complete.
-fn png_temp(out: &Path) -> Result<tempfile::NamedTempFile> {
-    let dir = match out.parent() {
+/// A temporary file beside `out` for a PNG, and the file to rename it onto once complete
+/// (`out`, its links followed; never a directory or a device).
+fn png_temp(out: &Path) -> Result<(tempfile::NamedTempFile, PathBuf)> {
+    let dest = streamnmf::persist::replaceable(out)?;
+    let dir = match dest.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
@@ -74,9 +76,10 @@ fn png_temp(out: &Path) -> Result<tempfile::NamedTempFile> {
         use std::os::unix::fs::PermissionsExt;
         builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
-    builder
+    let tmp = builder
         .tempfile_in(&dir)
-        .with_context(|| format!("{}: cannot write there", dir.display()))
+        .with_context(|| format!("{}: cannot write there", dir.display()))?;
+    Ok((tmp, dest))
 }
 
 /// Frequencies of features named like `"125.0 Hz"`, when all are.
@@ -126,6 +129,7 @@ fn log_rows(m: &Array2<f64>) -> Array2<f64> {
 }
 
 pub fn run(a: PlotArgs) -> Result<()> {
+    streamnmf::persist::replaceable(&a.out)?;
     let model = crate::read_any_model(&a.model)?;
     let h = &model.h;
     let codes = match &a.codes {
@@ -146,9 +150,9 @@ pub fn run(a: PlotArgs) -> Result<()> {
         None => None,
     };
     register_font()?;
-    let tmp = png_temp(&a.out)?;
+    let (tmp, dest) = png_temp(&a.out)?;
     draw(tmp.path(), &a, &model, codes.as_ref()).with_context(|| a.out.display().to_string())?;
-    tmp.persist(&a.out)
+    tmp.persist(&dest)
         .map_err(|e| e.error)
         .with_context(|| a.out.display().to_string())?;
     note!("plot written to {}", a.out.display());
@@ -293,7 +297,7 @@ fn draw(
 /// picked rank marked, as a PNG at `out` (written whole, then renamed into place).
 pub fn ranks(out: &Path, r: &streamnmf::rank::RankReport) -> Result<()> {
     register_font()?;
-    let tmp = png_temp(out)?;
+    let (tmp, dest) = png_temp(out)?;
     {
         let root = BitMapBackend::new(tmp.path(), (900, 600)).into_drawing_area();
         root.fill(&WHITE)?;
@@ -363,7 +367,7 @@ pub fn ranks(out: &Path, r: &streamnmf::rank::RankReport) -> Result<()> {
             .draw()?;
         root.present()?;
     }
-    tmp.persist(out)
+    tmp.persist(&dest)
         .map_err(|e| e.error)
         .with_context(|| out.display().to_string())?;
     Ok(())

@@ -66,6 +66,10 @@ fn rank<F: ArrowFloat>(a: RankArgs) -> Result<()> {
     }
     let opts = a.input.options(batch, a.seed)?;
     let opts = a.input.model_options(opts, &[], false, false)?;
+    if let Some(p) = &a.plot {
+        // Before the fits: a destination that cannot take the PNG fails now.
+        streamnmf::persist::replaceable(p)?;
+    }
     let mut source = a.input.open::<F>(opts)?;
     let width = source.width();
     if let Some(&k) = a.ranks.iter().find(|&&k| k > width) {
