@@ -548,6 +548,58 @@ fn bad_flag_values_are_usage_errors() {
         );
         failed(&o, 2, &["--checkpoint-seconds"]);
     }
+    // No pass at all, in every command that takes --epochs: the flag is named.
+    for cmd in [
+        &[
+            "fit",
+            "x.parquet",
+            "--id-column",
+            "id",
+            "-k",
+            "2",
+            "--epochs",
+            "0",
+        ][..],
+        &[
+            "rank",
+            "x.parquet",
+            "--id-column",
+            "id",
+            "--ranks",
+            "2",
+            "--epochs",
+            "0",
+        ],
+        &["demo", "--rows", "100", "--epochs", "0"],
+        &[
+            "fit",
+            "x.parquet",
+            "--id-column",
+            "id",
+            "-k",
+            "2",
+            "--epochs=-1",
+        ],
+    ] {
+        let o = run(dir.path(), cmd);
+        failed(&o, 2, &["--epochs"]);
+    }
+}
+
+/// A command without its required arguments names them, on the one line of a usage error.
+#[test]
+fn missing_arguments_are_named() {
+    let dir = setup(2000);
+    let o = run(dir.path(), &["fit"]);
+    let named = [
+        "required arguments were not provided: ",
+        "--rank <RANK>",
+        "<INPUTS>",
+    ];
+    failed(&o, 2, &named);
+    let o = run(dir.path(), &["transform", "x.parquet"]);
+    failed(&o, 2, &["--model <MODEL>", "--out <OUT>"]);
+    assert_eq!(stderr(&o).trim_end().lines().count(), 1, "{}", stderr(&o));
 }
 
 /// A file where the checkpoint directory should be is named with the cause, and the

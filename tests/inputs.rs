@@ -279,6 +279,74 @@ fn an_id_among_the_features_is_refused() {
     );
 }
 
+/// Boolean columns are features (0 and 1: one-hot and binary tables); columns that are
+/// not numbers are left out of a default selection, and those that look like data (a
+/// timestamp here, not the string label) are named in a warning; asked for by name, they
+/// are refused.
+#[test]
+fn booleans_are_features_and_left_out_columns_are_named() {
+    use arrow_array::{BooleanArray, StringArray, TimestampMicrosecondArray};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let n = 300;
+    let flag: Vec<bool> = (0..n).map(|i| (i * 7) % 3 != 0).collect();
+    let batch = RecordBatch::try_from_iter([
+        (
+            "flag",
+            Arc::new(BooleanArray::from(flag.clone())) as ArrayRef,
+        ),
+        (
+            "when",
+            Arc::new(TimestampMicrosecondArray::from_iter_values(0..n as i64)) as ArrayRef,
+        ),
+        (
+            "label",
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| format!("r{i}")),
+            )) as ArrayRef,
+        ),
+        (
+            "twice",
+            Arc::new(Float64Array::from_iter_values(flag.iter().map(|&f| {
+                if f {
+                    2.0
+                } else {
+                    0.0
+                }
+            }))) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    write_parquet(&d.join("x.parquet"), &[batch], 100);
+    let o = run(d, &["fit", "x.parquet", "-k", "1", "-q", "--out", "m.snmf"]);
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("'when' (Timestamp"), "{err}");
+    assert!(!err.contains("label"), "{err}");
+    let (m, meta) = persist::load::<f32>(&d.join("m.snmf")).unwrap();
+    assert_eq!(meta.feature_names, ["flag", "twice"]);
+    // X = [f, 2f] is exactly rank one: the atom is (1, 2) up to scale.
+    let h = m.components().unwrap();
+    assert!((h[[0, 1]] / h[[0, 0]] - 2.0).abs() < 1e-3, "{h}");
+    refused(
+        d,
+        &[
+            "fit",
+            "x.parquet",
+            "-k",
+            "1",
+            "-q",
+            "--columns",
+            "when,twice",
+        ],
+        &[
+            "x.parquet",
+            "column 'when' has type Timestamp",
+            "not a number",
+        ],
+    );
+}
+
 /// A saved model keeps its settings: flags that contradict them are refused naming them;
 /// settings not given come from the model (its batch size, its rank), and --resume needs
 /// no --rank.

@@ -170,9 +170,52 @@ fn floats<F: ArrowFloat>(a: &ArrayRef, name: &str, row0: u64) -> Result<ArrayRef
     floats_or_nan::<F>(a, name, row0)
 }
 
+/// Whether a column of this type can be a feature: numbers, and booleans as 0 / 1
+/// (one-hot and binary interaction tables).
+fn is_feature_type(t: &DataType) -> bool {
+    t.is_numeric() || *t == DataType::Boolean
+}
+
+/// The columns a default selection (no `--columns`) leaves out that look like data rather
+/// than labels (strings and bytes are names and labels): they are named in one warning
+/// a process, since a table whose dates or lists went missing would be fitted without a
+/// word.
+fn warn_left_out(schema: &Schema, opts: &InputOptions) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let left: Vec<String> = schema
+        .fields()
+        .iter()
+        .filter(|f| Some(f.name()) != opts.id_column.as_ref())
+        .filter(|f| {
+            let t = f.data_type();
+            !is_feature_type(t)
+                && !matches!(t, DataType::FixedSizeList(..))
+                && !matches!(
+                    t,
+                    DataType::Utf8
+                        | DataType::LargeUtf8
+                        | DataType::Utf8View
+                        | DataType::Binary
+                        | DataType::LargeBinary
+                        | DataType::BinaryView
+                        | DataType::Dictionary(..)
+                        | DataType::Null
+                )
+        })
+        .map(|f| format!("'{}' ({})", f.name(), f.data_type()))
+        .collect();
+    if !left.is_empty() && !WARNED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        tracing::warn!(
+            "columns that are not numbers are left out of the features: {} (convert them, \
+             or name the features with --columns)",
+            left.join(", ")
+        );
+    }
+}
+
 /// Casts a numeric column to F, with nulls as NaN (missing entries).
 fn floats_or_nan<F: ArrowFloat>(a: &ArrayRef, name: &str, row0: u64) -> Result<ArrayRef> {
-    if !a.data_type().is_numeric() {
+    if !is_feature_type(a.data_type()) {
         return Err(Error::Schema(format!(
             "column '{name}' has type {}, not a number",
             a.data_type()
@@ -300,12 +343,15 @@ impl Converter {
                         .iter()
                         .filter(|f| Some(f.name()) != opts.id_column.as_ref())
                         .filter(|f| {
-                            f.data_type().is_numeric()
+                            is_feature_type(f.data_type())
                                 || matches!(f.data_type(), DataType::FixedSizeList(..))
                         })
                         .map(|f| f.name().clone())
                         .collect(),
                 };
+                if opts.columns.is_none() {
+                    warn_left_out(schema, opts);
+                }
                 if chosen.is_empty() {
                     return Err(Error::Schema("no numeric columns to factorize".into()));
                 }
@@ -367,7 +413,7 @@ impl Converter {
                 } else {
                     for c in &chosen {
                         let t = field(c)?.data_type();
-                        if !t.is_numeric() {
+                        if !is_feature_type(t) {
                             return Err(Error::Schema(format!(
                                 "column '{c}' has type {t}, not a number"
                             )));

@@ -39,7 +39,7 @@ pub struct DemoArgs {
     batch_size: usize,
     /// Passes over the data, at most: the fit stops once a pass improves the loss of its
     /// convergence sample by less than 0.1 %.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = crate::fit_args::passes)]
     epochs: usize,
     /// Threads solving each batch (default: all cores).
     #[arg(long)]

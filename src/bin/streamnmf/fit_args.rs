@@ -95,7 +95,7 @@ pub struct FitArgs {
     /// Passes over the input. Without this flag a fit of files makes up to 50 and stops
     /// once converged (see --pass-tol); with it, exactly this many unless --pass-tol is
     /// also given. Default 1 for a stream, 10 for a distributed fit.
-    #[arg(long)]
+    #[arg(long, value_parser = passes)]
     pub epochs: Option<usize>,
     /// Forget factor in (0, 1]: statistics decay by this per batch [default: 1, exact sums].
     #[arg(long)]
@@ -216,6 +216,15 @@ pub struct FitArgs {
 }
 
 /// A positive, finite number of seconds.
+/// A count of passes: a whole number of at least 1 (`--epochs` of every command).
+pub fn passes(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("a run makes at least 1 pass".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{s}' is not a whole number of passes")),
+    }
+}
+
 fn seconds(s: &str) -> std::result::Result<std::time::Duration, String> {
     let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
     if !(v.is_finite() && v > 0.0) {

@@ -16,7 +16,8 @@ pub struct InputArgs {
     /// Parquet or Arrow IPC files or directories; `-` reads an Arrow IPC stream from stdin.
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
-    /// Feature columns, comma-separated (default: every numeric column but the id).
+    /// Feature columns, comma-separated (default: every numeric or boolean column but the
+    /// id).
     #[arg(long, value_delimiter = ',')]
     pub columns: Option<Vec<String>>,
     /// A column carried through to the codes as the row id.

@@ -118,6 +118,22 @@ fn single_threaded_blas() {
     }
 }
 
+/// A usage error in one line (exit code 2): clap's first line, with the arguments it
+/// lists below it when that line only announces them (missing required arguments).
+fn usage_line(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let text = e.to_string();
+    let line = text.lines().next().unwrap_or("invalid arguments");
+    let line = line.strip_prefix("error: ").unwrap_or(line).trim_end();
+    match (line.strip_suffix(':'), e.get(ContextKind::InvalidArg)) {
+        (Some(head), Some(ContextValue::Strings(args))) if !args.is_empty() => {
+            format!("{head}: {}", args.join(", "))
+        }
+        (Some(head), Some(ContextValue::String(arg))) => format!("{head}: {arg}"),
+        _ => line.to_string(),
+    }
+}
+
 fn main() -> ExitCode {
     single_threaded_blas();
     init_logging();
@@ -130,11 +146,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            // Usage errors: one line (clap's first), exit code 2.
-            let text = e.to_string();
-            let line = text.lines().next().unwrap_or("invalid arguments");
-            let line = line.strip_prefix("error: ").unwrap_or(line);
-            let _ = writeln!(std::io::stderr(), "error: {line} (see --help)");
+            let _ = writeln!(std::io::stderr(), "error: {} (see --help)", usage_line(&e));
             return ExitCode::from(2);
         }
     };

@@ -24,7 +24,7 @@ pub struct RankArgs {
     pub holdout: f64,
     /// Passes over the input (default 10 for files, 1 for a stream). Too few leave the
     /// true rank short of converged and favour larger ones.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::fit_args::passes)]
     pub epochs: Option<usize>,
     /// Loss: fro or kl [default: fro].
     #[arg(long)]
