@@ -26,6 +26,20 @@ fn run(dir: &Path, args: &[&str]) -> Output {
     cmd(dir, args).output().unwrap()
 }
 
+/// `fit x.parquet --id-column id -k 2` (the file of [`setup`]) and `more`.
+fn fit_x<'a>(more: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["fit", "x.parquet", "--id-column", "id", "-k", "2"];
+    v.extend_from_slice(more);
+    v
+}
+
+/// `rank x.parquet --id-column id --ranks 2` and `more`.
+fn rank_x<'a>(more: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["rank", "x.parquet", "--id-column", "id", "--ranks", "2"];
+    v.extend_from_slice(more);
+    v
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -235,36 +249,12 @@ fn outputs_never_overwrite_inputs_or_each_other() {
     }
     let o = run(
         d,
-        &[
-            "fit",
-            "x.parquet",
-            "--id-column",
-            "id",
-            "-k",
-            "2",
-            "-q",
-            "--out",
-            "a.snmf",
-            "--components-out",
-            "a.snmf",
-        ],
+        &fit_x(&["-q", "--out", "a.snmf", "--components-out", "a.snmf"]),
     );
     failed(&o, 1, &["--components-out a.snmf: the same file as --out"]);
     let o = run(
         d,
-        &[
-            "fit",
-            "x.parquet",
-            "--id-column",
-            "id",
-            "-k",
-            "2",
-            "-q",
-            "--out",
-            "a.snmf",
-            "--codes-out",
-            "nodir/w.parquet",
-        ],
+        &fit_x(&["-q", "--out", "a.snmf", "--codes-out", "nodir/w.parquet"]),
     );
     failed(&o, 1, &["nodir/w.parquet: the directory does not exist"]);
     assert_eq!(std::fs::read(d.join("x.parquet")).unwrap(), before);
@@ -532,54 +522,15 @@ fn bad_flag_values_are_usage_errors() {
     let dir = setup(2000);
     for v in ["-1", "nan", "inf", "0", "1e400", "soon"] {
         let flag = format!("--checkpoint-seconds={v}");
-        let o = run(
-            dir.path(),
-            &[
-                "fit",
-                "x.parquet",
-                "--id-column",
-                "id",
-                "-k",
-                "2",
-                "--checkpoint-dir",
-                "ck",
-                &flag,
-            ],
-        );
+        let o = run(dir.path(), &fit_x(&["--checkpoint-dir", "ck", &flag]));
         failed(&o, 2, &["--checkpoint-seconds"]);
     }
     // No pass at all, in every command that takes --epochs: the flag is named.
     for cmd in [
-        &[
-            "fit",
-            "x.parquet",
-            "--id-column",
-            "id",
-            "-k",
-            "2",
-            "--epochs",
-            "0",
-        ][..],
-        &[
-            "rank",
-            "x.parquet",
-            "--id-column",
-            "id",
-            "--ranks",
-            "2",
-            "--epochs",
-            "0",
-        ],
+        &fit_x(&["--epochs", "0"])[..],
+        &rank_x(&["--epochs", "0"]),
         &["demo", "--rows", "100", "--epochs", "0"],
-        &[
-            "fit",
-            "x.parquet",
-            "--id-column",
-            "id",
-            "-k",
-            "2",
-            "--epochs=-1",
-        ],
+        &fit_x(&["--epochs=-1"]),
     ] {
         let o = run(dir.path(), cmd);
         failed(&o, 2, &["--epochs"]);
@@ -611,18 +562,7 @@ fn a_file_as_checkpoint_dir_is_refused() {
     let model = std::fs::read(dir.path().join("m.snmf")).unwrap();
     let o = run(
         dir.path(),
-        &[
-            "fit",
-            "x.parquet",
-            "--id-column",
-            "id",
-            "-k",
-            "2",
-            "--out",
-            "m.snmf",
-            "--checkpoint-dir",
-            "ck",
-        ],
+        &fit_x(&["--out", "m.snmf", "--checkpoint-dir", "ck"]),
     );
     failed(&o, 1, &["ck", "a file is in the way"]);
     assert_eq!(std::fs::read(dir.path().join("m.snmf")).unwrap(), model);
@@ -644,19 +584,7 @@ fn outputs_never_replace_a_device_or_fifo() {
     assert!(made.success());
     std::os::unix::fs::symlink("fifo", d.join("link")).unwrap();
     for out in ["fifo", "link"] {
-        let cases: [&[&str]; 2] = [
-            &["plot", "m.snmf", "--out", out],
-            &[
-                "rank",
-                "x.parquet",
-                "--id-column",
-                "id",
-                "--ranks",
-                "2",
-                "--plot",
-                out,
-            ],
-        ];
+        let cases: [&[&str]; 2] = [&["plot", "m.snmf", "--out", out], &rank_x(&["--plot", out])];
         for args in cases {
             let o = run(d, args);
             assert!(!o.status.success(), "{args:?} succeeded");
