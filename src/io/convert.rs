@@ -189,10 +189,10 @@ fn warn_left_out(schema: &Schema, opts: &InputOptions) {
         .filter(|f| {
             let t = f.data_type();
             !is_feature_type(t)
-                && !matches!(t, DataType::FixedSizeList(..))
                 && !matches!(
                     t,
-                    DataType::Utf8
+                    DataType::FixedSizeList(..)
+                        | DataType::Utf8
                         | DataType::LargeUtf8
                         | DataType::Utf8View
                         | DataType::Binary

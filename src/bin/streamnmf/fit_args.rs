@@ -215,7 +215,6 @@ pub struct FitArgs {
     pub quiet: bool,
 }
 
-/// A positive, finite number of seconds.
 /// A count of passes: a whole number of at least 1 (`--epochs` of every command).
 pub fn passes(s: &str) -> std::result::Result<usize, String> {
     match s.parse::<usize>() {
@@ -225,6 +224,7 @@ pub fn passes(s: &str) -> std::result::Result<usize, String> {
     }
 }
 
+/// A positive, finite number of seconds.
 fn seconds(s: &str) -> std::result::Result<std::time::Duration, String> {
     let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
     if !(v.is_finite() && v > 0.0) {
