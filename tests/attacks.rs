@@ -614,6 +614,17 @@ fn outputs_never_replace_a_device_or_fifo() {
     assert!(std::os::unix::fs::FileTypeExt::is_fifo(&t));
 }
 
+/// An output whose directory takes no new files (`/proc`): the error names the output
+/// and the directory, not the temporary file the user never asked for.
+#[test]
+#[cfg(target_os = "linux")]
+fn an_output_where_no_file_can_be_made_is_named() {
+    let dir = setup(400);
+    let o = run(dir.path(), &fit_x(&["--out", "/proc/version"]));
+    failed(&o, 1, &["/proc/version", "cannot create a file in /proc"]);
+    assert!(!stderr(&o).contains(".streamnmf-"), "{}", stderr(&o));
+}
+
 // ---- signals and concurrency -----------------------------------------------------------
 
 /// A fit on a stream that waits for more input (stdin held open): the process runs until

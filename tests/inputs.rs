@@ -281,7 +281,7 @@ fn an_id_among_the_features_is_refused() {
 
 /// Boolean columns are features (0 and 1: one-hot and binary tables); columns that are
 /// not numbers are left out of a default selection, and those that look like data (a
-/// timestamp here, not the string label) are named in a warning; asked for by name, they
+/// timestamp here, not the string label) are named in a warning naming the file; asked for by name, they
 /// are refused.
 #[test]
 fn booleans_are_features_and_left_out_columns_are_named() {
@@ -322,6 +322,10 @@ fn booleans_are_features_and_left_out_columns_are_named() {
     ok(&o);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("'when' (Timestamp"), "{err}");
+    assert!(
+        err.contains("x.parquet: columns that are not numbers"),
+        "{err}"
+    );
     assert!(!err.contains("label"), "{err}");
     let (m, meta) = persist::load::<f32>(&d.join("m.snmf")).unwrap();
     assert_eq!(meta.feature_names, ["flag", "twice"]);

@@ -153,8 +153,9 @@ def test_million_row_stream_in_bounded_memory():
 
 def test_ctrl_c_interrupts_a_long_fit():
     proc = run_python("""
-        import numpy as np, time
+        import faulthandler, signal, numpy as np, time
         from streamnmf import StreamNMF
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
         x = np.random.default_rng(0).random((50_000, 200))
         print("ready", flush=True)
         t = time.time()
@@ -164,14 +165,33 @@ def test_ctrl_c_interrupts_a_long_fit():
         except KeyboardInterrupt:
             print("interrupted", round(time.time() - t, 1))
     """)
-    assert proc.stdout.readline().strip() == "ready"
-    time.sleep(2.0)
-    proc.send_signal(signal.SIGINT)
-    t = time.time()
-    out, err = proc.communicate(timeout=60)
-    assert "interrupted" in out, (out, err)
-    assert time.time() - t < 5, "stopped within a few batches"
-    assert proc.returncode == 0
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGINT)
+        t = time.time()
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            # Rare in CI and never reproduced by hand: gather what tells a lost signal
+            # from a fit that ignores its stop flag, then fail with it.
+            proc.send_signal(signal.SIGUSR1)  # the child's Python stacks, on stderr
+            time.sleep(1.0)
+            proc.send_signal(signal.SIGINT)
+            try:
+                out, err = proc.communicate(timeout=15)
+                second = "a second SIGINT stopped it"
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, err = proc.communicate()
+                second = "a second SIGINT did not stop it either"
+            raise AssertionError(f"no stop within 60 s of SIGINT; {second}", out, err)
+        assert "interrupted" in out, (out, err)
+        assert time.time() - t < 5, "stopped within a few batches"
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()  # never leave a fit spinning for the rest of the run
 
 
 def test_engine_logs_reach_python_logging_and_progress_is_reported(tmp_path, caplog):

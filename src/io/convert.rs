@@ -180,7 +180,10 @@ fn is_feature_type(t: &DataType) -> bool {
 /// than labels (strings and bytes are names and labels): they are named in one warning
 /// a process, since a table whose dates or lists went missing would be fitted without a
 /// word.
-fn warn_left_out(schema: &Schema, opts: &InputOptions) {
+fn warn_left_out(schema: &Schema, opts: &InputOptions, source: &str) {
+    if opts.columns.is_some() || !matches!(opts.layout, Layout::Dense) {
+        return;
+    }
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     let left: Vec<String> = schema
         .fields()
@@ -206,8 +209,8 @@ fn warn_left_out(schema: &Schema, opts: &InputOptions) {
         .collect();
     if !left.is_empty() && !WARNED.swap(true, std::sync::atomic::Ordering::SeqCst) {
         tracing::warn!(
-            "columns that are not numbers are left out of the features: {} (convert them, \
-             or name the features with --columns)",
+            "{source}: columns that are not numbers are left out of the features: {} \
+             (convert them, or name the features with --columns)",
             left.join(", ")
         );
     }
@@ -349,9 +352,6 @@ impl Converter {
                         .map(|f| f.name().clone())
                         .collect(),
                 };
-                if opts.columns.is_none() {
-                    warn_left_out(schema, opts);
-                }
                 if chosen.is_empty() {
                     return Err(Error::Schema("no numeric columns to factorize".into()));
                 }
@@ -481,13 +481,16 @@ impl Converter {
     }
 
     /// A converter for `opts` (see [`Converter::new`]), with its item catalogue when the
-    /// options ask for one.
+    /// options ask for one; data columns a default selection leaves out are named in a
+    /// warning about `source` (the input's name).
     pub fn from_options(
         schema: &Schema,
         opts: &InputOptions,
         width: Option<usize>,
+        source: &str,
     ) -> Result<Self> {
         let c = Self::new(schema, opts, width)?;
+        warn_left_out(schema, opts, source);
         match &opts.item_ids {
             Some(ids) => c.with_items(vocabulary::Vocabulary::new(ids)?),
             None => Ok(c),

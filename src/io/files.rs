@@ -459,7 +459,8 @@ impl<F: ArrowFloat> FileSource<F> {
             (layout, None) => Some(prescan_width(&files, layout)?),
         };
         let converter =
-            Converter::from_options(&first, &opts, width).map_err(|e| e.in_file(&files[0]))?;
+            Converter::from_options(&first, &opts, width, &files[0].display().to_string())
+                .map_err(|e| e.in_file(&files[0]))?;
         for f in &files[1..] {
             let s = schema_of(f)?;
             converter

@@ -127,8 +127,8 @@ impl<F: ArrowFloat> RemoteSource<F> {
             (_, Some(w)) => Some(w),
             (_, None) => return Err(Error::SparseWidthUnknown.in_file(&*first.url)),
         };
-        let converter =
-            Converter::from_options(&schema, &opts, width).map_err(|e| e.in_file(&*first.url))?;
+        let converter = Converter::from_options(&schema, &opts, width, &first.url)
+            .map_err(|e| e.in_file(&*first.url))?;
         Ok(Self {
             runtime: Arc::new(runtime),
             objects,

@@ -80,7 +80,7 @@ impl<F: ArrowFloat> StreamSource<F> {
         name: &str,
         opts: InputOptions,
     ) -> Result<Self> {
-        let converter = Converter::from_options(&reader.schema(), &opts, opts.width)
+        let converter = Converter::from_options(&reader.schema(), &opts, opts.width, name)
             .map_err(|e| e.in_file(name))?;
         Ok(Self {
             reader: Some(Box::new(reader)),

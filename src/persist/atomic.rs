@@ -102,6 +102,16 @@ pub fn replaceable(dest: &Path) -> Result<PathBuf> {
     Ok(dest)
 }
 
+/// The operating system's words for an error that tempfile wrapped with the temporary
+/// path, which the user never gave: its message without that path.
+fn os_cause(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.split_once(" at path ") {
+        Some((cause, _)) => cause.to_string(),
+        None => text,
+    }
+}
+
 /// A file being written: a buffered temporary file beside `dest`, renamed onto `dest` by
 /// [`commit`](Self::commit); dropped without committing, it is deleted.
 ///
@@ -147,9 +157,19 @@ impl AtomicFile {
             use std::os::unix::fs::PermissionsExt;
             builder.permissions(std::fs::Permissions::from_mode(0o666));
         }
-        let tmp = builder
-            .tempfile_in(&dir)
-            .map_err(|e| Error::Io(e).in_file(dest))?;
+        let tmp = builder.tempfile_in(&dir).map_err(|e| {
+            // tempfile's own message names the temporary path, which the user never gave.
+            let why = std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot create a file in {} (outputs are written beside their \
+                     destination, then renamed onto it): {}",
+                    dir.display(),
+                    os_cause(&e)
+                ),
+            );
+            Error::Io(why).in_file(dest)
+        })?;
         let file = tmp.reopen().map_err(|e| Error::Io(e).in_file(dest))?;
         Ok(Self {
             dest: dest.to_path_buf(),
@@ -166,8 +186,14 @@ impl AtomicFile {
     }
 
     /// Flushes, fsyncs and renames the file onto its destination.
+    pub fn commit(self) -> Result<()> {
+        commit_together(vec![self])
+    }
+
+    /// Flushes the buffer and fsyncs the temporary file: the slow half of a commit,
+    /// which [`commit_together`] runs for several files at once.
     #[cfg_attr(not(feature = "test-hooks"), allow(unused_mut))]
-    pub fn commit(mut self) -> Result<()> {
+    fn sync(mut self) -> Result<Synced> {
         #[cfg(feature = "test-hooks")]
         if let Some((bytes, pause)) = self.held.take() {
             let (head, tail) = bytes.split_at(bytes.len() / 2);
@@ -183,17 +209,85 @@ impl AtomicFile {
             .into_inner()
             .map_err(|e| Error::Io(e.into_error()).in_file(&dest))?;
         file.sync_all().map_err(|e| Error::Io(e).in_file(&dest))?;
-        self.tmp
-            .persist(&dest)
-            .map_err(|e| Error::Io(e.error).in_file(&dest))?;
-        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
-            // Make the rename itself durable.
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
+        Ok(Synced {
+            dest,
+            tmp: self.tmp,
+        })
     }
+}
+
+/// A temporary file whose bytes are on disk, waiting to be renamed onto its destination.
+struct Synced {
+    dest: PathBuf,
+    tmp: NamedTempFile,
+}
+
+/// Commits several files as one step: every file is flushed and fsynced first, all at
+/// once on scoped threads (the file system folds concurrent fsyncs into one journal
+/// commit, so two outputs cost about one), and only when all of them are on disk are
+/// they renamed onto their destinations, in order, followed by one fsync of each
+/// directory involved. A file that fails to reach the disk leaves every destination as
+/// it was; the error names the first such file.
+///
+/// ```
+/// # fn main() -> streamnmf::Result<()> {
+/// use std::io::Write;
+/// use streamnmf::persist::{commit_together, AtomicFile};
+/// let dir = tempfile::tempdir()?;
+/// let (a, b) = (dir.path().join("a.bin"), dir.path().join("b.bin"));
+/// let mut fa = AtomicFile::create(&a)?;
+/// let mut fb = AtomicFile::create(&b)?;
+/// fa.write_all(b"model")?;
+/// fb.write_all(b"components")?;
+/// commit_together(vec![fa, fb])?;
+/// assert_eq!(std::fs::read(&a)?, b"model");
+/// assert_eq!(std::fs::read(&b)?, b"components");
+/// # Ok(()) }
+/// ```
+pub fn commit_together(files: Vec<AtomicFile>) -> Result<()> {
+    let synced: Vec<Result<Synced>> = match files.len() {
+        0 => return Ok(()),
+        1 => files.into_iter().map(AtomicFile::sync).collect(),
+        _ => std::thread::scope(|s| {
+            let jobs: Vec<_> = files
+                .into_iter()
+                .map(|f| {
+                    let dest = f.dest.clone();
+                    (dest, s.spawn(move || f.sync()))
+                })
+                .collect();
+            jobs.into_iter()
+                .map(|(dest, job)| {
+                    job.join().unwrap_or_else(|_| {
+                        Err(Error::Io(std::io::Error::other("writing the file failed"))
+                            .in_file(&dest))
+                    })
+                })
+                .collect()
+        }),
+    };
+    // All or nothing: an error drops every temporary file, renaming none.
+    let synced = synced.into_iter().collect::<Result<Vec<_>>>()?;
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for f in synced {
+        f.tmp
+            .persist(&f.dest)
+            .map_err(|e| Error::Io(e.error).in_file(&f.dest))?;
+        let dir = match f.dest.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if !dirs.iter().any(|d| d == dir) {
+            dirs.push(dir.to_path_buf());
+        }
+    }
+    for dir in dirs {
+        // Make the renames themselves durable.
+        if let Ok(d) = File::open(&dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
 }
 
 impl Write for AtomicFile {

@@ -11,7 +11,9 @@ mod format;
 
 use std::path::Path;
 
-pub use atomic::{clean_stale_temps, replaceable, resolve_links, AtomicFile, TEMP_PREFIX};
+pub use atomic::{
+    clean_stale_temps, commit_together, replaceable, resolve_links, AtomicFile, TEMP_PREFIX,
+};
 pub use checkpoint::{CheckpointDir, RunState};
 pub use format::{InputPosition, Metadata, Spectrogram};
 

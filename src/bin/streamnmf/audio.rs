@@ -265,13 +265,12 @@ fn separate_as<F: ArrowFloat>(mut a: SeparateArgs, bytes: &[u8]) -> Result<()> {
             }
         }
     }
-    for f in wav_files {
-        f.commit()?;
-    }
+    let mut files = wav_files;
     for (dest, t) in tables {
         let (f, _) = t.finish().with_context(|| dest.clone())?;
-        f.commit()?;
+        files.push(f);
     }
+    streamnmf::persist::commit_together(files)?;
     note!(
         "separated {frames} frames into {} sources ({}) in {}",
         sources.labels.len(),

@@ -218,12 +218,10 @@ impl Finished {
         Ok(())
     }
 
-    /// Renames every file into place.
+    /// Moves every file into place together: all reach the disk (fsynced at once)
+    /// before any is renamed, so a failure leaves every destination as it was.
     pub fn commit(self) -> Result<()> {
-        for f in self.files {
-            f.commit()?;
-        }
-        Ok(())
+        Ok(streamnmf::persist::commit_together(self.files)?)
     }
 }
 
