@@ -501,3 +501,42 @@ fn a_huge_column_index_is_refused() {
         &["a rank-64 model of 4000000001 features needs about", "GiB"],
     );
 }
+
+/// Rows at the top of f32's range, (3e38, 3e38): each row's code is 3e38·√2, beyond
+/// f32. The code solver could not compute them and left them at 0, so a fit reported a
+/// perfect loss and `transform` wrote zeros. Both are refused now, naming f64, which fits
+/// the same file.
+#[test]
+fn codes_beyond_f32_are_refused_not_zeroed() {
+    use arrow_array::Float32Array;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let big = || Arc::new(Float32Array::from(vec![3e38f32; 500])) as ArrayRef;
+    let batch = RecordBatch::try_from_iter([("a", big()), ("b", big())]).unwrap();
+    write_parquet(&d.join("big.parquet"), &[batch], 100);
+    let needles = ["the codes overflowed", "--float f64"];
+    refused(
+        d,
+        &["fit", "big.parquet", "-k", "1", "-q", "--out", "m.snmf"],
+        &needles,
+    );
+    // A dictionary of the right direction, (1, 1)/√2, written by a fit in f64.
+    let args = ["fit", "big.parquet", "-k", "1", "-q", "--out", "m.snmf"];
+    ok(&run(d, &[&args[..], &["--float", "f64"]].concat()));
+    let (m, _) = persist::load::<f64>(&d.join("m.snmf")).unwrap();
+    let h = m.components().unwrap();
+    assert!((h[[0, 0]] - h[[0, 1]]).abs() < 1e-6 * h[[0, 0]], "{h}");
+    // The same atom, unit length, in f32: these rows' codes do not fit f32 either.
+    let norm = h.row(0).dot(&h.row(0)).sqrt();
+    let h32 = h.mapv(|v| (v / norm) as f32);
+    let params = streamnmf::NmfParams::new(1).check().unwrap();
+    let m32 = streamnmf::OnlineNmf::<f32>::from_components(params, h32).unwrap();
+    let x = ndarray::Array2::from_elem((4, 2), 3e38f32);
+    let e = m32.transform(&x).unwrap_err();
+    assert!(e.to_string().contains("the codes overflowed"), "{e}");
+    // Ordinary magnitudes still transform.
+    let w = m32
+        .transform(&ndarray::Array2::from_elem((4, 2), 3.0f32))
+        .unwrap();
+    assert!((w[[0, 0]] - 3.0 * 2f32.sqrt()).abs() < 1e-4, "{w}");
+}

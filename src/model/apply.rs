@@ -31,7 +31,7 @@ impl<F: Float> OnlineNmf<F> {
         let h = self.components()?;
         let x = self.check(x.into(), 0, Wider::Ignore)?;
         let x = x.valid();
-        Ok(transform_batch(&self.state.params, h, x, self.threads))
+        transform_batch(&self.state.params, h, x, self.threads, 0)
     }
 
     /// Like [`transform`](Self::transform), warm-started from given codes `w0` (n × k).

@@ -259,7 +259,14 @@ pub(crate) fn frobenius_from_products<F: Float>(
     ndarray::Zip::from(&wtw)
         .and(g)
         .for_each(|&a, &b| quad += a.as_f64() * b.as_f64());
-    (0.5 * (x_sq - 2.0 * cross + quad)).max(0.0)
+    // Clamped at zero (cancellation can leave it a little below), but a NaN, from
+    // products that overflowed the element type, stays one: `max` would hide it as 0.
+    let loss = 0.5 * (x_sq - 2.0 * cross + quad);
+    if loss.is_nan() {
+        loss
+    } else {
+        loss.max(0.0)
+    }
 }
 
 #[cfg(test)]

@@ -116,7 +116,17 @@ pub(crate) fn transform_batch<F: Float>(
     h: ArrayView2<F>,
     x: Valid<F>,
     threads: usize,
-) -> Array2<F> {
+    batch: u64,
+) -> Result<Array2<F>> {
     let prep = Prepared::new(params, h);
-    solve_codes(params, &prep, x, threads).w
+    let codes = solve_codes(params, &prep, x, threads);
+    // A NaN loss only comes from products that left the element type's range (the
+    // solver then clamps the codes it cannot compute to 0, which look valid).
+    if codes.loss.is_nan() || !all_finite(&codes.w) {
+        return Err(Error::NumericalOverflow {
+            batch,
+            what: "codes",
+        });
+    }
+    Ok(codes.w)
 }

@@ -688,12 +688,8 @@ pub fn transform<F: Float>(
         |item: &Item<F>| {
             opts.inject_faults(item.seq);
             let x = item.batch.view();
-            Ok(Some(crate::model::transform_batch(
-                &params,
-                h.view(),
-                x,
-                opts.batch_threads,
-            )))
+            crate::model::transform_batch(&params, h.view(), x, opts.batch_threads, item.seq)
+                .map(Some)
         },
         |_, item, w| {
             batches += 1;
