@@ -15,7 +15,8 @@ use crate::matrix::{MatRef, Valid};
 
 impl<F: Float> OnlineNmf<F> {
     /// Codes W (n × k) of new rows with H fixed (the model does not change): folds in new
-    /// users or audio frames. Works in fixed row chunks on the model's threads.
+    /// users or audio frames. Works in fixed row chunks on the model's threads. Codes too
+    /// large for the element type are an [`Error::NumericalOverflow`], never zeros.
     ///
     /// ```
     /// use ndarray::Array2;

@@ -110,7 +110,8 @@ pub(crate) fn solve_batch<F: Float>(
 }
 
 /// The codes of `x` against `h` (the pipeline's `transform` step and
-/// [`OnlineNmf::transform`](crate::OnlineNmf::transform)), on up to `threads` threads.
+/// [`OnlineNmf::transform`](crate::OnlineNmf::transform)), on up to `threads` threads; an
+/// overflow error, naming `batch`, when they leave the element type's range.
 pub(crate) fn transform_batch<F: Float>(
     params: &ValidParams,
     h: ArrayView2<F>,
