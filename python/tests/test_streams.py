@@ -187,8 +187,8 @@ def test_ctrl_c_interrupts_a_long_fit():
         try:
             out, err = proc.communicate(timeout=60)
         except subprocess.TimeoutExpired:
-            # Rare in CI and never reproduced by hand: gather what tells a lost signal
-            # from a fit that ignores its stop flag, then fail with it.
+            # Tell an unhandled SIGINT (ignored, blocked: the signal sets show it) from a
+            # fit that ignores its stop flag, then fail with that evidence.
             masks = signal_masks(proc.pid)
             proc.send_signal(signal.SIGUSR1)  # the child's Python stacks, on stderr
             time.sleep(1.0)
