@@ -99,12 +99,24 @@ pub enum Error {
     },
     /// A value that arose inside the model (codes, statistics, dictionary) is not finite:
     /// the data's scale overflowed the element type. Nothing of the batch is kept.
-    #[error("batch {batch}: the {what} overflowed (values too large or too small for the element type: products of them leave its range); use f64 (`--float f64`) or rescale the data")]
+    #[error("batch {batch}: the {what} overflowed (values too large or too small for {element}: products of them leave its range); {}", overflow_remedy(element))]
     NumericalOverflow {
         /// The batch's sequence number.
         batch: u64,
         /// What overflowed: `"codes"`, `"statistics"`, `"dictionary"`.
         what: &'static str,
+        /// The element type: `"f32"` or `"f64"`.
+        element: &'static str,
+    },
+    /// One row's codes leave the element type's range: its values are too large or too
+    /// small for it. `row` counts from 0 in its source (wrapped in [`Error::InFile`] when
+    /// the source is a file), or across the input when the source has no rows of its own.
+    #[error("row {row}: its codes overflow {element} (the row's values are too large or too small: products of them leave the type's range); {}", overflow_remedy(element))]
+    RowOverflow {
+        /// The row.
+        row: u64,
+        /// The element type: `"f32"` or `"f64"`.
+        element: &'static str,
     },
     /// The model has not seen any data yet, so it has no dictionary.
     #[error("the model has no dictionary yet: fit it on data first")]
@@ -366,6 +378,15 @@ pub enum Error {
     },
 }
 
+/// What to do about values that overflow `element`: a wider type, while there is one.
+fn overflow_remedy(element: &str) -> &'static str {
+    if element == "f32" {
+        "use f64 (`--float f64`) or rescale the data"
+    } else {
+        "rescale the data"
+    }
+}
+
 impl Error {
     /// Wraps `self` with the file it happened in; a no-op if already located.
     ///
@@ -381,6 +402,18 @@ impl Error {
                 path: path.into(),
                 source: Box::new(e),
             },
+        }
+    }
+
+    /// An [`Error::RowOverflow`] counted from `first` (the row its batch starts at in
+    /// the input) instead of from its batch's start; any other error as it is.
+    pub(crate) fn counted_from(self, first: u64) -> Error {
+        match self {
+            Error::RowOverflow { row, element } => Error::RowOverflow {
+                row: first + row,
+                element,
+            },
+            e => e,
         }
     }
 

@@ -130,7 +130,7 @@ fn triplets_must_be_grouped_and_unique() {
 }
 
 /// Values too large for f32: reported as such (not as infinities) in f64 inputs; values
-/// whose products overflow f32 inside the model stop the run naming the batch, and
+/// whose products overflow f32 inside the model stop the run naming the file and row, and
 /// nothing is written; with `--float f64` both fit.
 #[test]
 fn values_beyond_f32_are_named() {
@@ -198,7 +198,7 @@ fn values_beyond_f32_are_named() {
             "--components-out",
             "h.parquet",
         ],
-        &["batch 0", "overflowed", "--float f64"],
+        &["huge.parquet: row 0: its codes overflow f32", "--float f64"],
     );
     ok(&run(
         d,
@@ -214,6 +214,21 @@ fn values_beyond_f32_are_named() {
             "h.snmf",
         ],
     ));
+    // In f64, KL statistics of values near its limit overflow: no single row is to blame,
+    // so the error names the file and the batch, and there is no wider type to suggest.
+    let limit = x.mapv(|v| (v + 0.5) * 1e300);
+    write_parquet(
+        &d.join("limit.parquet"),
+        &dense_batches(&limit, 100, false),
+        100,
+    );
+    let args = ["fit", "limit.parquet", "-k", "2", "-q", "--float", "f64"];
+    let o = run(d, &[&args[..], &["--loss", "kl"]].concat());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("limit.parquet: batch "), "{err}");
+    assert!(err.contains("overflowed") && err.contains("f64"), "{err}");
+    assert!(!err.contains("--float"), "{err}");
 }
 
 /// An empty file: the error names it.
@@ -514,11 +529,48 @@ fn codes_beyond_f32_are_refused_not_zeroed() {
     let big = || Arc::new(Float32Array::from(vec![3e38f32; 500])) as ArrayRef;
     let batch = RecordBatch::try_from_iter([("a", big()), ("b", big())]).unwrap();
     write_parquet(&d.join("big.parquet"), &[batch], 100);
-    let needles = ["the codes overflowed", "--float f64"];
+    let needles = ["big.parquet: row 0: its codes overflow f32", "--float f64"];
     refused(
         d,
         &["fit", "big.parquet", "-k", "1", "-q", "--out", "m.snmf"],
         &needles,
+    );
+    // One such row among ordinary ones, in the file's third row group: the fit and the
+    // transform of a model fitted without it both name its file and row.
+    let row = 1234;
+    let column = |scale: f32| {
+        let v: Vec<f32> = (0..2000)
+            .map(|i| {
+                if i == row {
+                    3e38
+                } else {
+                    scale * (1 + i % 7) as f32
+                }
+            })
+            .collect();
+        Arc::new(Float32Array::from(v)) as ArrayRef
+    };
+    let batch = RecordBatch::try_from_iter([("a", column(1.0)), ("b", column(2.0))]).unwrap();
+    write_parquet(&d.join("one.parquet"), &[batch], 500);
+    let at_row = "one.parquet: row 1234: its codes overflow f32";
+    refused(
+        d,
+        &["fit", "one.parquet", "-k", "1", "-q", "--out", "m.snmf"],
+        &[at_row, "--float f64"],
+    );
+    let plain = RecordBatch::try_from_iter([("a", column(1.0)), ("b", column(2.0))])
+        .unwrap()
+        .slice(0, row);
+    write_parquet(&d.join("plain.parquet"), &[plain], 500);
+    ok(&run(
+        d,
+        &["fit", "plain.parquet", "-k", "1", "-q", "--out", "p.snmf"],
+    ));
+    let transform = ["transform", "one.parquet", "--model", "p.snmf", "-q"];
+    refused(
+        d,
+        &[&transform[..], &["--out", "w.parquet"]].concat(),
+        &[at_row],
     );
     // A dictionary of the right direction, (1, 1)/√2, written by a fit in f64.
     let args = ["fit", "big.parquet", "-k", "1", "-q", "--out", "m.snmf"];
@@ -531,9 +583,19 @@ fn codes_beyond_f32_are_refused_not_zeroed() {
     let h32 = h.mapv(|v| (v / norm) as f32);
     let params = streamnmf::NmfParams::new(1).check().unwrap();
     let m32 = streamnmf::OnlineNmf::<f32>::from_components(params, h32).unwrap();
-    let x = ndarray::Array2::from_elem((4, 2), 3e38f32);
+    let mut x = ndarray::Array2::from_elem((6, 2), 3.0f32);
+    x.row_mut(4).fill(3e38);
     let e = m32.transform(&x).unwrap_err();
-    assert!(e.to_string().contains("the codes overflowed"), "{e}");
+    assert!(
+        matches!(
+            e,
+            streamnmf::Error::RowOverflow {
+                row: 4,
+                element: "f32"
+            }
+        ),
+        "{e}"
+    );
     // Ordinary magnitudes still transform.
     let w = m32
         .transform(&ndarray::Array2::from_elem((4, 2), 3.0f32))

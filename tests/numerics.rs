@@ -74,14 +74,52 @@ fn overflow_is_an_error_not_a_model() {
     let mut m = OnlineNmf::<f32>::new(params.clone());
     let err = m.partial_fit(&x).unwrap_err();
     assert!(
-        matches!(err, Error::NumericalOverflow { batch: 0, .. }),
+        matches!(
+            err,
+            Error::RowOverflow {
+                row: 0,
+                element: "f32"
+            }
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("--float f64"), "{err}");
     assert!(m.components().is_err(), "nothing kept");
-    let mut m64 = OnlineNmf::<f64>::new(params);
+    let mut m64 = OnlineNmf::<f64>::new(params.clone());
     m64.partial_fit(&x.mapv(|v| v as f64)).unwrap();
     assert!(m64.components().unwrap().iter().all(|v| v.is_finite()));
+
+    // After 300 ordinary rows, a batch whose row 57 overflows: the error counts the rows
+    // the model has seen, and the model keeps what it learnt before.
+    let plain = Array2::from_shape_fn((300, 6), |(i, j)| (1 + (i + j) % 3) as f32);
+    let mut m = OnlineNmf::<f32>::new(params.clone());
+    m.partial_fit(&plain).unwrap();
+    let before = m.components().unwrap().to_owned();
+    let mut x = plain.slice(ndarray::s![..100, ..]).to_owned();
+    x.row_mut(57).fill(3e38);
+    let err = m.partial_fit(&x).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::RowOverflow {
+                row: 357,
+                element: "f32"
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(m.components().unwrap(), before);
+    // In f64 the remedy is the data's scale only: there is no wider type to suggest.
+    let huge = Array2::from_shape_fn((200, 6), |(i, j)| 1e300 * (1.0 + ((i + j) % 3) as f64));
+    let err = OnlineNmf::<f64>::new(params)
+        .partial_fit(&huge)
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("f64") && message.contains("rescale the data"),
+        "{err}"
+    );
+    assert!(!message.contains("--float"), "{err}");
 }
 
 /// KL codes by coordinate descent on a dense batch whose scale spans 12 orders (a count of

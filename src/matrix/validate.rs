@@ -248,6 +248,28 @@ impl<F: Float> ValidBatch<F> {
         Valid(self.0.view())
     }
 
+    /// `e` placed where this batch came from: an error about one of its rows
+    /// ([`Error::RowOverflow`], counted from the batch's start) at the file and the row
+    /// in it, or at the row in the whole input when the batch has no origin; an overflow
+    /// of the whole batch in its file, when all its rows come from one.
+    pub(crate) fn locate(&self, e: Error) -> Error {
+        let origin = self.0.origin();
+        match e {
+            Error::RowOverflow { row, element } => match origin.locate(row as usize) {
+                Some((source, row)) => Error::RowOverflow { row, element }.in_file(source),
+                None => Error::RowOverflow { row, element }.counted_from(self.0.first_row()),
+            },
+            e @ Error::NumericalOverflow { .. } => {
+                let last = self.0.rows().saturating_sub(1);
+                match (origin.locate(0), origin.locate(last)) {
+                    (Some((first, _)), Some((end, _))) if first == end => e.in_file(first),
+                    _ => e,
+                }
+            }
+            e => e,
+        }
+    }
+
     /// The batch.
     pub(crate) fn batch(&self) -> &Batch<F> {
         &self.0

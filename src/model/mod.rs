@@ -37,4 +37,4 @@ pub(crate) use online::State;
 pub(crate) use replay::{Kept, Replay};
 pub(crate) use statistics::Contribution;
 pub(crate) use statistics::Statistics;
-pub(crate) use step::{solve_batch, transform_batch, CodesSummary};
+pub(crate) use step::{narrow_overflow, solve_batch, transform_batch, CodesSummary};

@@ -16,7 +16,7 @@ use super::options::{Init, Unobserved};
 use super::params::ValidParams;
 use super::reports::BatchReport;
 use super::statistics::Contribution;
-use super::step::{solve_batch, CodesSummary, Solved};
+use super::step::{narrow_overflow, solve_batch, CodesSummary, Solved};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::linalg::parallel::default_threads;
@@ -470,7 +470,13 @@ impl<F: Float> OnlineNmf<F> {
             codes,
             contribution,
         } = solved;
-        let summary = CodesSummary::of(&codes, x.nrows(), self.state.batches)?;
+        let summary = match CodesSummary::of(&codes, x.nrows(), self.state.batches) {
+            Ok(summary) => summary,
+            Err(e) => {
+                let h = self.components()?;
+                return Err(narrow_overflow(e, &self.state.params, h, x));
+            }
+        };
         self.absorb_contribution(contribution, summary, &mut { x })
     }
 
@@ -488,6 +494,7 @@ impl<F: Float> OnlineNmf<F> {
         let overflow = |what| Error::NumericalOverflow {
             batch: st.batches,
             what,
+            element: F::NAME,
         };
         if !contribution.is_finite() {
             return Err(overflow("statistics"));
@@ -541,7 +548,8 @@ impl<F: Float> OnlineNmf<F> {
         let result = self.ensure_dictionary(x).and_then(|()| {
             let (h, learnt) = (self.components()?, self.learnt(0));
             let solved = solve_batch(&self.state.params, h, x, self.threads, learnt);
-            self.absorb(solved, x)
+            let first = self.state.rows;
+            self.absorb(solved, x).map_err(|e| e.counted_from(first))
         });
         if result.is_err() {
             (self.state.dict, self.state.rng) = before;

@@ -167,7 +167,8 @@ impl<F: Float> OnlineNmf<F> {
                 let (h, learnt) = (self.components()?, self.learnt(pass as u64));
                 let solved = solve_batch(&self.state.params, h, xb, self.threads, learnt);
                 codes(start, solved.codes.w.view());
-                self.absorb(solved, xb)?;
+                self.absorb(solved, xb)
+                    .map_err(|e| e.counted_from(start as u64))?;
             }
             // The pass is complete: close it so `after_pass` sees it in the history.
             converged = self.close_pass(sample.as_ref())?;

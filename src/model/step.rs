@@ -42,6 +42,7 @@ impl CodesSummary {
             return Err(Error::NumericalOverflow {
                 batch,
                 what: "codes",
+                element: F::NAME,
             });
         }
         Ok(Self {
@@ -121,13 +122,69 @@ pub(crate) fn transform_batch<F: Float>(
 ) -> Result<Array2<F>> {
     let prep = Prepared::new(params, h);
     let codes = solve_codes(params, &prep, x, threads);
-    // A NaN loss only comes from products that left the element type's range (the
-    // solver then clamps the codes it cannot compute to 0, which look valid).
-    if codes.loss.is_nan() || !all_finite(&codes.w) {
-        return Err(Error::NumericalOverflow {
+    if overflowed(&codes) {
+        let e = Error::NumericalOverflow {
             batch,
             what: "codes",
-        });
+            element: F::NAME,
+        };
+        return Err(narrow_overflow(e, params, h, x));
     }
     Ok(codes.w)
+}
+
+/// Whether codes left the element type's range. A NaN loss only comes from products that
+/// overflowed (the solver then clamps the codes it cannot compute to 0, which look valid).
+fn overflowed<F: Float>(codes: &Codes<F>) -> bool {
+    codes.loss.is_nan() || !all_finite(&codes.w)
+}
+
+/// The first row of `x` whose codes against `h` leave the element type's range on its
+/// own ([`transform_batch`]'s test), if any. Rows are solved independently, so a prefix
+/// of `x` overflows once it holds such a row: bisection on prefixes finds it in
+/// log₂(rows) + 2 solves. For the error path only.
+fn first_overflowing_row<F: Float>(
+    params: &ValidParams,
+    h: ArrayView2<F>,
+    x: Valid<F>,
+) -> Option<usize> {
+    let prep = Prepared::new(params, h);
+    let overflows = |rows: std::ops::Range<usize>| {
+        overflowed(&solve_codes(params, &prep, x.slice_rows(rows), 1))
+    };
+    let (mut fine, mut bad) = (0, x.nrows());
+    if bad == 0 || !overflows(0..bad) {
+        return None;
+    }
+    while bad - fine > 1 {
+        let mid = fine + (bad - fine) / 2;
+        if overflows(0..mid) {
+            bad = mid;
+        } else {
+            fine = mid;
+        }
+    }
+    overflows(bad - 1..bad).then_some(bad - 1)
+}
+
+/// `e` narrowed to the row of `x` it comes from: an overflow of the codes becomes
+/// [`Error::RowOverflow`] at the first row of `x` (its index in `x`) whose codes against
+/// `h` overflow on their own. Any other error, or an overflow no single row causes, is
+/// returned as it is.
+pub(crate) fn narrow_overflow<F: Float>(
+    e: Error,
+    params: &ValidParams,
+    h: ArrayView2<F>,
+    x: Valid<F>,
+) -> Error {
+    if !matches!(e, Error::NumericalOverflow { what: "codes", .. }) {
+        return e;
+    }
+    match first_overflowing_row(params, h, x) {
+        Some(row) => Error::RowOverflow {
+            row: row as u64,
+            element: F::NAME,
+        },
+        None => e,
+    }
 }

@@ -32,7 +32,9 @@ use crate::distributed::{agree, broadcast_from, broadcast_result, reduce_broadca
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::matrix::Valid;
-use crate::model::{solve_batch, BatchReport, CodesSummary, OnlineNmf, RowPool, ValidParams};
+use crate::model::{
+    narrow_overflow, solve_batch, BatchReport, CodesSummary, OnlineNmf, RowPool, ValidParams,
+};
 use crate::persist::{decode_run, encode_run, InputPosition, Metadata, RunState};
 use crate::source::{BatchSource, Share};
 
@@ -256,7 +258,10 @@ pub fn fit_distributed<F: Float>(
                 rounds.close_epoch()?;
                 rounds.next_epoch();
             }
-            rounds.solve(item.batch.view()).map(|()| Flow::Continue)
+            rounds
+                .solve(item.batch.view())
+                .map_err(|e| item.batch.locate(e))
+                .map(|()| Flow::Continue)
         },
     );
     let result = read.and_then(|()| loop {
@@ -331,7 +336,8 @@ impl<F: Float> Rounds<'_, F> {
         let learnt = self.model.learnt(self.position.epoch as u64);
         let h = self.model.components()?;
         let solved = solve_batch(&self.params, h, x, self.threads, learnt);
-        let summary = CodesSummary::of(&solved.codes, x.nrows(), self.model.batches_seen())?;
+        let summary = CodesSummary::of(&solved.codes, x.nrows(), self.model.batches_seen())
+            .map_err(|e| narrow_overflow(e, &self.params, h, x))?;
         self.report.solve_seconds += t.elapsed().as_secs_f64();
         self.report.local_batches += 1;
         let mine = Round::batch(self.group.rank(), solved.contribution, summary);

@@ -559,7 +559,9 @@ pub fn fit_with_codes<F: Float>(
                 };
             }
             on_codes(solved.codes.w.view(), item.batch.batch().ids())?;
-            let report = model.absorb(solved, item.batch.view())?;
+            let report = model
+                .absorb(solved, item.batch.view())
+                .map_err(|e| item.batch.locate(e))?;
             batches += 1;
             rows += report.rows as u64;
             position.batches_in_epoch += 1;
@@ -690,6 +692,7 @@ pub fn transform<F: Float>(
             let x = item.batch.view();
             crate::model::transform_batch(&params, h.view(), x, opts.batch_threads, item.seq)
                 .map(Some)
+                .map_err(|e| item.batch.locate(e))
         },
         |_, item, w| {
             batches += 1;
