@@ -231,6 +231,37 @@ fn values_beyond_f32_are_named() {
     assert!(!err.contains("--float"), "{err}");
 }
 
+/// A table with no column that can be a feature: the error lists the columns it found
+/// and their types (a variable-length list is not a dense row).
+#[test]
+fn a_table_without_numbers_lists_its_columns() {
+    use arrow_array::builder::{Float32Builder, LargeListBuilder};
+    use arrow_array::StringArray;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut lists = LargeListBuilder::new(Float32Builder::new());
+    for i in 0..50 {
+        lists.values().append_slice(&[1.0, i as f32]);
+        lists.append(true);
+    }
+    let names = StringArray::from_iter_values((0..50).map(|i| format!("row {i}")));
+    let batch = RecordBatch::try_from_iter([
+        ("name", Arc::new(names) as ArrayRef),
+        ("v", Arc::new(lists.finish()) as ArrayRef),
+    ])
+    .unwrap();
+    write_parquet(&d.join("lists.parquet"), &[batch], 50);
+    refused(
+        d,
+        &["fit", "lists.parquet", "-k", "1", "-q"],
+        &[
+            "lists.parquet: no numeric columns to factorize",
+            "'name' (Utf8)",
+            "'v' (LargeList(Float32",
+        ],
+    );
+}
+
 /// An empty file: the error names it.
 #[test]
 fn an_empty_file_is_named() {

@@ -388,6 +388,62 @@ fn arrow_ipc_file_and_stream() {
     assert_eq!(r.rows, 2000);
 }
 
+/// What other writers produce by default reads as plain numbers: Arrow IPC files with LZ4
+/// or zstd buffers (`pandas.DataFrame.to_feather` compresses with LZ4 unless told not
+/// to), and dictionary-encoded number columns (a pyarrow categorical of numbers, which
+/// Parquet files keep as such through their stored Arrow schema).
+#[test]
+fn compressed_ipc_and_dictionary_encoded_columns() {
+    use arrow_array::types::Int32Type;
+    use arrow_array::{ArrayRef, DictionaryArray, Float64Array, Int32Array, RecordBatch};
+    use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
+    use arrow_ipc::CompressionType;
+    use std::sync::Arc;
+    let x = data();
+    let dir = tmp();
+    let batches = dense_batches(&x, 333, false);
+    for (name, codec) in [
+        ("lz4", CompressionType::LZ4_FRAME),
+        ("zstd", CompressionType::ZSTD),
+    ] {
+        let path = dir.path().join(format!("{name}.arrow"));
+        let options = IpcWriteOptions::default()
+            .try_with_compression(Some(codec))
+            .unwrap();
+        let file = std::fs::File::create(&path).unwrap();
+        let mut w = FileWriter::try_new_with_options(file, &batches[0].schema(), options).unwrap();
+        for b in &batches {
+            w.write(b).unwrap();
+        }
+        w.finish().unwrap();
+        let (got, _) =
+            read_all(&mut FileSource::<f64>::open(&[path], InputOptions::new(100)).unwrap());
+        assert_eq!(got, x, "{name}");
+    }
+
+    // Each column as a dictionary of its distinct values (here every value, in reverse
+    // order of rows) and keys into it.
+    let n = x.nrows() as i32;
+    let encoded: Vec<(String, ArrayRef)> = (0..x.ncols())
+        .map(|j| {
+            let values = Float64Array::from_iter_values(x.column(j).iter().rev().copied());
+            let keys = Int32Array::from_iter_values((0..n).map(|i| n - 1 - i));
+            let column = DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values)).unwrap();
+            (format!("f{j}"), Arc::new(column) as ArrayRef)
+        })
+        .collect();
+    let table = RecordBatch::try_from_iter(encoded).unwrap();
+    let parquet = dir.path().join("dict.parquet");
+    write_parquet(&parquet, std::slice::from_ref(&table), 700);
+    let ipc = dir.path().join("dict.arrow");
+    write_ipc_file(&ipc, &[table]);
+    for path in [parquet, ipc] {
+        let (got, _) =
+            read_all(&mut FileSource::<f64>::open(&[path], InputOptions::new(100)).unwrap());
+        assert_eq!(got, x);
+    }
+}
+
 #[test]
 fn fixed_size_list_triplets_and_list_of_structs() {
     let mut x = data();

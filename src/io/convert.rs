@@ -171,9 +171,13 @@ fn floats<F: ArrowFloat>(a: &ArrayRef, name: &str, row0: u64) -> Result<ArrayRef
 }
 
 /// Whether a column of this type can be a feature: numbers, and booleans as 0 / 1
-/// (one-hot and binary interaction tables).
+/// (one-hot and binary interaction tables), also dictionary-encoded (pyarrow keeps a
+/// categorical's codes so, and writes a dictionary-encoded column's Arrow type to Parquet).
 fn is_feature_type(t: &DataType) -> bool {
-    t.is_numeric() || *t == DataType::Boolean
+    match t {
+        DataType::Dictionary(_, values) => is_feature_type(values),
+        t => t.is_numeric() || *t == DataType::Boolean,
+    }
 }
 
 /// The columns a default selection (no `--columns`) leaves out that look like data rather
@@ -353,7 +357,23 @@ impl Converter {
                         .collect(),
                 };
                 if chosen.is_empty() {
-                    return Err(Error::Schema("no numeric columns to factorize".into()));
+                    let fields = schema.fields();
+                    let mut found: Vec<String> = fields
+                        .iter()
+                        .take(8)
+                        .map(|f| format!("'{}' ({})", f.name(), f.data_type()))
+                        .collect();
+                    if fields.len() > 8 {
+                        found.push(format!("and {} more", fields.len() - 8));
+                    }
+                    return Err(Error::Schema(format!(
+                        "no numeric columns to factorize (found {})",
+                        if found.is_empty() {
+                            "no columns".to_string()
+                        } else {
+                            found.join(", ")
+                        }
+                    )));
                 }
                 let mut seen = std::collections::HashSet::with_capacity(chosen.len());
                 if opts.columns.is_none() {
