@@ -382,6 +382,50 @@ fn plot_writes_a_png() {
 }
 
 /// What `compose`, `--fixed-components` and `separate` refuse, by name.
+/// `samples` as a mono WAV file of 64-bit floats (what `scipy.io.wavfile.write` makes of a
+/// float64 array), written byte by byte.
+fn write_f64_wav(path: &Path, samples: &[f32]) {
+    let data: Vec<u8> = samples
+        .iter()
+        .flat_map(|&v| f64::from(v).to_le_bytes())
+        .collect();
+    let mut bytes = b"RIFF".to_vec();
+    bytes.extend((4 + 24 + 8 + data.len() as u32).to_le_bytes());
+    bytes.extend(b"WAVEfmt ");
+    bytes.extend(16u32.to_le_bytes());
+    bytes.extend(3u16.to_le_bytes()); // IEEE float
+    bytes.extend(1u16.to_le_bytes());
+    bytes.extend(SR.to_le_bytes());
+    bytes.extend((SR * 8).to_le_bytes());
+    bytes.extend(8u16.to_le_bytes());
+    bytes.extend(64u16.to_le_bytes());
+    bytes.extend(b"data");
+    bytes.extend((data.len() as u32).to_le_bytes());
+    bytes.extend(data);
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// A 64-bit float WAV reads as the same samples as the 32-bit one they came from, so a
+/// fit of either gives the same dictionary, bit for bit.
+#[test]
+fn float64_wavs_read_like_float32() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let clip = speech_like(2.0, SR, 5);
+    write(d, "f32.wav", &clip);
+    write_f64_wav(&d.join("f64.wav"), &clip);
+    assert_eq!(read_wav(&d.join("f64.wav")), read_wav(&d.join("f32.wav")));
+    for name in ["f32", "f64"] {
+        let input = format!("{name}.wav");
+        let out = format!("{name}.snmf");
+        let args = ["fit", &input, "-k", "4", "--loss", "kl", "--epochs", "2"];
+        ok(&run(&[&args[..], &["-q", "--out", &out]].concat(), d));
+    }
+    let (a, _) = persist::load::<f32>(&d.join("f32.snmf")).unwrap();
+    let (b, _) = persist::load::<f32>(&d.join("f64.snmf")).unwrap();
+    assert_eq!(a.components().unwrap(), b.components().unwrap());
+}
+
 #[test]
 fn audio_command_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -450,6 +494,22 @@ fn audio_command_errors() {
     std::fs::write(d.join("bad.wav"), b"RIFF\x10\x00\x00\x00WAVEjunkjunk").unwrap();
     let err = fails(&run(&["stft", "bad.wav", "--out", "x.parquet"], d));
     assert!(err.contains("bad.wav") && err.contains("WAV"), "{err}");
+    // A WAV without samples is not one frame of silence to fit.
+    write(d, "empty.wav", &[]);
+    let err = fails(&run(&["fit", "empty.wav", "-k", "2", "-q"], d));
+    assert!(
+        err.contains("empty.wav: WAV: the file holds no samples"),
+        "{err}"
+    );
+    // A 64-bit float WAV whose data chunk is cut short.
+    write_f64_wav(&d.join("cut.wav"), &[0.25; 4000]);
+    let bytes = std::fs::read(d.join("cut.wav")).unwrap();
+    std::fs::write(d.join("cut.wav"), &bytes[..bytes.len() / 2]).unwrap();
+    let err = fails(&run(&["fit", "cut.wav", "-k", "2", "-q"], d));
+    assert!(
+        err.contains("cut.wav: WAV: the data chunk announces 32000 bytes"),
+        "{err}"
+    );
 }
 
 /// Fixed atoms never move; the free atom learns what they do not explain (Frobenius

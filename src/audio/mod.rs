@@ -10,6 +10,7 @@
 mod separate;
 mod stft;
 mod wav;
+mod wav64;
 
 pub use separate::{Separator, Sources};
 pub use stft::{bin_names, check, Analysis, Spectrum, Synthesis};

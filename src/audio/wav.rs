@@ -1,4 +1,5 @@
-//! WAV files in and out (`hound`): samples read a block at a time and mixed to mono, a
+//! WAV files in and out (`hound`, and 64-bit float samples by [`Float64Wav`]): samples
+//! read a block at a time and mixed to mono, a
 //! [`WavSource`] that serves a file's spectrogram frames to the pipeline in batches
 //! without holding the file, and a writer of mono 32-bit float WAVs.
 
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 use ndarray::Array2;
 
 use super::stft::{bin_names, Analysis, Spectrum};
+use super::wav64::Float64Wav;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::matrix::Batch;
@@ -38,17 +40,77 @@ fn write_error(e: hound::Error) -> Error {
     }
 }
 
-/// A WAV file's samples, mixed to mono, in [-1, 1] for integer formats.
+/// A WAV file's samples, mixed to mono, in [-1, 1] for integer formats: through `hound`
+/// (PCM of 8 to 32 bits, 32-bit float), or [`Float64Wav`] for 64-bit float samples.
+///
+/// ```no_run
+/// use streamnmf::audio::WavReader;
+/// let mut wav = WavReader::open(std::path::Path::new("speech.wav"))?;
+/// let mut samples = Vec::new();
+/// while wav.read(4096, &mut samples)? > 0 {
+///     // …
+/// }
+/// # Ok::<(), streamnmf::Error>(())
+/// ```
 pub struct WavReader {
+    backend: Backend,
+}
+
+enum Backend {
+    Hound(HoundWav),
+    Float64(Float64Wav),
+}
+
+impl WavReader {
+    /// Opens `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let backend = match Float64Wav::open(path).map_err(|e| e.in_file(path))? {
+            Some(wav) => Backend::Float64(wav),
+            None => Backend::Hound(HoundWav::open(path)?),
+        };
+        Ok(Self { backend })
+    }
+
+    /// Samples per second.
+    pub fn sample_rate(&self) -> u32 {
+        match &self.backend {
+            Backend::Hound(w) => w.inner.spec().sample_rate,
+            Backend::Float64(w) => w.sample_rate(),
+        }
+    }
+
+    /// Mono samples in the file.
+    pub fn len(&self) -> u64 {
+        match &self.backend {
+            Backend::Hound(w) => w.inner.duration() as u64,
+            Backend::Float64(w) => w.len(),
+        }
+    }
+
+    /// Whether the file holds no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads up to `max` mono samples into `out` (cleared first); 0 at the end.
+    pub fn read(&mut self, max: usize, out: &mut Vec<f32>) -> Result<usize> {
+        match &mut self.backend {
+            Backend::Hound(w) => w.read(max, out),
+            Backend::Float64(w) => w.read(max, out),
+        }
+    }
+}
+
+/// The formats `hound` reads.
+struct HoundWav {
     inner: hound::WavReader<BufReader<File>>,
     channels: usize,
     scale: f32,
     float: bool,
 }
 
-impl WavReader {
-    /// Opens `path`.
-    pub fn open(path: &Path) -> Result<Self> {
+impl HoundWav {
+    fn open(path: &Path) -> Result<Self> {
         let inner = hound::WavReader::open(path).map_err(|e| wav_error(e).in_file(path))?;
         let spec = inner.spec();
         if spec.channels == 0 {
@@ -71,23 +133,7 @@ impl WavReader {
         })
     }
 
-    /// Samples per second.
-    pub fn sample_rate(&self) -> u32 {
-        self.inner.spec().sample_rate
-    }
-
-    /// Mono samples in the file.
-    pub fn len(&self) -> u64 {
-        self.inner.duration() as u64
-    }
-
-    /// Whether the file holds no samples.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Reads up to `max` mono samples into `out` (cleared first); 0 at the end.
-    pub fn read(&mut self, max: usize, out: &mut Vec<f32>) -> Result<usize> {
+    fn read(&mut self, max: usize, out: &mut Vec<f32>) -> Result<usize> {
         out.clear();
         let c = self.channels;
         let mut frame = 0.0f32;
@@ -212,6 +258,14 @@ impl<F: Float> WavSource<F> {
         batch_rows: usize,
     ) -> Result<Self> {
         let wav = WavReader::open(path)?;
+        if wav.is_empty() {
+            // Its one frame of padding would be fitted as if it were data.
+            let e = Error::Decode {
+                format: "WAV",
+                message: "the file holds no samples".into(),
+            };
+            return Err(e.in_file(path));
+        }
         let spec = Spectrogram {
             sample_rate: wav.sample_rate(),
             fft_size,
