@@ -293,6 +293,27 @@ fn ratings_with_item_ids_from_fit_to_evaluate() {
         let m = v[key].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&m) && m > 0.0, "{key} {m}");
     }
+
+    // A test set of users with no history in the inputs scores nothing: every metric is
+    // undefined (null, "-"), not 0, and a warning says why.
+    let strangers: Vec<(usize, usize, f64)> =
+        test.iter().map(|&(u, j, r)| (u + 5000, j, r)).collect();
+    write_ratings(&dir.join("strangers.parquet"), &strangers);
+    let args: Vec<&str> = ["evaluate", "--model", "b.snmf", "b.parquet"]
+        .iter()
+        .chain(&["--test", "strangers.parquet"])
+        .chain(LAYOUT)
+        .copied()
+        .collect();
+    let out = run(&[&args[..], &["--json"]].concat(), dir);
+    let v: Value = serde_json::from_str(&ok(&out)).unwrap();
+    for key in ["rmse", "mae", "precision", "recall", "ndcg", "map"] {
+        assert!(v[key].is_null(), "{key}: {}", v[key]);
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no held-out entry could be scored"), "{err}");
+    let table = ok(&run(&args, dir));
+    assert!(table.contains("NDCG@10       -"), "{table}");
 }
 
 /// Column indices (no ids): a later chunk with higher indices grows the model, a

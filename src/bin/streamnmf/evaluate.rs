@@ -182,8 +182,21 @@ fn evaluate<F: ArrowFloat>(a: EvaluateArgs, bytes: &[u8]) -> Result<()> {
     report?;
     let cold = held.len();
     let m = eval.metrics();
+    // No user ranked: the ranking metrics are undefined, not 0 (as RMSE without ratings).
+    let ranked = m.users > 0;
+    if !ranked && m.ratings == 0 {
+        tracing::warn!(
+            "no held-out entry could be scored ({test_entries} in the test set): every one is \
+             of an unknown item or of a user without history in the inputs"
+        );
+    }
     if a.json {
         let mut v = serde_json::to_value(&m)?;
+        if !ranked {
+            for key in ["precision", "recall", "ndcg", "map"] {
+                v[key] = serde_json::Value::Null;
+            }
+        }
         v["test_entries"] = json!(test_entries);
         v["unknown_item_entries"] = json!(unknown);
         v["users_without_history"] = json!(cold);
@@ -193,10 +206,11 @@ fn evaluate<F: ArrowFloat>(a: EvaluateArgs, bytes: &[u8]) -> Result<()> {
         crate::out("metric        value")?;
         crate::out(format!("RMSE          {}", opt(m.rmse)))?;
         crate::out(format!("MAE           {}", opt(m.mae)))?;
-        crate::out(format!("P@{:<11} {:.4}", m.n, m.precision))?;
-        crate::out(format!("recall@{:<6} {:.4}", m.n, m.recall))?;
-        crate::out(format!("NDCG@{:<8} {:.4}", m.n, m.ndcg))?;
-        crate::out(format!("MAP@{:<9} {:.4}", m.n, m.map))?;
+        let rank = |x: f64| opt(ranked.then_some(x));
+        crate::out(format!("P@{:<11} {}", m.n, rank(m.precision)))?;
+        crate::out(format!("recall@{:<6} {}", m.n, rank(m.recall)))?;
+        crate::out(format!("NDCG@{:<8} {}", m.n, rank(m.ndcg)))?;
+        crate::out(format!("MAP@{:<9} {}", m.n, rank(m.map)))?;
         crate::out(format!(
             "{} users ranked, {} held-out entries rated; {} entries of unknown items, {} users without history (not scored)",
             m.users, m.ratings, unknown, cold
