@@ -535,6 +535,12 @@ fn bad_flag_values_are_usage_errors() {
         let o = run(dir.path(), cmd);
         failed(&o, 2, &["--epochs"]);
     }
+    // A negative number after a space is the flag's value, refused for what it is (it was
+    // reported as an unknown argument '-1').
+    let o = run(dir.path(), &fit_x(&["--epochs", "-1"]));
+    failed(&o, 2, &["--epochs"]);
+    let o = run(dir.path(), &fit_x(&["--decay", "-1"]));
+    failed(&o, 1, &["decay must be finite and >= 0, got -1"]);
 }
 
 /// A command without its required arguments names them, on the one line of a usage error.

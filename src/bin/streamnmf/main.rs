@@ -134,11 +134,19 @@ fn usage_line(e: &clap::Error) -> String {
     }
 }
 
+/// The command line, with negative numbers taken as values (`--decay -1` is then refused
+/// for its value, not as an unknown flag `-1`; no short flag is a digit).
+fn parse_args() -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let command = Cli::command().mut_subcommands(|s| s.allow_negative_numbers(true));
+    Cli::from_arg_matches(&command.try_get_matches()?)
+}
+
 fn main() -> ExitCode {
     single_threaded_blas();
     init_logging();
     install_panic_hook();
-    let cli = match Cli::try_parse() {
+    let cli = match parse_args() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
             // --help, --version
