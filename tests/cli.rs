@@ -528,7 +528,8 @@ fn width_differs_from_model() {
             "w.parquet",
         ],
         d,
-        &["data has 5 columns but the model was built for 8"],
+        // The input is named, not the output being written.
+        &["narrow.parquet: data has 5 columns but the model was built for 8"],
     );
     fails(&["inspect", "x.parquet"], d, &["x.parquet", "bad magic"]);
 }

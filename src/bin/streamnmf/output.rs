@@ -225,6 +225,17 @@ impl Finished {
     }
 }
 
+/// An error of a pipeline whose sink names its own errors (with its output file): one
+/// not placed yet is about the input, and named by it (`input`, the source's name), so
+/// a row of the wrong width is not blamed on the output. An interrupt stays as it is
+/// (the exit code reads it).
+pub fn of_input(e: streamnmf::Error, input: Option<&str>) -> streamnmf::Error {
+    match (e, input) {
+        (e @ streamnmf::Error::Interrupted { .. }, _) | (e, None) => e,
+        (e, Some(name)) => e.in_file(name),
+    }
+}
+
 /// The codes of every row of `source` against `model`'s dictionary, written to the
 /// output of `flag` as they come (`on_rows` sees each batch's row count); returns the
 /// output (to commit with the others), the rows written, and the pipeline's report.
@@ -244,18 +255,20 @@ pub fn write_codes<F: ArrowFloat>(
         .map(|s| s.name().to_string())
         .unwrap_or_default();
     let mut writer = None;
+    let input = source.name();
     let report = pipeline::transform(model, source, popts, |b, w| {
         on_rows(w.nrows() as u64);
         let wr = match writer.as_mut() {
             Some(w) => w,
             None => {
                 let out = sink.take().expect("opened once");
-                writer.insert(CodesWriter::<F, _>::new(out, format, k, b.ids())?)
+                let w = CodesWriter::<F, _>::new(out, format, k, b.ids());
+                writer.insert(w.map_err(|e| e.in_file(&name))?)
             }
         };
-        wr.write(w.view(), b.ids())
+        wr.write(w.view(), b.ids()).map_err(|e| e.in_file(&name))
     })
-    .with_context(|| name.clone())?;
+    .map_err(|e| of_input(e, input.as_deref()))?;
     let writer = match writer {
         Some(w) => w,
         None => CodesWriter::<F, _>::new(sink.take().expect("unused"), format, k, None)?,

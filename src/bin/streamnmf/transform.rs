@@ -152,6 +152,7 @@ fn write_imputed<F: ArrowFloat>(
         .map(|s| s.name().to_string())
         .unwrap_or_default();
     let mut writer = None;
+    let input = source.name();
     let report = streamnmf::pipeline::transform(model, source, popts, |b, w| {
         on_rows(w.nrows() as u64);
         let mut x = w.dot(h);
@@ -174,12 +175,13 @@ fn write_imputed<F: ArrowFloat>(
             Some(wr) => wr,
             None => {
                 let out = sink.take().expect("opened once");
-                writer.insert(CodesWriter::<F, _>::named(out, format, names, b.ids())?)
+                let w = CodesWriter::<F, _>::named(out, format, names, b.ids());
+                writer.insert(w.map_err(|e| e.in_file(&name))?)
             }
         };
-        wr.write(x.view(), b.ids())
+        wr.write(x.view(), b.ids()).map_err(|e| e.in_file(&name))
     })
-    .with_context(|| name.clone())?;
+    .map_err(|e| crate::output::of_input(e, input.as_deref()))?;
     let writer = match writer {
         Some(w) => w,
         None => CodesWriter::<F, _>::named(sink.take().expect("unused"), format, names, None)?,
