@@ -4,7 +4,9 @@
 //! on the entries it learned from but not on the hidden ones is noise being fitted.
 //!
 //! Which entries are hidden depends only on the seed and the entry's place (global row,
-//! column), not on batch boundaries or threads. The ranks run side by side on each batch
+//! column), not on batch boundaries or threads. The entries are every cell of the
+//! matrix, unless the template's parameters say unstored entries are missing
+//! ([`Unobserved::Missing`], ratings): then a sparse batch's stored entries only. The ranks run side by side on each batch
 //! as it is read (one thread each), so the data is read once per pass for all of them.
 //! In the last pass, each batch is scored before it is learned from: its hidden entries
 //! are predicted from the codes of its visible entries against the current dictionary.
@@ -79,10 +81,13 @@ fn hidden(seed: u64, row: u64, col: usize, share: f64) -> bool {
     ((z >> 11) as f64 / (1u64 << 53) as f64) < share
 }
 
-/// A batch split into its visible entries (CSR holding every visible cell, zeros
-/// included, as observations) and its hidden ones (row, column, value).
+/// A batch split into its visible entries (CSR holding every visible observation) and its
+/// hidden ones (row, column, value). Every cell is an observation (zeros included) unless
+/// `stored_only`, where a sparse batch's unstored cells are unknown (ratings): only its
+/// stored entries are hidden or shown.
 fn split<F: Float>(
-    x: &Array2<F>,
+    x: MatRef<'_, F>,
+    stored_only: bool,
     first_row: u64,
     seed: u64,
     share: f64,
@@ -90,10 +95,10 @@ fn split<F: Float>(
     let mut b = CsrBuilder::new(x.ncols());
     let mut held = Vec::new();
     let (mut cols, mut vals) = (Vec::new(), Vec::new());
-    for (i, row) in x.rows().into_iter().enumerate() {
+    let mut row_entries = |i: usize, entries: &mut dyn Iterator<Item = (usize, F)>| {
         cols.clear();
         vals.clear();
-        for (j, &v) in row.iter().enumerate() {
+        for (j, v) in entries {
             if hidden(seed, first_row + i as u64, j, share) {
                 held.push((i, j, v));
             } else {
@@ -102,6 +107,26 @@ fn split<F: Float>(
             }
         }
         b.push_row(&cols, &vals);
+    };
+    match x {
+        MatRef::Csr(c) if stored_only => {
+            for i in 0..c.nrows() {
+                let (cs, vs) = c.row(i);
+                row_entries(
+                    i,
+                    &mut cs.iter().map(|&j| j as usize).zip(vs.iter().copied()),
+                );
+            }
+        }
+        x => {
+            let dense: Array2<F> = match x {
+                MatRef::Dense(d) => d.to_owned(),
+                MatRef::Csr(c) => c.to_dense(),
+            };
+            for (i, row) in dense.rows().into_iter().enumerate() {
+                row_entries(i, &mut row.iter().copied().enumerate());
+            }
+        }
     }
     (b.finish(), held)
 }
@@ -119,7 +144,8 @@ struct Score {
 
 /// Fits every rank of `opts.ranks` with `template`'s other settings (made observed-only)
 /// on `source` with `opts.holdout` of the entries hidden, and scores them on the hidden
-/// entries. Frobenius and KL.
+/// entries (of a sparse batch, its stored ones only when `template` says unstored entries
+/// are [`Unobserved::Missing`]). Frobenius and KL.
 ///
 /// ```
 /// use streamnmf::rank::{select_rank, RankOptions};
@@ -156,10 +182,23 @@ pub fn select_rank<F: Float>(
     ranks.sort_unstable();
     ranks.dedup();
     let per = (opts.threads / ranks.len()).max(1);
+    // What an unstored entry of sparse data is: a zero (every cell scored, as in a
+    // classic fit) or unknown (ratings: only stored entries are hidden and scored).
+    let stored_only = match template.clone().check()?.unobserved() {
+        Unobserved::Zero => false,
+        Unobserved::Missing => true,
+        Unobserved::Implicit { .. } => {
+            return Err(Error::Schema(
+                "rank scores hidden values: unstored entries are zeros or missing, not \
+                 implicit feedback"
+                    .into(),
+            ))
+        }
+    };
     // The template's regularization as it would be with every entry observed (none by
     // default): the observed-only default, a ridge for sparse ratings, would shrink the
     // small ranks most and tilt the choice upward.
-    let base = template.clone().check()?;
+    let base = template.clone().unobserved(Unobserved::Zero).check()?;
     let template = template.alpha_w(base.alpha_w()).alpha_h(base.alpha_h());
     let mut models = Vec::new();
     for &k in &ranks {
@@ -197,11 +236,13 @@ pub fn select_rank<F: Float>(
             if batch.rows() == 0 {
                 continue;
             }
-            let x = match batch.view() {
-                MatRef::Dense(d) => d.to_owned(),
-                MatRef::Csr(c) => c.to_dense(),
-            };
-            let (visible, held) = split(&x, batch.first_row(), opts.seed, opts.holdout);
+            let (visible, held) = split(
+                batch.view(),
+                stored_only,
+                batch.first_row(),
+                opts.seed,
+                opts.holdout,
+            );
             let results: Vec<Result<()>> = std::thread::scope(|s| {
                 let handles: Vec<_> = models
                     .iter_mut()
@@ -309,4 +350,39 @@ fn score<F: Float>(
         sc.n += 1;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    /// Stored-only splitting hides and shows exactly the stored entries, with the same
+    /// choice of hidden cells as splitting every cell; otherwise unstored cells join in as
+    /// zeros.
+    #[test]
+    fn split_keeps_to_stored_entries_when_asked() {
+        let x = array![
+            [0.0, 2.0, 0.0, 4.0],
+            [1.0, 0.0, 0.0, 3.0],
+            [0.0, 0.0, 5.0, 0.0]
+        ];
+        let csr = CsrMatrix::from_dense(x.view());
+        let mut stored_hidden = 0;
+        for seed in 0..40 {
+            let (vis, held) = split(MatRef::Csr(csr.view()), true, 7, seed, 0.4);
+            assert_eq!(vis.nnz() + held.len(), 5);
+            assert!(held.iter().all(|&(i, j, v)| v != 0.0 && x[[i, j]] == v));
+            stored_hidden += held.len();
+            let (all_vis, all_held) = split(MatRef::Csr(csr.view()), false, 7, seed, 0.4);
+            assert_eq!(all_vis.nnz() + all_held.len(), 12);
+            let nonzero: Vec<_> = all_held.iter().filter(|h| h.2 != 0.0).cloned().collect();
+            assert_eq!(nonzero, held, "seed {seed}");
+            // A dense batch is every cell either way.
+            let (dv, dh) = split(MatRef::Dense(x.view()), true, 7, seed, 0.4);
+            assert_eq!((dv.nnz(), dh), (all_vis.nnz(), all_held));
+        }
+        // About 40 % of the 5 stored entries over 40 seeds.
+        assert!((40..=120).contains(&stored_hidden), "{stored_hidden}");
+    }
 }

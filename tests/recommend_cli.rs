@@ -395,6 +395,100 @@ fn integer_item_indices_grow_the_model() {
     );
 }
 
+/// `rank` on ratings with item ids: the catalogue grows as the ids arrive, as in `fit`
+/// (it started empty and fixed, so every batch had no columns: "rank 2 exceeds the number
+/// of columns p = 0"). With `--unobserved missing` only stored ratings are hidden and
+/// scored (every cell was, unstored ones as zeros: a held-out RMSE of 1.6 on 1–5 stars at
+/// every rank). Ids numbered in the order of their first appearance give the columns of
+/// integer indices, so both tables score the same; a rank beyond the catalogue is refused
+/// naming its size.
+#[test]
+fn rank_reads_item_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // Rank 3 plus the rating scale's constant component: 4.
+    let d = RatingsSpec::new(1500, 80, 3)
+        .density(0.4)
+        .noise(0.05)
+        .range(1.0, 5.0)
+        .seed(11)
+        .generate();
+    let rows = triplets(&d, 0..1500, |_| true);
+    let mut first = std::collections::HashMap::new();
+    let renumbered: Vec<(usize, usize, f64)> = rows
+        .iter()
+        .map(|&(u, j, v)| {
+            let n = first.len();
+            (u, *first.entry(j).or_insert(n), v)
+        })
+        .collect();
+    write_ratings(&dir.join("ids.parquet"), &renumbered);
+    let ints = RecordBatch::try_from_iter([
+        (
+            "user",
+            Arc::new(Int64Array::from_iter_values(
+                renumbered.iter().map(|r| r.0 as i64),
+            )) as ArrayRef,
+        ),
+        (
+            "item",
+            Arc::new(Int64Array::from_iter_values(
+                renumbered.iter().map(|r| r.1 as i64),
+            )) as ArrayRef,
+        ),
+        (
+            "rating",
+            Arc::new(Float64Array::from_iter_values(
+                renumbered.iter().map(|r| r.2),
+            )) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    write_parquet(&dir.join("ints.parquet"), &[ints], 4096);
+    let rank = |file: &str, extra: &[&str]| {
+        let mut v = vec![
+            "rank",
+            file,
+            "--layout",
+            "triplets:user,item,rating",
+            "--ranks",
+            "1,2,4,8",
+            "--json",
+        ];
+        v.extend_from_slice(extra);
+        run(&v, dir)
+    };
+    let report = |file: &str, extra: &[&str]| -> Value {
+        serde_json::from_str(&ok(&rank(file, extra))).unwrap()
+    };
+    let missing = ["--unobserved", "missing"];
+    let by_ids = report("ids.parquet", &[&missing[..], &["--item-ids"]].concat());
+    let by_ints = report("ints.parquet", &missing);
+    assert_eq!(by_ids, by_ints);
+    let rows = by_ids["rows"].as_array().unwrap();
+    let stored = renumbered.len() as f64;
+    let rmse: Vec<f64> = rows
+        .iter()
+        .map(|r| {
+            let held = r["heldout_entries"].as_f64().unwrap();
+            assert!((held / stored - 0.1).abs() < 0.01, "{r}");
+            r["heldout_rmse"].as_f64().unwrap()
+        })
+        .collect();
+    // Each rank up to the planted 4 predicts hidden ratings better; at 4, within 0.15 stars.
+    assert!(rmse[0] > rmse[1] && rmse[1] > rmse[2], "{rmse:?}");
+    assert!(rmse[2] < 0.15, "{rmse:?}");
+    assert!(by_ids["picked"].as_u64().unwrap() >= 4, "{by_ids}");
+    // The default, unstored entries as zeros: every cell is hidden or shown.
+    let zeros = report("ids.parquet", &["--item-ids"]);
+    let held = zeros["rows"][0]["heldout_entries"].as_f64().unwrap();
+    assert!((held / (1500.0 * 80.0) - 0.1).abs() < 0.01, "{zeros}");
+    let e = fails(&rank("ids.parquet", &["--item-ids", "--ranks", "2,100"]));
+    assert!(e.contains("exceeds the number of columns p = 80"), "{e}");
+    let e = fails(&rank("ids.parquet", &["--unobserved", "implicit"]));
+    assert!(e.contains("--unobserved implicit"), "{e}");
+}
+
 /// Flag errors and missing values: one clear line each.
 #[test]
 fn recommender_flag_errors_are_clear() {

@@ -7,8 +7,9 @@ use anyhow::{bail, Result};
 use clap::Args;
 use streamnmf::io::ArrowFloat;
 use streamnmf::rank::{select_rank, RankOptions, RankReport};
-use streamnmf::{Loss, NmfParams};
+use streamnmf::{Loss, NmfParams, Unobserved};
 
+use crate::fit_args::UnobservedArg;
 use crate::input::InputArgs;
 
 /// Options of `rank`.
@@ -26,6 +27,11 @@ pub struct RankArgs {
     /// true rank short of converged and favour larger ones.
     #[arg(long, value_parser = crate::fit_args::passes)]
     pub epochs: Option<usize>,
+    /// What an unstored entry of a sparse layout is: `zero` (every cell is a value, hidden
+    /// and scored like the others) or `missing` (ratings: only stored entries are hidden
+    /// and scored) [default: zero, as for fit].
+    #[arg(long, value_enum)]
+    pub unobserved: Option<UnobservedArg>,
     /// Loss: fro or kl [default: fro].
     #[arg(long)]
     pub loss: Option<Loss>,
@@ -64,15 +70,25 @@ fn rank<F: ArrowFloat>(a: RankArgs) -> Result<()> {
     if let Some(l) = a.loss {
         template = template.loss(l);
     }
+    match a.unobserved {
+        None | Some(UnobservedArg::Zero) => {}
+        Some(UnobservedArg::Missing) => template = template.unobserved(Unobserved::Missing),
+        Some(UnobservedArg::Implicit) => bail!(
+            "--unobserved implicit: rank scores hidden values, so unstored entries are zeros or missing"
+        ),
+    }
     let opts = a.input.options(batch, a.seed)?;
-    let opts = a.input.model_options(opts, &[], false, false)?;
+    let opts = a.input.model_options(opts, &[], true, false)?;
     if let Some(p) = &a.plot {
         // Before the fits: a destination that cannot take the PNG fails now.
         streamnmf::persist::replaceable(p)?;
     }
     let mut source = a.input.open::<F>(opts)?;
+    // A sparse source of item ids starts with no columns and grows as ids arrive: its
+    // width is checked by the fits, once known.
     let width = source.width();
-    if let Some(&k) = a.ranks.iter().find(|&&k| k > width) {
+    let known = !source.sparse() || width > 0;
+    if let Some(&k) = a.ranks.iter().find(|&&k| known && k > width) {
         bail!("rank {k} exceeds the number of columns p = {width}");
     }
     let ropts = RankOptions {
