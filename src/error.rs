@@ -66,7 +66,7 @@ pub enum Error {
         found: usize,
     },
     /// A batch or data set with no rows (or no columns).
-    #[error("empty batch: {rows} rows x {cols} columns")]
+    #[error("no data to factorize: {rows} rows x {cols} columns")]
     EmptyBatch {
         /// Rows in the batch.
         rows: usize,
@@ -393,7 +393,7 @@ impl Error {
     /// ```
     /// use streamnmf::Error;
     /// let e = Error::EmptyBatch { rows: 0, cols: 3 }.in_file("data.parquet");
-    /// assert_eq!(e.to_string(), "data.parquet: empty batch: 0 rows x 3 columns");
+    /// assert_eq!(e.to_string(), "data.parquet: no data to factorize: 0 rows x 3 columns");
     /// ```
     pub fn in_file(self, path: impl Into<PathBuf>) -> Error {
         match self {

@@ -273,7 +273,7 @@ fn an_empty_file_is_named() {
     refused(
         d,
         &["fit", "empty.parquet", "-k", "2", "-q"],
-        &["empty.parquet", "empty batch: 0 rows x 4 columns"],
+        &["empty.parquet", "no data to factorize: 0 rows x 4 columns"],
     );
 }
 
