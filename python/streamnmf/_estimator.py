@@ -181,6 +181,11 @@ class StreamNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         for name, v in [("alpha_W", self.alpha_W), ("alpha_H", alpha_h)]:
             if not isinstance(v, numbers.Real) or v < 0:
                 raise ValueError(f"{name} must be a non-negative float, not {v!r}")
+        # The engine's names (max_passes, batch size) are not the estimator's.
+        for name, v in [("max_iter", self.max_iter), ("batch_size", self.batch_size)]:
+            if v is not None and (not isinstance(v, numbers.Integral) or isinstance(v, bool)
+                                  or v < 1):
+                raise ValueError(f"{name} must be a positive integer or None, not {v!r}")
         params = dict(
             loss=_engine_loss(self.loss),
             init=self.init or "auto",

@@ -156,6 +156,12 @@ def test_bad_input_raises_python_exceptions(tmp_path):
         StreamNMF(0).fit(x)
     with pytest.raises(ValueError):
         StreamNMF(2, forget_factor=2.0).fit(x)
+    # Errors name the estimator's parameters, not the engine's (max_passes).
+    for bad_value in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="max_iter must be a positive integer"):
+            StreamNMF(2, max_iter=bad_value).fit(x)
+        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+            StreamNMF(2, batch_size=bad_value).fit(x)
     with pytest.raises(OSError, match="nope.snmf"):
         StreamNMF.load(tmp_path / "nope.snmf")
     bad = tmp_path / "bad.snmf"
