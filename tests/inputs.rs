@@ -277,6 +277,70 @@ fn an_empty_file_is_named() {
     );
 }
 
+/// A bad rating in a triplet file is named by its own line and the value column, in
+/// either mode of unstored entries: the batch's checks knew only the row's first line and
+/// a column index ("row 0, column '1'" for the second line's rating).
+#[test]
+fn a_bad_triplet_value_names_its_line() {
+    use arrow_array::StringArray;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let write = |name: &str, rating: f64| {
+        let batch = RecordBatch::try_from_iter([
+            (
+                "user",
+                Arc::new(Int64Array::from(vec![1, 1, 1, 2])) as ArrayRef,
+            ),
+            (
+                "item",
+                Arc::new(StringArray::from(vec!["a", "b", "c", "a"])) as ArrayRef,
+            ),
+            (
+                "rating",
+                Arc::new(Float64Array::from(vec![4.0, 3.0, rating, 5.0])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        write_parquet(&d.join(name), &[batch], 4);
+    };
+    write("neg.parquet", -3.0);
+    write("inf.parquet", f64::INFINITY);
+    write("nan.parquet", f64::NAN);
+    let fit = |file: &'static str, mode: &'static str| {
+        vec![
+            "fit",
+            file,
+            "--layout",
+            "triplets:user,item,rating",
+            "--item-ids",
+            "-k",
+            "1",
+            "-q",
+            "--unobserved",
+            mode,
+        ]
+    };
+    for mode in ["zero", "missing"] {
+        refused(
+            d,
+            &fit("neg.parquet", mode),
+            &["neg.parquet: row 2, column 'rating': negative value -3"],
+        );
+        refused(
+            d,
+            &fit("inf.parquet", mode),
+            &["inf.parquet: row 2, column 'rating': non-finite value inf"],
+        );
+    }
+    refused(
+        d,
+        &fit("nan.parquet", "zero"),
+        &["nan.parquet: row 2, column 'rating': non-finite value NaN"],
+    );
+    // Observed-only: a NaN rating is a missing one.
+    ok(&run(d, &fit("nan.parquet", "missing")));
+}
+
 /// An integer column named like an id, among the columns taken by default, is refused
 /// with the flags to use; named as the id column it is carried through.
 #[test]

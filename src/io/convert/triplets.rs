@@ -211,6 +211,41 @@ impl<F: ArrowFloat> Rows<F> {
     }
 }
 
+/// A triplet's value that no loss accepts (negative, infinite, or NaN where NaN is not a
+/// missing entry) is an error naming its line and the value column. Checked here, where
+/// the line is known: once in a sparse row, entries are sorted by column, and the
+/// batch's checks could only name the row's first line and a column index.
+fn check_triplet_values<V: crate::float::Float>(
+    vals: &[V],
+    nan_is_missing: bool,
+    row0: u64,
+    value: &str,
+) -> Result<()> {
+    let bad = |v: V| {
+        if v.is_nan() {
+            !nan_is_missing
+        } else {
+            v.is_infinite() || v < V::zero()
+        }
+    };
+    match vals.iter().position(|&v| bad(v)) {
+        None => Ok(()),
+        Some(i) => {
+            let v = vals[i];
+            let message = if v.is_finite() {
+                format!("negative value {v}: NMF needs non-negative data")
+            } else {
+                format!("non-finite value {v}")
+            };
+            Err(Error::Column {
+                row: row0 + i as u64,
+                column: value.into(),
+                message,
+            })
+        }
+    }
+}
+
 impl Converter {
     pub(super) fn convert_triplets<F: ArrowFloat>(
         &mut self,
@@ -255,6 +290,7 @@ impl Converter {
         };
         let vals = floats::<F>(column(rb, value)?, value, row0)?;
         let vals = vals.as_primitive::<F::Arrow>().values();
+        check_triplet_values(vals, self.nulls_are_missing, row0, value)?;
         let n = rb.num_rows();
         let mut rows = Rows::<F>::new(n);
         let mut t = 0;
@@ -503,6 +539,28 @@ mod tests {
 
     /// A column given twice in one row names the row's first line and its id, whether
     /// the row's entries were in order or not.
+    #[test]
+    fn bad_values_name_their_line_and_the_value_column() {
+        let named = |vals: &[f32], missing: bool| {
+            check_triplet_values(vals, missing, 10, "rating").map_err(|e| e.to_string())
+        };
+        assert_eq!(named(&[4.0, 0.0, 5.0], false), Ok(()));
+        assert_eq!(
+            named(&[4.0, 3.0, -3.0], false),
+            Err("row 12, column 'rating': negative value -3: NMF needs non-negative data".into())
+        );
+        assert_eq!(
+            named(&[f32::INFINITY], true),
+            Err("row 10, column 'rating': non-finite value inf".into())
+        );
+        assert_eq!(
+            named(&[1.0, f32::NAN], false),
+            Err("row 11, column 'rating': non-finite value NaN".into())
+        );
+        // A NaN is a missing entry where nulls are.
+        assert_eq!(named(&[1.0, f32::NAN], true), Ok(()));
+    }
+
     #[test]
     fn a_repeated_column_names_the_row() {
         for rows in [
