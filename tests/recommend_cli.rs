@@ -21,26 +21,32 @@ use streamnmf::synth::RatingsSpec;
 
 /// Ratings as triplets `user` (int), `item` (string id "m<j>"), `rating`.
 fn write_ratings(path: &Path, rows: &[(usize, usize, f64)]) {
-    let rb = RecordBatch::try_from_iter([
+    let items = StringArray::from_iter_values(rows.iter().map(|r| format!("m{}", r.1)));
+    write_parquet(path, &[ratings_batch(rows, Arc::new(items))], 4096);
+}
+
+/// Ratings as triplets `user` (int), `item` (int index), `rating`, in row groups of 1000.
+fn write_int_ratings(path: &Path, rows: &[(usize, usize, f64)]) {
+    let items = Int64Array::from_iter_values(rows.iter().map(|r| r.1 as i64));
+    write_parquet(path, &[ratings_batch(rows, Arc::new(items))], 1000);
+}
+
+/// `rows` as a `user`, `item`, `rating` record batch, with the item column given.
+fn ratings_batch(rows: &[(usize, usize, f64)], items: ArrayRef) -> RecordBatch {
+    RecordBatch::try_from_iter([
         (
             "user",
             Arc::new(Int64Array::from_iter_values(
                 rows.iter().map(|r| r.0 as i64),
             )) as ArrayRef,
         ),
-        (
-            "item",
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| format!("m{}", r.1)),
-            )) as ArrayRef,
-        ),
+        ("item", items),
         (
             "rating",
             Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))) as ArrayRef,
         ),
     ])
-    .unwrap();
-    write_parquet(path, &[rb], 4096);
+    .unwrap()
 }
 
 /// The training entries of users `users` as triplets, keeping items accepted by `item`.
@@ -328,26 +334,7 @@ fn integer_item_indices_grow_the_model() {
         .seed(8)
         .generate();
     let write = |name: &str, rows: &[(usize, usize, f64)]| {
-        let rb = RecordBatch::try_from_iter([
-            (
-                "user",
-                Arc::new(Int64Array::from_iter_values(
-                    rows.iter().map(|r| r.0 as i64),
-                )) as ArrayRef,
-            ),
-            (
-                "item",
-                Arc::new(Int64Array::from_iter_values(
-                    rows.iter().map(|r| r.1 as i64),
-                )) as ArrayRef,
-            ),
-            (
-                "rating",
-                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))) as ArrayRef,
-            ),
-        ])
-        .unwrap();
-        write_parquet(&dir.join(name), &[rb], 1000);
+        write_int_ratings(&dir.join(name), rows);
     };
     write("a.parquet", &triplets(&d, 0..200, |j| j < 40));
     write("b.parquet", &triplets(&d, 200..400, |_| true));
@@ -423,28 +410,7 @@ fn rank_reads_item_ids() {
         })
         .collect();
     write_ratings(&dir.join("ids.parquet"), &renumbered);
-    let ints = RecordBatch::try_from_iter([
-        (
-            "user",
-            Arc::new(Int64Array::from_iter_values(
-                renumbered.iter().map(|r| r.0 as i64),
-            )) as ArrayRef,
-        ),
-        (
-            "item",
-            Arc::new(Int64Array::from_iter_values(
-                renumbered.iter().map(|r| r.1 as i64),
-            )) as ArrayRef,
-        ),
-        (
-            "rating",
-            Arc::new(Float64Array::from_iter_values(
-                renumbered.iter().map(|r| r.2),
-            )) as ArrayRef,
-        ),
-    ])
-    .unwrap();
-    write_parquet(&dir.join("ints.parquet"), &[ints], 4096);
+    write_int_ratings(&dir.join("ints.parquet"), &renumbered);
     let rank = |file: &str, extra: &[&str]| {
         let mut v = vec![
             "rank",
