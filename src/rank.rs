@@ -6,8 +6,9 @@
 //! Which entries are hidden depends only on the seed and the entry's place (global row,
 //! column), not on batch boundaries or threads. The entries are every cell of the
 //! matrix, unless the template's parameters say unstored entries are missing
-//! ([`Unobserved::Missing`], ratings): then a sparse batch's stored entries only. The ranks run side by side on each batch
-//! as it is read (one thread each), so the data is read once per pass for all of them.
+//! ([`Unobserved::Missing`], ratings): then a sparse batch's stored entries only. The
+//! ranks run side by side on each batch as it is read (one thread each), so the data is
+//! read once per pass for all of them.
 //! In the last pass, each batch is scored before it is learned from: its hidden entries
 //! are predicted from the codes of its visible entries against the current dictionary.
 
@@ -119,11 +120,16 @@ fn split<F: Float>(
             }
         }
         x => {
-            let dense: Array2<F> = match x {
-                MatRef::Dense(d) => d.to_owned(),
-                MatRef::Csr(c) => c.to_dense(),
+            // Every cell: a dense batch as it is, a sparse one densified.
+            let densified: Array2<F>;
+            let d = match x {
+                MatRef::Dense(d) => d,
+                MatRef::Csr(c) => {
+                    densified = c.to_dense();
+                    densified.view()
+                }
             };
-            for (i, row) in dense.rows().into_iter().enumerate() {
+            for (i, row) in d.rows().into_iter().enumerate() {
                 row_entries(i, &mut row.iter().copied().enumerate());
             }
         }

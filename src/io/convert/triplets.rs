@@ -537,8 +537,6 @@ mod tests {
         assert!(err.contains("appears twice"), "{err}");
     }
 
-    /// A column given twice in one row names the row's first line and its id, whether
-    /// the row's entries were in order or not.
     #[test]
     fn bad_values_name_their_line_and_the_value_column() {
         let named = |vals: &[f32], missing: bool| {
@@ -561,6 +559,8 @@ mod tests {
         assert_eq!(named(&[1.0, f32::NAN], true), Ok(()));
     }
 
+    /// A column given twice in one row names the row's first line and its id, whether
+    /// the row's entries were in order or not.
     #[test]
     fn a_repeated_column_names_the_row() {
         for rows in [
