@@ -153,8 +153,13 @@ pub enum Error {
     #[error("decay must be finite and >= 0, got {0}")]
     InvalidDecay(f64),
     /// A tolerance that is negative or not finite.
-    #[error("tolerance must be finite and >= 0, got {0}")]
-    InvalidTolerance(f64),
+    #[error("{name} must be finite and >= 0, got {value}")]
+    InvalidTolerance {
+        /// The parameter: `pass_tol`, `code_tol` or `dict_tol`.
+        name: &'static str,
+        /// The value given.
+        value: f64,
+    },
     /// A negative or non-finite regularization strength.
     #[error("{name} must be finite and >= 0, got {value}")]
     InvalidAlpha {

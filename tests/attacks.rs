@@ -541,6 +541,11 @@ fn bad_flag_values_are_usage_errors() {
     failed(&o, 2, &["--epochs"]);
     let o = run(dir.path(), &fit_x(&["--decay", "-1"]));
     failed(&o, 1, &["decay must be finite and >= 0, got -1"]);
+    // In exponent form too, which clap does not take for a number on its own.
+    let o = run(dir.path(), &fit_x(&["--code-tol", "-1e-3"]));
+    failed(&o, 1, &["code_tol", "-0.001"]);
+    let o = run(dir.path(), &fit_x(&["--pass-tol", "-2E-4"]));
+    failed(&o, 1, &["pass_tol", "-0.0002"]);
 }
 
 /// A command without its required arguments names them, on the one line of a usage error.

@@ -560,7 +560,7 @@ fn rank_larger_than_width_and_bad_layout() {
     fails(
         &["fit", "x.parquet", "-k", "2", "--code-tol=-0.5"],
         dir.path(),
-        &["tolerance must be finite and >= 0, got -0.5"],
+        &["code_tol must be finite and >= 0, got -0.5"],
     );
     fails(
         &["fit", "x.parquet", "-k", "2", "--code-max-iter", "0"],

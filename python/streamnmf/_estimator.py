@@ -186,6 +186,9 @@ class StreamNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
             if v is not None and (not isinstance(v, numbers.Integral) or isinstance(v, bool)
                                   or v < 1):
                 raise ValueError(f"{name} must be a positive integer or None, not {v!r}")
+        if (not isinstance(self.tol, numbers.Real) or isinstance(self.tol, bool)
+                or not self.tol >= 0 or self.tol == float("inf")):
+            raise ValueError(f"tol must be a finite non-negative float, not {self.tol!r}")
         params = dict(
             loss=_engine_loss(self.loss),
             init=self.init or "auto",

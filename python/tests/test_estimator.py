@@ -162,6 +162,9 @@ def test_bad_input_raises_python_exceptions(tmp_path):
             StreamNMF(2, max_iter=bad_value).fit(x)
         with pytest.raises(ValueError, match="batch_size must be a positive integer"):
             StreamNMF(2, batch_size=bad_value).fit(x)
+    for bad_value in (-1e-3, float("nan"), float("inf"), "0.1", True):
+        with pytest.raises(ValueError, match="tol must be a finite non-negative float"):
+            StreamNMF(2, tol=bad_value).fit(x)
     with pytest.raises(OSError, match="nope.snmf"):
         StreamNMF.load(tmp_path / "nope.snmf")
     bad = tmp_path / "bad.snmf"

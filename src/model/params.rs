@@ -311,9 +311,13 @@ impl NmfParams {
                 return Err(Error::InvalidDecay(d));
             }
         }
-        for tol in [self.pass_tol, self.code_tol, self.dict_tol] {
-            if !(tol.is_finite() && tol >= 0.0) {
-                return Err(Error::InvalidTolerance(tol));
+        for (name, value) in [
+            ("pass_tol", self.pass_tol),
+            ("code_tol", self.code_tol),
+            ("dict_tol", self.dict_tol),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(Error::InvalidTolerance { name, value });
             }
         }
         if self.max_passes == 0 {
@@ -639,11 +643,17 @@ mod tests {
     fn tolerances() {
         assert!(matches!(
             NmfParams::new(2).code_tol(-1.0).check(),
-            Err(Error::InvalidTolerance(_))
+            Err(Error::InvalidTolerance {
+                name: "code_tol",
+                ..
+            })
         ));
         assert!(matches!(
             NmfParams::new(2).pass_tol(f64::INFINITY).check(),
-            Err(Error::InvalidTolerance(_))
+            Err(Error::InvalidTolerance {
+                name: "pass_tol",
+                ..
+            })
         ));
     }
     #[test]

@@ -83,7 +83,7 @@ pub struct FitArgs {
     pub fixed_components: Option<String>,
     /// Floor for the data under KL, Itakura-Saito and other β < 2: smaller values are
     /// raised to it (digital silence under IS). In the data's units [default: none].
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub epsilon: Option<f64>,
     /// Source label of the atoms this fit learns, kept in the model for `compose` and
     /// `separate` [default: learned, when other atoms are labelled].
@@ -98,11 +98,11 @@ pub struct FitArgs {
     #[arg(long, value_parser = passes)]
     pub epochs: Option<usize>,
     /// Forget factor in (0, 1]: statistics decay by this per batch [default: 1, exact sums].
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub forget: Option<f64>,
     /// Down-weight past batches: after t rows, the batch ending at row s weighs
     /// (s/t)^DECAY (default 8 for fro, 32 for other losses; 0 weighs all alike).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub decay: Option<f64>,
     /// Initialization of H from the first batch [default: auto].
     #[arg(long, value_enum)]
@@ -114,14 +114,14 @@ pub struct FitArgs {
     #[arg(long)]
     pub code_max_iter: Option<usize>,
     /// Relative change of the codes at which the code solver stops (default 1e-4).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub code_tol: Option<f64>,
     /// A multi-pass fit stops when a pass improves on the best loss so far of a fixed
     /// sample of about 2048 rows, scored at the end of each pass, by less than this
     /// fraction, after a pass that gained less than 4× it (two passes in a row above the
     /// best stop it too; a loss that went up within the last three passes is judged on
     /// their trend) (default 1e-3 without --epochs, 0 with it: every pass).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub pass_tol: Option<f64>,
     /// Seed of every random choice [default: 0].
     #[arg(long)]
@@ -147,20 +147,20 @@ pub struct FitArgs {
     #[arg(long, value_enum)]
     pub unobserved: Option<UnobservedArg>,
     /// Implicit feedback: confidence per unit of the stored value [default: 1].
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub confidence_alpha: Option<f64>,
     /// Implicit feedback: how confidence grows with the value [default: linear].
     #[arg(long, value_enum)]
     pub confidence: Option<ConfidenceArg>,
     /// Regularization of W (scikit-learn's convention; with --unobserved missing it
     /// counts observed entries, as ALS-WR) [default: 0; 0.1 with --unobserved missing].
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub alpha_w: Option<f64>,
     /// Regularization of H [default: 0; 0.1 with --unobserved missing].
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub alpha_h: Option<f64>,
     /// Share of L1 in the regularization [default: 0].
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub l1_ratio: Option<f64>,
     /// Element type [default: f32; a saved model's or checkpoint's own].
     #[arg(long, value_enum)]
