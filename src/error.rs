@@ -171,8 +171,8 @@ pub enum Error {
     /// `l1_ratio` outside [0, 1].
     #[error("l1_ratio must be in [0, 1], got {0}")]
     InvalidL1Ratio(f64),
-    /// A non-finite beta.
-    #[error("beta must be finite, got {0}")]
+    /// A beta that is not finite or lies outside `[-MAX_BETA, MAX_BETA]`.
+    #[error("beta must be a finite number in [-10, 10] (the divergence's powers x^beta of the data leave the float range beyond), got {0}")]
     InvalidBeta(f64),
     /// A confidence scale for implicit feedback that is not a positive number.
     #[error("the implicit-feedback confidence alpha must be finite and > 0, got {0}")]

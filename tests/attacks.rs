@@ -546,6 +546,11 @@ fn bad_flag_values_are_usage_errors() {
     failed(&o, 1, &["code_tol", "-0.001"]);
     let o = run(dir.path(), &fit_x(&["--pass-tol", "-2E-4"]));
     failed(&o, 1, &["pass_tol", "-0.0002"]);
+    // A beta whose powers of the data leave the float range is refused for itself.
+    for beta in ["beta=1e308", "beta=50"] {
+        let o = run(dir.path(), &fit_x(&["--loss", beta]));
+        failed(&o, 1, &["beta must be a finite number in [-10, 10]"]);
+    }
 }
 
 /// A command without its required arguments names them, on the one line of a usage error.

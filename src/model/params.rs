@@ -15,6 +15,11 @@ use super::loss::Loss;
 use super::options::{Init, Solver, Unobserved, IMPLICIT_BATCH, MISSING_RIDGE};
 use crate::error::{Error, Result};
 
+/// The largest |β| a fit takes: the β-divergence raises the data to the powers β and
+/// β − 1, and beyond 10 data of a few hundred overflows f32 (β = 50 on pixel values of 16
+/// did), with an error that blamed the data.
+pub(crate) const MAX_BETA: f64 = 10.0;
+
 /// Parameters of an online NMF, as a consuming builder. Regularization follows
 /// scikit-learn: the objective adds `alpha_w · p · (l1_ratio ‖W‖₁ + ½(1 − l1_ratio) ‖W‖²)`
 /// and `alpha_h · n · (l1_ratio ‖H‖₁ + ½(1 − l1_ratio) ‖H‖²)`, with `n` the (forget-weighted)
@@ -339,7 +344,7 @@ impl NmfParams {
             return Err(Error::InvalidL1Ratio(self.l1_ratio));
         }
         let beta = self.loss.beta();
-        if !beta.is_finite() {
+        if !beta.is_finite() || beta.abs() > MAX_BETA {
             return Err(Error::InvalidBeta(beta));
         }
         self.loss = Loss::from_beta(beta);
@@ -685,11 +690,23 @@ mod tests {
         ));
     }
     #[test]
-    fn beta_finite() {
-        assert!(matches!(
-            NmfParams::new(2).loss(Loss::Beta(f64::NAN)).check(),
-            Err(Error::InvalidBeta(_))
-        ));
+    fn beta_finite_and_in_range() {
+        for beta in [f64::NAN, f64::INFINITY, 1e308, 10.5, -11.0] {
+            assert!(matches!(
+                NmfParams::new(2).loss(Loss::Beta(beta)).check(),
+                Err(Error::InvalidBeta(_))
+            ));
+        }
+        for beta in [-10.0, 3.0, 10.0] {
+            assert_eq!(
+                NmfParams::new(2)
+                    .loss(Loss::Beta(beta))
+                    .check()
+                    .unwrap()
+                    .loss(),
+                Loss::Beta(beta)
+            );
+        }
     }
     #[test]
     fn hals_needs_frobenius() {
