@@ -36,7 +36,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::dead_atoms::RowPool;
 use super::loss::Loss;
-use super::masked;
+use super::masked_columns;
 use super::options::Unobserved;
 use super::params::ValidParams;
 use super::replay::{add_scaled, Replay};
@@ -345,7 +345,7 @@ impl<F: Float> Dictionary<F> {
             // Implicit feedback reads every row for every item; observed-only data, the
             // rows that observe the item.
             let penalties = |count: f64| params.h_penalties(if implicit { rows } else { count });
-            masked::update_columns(
+            masked_columns::update_columns(
                 &mut self.h,
                 cols,
                 cur,

@@ -13,7 +13,7 @@
 use ndarray::{s, Array1, Array2, ArrayView2, Axis, ShapeBuilder, Zip};
 
 use super::loss::Loss;
-use super::masked::{kl_statistics, ColumnContribution, ColumnStats};
+use super::masked_columns::{kl_statistics, ColumnContribution, ColumnStats};
 use super::options::Unobserved;
 use crate::float::Float;
 use crate::linalg::{all_finite, zeros_written};
