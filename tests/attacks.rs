@@ -899,6 +899,129 @@ fn signals_stop_cleanly_and_resume_exactly() {
     assert_eq!(m.batches_seen(), 4800);
 }
 
+// ---- compressed Arrow IPC ---------------------------------------------------------------
+
+/// Arrow IPC with LZ4 (pandas' `to_feather` default) or zstd buffers, as a file, a stream
+/// on standard input and a file piped in, fits to the same model as the Parquet file; a buffer whose size
+/// prefix declares 2⁵⁰ bytes is refused with the file named and nothing written, where
+/// the reader would have aborted the process reserving them.
+#[test]
+fn compressed_arrow_ipc_reads_and_lying_sizes_are_refused() {
+    let d = setup(900);
+    let dir = d.path();
+    let x = PlantedSpec::new(900, 12, 3).seed(6).generate().x;
+    let fit = |input: &str, out: &str, stdin: Option<Vec<u8>>| {
+        let mut args = vec![
+            "fit",
+            input,
+            "-k",
+            "3",
+            "--batch-size",
+            "100",
+            "--epochs",
+            "1",
+        ];
+        if input == "x.parquet" {
+            args.extend(["--id-column", "id"]);
+        }
+        args.extend(["-q", "--out", out]);
+        let mut c = cmd(dir, &args);
+        let Some(bytes) = stdin else {
+            return c.output().unwrap();
+        };
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut pipe = child.stdin.take().unwrap();
+        // A refusal may close the pipe before everything is written.
+        let _ = pipe.write_all(&bytes);
+        drop(pipe);
+        child.wait_with_output().unwrap()
+    };
+    let h = |name: &str| {
+        let (m, _) = persist::load::<f32>(&dir.join(name)).unwrap();
+        m.components().unwrap().to_owned()
+    };
+    let o = fit("x.parquet", "p.snmf", None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let want = h("p.snmf");
+    for (codec, name) in [
+        (arrow_ipc::CompressionType::LZ4_FRAME, "lz4"),
+        (arrow_ipc::CompressionType::ZSTD, "zstd"),
+    ] {
+        let file = format!("{name}.feather");
+        std::fs::write(
+            dir.join(&file),
+            compressed_ipc_bytes(&dense_batches(&x, 300, false), codec, true),
+        )
+        .unwrap();
+        let o = fit(&file, "f.snmf", None);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(h("f.snmf"), want, "{name} file");
+        let o = fit(
+            "-",
+            "s.snmf",
+            Some(compressed_ipc_bytes(
+                &dense_batches(&x, 300, false),
+                codec,
+                false,
+            )),
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(h("s.snmf"), want, "{name} stream");
+        // `cat x.feather | streamnmf fit -`: the stream inside the file.
+        let o = fit(
+            "-",
+            "s.snmf",
+            Some(compressed_ipc_bytes(
+                &dense_batches(&x, 300, false),
+                codec,
+                true,
+            )),
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(h("s.snmf"), want, "{name} file on stdin");
+
+        // The first value buffer: 300 f64 of column f0, 2400 bytes once decompressed.
+        let lie = |mut bytes: Vec<u8>| {
+            let at = bytes
+                .windows(8)
+                .position(|w| w == 2400i64.to_le_bytes())
+                .unwrap();
+            bytes[at..at + 8].copy_from_slice(&(1i64 << 50).to_le_bytes());
+            bytes
+        };
+        let bad = format!("bad-{name}.feather");
+        std::fs::write(
+            dir.join(&bad),
+            lie(compressed_ipc_bytes(
+                &dense_batches(&x, 300, false),
+                codec,
+                true,
+            )),
+        )
+        .unwrap();
+        let before = files(dir);
+        let o = fit(&bad, "bad.snmf", None);
+        failed(&o, 1, &[&bad, "1125899906842624 bytes", "corrupt"]);
+        assert_eq!(files(dir), before);
+        let o = fit(
+            "-",
+            "bad.snmf",
+            Some(lie(compressed_ipc_bytes(
+                &dense_batches(&x, 300, false),
+                codec,
+                false,
+            ))),
+        );
+        failed(&o, 1, &["<stdin>", "1125899906842624 bytes", "corrupt"]);
+        assert_eq!(files(dir), before);
+    }
+}
+
 // ---- memory ----------------------------------------------------------------------------
 
 /// Writing a wide H (10 304 features, as a 112 × 92 face image) costs no memory beyond

@@ -83,6 +83,11 @@ fn corpus() -> Vec<(Kind, &'static str, Vec<u8>)> {
         "arrow stream",
         ipc_stream_bytes(&dense_batches(&x, 100, false)),
     ));
+    let dense = dense_batches(&x, 100, false);
+    let lz4 = compressed_ipc_bytes(&dense, arrow_ipc::CompressionType::LZ4_FRAME, true);
+    out.push((Kind::Dense, "arrow file, lz4", lz4));
+    let zstd = compressed_ipc_bytes(&dense, arrow_ipc::CompressionType::ZSTD, false);
+    out.push((Kind::Dense, "arrow stream, zstd", zstd));
     let p = d.join("fl.parquet");
     write_parquet(&p, &[fixed_list_batch(&x)], 100);
     out.push((Kind::Dense, "fixed-size list", bytes_of(&p)));
@@ -410,8 +415,15 @@ fn mutants_never_panic() {
                 mutant = mutate(&mutant, *kind, &mut rng);
             }
             let label = format!("{}-seed{seed}-round{round}-{i}", what.replace(' ', "_"));
+            let t = Instant::now();
             if let Err(f) = case(*kind, &mutant, &label) {
                 failures.push(f);
+            }
+            if t.elapsed() > Duration::from_secs(2) {
+                eprintln!(
+                    "fuzz: slow case {label}: {:.1} s",
+                    t.elapsed().as_secs_f64()
+                );
             }
             ran += 1;
         }

@@ -37,6 +37,10 @@ pub(super) fn test_triplets(width: usize) -> Converter {
     Converter::new(&schema, &InputOptions::new(64).layout(layout), Some(width)).unwrap()
 }
 
+/// Values a row of a `FixedSizeList` column may hold, at most (2²⁴): the width of a
+/// dense row, whose batches hold at least 16 rows of it.
+const MAX_LIST_WIDTH: usize = 1 << 24;
+
 #[derive(Clone, Debug)]
 enum Resolved {
     /// Shared: a converter clones its layout at every record batch.
@@ -427,7 +431,15 @@ impl Converter {
                             child.data_type()
                         )));
                     }
-                    let size = *size as usize;
+                    let size = (*size).max(0) as usize;
+                    // A schema's word: a corrupt one claimed 1.8 billion values a row,
+                    // and naming them took 44 GB.
+                    if size > MAX_LIST_WIDTH {
+                        return Err(Error::Schema(format!(
+                            "column '{name}' holds {size} values a row, more than the \
+                             {MAX_LIST_WIDTH} features a dense row may have"
+                        )));
+                    }
                     let names = (0..size).map(|j| format!("{name}[{j}]")).collect();
                     (Resolved::FixedList(name, size), names, size)
                 } else {

@@ -15,6 +15,7 @@ use parquet::arrow::ProjectionMask;
 
 use super::convert::Converter;
 use super::guard::{decoding, guarded};
+use super::ipc;
 #[cfg(test)]
 use super::prefetch::SPLIT_MIN_COLUMNS;
 use super::prefetch::{column_groups, Joined, Prefetch};
@@ -77,11 +78,13 @@ pub(super) fn open_file(
             Ok((schema, parquet_reader(open, columns, decode_rows)?))
         }),
         Format::ArrowFile => decoding("Arrow", || {
-            let r = FileReader::try_new(BufReader::new(file()?), None)?;
+            let mut f = file()?;
+            ipc::check_file(&mut f)?;
+            let r = FileReader::try_new(BufReader::new(f), None)?;
             Ok((r.schema(), Box::new(r) as RecordBatches))
         }),
         Format::ArrowStream => decoding("Arrow", || {
-            let r = StreamReader::try_new(BufReader::new(file()?), None)?;
+            let r = StreamReader::try_new(ipc::Checked::new(BufReader::new(file()?)), None)?;
             Ok((r.schema(), Box::new(r) as RecordBatches))
         }),
     }

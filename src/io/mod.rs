@@ -14,6 +14,7 @@ mod components;
 mod convert;
 mod files;
 mod guard;
+mod ipc;
 mod prefetch;
 mod records;
 #[cfg(feature = "object-store")]

@@ -8,6 +8,7 @@ use arrow_ipc::reader::StreamReader;
 
 use super::convert::Converter;
 use super::guard::{decoding, guarded};
+use super::ipc::Checked;
 use super::records::{converter_methods, mini_batches, Named, RecordBatches};
 use super::{ArrowFloat, InputOptions};
 use crate::error::{Error, Result};
@@ -48,7 +49,10 @@ impl<F: ArrowFloat> StreamSource<F> {
     /// labels errors (e.g. `"<stdin>"`).
     pub fn new(input: Box<dyn Read + Send>, name: &str, opts: InputOptions) -> Result<Self> {
         let reader = decoding("Arrow", || {
-            Ok(StreamReader::try_new(BufReader::new(input), None)?)
+            Ok(StreamReader::try_new(
+                Checked::new(BufReader::new(input)),
+                None,
+            )?)
         })
         .map_err(|e| e.in_file(name))?;
         Self::from_reader(reader, name, opts)

@@ -119,6 +119,31 @@ pub fn ipc_stream_bytes(batches: &[RecordBatch]) -> Vec<u8> {
     buf
 }
 
+/// Arrow IPC bytes of record batches with `codec` buffers (LZ4 is what
+/// `pandas.DataFrame.to_feather` writes): a file when `file`, else a stream.
+pub fn compressed_ipc_bytes(
+    batches: &[RecordBatch],
+    codec: arrow_ipc::CompressionType,
+    file: bool,
+) -> Vec<u8> {
+    use arrow_ipc::writer::{FileWriter, IpcWriteOptions, StreamWriter};
+    let opts = IpcWriteOptions::default()
+        .try_with_compression(Some(codec))
+        .unwrap();
+    let schema = batches[0].schema();
+    let mut buf = Vec::new();
+    if file {
+        let mut w = FileWriter::try_new_with_options(&mut buf, &schema, opts).unwrap();
+        batches.iter().for_each(|b| w.write(b).unwrap());
+        w.finish().unwrap();
+    } else {
+        let mut w = StreamWriter::try_new_with_options(&mut buf, &schema, opts).unwrap();
+        batches.iter().for_each(|b| w.write(b).unwrap());
+        w.finish().unwrap();
+    }
+    buf
+}
+
 /// `x` as one `FixedSizeList<Float64>` column `v`.
 pub fn fixed_list_batch(x: &Array2<f64>) -> RecordBatch {
     let mut b = FixedSizeListBuilder::new(Float64Builder::new(), x.ncols() as i32);
