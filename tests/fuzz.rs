@@ -91,6 +91,17 @@ fn corpus() -> Vec<(Kind, &'static str, Vec<u8>)> {
     let p = d.join("fl.parquet");
     write_parquet(&p, &[fixed_list_batch(&x)], 100);
     out.push((Kind::Dense, "fixed-size list", bytes_of(&p)));
+    let p = d.join("lists.parquet");
+    let rows = x
+        .rows()
+        .into_iter()
+        .map(|r| Some(r.iter().map(|&v| Some(v)).collect::<Vec<_>>()));
+    let lists =
+        arrow_array::ListArray::from_iter_primitive::<arrow_array::types::Float64Type, _, _>(rows);
+    let batch =
+        arrow_array::RecordBatch::try_from_iter([("v", std::sync::Arc::new(lists) as _)]).unwrap();
+    write_parquet(&p, &[batch], 100);
+    out.push((Kind::Dense, "list of floats", bytes_of(&p)));
     let p = d.join("tr.parquet");
     write_parquet(&p, &triplet_batches(&sparse, 97), 200);
     out.push((Kind::Triplets, "triplets", bytes_of(&p)));

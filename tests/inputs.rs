@@ -235,13 +235,15 @@ fn values_beyond_f32_are_named() {
 /// and their types (a variable-length list is not a dense row).
 #[test]
 fn a_table_without_numbers_lists_its_columns() {
-    use arrow_array::builder::{Float32Builder, LargeListBuilder};
+    use arrow_array::builder::{LargeListBuilder, StringBuilder};
     use arrow_array::StringArray;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mut lists = LargeListBuilder::new(Float32Builder::new());
+    // Lists of words (a list of numbers would hold the rows: see below).
+    let mut lists = LargeListBuilder::new(StringBuilder::new());
     for i in 0..50 {
-        lists.values().append_slice(&[1.0, i as f32]);
+        lists.values().append_value("tag");
+        lists.values().append_value(format!("t{i}"));
         lists.append(true);
     }
     let names = StringArray::from_iter_values((0..50).map(|i| format!("row {i}")));
@@ -257,7 +259,7 @@ fn a_table_without_numbers_lists_its_columns() {
         &[
             "lists.parquet: no numeric columns to factorize",
             "'name' (Utf8)",
-            "'v' (LargeList(Float32",
+            "'v' (LargeList(Utf8",
         ],
     );
 }
@@ -696,4 +698,119 @@ fn codes_beyond_f32_are_refused_not_zeroed() {
         .transform(&ndarray::Array2::from_elem((4, 2), 3.0f32))
         .unwrap();
     assert!((w[[0, 0]] - 3.0 * 2f32.sqrt()).abs() < 1e-4, "{w}");
+}
+
+/// A column of arrays (`List<float>`, as pyarrow stores a pandas column of numpy arrays,
+/// and `LargeList`) holds dense rows: the same model as the same values in a
+/// `FixedSizeList` column; the width is the first row's length or `--width`, and a row
+/// of another length is named.
+#[test]
+fn a_column_of_arrays_holds_dense_rows() {
+    use arrow_array::types::Float64Type;
+    use arrow_array::{FixedSizeListArray, GenericListArray, OffsetSizeTrait};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let x = PlantedSpec::new(600, 10, 3).seed(4).generate().x;
+    let rows = |short: Option<usize>| {
+        (0..x.nrows())
+            .map(|i| {
+                let len = if short == Some(i) { 7 } else { x.ncols() };
+                Some((0..len).map(|j| Some(x[[i, j]])).collect::<Vec<_>>())
+            })
+            .collect::<Vec<_>>()
+    };
+    fn list<O: OffsetSizeTrait>(rows: Vec<Option<Vec<Option<f64>>>>) -> ArrayRef {
+        Arc::new(GenericListArray::<O>::from_iter_primitive::<
+            Float64Type,
+            _,
+            _,
+        >(rows))
+    }
+    let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..x.nrows() as i64));
+    let table =
+        |emb: ArrayRef| RecordBatch::try_from_iter([("id", ids.clone()), ("emb", emb)]).unwrap();
+    let fixed: ArrayRef = Arc::new(
+        FixedSizeListArray::from_iter_primitive::<Float64Type, _, _>(rows(None), x.ncols() as i32),
+    );
+    write_parquet(&d.join("fixed.parquet"), &[table(fixed)], 250);
+    write_parquet(
+        &d.join("list.parquet"),
+        &[table(list::<i32>(rows(None)))],
+        250,
+    );
+    write_ipc_file(&d.join("large.arrow"), &[table(list::<i64>(rows(None)))]);
+    write_parquet(
+        &d.join("ragged.parquet"),
+        &[table(list::<i32>(rows(Some(420))))],
+        250,
+    );
+    let fit = |input: &str, out: &str, more: &[&str]| {
+        let mut args = vec![
+            "fit",
+            input,
+            "--id-column",
+            "id",
+            "-k",
+            "3",
+            "--epochs",
+            "2",
+            "-q",
+            "--out",
+            out,
+        ];
+        args.extend_from_slice(more);
+        ok(&run(d, &args));
+        let (m, meta) = persist::load::<f32>(&d.join(out)).unwrap();
+        (
+            m.components().unwrap().to_owned(),
+            meta.feature_names.clone(),
+        )
+    };
+    let want = fit("fixed.parquet", "fixed.snmf", &[]);
+    assert_eq!(want.1[9], "emb[9]");
+    assert_eq!(fit("list.parquet", "list.snmf", &[]), want);
+    assert_eq!(fit("large.arrow", "large.snmf", &[]), want);
+    assert_eq!(
+        fit(
+            "list.parquet",
+            "w.snmf",
+            &["--width", "10", "--columns", "emb"]
+        ),
+        want
+    );
+    refused(
+        d,
+        &[
+            "fit",
+            "ragged.parquet",
+            "--id-column",
+            "id",
+            "-k",
+            "3",
+            "--out",
+            "r.snmf",
+        ],
+        &[
+            "ragged.parquet",
+            "row 420",
+            "column 'emb'",
+            "a list of 7 values, where the rows have 10",
+        ],
+    );
+    refused(
+        d,
+        &[
+            "fit",
+            "list.parquet",
+            "--id-column",
+            "id",
+            "-k",
+            "3",
+            "--width",
+            "12",
+            "--out",
+            "r.snmf",
+        ],
+        &["row 0", "a list of 10 values, where the rows have 12"],
+    );
 }

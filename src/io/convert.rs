@@ -12,6 +12,7 @@ use arrow_cast::cast;
 use arrow_schema::{DataType, Field, Schema};
 use ndarray::Array2;
 
+use super::list_rows;
 use super::vocabulary;
 use super::{ArrowFloat, InputOptions, Layout};
 use crate::error::{Error, Result};
@@ -193,10 +194,11 @@ fn warn_left_out(schema: &Schema, opts: &InputOptions, source: &str) {
         return;
     }
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let rows = list_rows::list_column(schema, opts);
     let left: Vec<String> = schema
         .fields()
         .iter()
-        .filter(|f| Some(f.name()) != opts.id_column.as_ref())
+        .filter(|f| Some(f.name()) != opts.id_column.as_ref() && Some(f.name()) != rows.as_ref())
         .filter(|f| {
             let t = f.data_type();
             !is_feature_type(t)
@@ -360,6 +362,11 @@ impl Converter {
                         .map(|f| f.name().clone())
                         .collect(),
                 };
+                // A lone `List<number>` column (a column of arrays) holds the rows.
+                let chosen = match list_rows::list_column(schema, opts) {
+                    Some(c) if chosen.is_empty() => vec![c],
+                    _ => chosen,
+                };
                 if chosen.is_empty() {
                     let fields = schema.fields();
                     let mut found: Vec<String> = fields
@@ -414,16 +421,26 @@ impl Converter {
                 let lists: Vec<_> = chosen
                     .iter()
                     .filter(|c| {
-                        matches!(
-                            by_name.get(c.as_str()).map(|f| f.data_type()),
-                            Some(DataType::FixedSizeList(..))
-                        )
+                        by_name.get(c.as_str()).is_some_and(|f| {
+                            let t = f.data_type();
+                            matches!(t, DataType::FixedSizeList(..)) || list_rows::is_number_list(t)
+                        })
                     })
                     .collect();
                 if let (1, 1) = (chosen.len(), lists.len()) {
                     let name = chosen[0].clone();
-                    let DataType::FixedSizeList(child, size) = field(&name)?.data_type() else {
-                        unreachable!("checked above")
+                    let (child, size) = match field(&name)?.data_type() {
+                        DataType::FixedSizeList(child, size) => (child, *size),
+                        DataType::List(child) | DataType::LargeList(child) => {
+                            let Some(w) = width else {
+                                return Err(Error::Schema(format!(
+                                    "column '{name}' is a list of varying length: give the \
+                                     row width with --width"
+                                )));
+                            };
+                            (child, i32::try_from(w).unwrap_or(i32::MAX))
+                        }
+                        _ => unreachable!("checked above"),
                     };
                     if !child.data_type().is_numeric() {
                         return Err(Error::Schema(format!(
@@ -431,7 +448,7 @@ impl Converter {
                             child.data_type()
                         )));
                     }
-                    let size = (*size).max(0) as usize;
+                    let size = size.max(0) as usize;
                     // A schema's word: a corrupt one claimed 1.8 billion values a row,
                     // and naming them took 44 GB.
                     if size > MAX_LIST_WIDTH {
@@ -660,8 +677,7 @@ impl Converter {
                 if let Some(i) = first_null(a.as_ref()) {
                     return Err(null_error(row0, i, &name));
                 }
-                let list = a.as_fixed_size_list();
-                let child = list.values();
+                let child = &list_rows::row_values(a, size, &name, row0)?;
                 if child.len() != n * size {
                     return Err(Error::Schema(format!(
                         "column '{name}': {} values for {n} rows of {size}",

@@ -16,6 +16,7 @@ use parquet::arrow::ProjectionMask;
 use super::convert::Converter;
 use super::guard::{decoding, guarded};
 use super::ipc;
+use super::list_rows::list_column;
 #[cfg(test)]
 use super::prefetch::SPLIT_MIN_COLUMNS;
 use super::prefetch::{column_groups, Joined, Prefetch};
@@ -455,7 +456,14 @@ impl<F: ArrowFloat> FileSource<F> {
         let files = expand_paths(paths)?;
         let first = schema_of(&files[0])?;
         let width = match (&opts.layout, opts.width) {
-            (Layout::Dense, _) => None,
+            // Rows in a column of arrays: --width, else the first row's length.
+            (Layout::Dense, w) => match list_column(&first, &opts) {
+                Some(c) => Some(match w {
+                    Some(w) => w,
+                    None => first_list_length(&files[0], &c)?,
+                }),
+                None => None,
+            },
             // A catalogue of item ids sets the width as it reads.
             _ if opts.item_ids.is_some() => None,
             (_, Some(w)) => Some(w),
@@ -524,6 +532,23 @@ impl<F: crate::Float> Iterator for Recorder<F> {
         };
         item
     }
+}
+
+/// The length of the first list in column `col` of `file` (0 when it has no rows).
+fn first_list_length(file: &Path, col: &str) -> Result<usize> {
+    let (_, batches) = open_file(file, &[col.to_string()], 1024)?;
+    for rb in batches {
+        let rb = rb.map_err(|e| Error::from(e).in_file(file))?;
+        let Some(a) = rb.column_by_name(col).filter(|a| !a.is_empty()) else {
+            continue;
+        };
+        return Ok(match a.data_type() {
+            DataType::List(_) => a.as_list::<i32>().value_length(0).max(0) as usize,
+            DataType::LargeList(_) => a.as_list::<i64>().value_length(0).max(0) as usize,
+            _ => 0,
+        });
+    }
+    Ok(0)
 }
 
 /// Width of sparse inputs: one more than the largest column index in any file.

@@ -15,6 +15,7 @@ mod convert;
 mod files;
 mod guard;
 mod ipc;
+mod list_rows;
 mod prefetch;
 mod records;
 #[cfg(feature = "object-store")]

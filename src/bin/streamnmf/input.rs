@@ -26,7 +26,8 @@ pub struct InputArgs {
     /// `dense` (default), `triplets:ROW,COL,VALUE` or `list:COLUMN` (List<Struct{index, value}>).
     #[arg(long, default_value = "dense")]
     pub layout: String,
-    /// Number of features of a sparse layout (default: scanned from the files).
+    /// Number of features of a sparse layout, or of the rows of a dense `List<number>` column
+    /// (default: scanned from the files; a list column's first row).
     #[arg(long)]
     pub width: Option<usize>,
     /// Rows per mini-batch [default for a new Frobenius fit of dense files: 6k rows, or
