@@ -279,6 +279,29 @@ fn an_empty_file_is_named() {
     );
 }
 
+/// All-zero data fits (there is nothing wrong with the file) but says that the model it
+/// learned is all zeros; data with signal says nothing of the kind.
+#[test]
+fn an_all_zero_table_is_warned_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let x = PlantedSpec::new(300, 6, 2).seed(1).generate().x;
+    write_parquet(&d.join("x.parquet"), &dense_batches(&x, 100, false), 100);
+    write_parquet(
+        &d.join("zeros.parquet"),
+        &dense_batches(&(x * 0.0), 100, false),
+        100,
+    );
+    let warned = |input: &str| {
+        let o = run(d, &["fit", input, "-k", "2", "-q", "--out", "m.snmf"]);
+        ok(&o);
+        String::from_utf8_lossy(&o.stderr)
+            .contains("every atom of the model is zero: the data holds no signal")
+    };
+    assert!(warned("zeros.parquet"));
+    assert!(!warned("x.parquet"));
+}
+
 /// A bad rating in a triplet file is named by its own line and the value column, in
 /// either mode of unstored entries: the batch's checks knew only the row's first line and
 /// a column index ("row 0, column '1'" for the second line's rating).

@@ -493,6 +493,17 @@ fn fit<F: ArrowFloat>(
              more passes (--epochs N, up to N) would still lower the loss"
         );
     }
+    if model
+        .components()
+        .is_ok_and(|h| h.iter().all(|v| v.is_zero()))
+    {
+        // All-zero data (or a filter that left only zeros): a model that codes everything
+        // as zero, which would otherwise pass without a word.
+        tracing::warn!(
+            "every atom of the model is zero: the data holds no signal (all zeros?), so \
+             every code will be zero too"
+        );
+    }
     if !a.json && !a.quiet {
         let passes = if report.converged && report.epochs < epochs {
             let gain = last_gain.map_or(String::new(), |g| format!(", the last gaining {g:.2} %"));
