@@ -953,37 +953,18 @@ fn compressed_arrow_ipc_reads_and_lying_sizes_are_refused() {
         (arrow_ipc::CompressionType::ZSTD, "zstd"),
     ] {
         let file = format!("{name}.feather");
-        std::fs::write(
-            dir.join(&file),
-            compressed_ipc_bytes(&dense_batches(&x, 300, false), codec, true),
-        )
-        .unwrap();
-        let o = fit(&file, "f.snmf", None);
-        assert!(o.status.success(), "{}", stderr(&o));
-        assert_eq!(h("f.snmf"), want, "{name} file");
-        let o = fit(
-            "-",
-            "s.snmf",
-            Some(compressed_ipc_bytes(
-                &dense_batches(&x, 300, false),
-                codec,
-                false,
-            )),
-        );
-        assert!(o.status.success(), "{}", stderr(&o));
-        assert_eq!(h("s.snmf"), want, "{name} stream");
-        // `cat x.feather | streamnmf fit -`: the stream inside the file.
-        let o = fit(
-            "-",
-            "s.snmf",
-            Some(compressed_ipc_bytes(
-                &dense_batches(&x, 300, false),
-                codec,
-                true,
-            )),
-        );
-        assert!(o.status.success(), "{}", stderr(&o));
-        assert_eq!(h("s.snmf"), want, "{name} file on stdin");
+        let bytes = |file| compressed_ipc_bytes(&dense_batches(&x, 300, false), codec, file);
+        std::fs::write(dir.join(&file), bytes(true)).unwrap();
+        // A file, a stream on stdin, and `cat x.feather | streamnmf fit -`.
+        for (input, stdin, what) in [
+            (file.as_str(), None, "file"),
+            ("-", Some(bytes(false)), "stream"),
+            ("-", Some(bytes(true)), "file on stdin"),
+        ] {
+            let o = fit(input, "f.snmf", stdin);
+            assert!(o.status.success(), "{}", stderr(&o));
+            assert_eq!(h("f.snmf"), want, "{name} {what}");
+        }
 
         // The first value buffer: 300 f64 of column f0, 2400 bytes once decompressed.
         let lie = |mut bytes: Vec<u8>| {

@@ -373,6 +373,13 @@ mod tests {
         out
     }
 
+    /// `check_file`'s error on a file of `bytes`.
+    fn file_error(path: &std::path::Path, bytes: &[u8]) -> String {
+        std::fs::write(path, bytes).unwrap();
+        let e = check_file(&mut File::open(path).unwrap());
+        e.unwrap_err().to_string()
+    }
+
     /// Where the 8-byte size prefix of the first buffer that declares `size` sits.
     fn prefix_of(bytes: &[u8], size: i64) -> usize {
         bytes
@@ -416,10 +423,7 @@ mod tests {
             let mut bad = file_bytes(codec);
             let at = prefix_of(&bad, 4000);
             bad[at..at + 8].copy_from_slice(&(1i64 << 50).to_le_bytes());
-            std::fs::write(&path, &bad).unwrap();
-            let e = check_file(&mut File::open(&path).unwrap())
-                .unwrap_err()
-                .to_string();
+            let e = file_error(&path, &bad);
             assert!(
                 e.contains("1125899906842624 bytes") && e.contains("1024 MiB"),
                 "{e}"
@@ -479,10 +483,7 @@ mod tests {
         let body = f.recordBatches().unwrap().get(0).bodyLength();
         let at = footer + prefix_of(&bytes[footer..], body);
         bytes[at..at + 8].copy_from_slice(&(30i64 << 30).to_le_bytes());
-        std::fs::write(&path, &bytes).unwrap();
-        let e = check_file(&mut File::open(&path).unwrap())
-            .unwrap_err()
-            .to_string();
+        let e = file_error(&path, &bytes);
         assert!(
             e.contains("outside the file's") && e.contains("32212254720 bytes"),
             "{e}"
