@@ -7,8 +7,10 @@
 //! on the failed allocation, which no panic guard catches. So every record batch and
 //! dictionary message is checked here first: a buffer may declare at most
 //! [`MAX_BUFFER`] bytes and a message's buffers [`MAX_MESSAGE`] in total (a batch of
-//! 10 M rows of f64 holds 80 MB a column). Messages this module cannot parse are left to
-//! the Arrow reader, which refuses them before decompressing anything.
+//! 10 M rows of f64 holds 80 MB a column). A stream message this module cannot parse is
+//! left to the Arrow reader, which parses the same bytes and stops there before
+//! decompressing anything; in a file, where the reader parses more bytes than the
+//! message's metadata, it is refused.
 //!
 //! * Files: [`check_file`] walks the footer's blocks and reads each message and the
 //!   8-byte prefixes of its buffers, before the reader opens the file. It also refuses
