@@ -178,7 +178,7 @@ fn floats<F: ArrowFloat>(a: &ArrayRef, name: &str, row0: u64) -> Result<ArrayRef
 /// Whether a column of this type can be a feature: numbers, and booleans as 0 / 1
 /// (one-hot and binary interaction tables), also dictionary-encoded (pyarrow keeps a
 /// categorical's codes so, and writes a dictionary-encoded column's Arrow type to Parquet).
-fn is_feature_type(t: &DataType) -> bool {
+pub(super) fn is_feature_type(t: &DataType) -> bool {
     match t {
         DataType::Dictionary(_, values) => is_feature_type(values),
         t => t.is_numeric() || *t == DataType::Boolean,

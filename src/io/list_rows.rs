@@ -8,6 +8,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, OffsetSizeTrait};
 use arrow_schema::{DataType, Schema};
 
+use super::convert::is_feature_type;
 use super::{InputOptions, Layout};
 use crate::error::{Error, Result};
 
@@ -40,10 +41,11 @@ pub(crate) fn list_column(schema: &Schema, opts: &InputOptions) -> Option<String
                 .iter()
                 .filter(|f| Some(f.name()) != opts.id_column.as_ref())
                 .filter(|f| {
+                    // The default selection's own rule (a categorical of strings is a
+                    // label, not a feature), plus lists.
                     let t = f.data_type();
-                    t.is_numeric()
-                        || *t == DataType::Boolean
-                        || matches!(t, DataType::Dictionary(..) | DataType::FixedSizeList(..))
+                    is_feature_type(t)
+                        || matches!(t, DataType::FixedSizeList(..))
                         || is_number_list(t)
                 })
                 .collect();
@@ -165,6 +167,13 @@ mod tests {
         };
         let opts = InputOptions::new(10).id_column("id");
         assert_eq!(list_column(&schema(None), &opts).as_deref(), Some("emb"));
+        let words = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        assert_eq!(
+            list_column(&schema(Some(words)), &opts).as_deref(),
+            Some("emb")
+        );
+        let codes = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Float32));
+        assert_eq!(list_column(&schema(Some(codes)), &opts), None);
         assert_eq!(list_column(&schema(Some(DataType::Float64)), &opts), None);
         let named = InputOptions::new(10).columns(vec!["emb".into()]);
         let s = schema(Some(DataType::Float64));
