@@ -65,6 +65,45 @@ fn triplets(rows: &[(i64, i64, f64)]) -> RecordBatch {
     .unwrap()
 }
 
+/// Under Itakura-Saito (undefined at zero) a triplet's stored zero is refused at its own
+/// line and the value column, not at its row's first line; with `--epsilon` it is data.
+#[test]
+fn a_zero_triplet_under_itakura_saito_names_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut rows = Vec::new();
+    for r in 0..4 {
+        for c in 0..3 {
+            rows.push((r, c, 1.0 + (r * 3 + c) as f64));
+        }
+    }
+    rows[10].2 = 0.0; // row 3, item 1: line 10 of the file, row 3's first line is 9
+    write_parquet(&d.join("t.parquet"), &[triplets(&rows)], 100);
+    let args = |extra: &'static [&'static str]| {
+        let mut a = vec![
+            "fit",
+            "t.parquet",
+            "-k",
+            "1",
+            "--layout",
+            "triplets:user,item,rating",
+            "--width",
+            "3",
+            "--loss",
+            "is",
+            "-q",
+        ];
+        a.extend_from_slice(extra);
+        a
+    };
+    refused(
+        d,
+        &args(&[]),
+        &["t.parquet", "row 10, column 'rating'", "zero value"],
+    );
+    ok(&run(d, &args(&["--epsilon", "1e-6", "--out", "m.snmf"])));
+}
+
 /// Triplets not grouped by row: the first row id that comes back is named, with the line.
 /// A column past `--width` and a (row, item) pair given twice name the line or the row id,
 /// and the real column.

@@ -5,7 +5,9 @@ scikit-learn's NMF(cd), NMF(mu) and MiniBatchNMF, member by member.
 Planted members vary one thing at a time around a base (20 000 x 1 000, k = 20,
 exponential factors with half their entries zero, half-normal noise at 5 % of the mean,
 rows in random order): factor density, noise type and level, k, p, n, and row order
-(sorted by dominant component, or slowly drifting component use). Real members are data
+(sorted by dominant component, or slowly drifting component use). Six more planted
+members come from other generators (uniform, gamma, one-hot clusters, badly scaled
+columns, low signal-to-noise, Dirichlet topics of counts). Real members are data
 that ships inside scikit-learn (digits, breast cancer, wine, diabetes' absolute values,
 the lines of its two sample photographs: no download) and TF-IDF of the Python standard
 library's source files (text that ships with the interpreter).
@@ -69,6 +71,48 @@ def planted_members():
     return {name: {**BASE, **v, "kind": "planted"} for name, v in out.items()}
 
 
+# Planted data from other generators than the family's own (exponential factors, half
+# of them zero): what a user's or a reviewer's script is likely to make. Uniform factors
+# (`rng.random`) are the hard case: every atom shares a large common part, the problem is
+# ill-conditioned, and NMF(cd) needs hundreds of iterations to reach 1.1x the bound.
+OTHER = {
+    "uniform": dict(n=20_000, p=500, k=10, generator="uniform"),
+    "gamma": dict(n=20_000, p=1_000, k=20, generator="gamma"),
+    "clusters": dict(n=20_000, p=800, k=15, generator="clusters"),
+    "scaled": dict(n=20_000, p=600, k=12, generator="scaled"),
+    "low-snr": dict(n=20_000, p=500, k=10, generator="low-snr"),
+    "topics": dict(n=20_000, p=1_000, k=20, generator="topics"),
+}
+OTHER = {name: {**BASE, **v, "kind": "planted"} for name, v in OTHER.items()}
+
+
+def generate_other(m, rng):
+    """Members of OTHER: the planted matrix of another generator (float32)."""
+    n, p, k, g = m["n"], m["p"], m["k"], m["generator"]
+    if g == "uniform":  # W, H ~ U(0, 1), Gaussian noise at 1 % of the mean, clipped
+        x = rng.random((n, k)) @ rng.random((k, p))
+        x = np.maximum(x + rng.normal(0, 0.01 * x.mean(), x.shape), 0)
+    elif g == "gamma":  # very skewed factors, half-normal noise at 5 %
+        x = rng.gamma(0.2, 1, (n, k)) @ rng.gamma(0.2, 1, (k, p))
+        x = x + np.abs(rng.normal(0, 0.05 * x.mean(), x.shape))
+    elif g == "clusters":  # one component a row (clustering), half-normal noise at 10 %
+        w = np.zeros((n, k))
+        w[np.arange(n), rng.integers(0, k, n)] = rng.exponential(1, n) + 0.5
+        x = w @ rng.exponential(1, (k, p))
+        x = x + np.abs(rng.normal(0, 0.1 * x.mean(), x.shape))
+    elif g == "scaled":  # columns scaled over three decades, multiplicative noise
+        h = rng.random((k, p)) * (rng.random((k, p)) < 0.4)
+        x = (rng.lognormal(0, 1, (n, k)) @ h) * 10 ** rng.uniform(0, 3, p)[None, :] * 1e3
+        x = x * (1 + 0.05 * np.abs(rng.normal(size=x.shape)))
+    elif g == "low-snr":  # Gaussian noise at half the mean, clipped
+        x = rng.exponential(1, (n, k)) @ rng.exponential(1, (k, p))
+        x = np.maximum(x + rng.normal(0, 0.5 * x.mean(), x.shape), 0)
+    else:  # topics: Dirichlet mixtures of peaked atoms, Poisson counts
+        w = rng.dirichlet(np.full(k, 0.1), n) * rng.lognormal(3, 0.5, (n, 1))
+        x = rng.poisson(w @ rng.dirichlet(np.full(p, 0.05), k) * 50).astype(np.float64)
+    return x.astype(np.float32)
+
+
 REAL = {
     "digits": dict(kind="real", loader="load_digits", k=16),
     "breast-cancer": dict(kind="real", loader="load_breast_cancer", k=6),
@@ -89,6 +133,8 @@ QUICK = ["base", "density-10", "gauss-20", "poisson", "k5", "k64", "sorted", "dr
 
 def generate(m, rng):
     """The planted matrix of member m (float32)."""
+    if "generator" in m:
+        return generate_other(m, rng)
     n, p, k, d = m["n"], m["p"], m["k"], m["density"]
     if m["order"] == "drift":
         # Component r is active with a probability that rises and falls along the rows.
@@ -336,7 +382,7 @@ def main():
         return worker(args)
     binary_dir = os.environ.get("STREAMNMF_BIN", "target/release")
     binary = os.path.join(binary_dir, "streamnmf")
-    members = {**planted_members(), **REAL}
+    members = {**planted_members(), **OTHER, **REAL}
     names = args.members or (QUICK if args.quick else list(members))
     peers = [] if args.peers == "none" else [p for p in args.peers.split(",") if p]
     results = []

@@ -77,6 +77,8 @@ pub(crate) struct Converter {
     items: Option<vocabulary::Shared>,
     /// Dense columns: nulls are missing entries (NaN), not errors.
     nulls_are_missing: bool,
+    /// Triplets: the β of a loss undefined at zero, whose stored zeros are refused.
+    zeros_refused: Option<f64>,
     /// Sparse layouts: the width was given (`--width`), so a larger index is an error;
     /// otherwise the width grows to the largest index seen.
     strict_width: bool,
@@ -511,6 +513,7 @@ impl Converter {
             positions: None,
             items: None,
             nulls_are_missing: opts.nulls_are_missing,
+            zeros_refused: opts.zeros_refused,
             strict_width: opts.width.is_some(),
         })
     }

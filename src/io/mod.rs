@@ -130,6 +130,10 @@ pub struct InputOptions {
     /// instead of an error.
     #[serde(default)]
     pub nulls_are_missing: bool,
+    /// Triplet layouts: a stored zero is an error naming its line, for a loss undefined at
+    /// zero (this β ≤ 0, e.g. Itakura-Saito without a floor). `None`: zeros are data.
+    #[serde(default)]
+    pub zeros_refused: Option<f64>,
 }
 
 /// Item ids of a triplet input and the columns they map to: a catalogue of items in the
@@ -172,6 +176,7 @@ impl InputOptions {
             shuffle: None,
             item_ids: None,
             nulls_are_missing: false,
+            zeros_refused: None,
         }
     }
     /// Reads the triplets' column column as item ids (see [`ItemIds`]).
@@ -182,6 +187,18 @@ impl InputOptions {
     /// Reads nulls of a dense layout as missing entries (NaN).
     pub fn nulls_are_missing(mut self, yes: bool) -> Self {
         self.nulls_are_missing = yes;
+        self
+    }
+    /// Triplets: refuses a stored zero at its own line, for a loss with this β that is
+    /// undefined at zero (the solvers' checks would name the row's first line instead).
+    ///
+    /// ```
+    /// use streamnmf::io::InputOptions;
+    /// let opts = InputOptions::new(256).zeros_refused(Some(0.0));
+    /// assert_eq!(opts.zeros_refused, Some(0.0));
+    /// ```
+    pub fn zeros_refused(mut self, beta: Option<f64>) -> Self {
+        self.zeros_refused = beta;
         self
     }
     /// Selects feature columns by name.

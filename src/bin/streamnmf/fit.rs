@@ -232,8 +232,16 @@ fn fit<F: ArrowFloat>(
     }
     let rank = params.rank();
     let missing = params.unobserved() == Unobserved::Missing;
+    // Under a loss undefined at zero, a triplet's stored zero is named at its own line.
+    let zero_beta = (params.loss().beta() <= 0.0
+        && params.unobserved() == Unobserved::Zero
+        && params.epsilon() <= 0.0)
+        .then(|| params.loss().beta());
     let opts = a.input.options(params.batch_size(), params.seed())?;
-    let opts = a.input.model_options(opts, &model_names, true, missing)?;
+    let opts = a
+        .input
+        .model_options(opts, &model_names, true, missing)?
+        .zeros_refused(zero_beta);
     let mut source = a.input.open::<F>(opts)?;
     // A sparse source's width grows as it is read; a dense one is known now.
     if !source.sparse() && rank > source.width() {
@@ -336,7 +344,10 @@ fn fit<F: ArrowFloat>(
     let report = if ranks.distributed() {
         let open = || {
             let opts = a.input.options(params.batch_size(), params.seed())?;
-            let opts = a.input.model_options(opts, &model_names, true, missing)?;
+            let opts = a
+                .input
+                .model_options(opts, &model_names, true, missing)?
+                .zeros_refused(zero_beta);
             a.input.open::<F>(opts)
         };
         ranks

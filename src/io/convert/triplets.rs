@@ -212,12 +212,14 @@ impl<F: ArrowFloat> Rows<F> {
 }
 
 /// A triplet's value that no loss accepts (negative, infinite, or NaN where NaN is not a
-/// missing entry) is an error naming its line and the value column. Checked here, where
+/// missing entry), or a zero under a loss undefined at zero (`zero_beta`: its β), is an
+/// error naming its line and the value column. Checked here, where
 /// the line is known: once in a sparse row, entries are sorted by column, and the
 /// batch's checks could only name the row's first line and a column index.
 fn check_triplet_values<V: crate::float::Float>(
     vals: &[V],
     nan_is_missing: bool,
+    zero_beta: Option<f64>,
     row0: u64,
     value: &str,
 ) -> Result<()> {
@@ -225,14 +227,16 @@ fn check_triplet_values<V: crate::float::Float>(
         if v.is_nan() {
             !nan_is_missing
         } else {
-            v.is_infinite() || v < V::zero()
+            v.is_infinite() || v < V::zero() || (v == V::zero() && zero_beta.is_some())
         }
     };
     match vals.iter().position(|&v| bad(v)) {
         None => Ok(()),
         Some(i) => {
             let v = vals[i];
-            let message = if v.is_finite() {
+            let message = if let (true, Some(beta)) = (v == V::zero(), zero_beta) {
+                format!("zero value, undefined under the beta={beta} divergence")
+            } else if v.is_finite() {
                 format!("negative value {v}: NMF needs non-negative data")
             } else {
                 format!("non-finite value {v}")
@@ -290,7 +294,13 @@ impl Converter {
         };
         let vals = floats::<F>(column(rb, value)?, value, row0)?;
         let vals = vals.as_primitive::<F::Arrow>().values();
-        check_triplet_values(vals, self.nulls_are_missing, row0, value)?;
+        check_triplet_values(
+            vals,
+            self.nulls_are_missing,
+            self.zeros_refused,
+            row0,
+            value,
+        )?;
         let n = rb.num_rows();
         let mut rows = Rows::<F>::new(n);
         let mut t = 0;
@@ -540,7 +550,7 @@ mod tests {
     #[test]
     fn bad_values_name_their_line_and_the_value_column() {
         let named = |vals: &[f32], missing: bool| {
-            check_triplet_values(vals, missing, 10, "rating").map_err(|e| e.to_string())
+            check_triplet_values(vals, missing, None, 10, "rating").map_err(|e| e.to_string())
         };
         assert_eq!(named(&[4.0, 0.0, 5.0], false), Ok(()));
         assert_eq!(
@@ -557,6 +567,15 @@ mod tests {
         );
         // A NaN is a missing entry where nulls are.
         assert_eq!(named(&[1.0, f32::NAN], true), Ok(()));
+        // A zero is data, unless the loss is undefined there (Itakura-Saito).
+        let is = |vals: &[f32]| {
+            check_triplet_values(vals, false, Some(0.0), 10, "v").map_err(|e| e.to_string())
+        };
+        assert_eq!(is(&[4.0, 1e-30]), Ok(()));
+        assert_eq!(
+            is(&[4.0, 2.0, 0.0]),
+            Err("row 12, column 'v': zero value, undefined under the beta=0 divergence".into())
+        );
     }
 
     /// A column given twice in one row names the row's first line and its id, whether
