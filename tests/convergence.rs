@@ -32,21 +32,40 @@ fn relative_improvements(losses: &[f64]) -> Vec<f64> {
     losses.windows(2).map(|w| (w[0] - w[1]) / w[0]).collect()
 }
 
-/// Defaults on planted data: the fit stops at the first pass that gains less than 0.1 %,
-/// within a few passes, at the error of a fit that runs all 50.
+/// Defaults on planted data: once the window schedule has settled (two passes after the
+/// first that gained less than 1 %), the fit stops at the first pass that gains less than
+/// 0.1 %, within a few passes, at the error of a fit that runs all 50.
 #[test]
 fn fits_stop_where_a_pass_stops_paying() {
     let x = data();
     let mut model = OnlineNmf::<f64>::new(params());
     let report = model.fit(&x).unwrap();
     assert!(report.converged, "{report:?}");
-    assert!((3..=8).contains(&report.passes), "{report:?}");
+    assert!((3..=10).contains(&report.passes), "{report:?}");
     assert_eq!(report.sample_losses, model.sample_losses());
     assert_eq!(report.sample_losses.len(), report.passes);
     let gains = relative_improvements(&report.sample_losses);
-    let (last, before) = gains.split_last().unwrap();
-    assert!(*last < 1e-3, "{gains:?}");
-    assert!(before.iter().all(|&g| g >= 1e-3), "{gains:?}");
+    assert!(*gains.last().unwrap() < 1e-3, "{gains:?}");
+    // The gains on the best loss before each pass: the second below 1 % settles the
+    // schedule, and no pass after it but the last gained less than 0.1 %.
+    let on_best: Vec<f64> = (1..report.sample_losses.len())
+        .map(|i| {
+            let best = report.sample_losses[..i]
+                .iter()
+                .copied()
+                .fold(f64::INFINITY, f64::min);
+            (best - report.sample_losses[i]) / best
+        })
+        .collect();
+    let settled = on_best
+        .iter()
+        .enumerate()
+        .filter(|(_, &g)| g < 1e-2)
+        .nth(1)
+        .map(|(i, _)| i)
+        .expect("the schedule settled");
+    let (_, after) = on_best[..on_best.len() - 1].split_at(settled + 1);
+    assert!(after.iter().all(|&g| g >= 1e-3), "{on_best:?}");
 
     let all = params().into_builder().pass_tol(0.0).check().unwrap();
     let mut long = OnlineNmf::<f64>::new(all);
@@ -124,6 +143,42 @@ fn slow_data_gets_the_passes_it_needs() {
     ten.fit(&x).unwrap();
     let (a, t) = (auto.loss(&x).unwrap().loss, ten.loss(&x).unwrap().loss);
     assert!(a < 0.5 * t, "{} passes: {a}, 10 passes: {t}", report.passes);
+}
+
+/// Uniform factors (`rng.random()` for W and H, the generator a user's script is most
+/// likely to use): every atom shares a large common part and the problem is
+/// ill-conditioned. At the default decay's window, which grows to every row, a pass is
+/// about one alternating step and gains little; the window schedule's short windows first
+/// make every update a step. The defaults end closer to the truncated-SVD bound in fewer
+/// passes, where the fixed decay runs to the pass cap.
+#[test]
+fn ill_conditioned_data_gets_short_windows_first() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let (n, p, k) = (8000, 100, 6);
+    let w = Array2::from_shape_fn((n, k), |_| rng.random::<f64>());
+    let h = Array2::from_shape_fn((k, p), |_| rng.random::<f64>());
+    let mut x = w.dot(&h);
+    let scale = 0.01 * x.mean().unwrap();
+    x.mapv_inplace(|v| (v + scale * (rng.random::<f64>() - 0.5) * 12f64.sqrt()).max(0.0));
+    let bound = streamnmf::synth::svd_relative_error_bound(x.view(), k).unwrap();
+    let fit = |p: NmfParams| {
+        let mut m = OnlineNmf::<f64>::new(p.seed(1).check().unwrap());
+        let report = m.fit(&x).unwrap();
+        (
+            m.loss(&x).unwrap().relative_error.unwrap() / bound,
+            report.passes,
+        )
+    };
+    let (scheduled, passes) = fit(NmfParams::new(k).batch_size(100));
+    let (fixed, fixed_passes) = fit(NmfParams::new(k).batch_size(100).decay(8.0));
+    let said = format!("scheduled {scheduled} in {passes} passes, fixed {fixed} in {fixed_passes}");
+    // Here (8000 × 100, k 6) 1.012× in 21 passes against 1.037× at the cap of 50.
+    assert!(scheduled <= 1.02 && passes < 30, "{said}");
+    assert!(
+        scheduled - 1.0 < 0.5 * (fixed - 1.0) && fixed_passes == 50,
+        "{said}"
+    );
 }
 
 /// The pipeline samples the same rows as the in-memory fit and stops at the same pass,

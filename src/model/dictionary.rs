@@ -244,7 +244,8 @@ impl<F: Float> Dictionary<F> {
     }
 
     /// Folds a batch's contribution into the statistics and updates H. `x` is the batch
-    /// (used only to re-seed dead atoms) and `rng` the model's seeded generator. The H
+    /// (used only to re-seed dead atoms), `decay` the past-data decay of the current pass
+    /// (`OnlineNmf::pass_decay`) and `rng` the model's seeded generator. The H
     /// update is spread over up to `threads` threads, on fixed blocks of columns: the
     /// result does not depend on `threads`.
     pub(crate) fn apply(
@@ -252,6 +253,7 @@ impl<F: Float> Dictionary<F> {
         mut c: Contribution<F>,
         pool: &mut dyn RowPool<F>,
         params: &ValidParams,
+        decay: f64,
         rng: &mut ChaCha8Rng,
         threads: usize,
     ) -> Result<UpdateStats> {
@@ -259,7 +261,7 @@ impl<F: Float> Dictionary<F> {
         // A later pass of a replay: the batch's own kept contribution leaves first.
         match self.replay.as_ref().map(|r| r.slot(c.rows)) {
             Some(Ok(Some(kept))) => {
-                let w = kept.weight(self.life_rows, params.decay());
+                let w = kept.weight(self.life_rows, decay);
                 add_scaled(&mut self.current, &kept.stats, -w);
             }
             Some(Err(())) => {
@@ -268,12 +270,7 @@ impl<F: Float> Dictionary<F> {
             }
             _ => {}
         }
-        let rho = F::from_f64(past_scale(
-            params.forget(),
-            params.decay(),
-            self.life_rows,
-            c.rows,
-        ));
+        let rho = F::from_f64(past_scale(params.forget(), decay, self.life_rows, c.rows));
         self.life_rows += c.rows as u64;
         let frobenius = self.loss.beta() == 2.0;
         if !frobenius {
@@ -582,7 +579,9 @@ mod tests {
             h_true.view(),
         );
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let u = d.apply(c, &mut valid(&x), &params, &mut rng, 1).unwrap();
+        let u = d
+            .apply(c, &mut valid(&x), &params, params.decay(), &mut rng, 1)
+            .unwrap();
         assert!(u.reseeded.is_empty());
         for (a, b) in d.components().iter().zip(h_true.iter()) {
             assert!((a - b).abs() < 1e-8, "{} vs {h_true}", d.components());
@@ -614,7 +613,9 @@ mod tests {
             h.view(),
         );
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let u = d.apply(c, &mut valid(&x), &params, &mut rng, 1).unwrap();
+        let u = d
+            .apply(c, &mut valid(&x), &params, params.decay(), &mut rng, 1)
+            .unwrap();
         assert_eq!(u.reseeded, vec![1]);
         let row = d.components().row(1).to_owned();
         let is_row0 = (row[2] == 0.0) && row[0] > 0.0;

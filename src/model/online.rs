@@ -346,10 +346,37 @@ impl<F: Float> OnlineNmf<F> {
             self.end_pass();
             self.score_pass(sample)?;
         }
-        Ok(convergence::converged(
-            &self.state.sample_losses,
-            self.state.params.pass_tol(),
-        ))
+        // A fit whose window schedule has stages left does not stop: its next stage
+        // weighs more of the data.
+        let settled = !self.window_schedule()
+            || convergence::window_stage(&self.state.sample_losses)
+                >= convergence::WINDOW_STAGES.len();
+        Ok(settled
+            && convergence::converged(&self.state.sample_losses, self.state.params.pass_tol()))
+    }
+
+    /// Whether this fit follows the window schedule ([`convergence::pass_decay`]): the
+    /// Frobenius loss at its default decay, in a fit that scored its convergence sample
+    /// after every pass (several passes with a pass tolerance).
+    fn window_schedule(&self) -> bool {
+        let st = &self.state;
+        st.params.loss() == Loss::Frobenius
+            && !st.params.decay_given()
+            && st.passes > 0
+            && st.sample_losses.len() as u64 == st.passes
+    }
+
+    /// The past-data decay of the current pass: the parameter's, or under the window
+    /// schedule the decay of this pass's stage.
+    pub(crate) fn pass_decay(&self) -> f64 {
+        let st = &self.state;
+        if self.window_schedule() {
+            // Rows a pass (every pass of a fit reads the same rows) over the rank.
+            let per_atom = st.rows as f64 / st.passes as f64 / st.params.rank() as f64;
+            convergence::pass_decay(st.params.decay(), st.passes, &st.sample_losses, per_atom)
+        } else {
+            st.params.decay()
+        }
     }
 
     /// Logs the pass just closed and scores the convergence sample, if any.
@@ -489,6 +516,7 @@ impl<F: Float> OnlineNmf<F> {
         summary: CodesSummary,
         pool: &mut dyn RowPool<F>,
     ) -> Result<BatchReport> {
+        let decay = self.pass_decay();
         let st = &mut self.state;
         let dict = st.dict.as_mut().ok_or(Error::NotFitted)?;
         let overflow = |what| Error::NumericalOverflow {
@@ -499,7 +527,14 @@ impl<F: Float> OnlineNmf<F> {
         if !contribution.is_finite() {
             return Err(overflow("statistics"));
         }
-        let update = dict.apply(contribution, pool, &st.params, &mut st.rng, self.threads)?;
+        let update = dict.apply(
+            contribution,
+            pool,
+            &st.params,
+            decay,
+            &mut st.rng,
+            self.threads,
+        )?;
         if !dict.is_finite() {
             return Err(overflow("dictionary"));
         }
@@ -570,7 +605,7 @@ impl<F: Float> OnlineNmf<F> {
     /// loss history and, with `purge_passes`, starts fresh statistics.
     pub(crate) fn start_pass(&mut self) {
         self.end_pass();
-        let (purge, decay) = (self.state.params.purge_passes(), self.state.params.decay());
+        let (purge, decay) = (self.state.params.purge_passes(), self.pass_decay());
         if let Some(d) = self.state.dict.as_mut() {
             d.start_pass(purge, decay);
         }

@@ -222,7 +222,10 @@ impl NmfParams {
     /// growing, so H still converges. 0 weighs every batch alike. The default is 8 for the
     /// Frobenius loss, whose dictionary update solves its statistics exactly, and 32 for
     /// other betas, whose statistics are a majorizer anchored at each batch's H and go
-    /// stale sooner.
+    /// stale sooner. Left at its default, a multi-pass Frobenius fit with a pass
+    /// tolerance follows a window schedule from its second pass: shorter windows first,
+    /// the default decay once they stop paying (ill-conditioned data, e.g. uniform
+    /// factors, needed far fewer passes). A decay set here holds for every pass.
     ///
     /// ```
     /// use streamnmf::{Loss, NmfParams};
@@ -521,6 +524,12 @@ impl ValidParams {
         self.0
             .decay
             .unwrap_or(if self.0.loss.beta() == 2.0 { 8.0 } else { 32.0 })
+    }
+    /// Whether the decay was set (not the loss's default): a set decay holds for every
+    /// pass, the default one follows the window schedule of multi-pass fits (see
+    /// `convergence::pass_decay`).
+    pub(crate) fn decay_given(&self) -> bool {
+        self.0.decay.is_some()
     }
     /// Whether statistics older than the previous pass are dropped.
     pub fn purge_passes(&self) -> bool {

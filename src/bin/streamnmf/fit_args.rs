@@ -101,7 +101,9 @@ pub struct FitArgs {
     #[arg(long, allow_hyphen_values = true)]
     pub forget: Option<f64>,
     /// Down-weight past batches: after t rows, the batch ending at row s weighs
-    /// (s/t)^DECAY (default 8 for fro, 32 for other losses; 0 weighs all alike).
+    /// (s/t)^DECAY (default 8 for fro, 32 for other losses; 0 weighs all alike). Without
+    /// it, a Frobenius fit that stops by itself (no --epochs) starts from shorter windows
+    /// (see the README's window schedule); with it, this decay holds every pass.
     #[arg(long, allow_hyphen_values = true)]
     pub decay: Option<f64>,
     /// Initialization of H from the first batch [default: auto].
