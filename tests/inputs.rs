@@ -79,29 +79,30 @@ fn a_zero_triplet_under_itakura_saito_names_its_line() {
     }
     rows[10].2 = 0.0; // row 3, item 1: line 10 of the file, row 3's first line is 9
     write_parquet(&d.join("t.parquet"), &[triplets(&rows)], 100);
-    let args = |extra: &'static [&'static str]| {
-        let mut a = vec![
-            "fit",
-            "t.parquet",
-            "-k",
-            "1",
-            "--layout",
-            "triplets:user,item,rating",
-            "--width",
-            "3",
-            "--loss",
-            "is",
-            "-q",
-        ];
-        a.extend_from_slice(extra);
-        a
-    };
     refused(
         d,
-        &args(&[]),
+        &triplet_fit("3", &["--loss", "is"]),
         &["t.parquet", "row 10, column 'rating'", "zero value"],
     );
-    ok(&run(d, &args(&["--epsilon", "1e-6", "--out", "m.snmf"])));
+    let floored = ["--loss", "is", "--epsilon", "1e-6", "--out", "m.snmf"];
+    ok(&run(d, &triplet_fit("3", &floored)));
+}
+
+/// `fit t.parquet -k 1 -q` over `user,item,rating` triplets of `width` columns, then `extra`.
+fn triplet_fit<'a>(width: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
+        "fit",
+        "t.parquet",
+        "-k",
+        "1",
+        "--layout",
+        "triplets:user,item,rating",
+        "--width",
+        width,
+        "-q",
+    ];
+    a.extend_from_slice(extra);
+    a
 }
 
 /// Triplets not grouped by row: the first row id that comes back is named, with the line.
@@ -113,18 +114,7 @@ fn triplets_must_be_grouped_and_unique() {
     let d = dir.path();
     let fit_refused = |rows: &[(i64, i64, f64)], needles: &[&str]| {
         write_parquet(&d.join("t.parquet"), &[triplets(rows)], 100);
-        let args = [
-            "fit",
-            "t.parquet",
-            "-k",
-            "1",
-            "--layout",
-            "triplets:user,item,rating",
-            "--width",
-            "4",
-            "-q",
-        ];
-        refused(d, &args, needles);
+        refused(d, &triplet_fit("4", &[]), needles);
     };
     let returning = [
         (1, 0, 1.0),
