@@ -371,8 +371,11 @@ impl<F: Float> OnlineNmf<F> {
     pub(crate) fn pass_decay(&self) -> f64 {
         let st = &self.state;
         if self.window_schedule() {
-            // Rows a pass (every pass of a fit reads the same rows) over the rank.
-            let per_atom = st.rows as f64 / st.passes as f64 / st.params.rank() as f64;
+            // Rows a pass (every pass of a fit reads the same rows) over the rank, from the
+            // passes closed: the decay holds for the whole pass, as replay needs to take
+            // out each kept contribution at the weight it was given.
+            let closed = st.rows - st.pass_rows;
+            let per_atom = closed as f64 / st.passes as f64 / st.params.rank() as f64;
             convergence::pass_decay(st.params.decay(), st.passes, &st.sample_losses, per_atom)
         } else {
             st.params.decay()
