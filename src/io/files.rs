@@ -14,6 +14,7 @@ use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use parquet::arrow::ProjectionMask;
 
 use super::convert::Converter;
+use super::footer::footer;
 use super::guard::{decoding, guarded};
 use super::ipc;
 use super::list_rows::list_column;
@@ -69,7 +70,7 @@ pub(super) fn open_file(
     let file = || File::open(path).map_err(|e| located(Error::Io(e)));
     let (schema, batches): (SchemaRef, RecordBatches) = match Format::detect(path)? {
         Format::Parquet => decoding("Parquet", || {
-            let meta = ArrowReaderMetadata::load(&file()?, Default::default())?;
+            let meta = footer(&file()?, path)?;
             let schema = meta.schema().clone();
             let open = Reopen {
                 path: path.to_path_buf(),
@@ -145,7 +146,7 @@ fn parquet_reader(open: Reopen, columns: &[String], decode_rows: usize) -> Resul
 fn parquet_metadata(path: &Path) -> Result<ArrowReaderMetadata> {
     decoding("Parquet", || {
         let file = File::open(path).map_err(Error::Io)?;
-        Ok(ArrowReaderMetadata::load(&file, Default::default())?)
+        Ok(footer(&file, path)?)
     })
     .map_err(|e| e.in_file(path))
 }

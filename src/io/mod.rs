@@ -13,6 +13,7 @@
 mod components;
 mod convert;
 mod files;
+mod footer;
 mod guard;
 mod ipc;
 mod list_rows;

@@ -223,6 +223,11 @@ fn check_triplet_values<V: crate::float::Float>(
     row0: u64,
     value: &str,
 ) -> Result<()> {
+    // The common case in one vectorized pass (a scalar scan with early exit was 6 % of a
+    // sparse one-pass fit's CPU); the scan below only locates and names a bad value.
+    if !nan_is_missing && crate::linalg::simd::all_valid(vals, zero_beta.is_some()) {
+        return Ok(());
+    }
     let bad = |v: V| {
         if v.is_nan() {
             !nan_is_missing
