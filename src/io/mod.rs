@@ -19,6 +19,7 @@ mod ipc;
 mod list_rows;
 mod prefetch;
 mod records;
+mod region;
 #[cfg(feature = "object-store")]
 mod remote;
 mod shuffle;

@@ -30,6 +30,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReader
 use parquet::arrow::ProjectionMask;
 
 use super::prefetch::SPLIT_MIN_COLUMNS;
+use super::region::Region;
 
 /// Columns a reader decodes at once. One reader per column would hold one page at a
 /// time, but building a reader walks the file's whole schema: on 5000 columns, a reader
@@ -158,11 +159,20 @@ impl WholeColumns {
         let mut fields = Vec::with_capacity(self.idx.len());
         let mut columns = Vec::with_capacity(self.idx.len());
         let file = File::open(&self.open.path)?;
+        let meta = self.open.meta.metadata();
+        let descr = meta.file_metadata().schema_descr();
+        let group = meta
+            .row_groups()
+            .get(g)
+            .ok_or_else(|| ArrowError::ComputeError(format!("no row group {g}")))?;
         for chunk in self.idx.chunks(COLUMNS_PER_READER) {
             // Row group `g` alone (not the share `Reopen::builder` selects), the file
-            // opened once for all readers.
+            // opened once for all readers, the reader's column chunks read in one range.
+            let leaves: Vec<usize> = (0..group.num_columns().min(descr.num_columns()))
+                .filter(|&c| chunk.binary_search(&descr.get_column_root_idx(c)).is_ok())
+                .collect();
             let b = ParquetRecordBatchReaderBuilder::new_with_metadata(
-                file.try_clone()?,
+                Region::read(file.try_clone()?, group, &leaves),
                 self.open.meta.clone(),
             );
             let n = b.metadata().row_group(g).num_rows().max(0) as usize;
