@@ -165,14 +165,18 @@ impl WholeColumns {
             .row_groups()
             .get(g)
             .ok_or_else(|| ArrowError::ComputeError(format!("no row group {g}")))?;
-        for chunk in self.idx.chunks(COLUMNS_PER_READER) {
+        // The leaf columns (column chunks) of each reader's root columns, in one walk.
+        let mut leaves = vec![Vec::new(); self.idx.len().div_ceil(COLUMNS_PER_READER)];
+        for c in 0..group.num_columns().min(descr.num_columns()) {
+            if let Ok(at) = self.idx.binary_search(&descr.get_column_root_idx(c)) {
+                leaves[at / COLUMNS_PER_READER].push(c);
+            }
+        }
+        for (chunk, leaves) in self.idx.chunks(COLUMNS_PER_READER).zip(&leaves) {
             // Row group `g` alone (not the share `Reopen::builder` selects), the file
             // opened once for all readers, the reader's column chunks read in one range.
-            let leaves: Vec<usize> = (0..group.num_columns().min(descr.num_columns()))
-                .filter(|&c| chunk.binary_search(&descr.get_column_root_idx(c)).is_ok())
-                .collect();
             let b = ParquetRecordBatchReaderBuilder::new_with_metadata(
-                Region::read(file.try_clone()?, group, &leaves),
+                Region::read(file.try_clone()?, group, leaves),
                 self.open.meta.clone(),
             );
             let n = b.metadata().row_group(g).num_rows().max(0) as usize;
