@@ -177,6 +177,23 @@ mod tests {
         path
     }
 
+    /// Row group 1's columns `cols` (its 200 rows), decoded from `reader`.
+    fn group_1<R: ChunkReader + 'static>(
+        reader: R,
+        meta: &ArrowReaderMetadata,
+        cols: &[usize],
+    ) -> RecordBatch {
+        let b = ParquetRecordBatchReaderBuilder::new_with_metadata(reader, meta.clone());
+        let mask = ProjectionMask::roots(b.parquet_schema(), cols.iter().copied());
+        let mut r = b
+            .with_row_groups(vec![1])
+            .with_projection(mask)
+            .with_batch_size(200)
+            .build()
+            .unwrap();
+        r.next().unwrap().unwrap()
+    }
+
     /// Columns 1..=3 of row group 1 decode the same through the read-ahead range as
     /// through the file, and the range is one read of just those chunks.
     #[test]
@@ -186,20 +203,7 @@ mod tests {
         let meta =
             ArrowReaderMetadata::load(&File::open(&path).unwrap(), Default::default()).unwrap();
         let cols = [1usize, 2, 3];
-        let via_file = {
-            let b = ParquetRecordBatchReaderBuilder::new_with_metadata(
-                File::open(&path).unwrap(),
-                meta.clone(),
-            );
-            let mask = ProjectionMask::roots(b.parquet_schema(), cols);
-            let mut r = b
-                .with_row_groups(vec![1])
-                .with_projection(mask)
-                .with_batch_size(200)
-                .build()
-                .unwrap();
-            r.next().unwrap().unwrap()
-        };
+        let via_file = group_1(File::open(&path).unwrap(), &meta, &cols);
         let region = Region::read(
             File::open(&path).unwrap(),
             meta.metadata().row_group(1),
@@ -214,15 +218,7 @@ mod tests {
             sum,
             "one range of the three chunks"
         );
-        let b = ParquetRecordBatchReaderBuilder::new_with_metadata(region, meta.clone());
-        let mask = ProjectionMask::roots(b.parquet_schema(), cols);
-        let mut r = b
-            .with_row_groups(vec![1])
-            .with_projection(mask)
-            .with_batch_size(200)
-            .build()
-            .unwrap();
-        let via_region = r.next().unwrap().unwrap();
+        let via_region = group_1(region, &meta, &cols);
         assert_eq!(via_region, via_file);
         let c2 = via_region
             .column(1)
