@@ -17,6 +17,7 @@ mod footer;
 mod guard;
 mod ipc;
 mod list_rows;
+mod pages;
 mod prefetch;
 mod records;
 mod region;

@@ -16,6 +16,11 @@
 //! about the size of the pages, so [`decode_whole`] picks it for wide files of
 //! fixed-width columns whose row groups decode to at most [`WHOLE_BUDGET`] bytes, at
 //! most twice their pages.
+//!
+//! Each reader's column chunks are read in one range ([`Region`], into a buffer reused
+//! reader after reader), and flat float columns without nulls are decoded from their
+//! pages by [`pages`] rather than by the record reader: on that file 26 500 page faults
+//! instead of 33 400, and 7–12 % less time for a one-pass fit.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -23,14 +28,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow_array::{Array, RecordBatch, RecordBatchReader};
+use arrow_array::{Array, ArrayRef, Float32Array, Float64Array, RecordBatch, RecordBatchReader};
 use arrow_buffer::Buffer;
-use arrow_schema::{ArrowError, Schema};
+use arrow_schema::{ArrowError, DataType, Schema};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
+use parquet::file::metadata::RowGroupMetaData;
 
+use super::pages;
 use super::prefetch::SPLIT_MIN_COLUMNS;
-use super::region::Region;
+use super::region::{Region, Spare};
 
 /// Columns a reader decodes at once. One reader per column would hold one page at a
 /// time, but building a reader walks the file's whole schema: on 5000 columns, a reader
@@ -127,6 +134,8 @@ pub(super) struct WholeColumns {
     /// this is shared.
     last: Option<Buffer>,
     wait: Duration,
+    /// The read-ahead buffer of the column chunks, reused reader after reader.
+    spare: Spare,
 }
 
 impl WholeColumns {
@@ -140,6 +149,7 @@ impl WholeColumns {
             current: None,
             last: None,
             wait: HANDOVER_WAIT,
+            spare: Spare::default(),
         }
     }
 
@@ -173,12 +183,19 @@ impl WholeColumns {
             }
         }
         for (chunk, leaves) in self.idx.chunks(COLUMNS_PER_READER).zip(&leaves) {
-            // Row group `g` alone (not the share `Reopen::builder` selects), the file
-            // opened once for all readers, the reader's column chunks read in one range.
-            let b = ParquetRecordBatchReaderBuilder::new_with_metadata(
-                Region::read(file.try_clone()?, group, leaves),
-                self.open.meta.clone(),
-            );
+            // The file opened once for all readers, the reader's column chunks read in
+            // one range.
+            let region = Region::read(file.try_clone()?, group, leaves, &self.spare);
+            if let Some(decoded) = self.flat_floats(&region, group, chunk, leaves)? {
+                for (&i, column) in chunk.iter().zip(decoded) {
+                    fields.push(self.open.meta.schema().fields()[i].clone());
+                    columns.push(column);
+                }
+                continue;
+            }
+            // Row group `g` alone (not the share `Reopen::builder` selects).
+            let b =
+                ParquetRecordBatchReaderBuilder::new_with_metadata(region, self.open.meta.clone());
             let n = b.metadata().row_group(g).num_rows().max(0) as usize;
             let mask = ProjectionMask::roots(b.parquet_schema(), chunk.iter().copied());
             let mut reader = b
@@ -201,6 +218,52 @@ impl WholeColumns {
             columns.extend(rb.columns().iter().cloned());
         }
         RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+    }
+}
+
+impl WholeColumns {
+    /// The root columns `roots` of `group`, with leaf columns `leaves`, decoded from their
+    /// pages by [`pages::decode_chunk`] when each is a flat `Float32` or `Float64` column
+    /// of no nulls; `None` when one is not.
+    fn flat_floats(
+        &self,
+        region: &Region,
+        group: &RowGroupMetaData,
+        roots: &[usize],
+        leaves: &[usize],
+    ) -> Result<Option<Vec<ArrayRef>>, ArrowError> {
+        let meta = self.open.meta.metadata();
+        let descr = meta.file_metadata().schema_descr();
+        let fields = self.open.meta.schema().fields();
+        if roots.len() != leaves.len() {
+            return Ok(None);
+        }
+        let rows = group.num_rows().max(0) as usize;
+        let region = Arc::new(region.clone());
+        let mut out = Vec::with_capacity(roots.len());
+        for (&root, &leaf) in roots.iter().zip(leaves) {
+            let (Some(field), Some(chunk)) = (fields.get(root), group.columns().get(leaf)) else {
+                return Ok(None);
+            };
+            let column = descr.column(leaf);
+            let optional = column.max_def_level() == 1;
+            let array: Option<ArrayRef> = match field.data_type() {
+                DataType::Float32 if pages::decodes::<f32>(&column) => {
+                    pages::decode_chunk::<f32, _>(region.clone(), chunk, rows, optional)?
+                        .map(|v| Arc::new(Float32Array::from(v)) as ArrayRef)
+                }
+                DataType::Float64 if pages::decodes::<f64>(&column) => {
+                    pages::decode_chunk::<f64, _>(region.clone(), chunk, rows, optional)?
+                        .map(|v| Arc::new(Float64Array::from(v)) as ArrayRef)
+                }
+                _ => None,
+            };
+            match array {
+                Some(a) => out.push(a),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(out))
     }
 }
 
@@ -310,6 +373,38 @@ mod tests {
             .map(|b| b.unwrap().num_rows())
             .collect();
         assert_eq!(rows, [30]);
+    }
+
+    /// Columns decoded from their pages and columns left to the record reader (one with
+    /// a null, a whole reader's worth) come out as the streaming reader's, nulls and
+    /// doubles included.
+    #[test]
+    fn decoded_pages_and_record_reader_columns_agree() {
+        use arrow_array::Float64Array;
+        let dir = tempfile::tempdir().unwrap();
+        let cols = COLUMNS_PER_READER + 3;
+        let mut columns = distinct(300, cols);
+        let mut with_null: Vec<Option<f32>> = (0..300).map(|i| Some(i as f32)).collect();
+        with_null[7] = None;
+        columns[5].1 = Arc::new(Float32Array::from(with_null));
+        columns[cols - 1].1 = Arc::new(Float64Array::from_iter_values(
+            (0..300).map(|i| f64::from(i) / 3.0),
+        ));
+        let open = write(dir.path(), columns, 100);
+        let idx: Vec<usize> = (0..cols).collect();
+        let b = open.builder().unwrap();
+        let streamed: Vec<RecordBatch> = b
+            .with_batch_size(100)
+            .build()
+            .unwrap()
+            .map(|b| b.unwrap())
+            .collect();
+        let whole: Vec<RecordBatch> = WholeColumns::new(open, idx, 100)
+            .map(|b| b.unwrap())
+            .collect();
+        assert_eq!(whole.len(), 3);
+        assert_eq!(whole, streamed);
+        assert_eq!(whole[0].column(5).null_count(), 1);
     }
 
     /// The next row group is decoded only once the last one's slices are dropped, or
