@@ -1,4 +1,4 @@
-//! Flat float column chunks decoded straight from their pages.
+//! Flat numeric column chunks decoded straight from their pages.
 //!
 //! A wide row group decoded whole ([`super::whole`]) spends most of its time in the
 //! parquet crate's record reader rather than in the values: for each column it copies
@@ -8,8 +8,8 @@
 //! (one snappy dictionary page and one data page a column) that was a third of a one-pass
 //! fit's page faults.
 //!
-//! [`decode_chunk`] reads the pages of a `FLOAT` or `DOUBLE` column chunk with no
-//! repetition through the crate's page reader (which parses the headers and decompresses)
+//! [`decode_chunk`] reads the pages of a `FLOAT`, `DOUBLE`, `INT32` or `INT64` column
+//! chunk with no repetition through the crate's page reader (which parses the headers and decompresses)
 //! and decodes PLAIN and dictionary-encoded values itself: the dictionary indices are
 //! gathered from the dictionary page's bytes into one values buffer of the row group's
 //! rows, written once. Anything else (nulls, other encodings) is left to the record
@@ -50,6 +50,22 @@ impl Plain for f64 {
     const SIZE: usize = 8;
     fn from_le(b: &[u8]) -> Self {
         f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+    }
+}
+
+impl Plain for i32 {
+    const PHYSICAL: PhysicalType = PhysicalType::INT32;
+    const SIZE: usize = 4;
+    fn from_le(b: &[u8]) -> Self {
+        i32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+}
+
+impl Plain for i64 {
+    const PHYSICAL: PhysicalType = PhysicalType::INT64;
+    const SIZE: usize = 8;
+    fn from_le(b: &[u8]) -> Self {
+        i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
     }
 }
 
@@ -516,6 +532,35 @@ mod tests {
         }
     }
 
+    /// Integer chunks (counts as pandas writes them) decode to their values, dictionary
+    /// or plain.
+    #[test]
+    fn integer_pages_decode_to_their_values() {
+        use arrow_array::{Int32Array, Int64Array};
+        for dictionary in [true, false] {
+            let props = WriterProperties::builder()
+                .set_dictionary_enabled(dictionary)
+                .build();
+            let counts: Vec<i64> = (0..3000).map(|i| (i * 31) % 17 - 3).collect();
+            let small: Vec<i32> = counts.iter().map(|&c| c as i32 * 1000).collect();
+            let file = write(
+                vec![
+                    ("n", Arc::new(Int64Array::from(counts.clone())) as ArrayRef),
+                    ("m", Arc::new(Int32Array::from(small.clone())) as ArrayRef),
+                ],
+                props,
+            );
+            let reader = SerializedFileReader::new(file.clone()).unwrap();
+            let meta = reader.metadata().row_group(0);
+            let optional = meta.schema_descr().column(0).max_def_level() == 1;
+            let n = decode_chunk::<i64, _>(Arc::new(file.clone()), meta.column(0), 3000, optional);
+            assert_eq!(n.unwrap().unwrap(), counts);
+            let m = decode_chunk::<i32, _>(Arc::new(file.clone()), meta.column(1), 3000, optional);
+            assert_eq!(m.unwrap().unwrap(), small);
+            assert!(!decodes::<i32>(&meta.schema_descr().column(0)));
+        }
+    }
+
     /// A column with a null is left to the record reader, in either page version.
     #[test]
     fn a_null_is_left_to_the_record_reader() {
@@ -607,7 +652,9 @@ mod tests {
                 bytes[i] = b;
             }
             let damaged: bytes::Bytes = bytes.into();
-            let _ = decode_chunk::<f32, _>(Arc::new(damaged), &meta, 700, true);
+            let optional = reader.metadata().row_group(0).schema_descr().column(0).max_def_level() == 1;
+            let _ = decode_chunk::<f32, _>(Arc::new(damaged.clone()), &meta, 700, optional);
+            let _ = decode_chunk::<f32, _>(Arc::new(damaged), &meta, 700, !optional);
         }
     }
 }

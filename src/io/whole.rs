@@ -18,7 +18,7 @@
 //! most twice their pages.
 //!
 //! Each reader's column chunks are read in one range ([`Region`], into a buffer reused
-//! reader after reader), and flat float columns without nulls are decoded from their
+//! reader after reader), and flat numeric columns without nulls are decoded from their
 //! pages by [`pages`] rather than by the record reader: on that file 26 500 page faults
 //! instead of 33 400, and 7–12 % less time for a one-pass fit.
 
@@ -28,7 +28,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow_array::{Array, ArrayRef, Float32Array, Float64Array, RecordBatch, RecordBatchReader};
+use arrow_array::{
+    Array, ArrayRef, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch,
+    RecordBatchReader,
+};
 use arrow_buffer::Buffer;
 use arrow_schema::{ArrowError, DataType, Schema};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
@@ -223,8 +226,8 @@ impl WholeColumns {
 
 impl WholeColumns {
     /// The root columns `roots` of `group`, with leaf columns `leaves`, decoded from their
-    /// pages by [`pages::decode_chunk`] when each is a flat `Float32` or `Float64` column
-    /// of no nulls; `None` when one is not.
+    /// pages by [`pages::decode_chunk`] when each is a flat `Float32`, `Float64`, `Int32`
+    /// or `Int64` column of no nulls; `None` when one is not.
     fn flat_floats(
         &self,
         region: &Region,
@@ -255,6 +258,16 @@ impl WholeColumns {
                 DataType::Float64 if pages::decodes::<f64>(&column) => {
                     pages::decode_chunk::<f64, _>(region.clone(), chunk, rows, optional)?
                         .map(|v| Arc::new(Float64Array::from(v)) as ArrayRef)
+                }
+                // Exactly these arrow types: INT32 also stores dates, narrower and
+                // unsigned integers, INT64 timestamps, which the arrow type tells apart.
+                DataType::Int32 if pages::decodes::<i32>(&column) => {
+                    pages::decode_chunk::<i32, _>(region.clone(), chunk, rows, optional)?
+                        .map(|v| Arc::new(Int32Array::from(v)) as ArrayRef)
+                }
+                DataType::Int64 if pages::decodes::<i64>(&column) => {
+                    pages::decode_chunk::<i64, _>(region.clone(), chunk, rows, optional)?
+                        .map(|v| Arc::new(Int64Array::from(v)) as ArrayRef)
                 }
                 _ => None,
             };
@@ -375,14 +388,14 @@ mod tests {
         assert_eq!(rows, [30]);
     }
 
-    /// Columns decoded from their pages and columns left to the record reader (one with
-    /// a null, a whole reader's worth) come out as the streaming reader's, nulls and
-    /// doubles included.
+    /// Columns decoded from their pages and columns left to the record reader (a reader's
+    /// worth for one null, another for an unsigned column) come out as the streaming
+    /// reader's, nulls, doubles and integers included.
     #[test]
     fn decoded_pages_and_record_reader_columns_agree() {
         use arrow_array::Float64Array;
         let dir = tempfile::tempdir().unwrap();
-        let cols = COLUMNS_PER_READER + 3;
+        let cols = 2 * COLUMNS_PER_READER + 3;
         let mut columns = distinct(300, cols);
         let mut with_null: Vec<Option<f32>> = (0..300).map(|i| Some(i as f32)).collect();
         with_null[7] = None;
@@ -390,6 +403,10 @@ mod tests {
         columns[cols - 1].1 = Arc::new(Float64Array::from_iter_values(
             (0..300).map(|i| f64::from(i) / 3.0),
         ));
+        columns[cols - 2].1 = Arc::new(Int64Array::from_iter_values(0..300));
+        columns[cols - 3].1 = Arc::new(Int32Array::from_iter_values((0..300).map(|i| i % 7)));
+        // Stored as INT32 but read as UInt32: left to the record reader.
+        columns[70].1 = Arc::new(arrow_array::UInt32Array::from_iter_values(0..300));
         let open = write(dir.path(), columns, 100);
         let idx: Vec<usize> = (0..cols).collect();
         let b = open.builder().unwrap();
