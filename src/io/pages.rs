@@ -18,6 +18,9 @@
 
 use std::sync::Arc;
 
+use arrow_array::types::{ArrowPrimitiveType, Float32Type, Float64Type, Int32Type, Int64Type};
+use arrow_array::{ArrayRef, PrimitiveArray};
+use arrow_schema::DataType;
 use parquet::basic::{Encoding, Type as PhysicalType};
 use parquet::column::page::{Page, PageReader};
 use parquet::errors::{ParquetError, Result};
@@ -37,42 +40,70 @@ pub(super) trait Plain: Copy + Default + Send + 'static {
     fn from_le(bytes: &[u8]) -> Self;
 }
 
-impl Plain for f32 {
-    const PHYSICAL: PhysicalType = PhysicalType::FLOAT;
-    const SIZE: usize = 4;
-    fn from_le(b: &[u8]) -> Self {
-        f32::from_le_bytes([b[0], b[1], b[2], b[3]])
-    }
+/// `Plain` for a primitive of `$n` bytes stored as `$physical`.
+macro_rules! plain {
+    ($($t:ty: $physical:ident, $n:literal;)*) => {
+        $(impl Plain for $t {
+            const PHYSICAL: PhysicalType = PhysicalType::$physical;
+            const SIZE: usize = $n;
+            fn from_le(b: &[u8]) -> Self {
+                let mut le = [0u8; $n];
+                le.copy_from_slice(&b[..$n]);
+                <$t>::from_le_bytes(le)
+            }
+        })*
+    };
 }
 
-impl Plain for f64 {
-    const PHYSICAL: PhysicalType = PhysicalType::DOUBLE;
-    const SIZE: usize = 8;
-    fn from_le(b: &[u8]) -> Self {
-        f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
-    }
-}
-
-impl Plain for i32 {
-    const PHYSICAL: PhysicalType = PhysicalType::INT32;
-    const SIZE: usize = 4;
-    fn from_le(b: &[u8]) -> Self {
-        i32::from_le_bytes([b[0], b[1], b[2], b[3]])
-    }
-}
-
-impl Plain for i64 {
-    const PHYSICAL: PhysicalType = PhysicalType::INT64;
-    const SIZE: usize = 8;
-    fn from_le(b: &[u8]) -> Self {
-        i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
-    }
+plain! {
+    f32: FLOAT, 4;
+    f64: DOUBLE, 8;
+    i32: INT32, 4;
+    i64: INT64, 8;
 }
 
 /// Whether `descr` is a column this module decodes as `T`: its physical type, no
 /// repetition, at most one level of definition (a nullable top-level field).
 pub(super) fn decodes<T: Plain>(descr: &ColumnDescriptor) -> bool {
     descr.physical_type() == T::PHYSICAL && descr.max_rep_level() == 0 && descr.max_def_level() <= 1
+}
+
+/// Column chunk `meta` (leaf `descr`, read as `data_type`) as an array of its `rows`
+/// values, when this module decodes it: a `Float32`, `Float64`, `Int32` or `Int64` field
+/// (exactly these arrow types: `INT32` also stores dates and narrower or unsigned
+/// integers, `INT64` timestamps, which the arrow type tells apart) of no nulls and of
+/// PLAIN or dictionary pages; `None` otherwise.
+pub(super) fn decode_column<R: ChunkReader + 'static>(
+    reader: Arc<R>,
+    descr: &ColumnDescriptor,
+    data_type: &DataType,
+    meta: &ColumnChunkMetaData,
+    rows: usize,
+) -> Result<Option<ArrayRef>> {
+    match data_type {
+        DataType::Float32 => primitive::<Float32Type, R>(reader, descr, meta, rows),
+        DataType::Float64 => primitive::<Float64Type, R>(reader, descr, meta, rows),
+        DataType::Int32 => primitive::<Int32Type, R>(reader, descr, meta, rows),
+        DataType::Int64 => primitive::<Int64Type, R>(reader, descr, meta, rows),
+        _ => Ok(None),
+    }
+}
+
+/// [`decode_column`] for the arrow type `A`.
+fn primitive<A: ArrowPrimitiveType, R: ChunkReader + 'static>(
+    reader: Arc<R>,
+    descr: &ColumnDescriptor,
+    meta: &ColumnChunkMetaData,
+    rows: usize,
+) -> Result<Option<ArrayRef>>
+where
+    A::Native: Plain,
+{
+    if !decodes::<A::Native>(descr) {
+        return Ok(None);
+    }
+    let values = decode_chunk::<A::Native, R>(reader, meta, rows, descr.max_def_level() == 1)?;
+    Ok(values.map(|v| Arc::new(PrimitiveArray::<A>::new(v.into(), None)) as ArrayRef))
 }
 
 fn corrupt(what: String) -> ParquetError {

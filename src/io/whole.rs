@@ -28,12 +28,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow_array::{
-    Array, ArrayRef, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch,
-    RecordBatchReader,
-};
+use arrow_array::{Array, ArrayRef, RecordBatch, RecordBatchReader};
 use arrow_buffer::Buffer;
-use arrow_schema::{ArrowError, DataType, Schema};
+use arrow_schema::{ArrowError, Schema};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 use parquet::file::metadata::RowGroupMetaData;
@@ -189,7 +186,7 @@ impl WholeColumns {
             // The file opened once for all readers, the reader's column chunks read in
             // one range.
             let region = Region::read(file.try_clone()?, group, leaves, &self.spare);
-            if let Some(decoded) = self.flat_floats(&region, group, chunk, leaves)? {
+            if let Some(decoded) = self.decode_pages(&region, group, chunk, leaves)? {
                 for (&i, column) in chunk.iter().zip(decoded) {
                     fields.push(self.open.meta.schema().fields()[i].clone());
                     columns.push(column);
@@ -226,9 +223,9 @@ impl WholeColumns {
 
 impl WholeColumns {
     /// The root columns `roots` of `group`, with leaf columns `leaves`, decoded from their
-    /// pages by [`pages::decode_chunk`] when each is a flat `Float32`, `Float64`, `Int32`
-    /// or `Int64` column of no nulls; `None` when one is not.
-    fn flat_floats(
+    /// pages by [`pages::decode_column`] when it takes each of them (flat numeric columns
+    /// of no nulls); `None` when it leaves one to the record reader.
+    fn decode_pages(
         &self,
         region: &Region,
         group: &RowGroupMetaData,
@@ -249,28 +246,8 @@ impl WholeColumns {
                 return Ok(None);
             };
             let column = descr.column(leaf);
-            let optional = column.max_def_level() == 1;
-            let array: Option<ArrayRef> = match field.data_type() {
-                DataType::Float32 if pages::decodes::<f32>(&column) => {
-                    pages::decode_chunk::<f32, _>(region.clone(), chunk, rows, optional)?
-                        .map(|v| Arc::new(Float32Array::from(v)) as ArrayRef)
-                }
-                DataType::Float64 if pages::decodes::<f64>(&column) => {
-                    pages::decode_chunk::<f64, _>(region.clone(), chunk, rows, optional)?
-                        .map(|v| Arc::new(Float64Array::from(v)) as ArrayRef)
-                }
-                // Exactly these arrow types: INT32 also stores dates, narrower and
-                // unsigned integers, INT64 timestamps, which the arrow type tells apart.
-                DataType::Int32 if pages::decodes::<i32>(&column) => {
-                    pages::decode_chunk::<i32, _>(region.clone(), chunk, rows, optional)?
-                        .map(|v| Arc::new(Int32Array::from(v)) as ArrayRef)
-                }
-                DataType::Int64 if pages::decodes::<i64>(&column) => {
-                    pages::decode_chunk::<i64, _>(region.clone(), chunk, rows, optional)?
-                        .map(|v| Arc::new(Int64Array::from(v)) as ArrayRef)
-                }
-                _ => None,
-            };
+            let array =
+                pages::decode_column(region.clone(), &column, field.data_type(), chunk, rows)?;
             match array {
                 Some(a) => out.push(a),
                 None => return Ok(None),
@@ -393,7 +370,7 @@ mod tests {
     /// reader's, nulls, doubles and integers included.
     #[test]
     fn decoded_pages_and_record_reader_columns_agree() {
-        use arrow_array::Float64Array;
+        use arrow_array::{Float64Array, Int32Array, Int64Array};
         let dir = tempfile::tempdir().unwrap();
         let cols = 2 * COLUMNS_PER_READER + 3;
         let mut columns = distinct(300, cols);
