@@ -219,9 +219,7 @@ impl WholeColumns {
         }
         RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
     }
-}
 
-impl WholeColumns {
     /// The root columns `roots` of `group`, with leaf columns `leaves`, decoded from their
     /// pages by [`pages::decode_column`] when it takes each of them (flat numeric columns
     /// of no nulls); `None` when it leaves one to the record reader.
