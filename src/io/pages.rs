@@ -110,6 +110,11 @@ fn corrupt(what: String) -> ParquetError {
     ParquetError::General(what)
 }
 
+/// A data page of `len` bytes whose levels' length runs past its end.
+fn levels_past(len: usize) -> ParquetError {
+    corrupt(format!("a data page's levels run past its {len} bytes"))
+}
+
 /// The `rows` values of column chunk `meta` (a column [`decodes`] accepts, `optional` when
 /// it has a definition level), read through `reader`; `None` when the chunk holds a null
 /// or an encoding this module leaves to the record reader.
@@ -165,12 +170,7 @@ pub(super) fn decode_chunk<T: Plain, R: ChunkReader + 'static>(
                         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
                         .ok_or_else(|| corrupt("a data page ends in its levels".into()))?;
                     at = 4 + len;
-                    let levels = buf.get(4..at).ok_or_else(|| {
-                        corrupt(format!(
-                            "a data page's levels run past its {} bytes",
-                            buf.len()
-                        ))
-                    })?;
+                    let levels = buf.get(4..at).ok_or_else(|| levels_past(buf.len()))?;
                     if !all_defined(levels, num_values as usize)? {
                         return Ok(None);
                     }
@@ -191,12 +191,7 @@ pub(super) fn decode_chunk<T: Plain, R: ChunkReader + 'static>(
                 }
                 let rep = rep_levels_byte_len as usize;
                 let at = rep + def_levels_byte_len as usize;
-                let levels = buf.get(rep..at).ok_or_else(|| {
-                    corrupt(format!(
-                        "a data page's levels run past its {} bytes",
-                        buf.len()
-                    ))
-                })?;
+                let levels = buf.get(rep..at).ok_or_else(|| levels_past(buf.len()))?;
                 if optional && !all_defined(levels, num_values as usize)? {
                     return Ok(None);
                 }
