@@ -628,53 +628,108 @@ impl Converter {
 
     /// Converts a record batch whose first row is row `row0` of `source`. Triplet rows
     /// may stay pending until the next call or [`Converter::finish`].
+    #[cfg(test)]
     pub fn convert<F: ArrowFloat>(
         &mut self,
         rb: &RecordBatch,
         source: &Arc<str>,
         row0: u64,
     ) -> Result<Option<Batch<F>>> {
-        let n = rb.num_rows();
-        if n == 0 {
+        self.convert_rows(rb, &mut None, 0, rb.num_rows(), source, row0)
+    }
+
+    /// Converts rows `offset..offset + len` of a record batch whose first row is row
+    /// `row0` of `source`, as [`Converter::convert`] converts that slice of it.
+    ///
+    /// `ready` keeps the record batch's dense feature columns cast and checked, once for
+    /// all its ranges (`None` for a record batch not seen yet): a wide file's record batch
+    /// sliced per mini-batch cost an array a column and call (1000 a mini-batch of 120
+    /// rows on a 1000-column file), and the slices' type and null checks as many.
+    pub(crate) fn convert_rows<F: ArrowFloat>(
+        &mut self,
+        rb: &RecordBatch,
+        ready: &mut Option<Vec<ArrayRef>>,
+        offset: usize,
+        len: usize,
+        source: &Arc<str>,
+        row0: u64,
+    ) -> Result<Option<Batch<F>>> {
+        if len == 0 {
             return Ok(None);
         }
-        if let Resolved::Columns(cols) = &self.resolved {
-            let schema = rb.schema();
-            if !matches!(&self.positions, Some((s, _)) if Arc::ptr_eq(s, &schema)) {
-                self.positions = Some((schema.clone(), positions(&schema, cols)?));
-            }
+        let Resolved::Columns(cols) = &self.resolved else {
+            let slice = if offset == 0 && len == rb.num_rows() {
+                rb.clone()
+            } else {
+                rb.slice(offset, len)
+            };
+            return self.convert_other(&slice, source, row0 + offset as u64);
+        };
+        let columns = match ready {
+            Some(c) => c,
+            None => ready.insert(self.dense_columns::<F>(&cols.clone(), rb, row0)?),
+        };
+        let vals: Vec<&[F]> = columns
+            .iter()
+            .map(|a| &a.as_primitive::<F::Arrow>().values()[offset..offset + len])
+            .collect();
+        let p = vals.len();
+        let mut out = Vec::with_capacity(len * p);
+        crate::linalg::transpose::columns_to_rows(
+            &vals,
+            len,
+            &mut out.spare_capacity_mut()[..len * p],
+        );
+        // SAFETY: `columns_to_rows` wrote all len × p values.
+        unsafe { out.set_len(len * p) };
+        let at = row0 + offset as u64;
+        let data = Batch::dense(Array2::from_shape_vec((len, p), out).expect("len x p values"))
+            .with_origin(Origin::source(source.clone(), at));
+        Ok(Some(match self.ids(rb, offset, len, at)? {
+            Some(ids) => data.with_ids(ids)?,
+            None => data,
+        }))
+    }
+
+    /// Feature columns `cols` of `rb` (a dense layout's), cast to `F`: nulls are an
+    /// error naming their row, or NaN where they are missing entries.
+    fn dense_columns<F: ArrowFloat>(
+        &mut self,
+        cols: &[String],
+        rb: &RecordBatch,
+        row0: u64,
+    ) -> Result<Vec<ArrayRef>> {
+        let schema = rb.schema();
+        if !matches!(&self.positions, Some((s, _)) if Arc::ptr_eq(s, &schema)) {
+            self.positions = Some((schema.clone(), positions(&schema, cols)?));
         }
-        let data = match self.resolved.clone() {
-            Resolved::Columns(cols) => {
-                let p = cols.len();
-                let at = &self.positions.as_ref().expect("looked up above").1;
-                let mut columns = Vec::with_capacity(p);
-                for (name, &i) in cols.iter().zip(at) {
-                    let col = rb.column(i);
-                    if !self.looked_for_ids {
-                        warn_if_row_numbers(col, name);
-                    }
-                    columns.push(if self.nulls_are_missing {
-                        floats_or_nan::<F>(col, name, row0)?
-                    } else {
-                        floats::<F>(col, name, row0)?
-                    });
-                }
-                self.looked_for_ids = true;
-                let vals: Vec<&[F]> = columns
-                    .iter()
-                    .map(|a| a.as_primitive::<F::Arrow>().values().as_ref())
-                    .collect();
-                let mut out = Vec::with_capacity(n * p);
-                crate::linalg::transpose::columns_to_rows(
-                    &vals,
-                    n,
-                    &mut out.spare_capacity_mut()[..n * p],
-                );
-                // SAFETY: `columns_to_rows` wrote all n × p values.
-                unsafe { out.set_len(n * p) };
-                Batch::dense(Array2::from_shape_vec((n, p), out).expect("n x p values"))
+        let at = &self.positions.as_ref().expect("looked up above").1;
+        let mut columns = Vec::with_capacity(cols.len());
+        for (name, &i) in cols.iter().zip(at) {
+            let col = rb.column(i);
+            if !self.looked_for_ids {
+                warn_if_row_numbers(col, name);
             }
+            columns.push(if self.nulls_are_missing {
+                floats_or_nan::<F>(col, name, row0)?
+            } else {
+                floats::<F>(col, name, row0)?
+            });
+        }
+        self.looked_for_ids = true;
+        Ok(columns)
+    }
+
+    /// [`Converter::convert`] for the layouts other than dense columns.
+    fn convert_other<F: ArrowFloat>(
+        &mut self,
+        rb: &RecordBatch,
+        source: &Arc<str>,
+        row0: u64,
+    ) -> Result<Option<Batch<F>>> {
+        let n = rb.num_rows();
+        let data = match self.resolved.clone() {
+            Resolved::Columns(_) => unreachable!("dense columns go through convert_rows"),
             Resolved::FixedList(name, size) => {
                 let a = column(rb, &name)?;
                 if let Some(i) = first_null(a.as_ref()) {
@@ -747,7 +802,7 @@ impl Converter {
             }
         };
         let data = data.with_origin(Origin::source(source.clone(), row0));
-        Ok(Some(match self.ids(rb, row0)? {
+        Ok(Some(match self.ids(rb, 0, n, row0)? {
             Some(ids) => data.with_ids(ids)?,
             None => data,
         }))
@@ -798,10 +853,23 @@ impl Converter {
         Ok(out.finish())
     }
 
-    fn ids(&self, rb: &RecordBatch, row0: u64) -> Result<Option<RowIds>> {
-        match &self.id {
-            Some(id) => Ok(Some(ids_of(column(rb, id)?, id, row0)?)),
-            None => Ok(None),
-        }
+    /// The ids of rows `offset..offset + len` of `rb`, the first of them row `row0`.
+    fn ids(
+        &self,
+        rb: &RecordBatch,
+        offset: usize,
+        len: usize,
+        row0: u64,
+    ) -> Result<Option<RowIds>> {
+        let Some(id) = &self.id else {
+            return Ok(None);
+        };
+        let a = column(rb, id)?;
+        let a = if offset == 0 && len == a.len() {
+            a.clone()
+        } else {
+            a.slice(offset, len)
+        };
+        Ok(Some(ids_of(&a, id, row0)?))
     }
 }

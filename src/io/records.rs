@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
+use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::ArrowError;
 
 use super::convert::Converter;
@@ -65,31 +65,32 @@ pub(crate) fn mini_batches<F: ArrowFloat>(
     let aligned = !converter.records_are_entries() && batch_rows >= ALIGNED_MIN_ROWS;
     let mut filled = 0usize;
     let mut current: Option<(Arc<str>, RecordBatches, u64)> = None;
-    // The record batch being sliced: its rows, the next row to take, and its first row's
-    // index in its input.
-    let mut record: Option<(RecordBatch, usize, u64)> = None;
+    // The record batch being sliced: its rows, the next row to take, its first row's
+    // index in its input, and its columns as the converter readied them for its slices.
+    let mut record: Option<(RecordBatch, usize, u64, Option<Vec<ArrayRef>>)> = None;
     let mut finished = false;
     let converted = std::iter::from_fn(move || loop {
         if finished {
             return None;
         }
-        if let Some((rb, offset, rb_row0)) = record.as_mut() {
+        if let Some((rb, offset, rb_row0, ready)) = record.as_mut() {
             let name = &current.as_ref().expect("a record batch has an input").0;
             let want = if aligned {
                 batch_rows - filled
             } else {
                 slice_rows
             };
-            let len = want.min(rb.num_rows() - *offset);
-            let slice = rb.slice(*offset, len);
-            let at = *rb_row0 + *offset as u64;
+            let (from, len) = (*offset, want.min(rb.num_rows() - *offset));
             *offset += len;
+            // Arrays a corrupt file decoded into can break invariants the conversion
+            // relies on: a panic there is a corrupt input too.
+            let converted = decoding("Arrow", || {
+                converter.convert_rows::<F>(rb, ready, from, len, name, *rb_row0)
+            });
             if *offset >= rb.num_rows() {
                 record = None;
             }
-            // Arrays a corrupt file decoded into can break invariants the conversion
-            // relies on: a panic there is a corrupt input too.
-            match decoding("Arrow", || converter.convert::<F>(&slice, name, at)) {
+            match converted {
                 Ok(Some(b)) => {
                     filled = (filled + b.rows()) % batch_rows.max(1);
                     return Some(Ok(b));
@@ -119,7 +120,7 @@ pub(crate) fn mini_batches<F: ArrowFloat>(
             Some(Ok(rb)) => {
                 let at = *row0;
                 *row0 += rb.num_rows() as u64;
-                record = (rb.num_rows() > 0).then_some((rb, 0, at));
+                record = (rb.num_rows() > 0).then_some((rb, 0, at, None));
             }
             Some(Err(e)) => {
                 finished = true;
@@ -260,5 +261,59 @@ mod tests {
                 assert_eq!(origin.locate(87), Some(("in1", 0)));
             }
         }
+    }
+
+    /// Ranges of one record batch keep their ids, and a null anywhere in it is named by
+    /// its row in the input, whichever mini-batch it falls in.
+    #[test]
+    fn ranges_keep_their_ids_and_name_a_null_by_its_row() {
+        use arrow_array::Int64Array;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("a", DataType::Float32, true),
+            Field::new("b", DataType::Float32, false),
+        ]));
+        let input = |null_at: Option<usize>| -> Vec<Named> {
+            let a: Float32Array = (0..300)
+                .map(|r| (Some(r) != null_at).then_some(r as f32))
+                .collect();
+            let rb = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from_iter_values((0..300).map(|r| 7 * r))),
+                    Arc::new(a),
+                    Arc::new(Float32Array::from_iter_values(
+                        (0..300).map(|r| -(r as f32)),
+                    )),
+                ],
+            )
+            .unwrap();
+            let batches = Box::new(std::iter::once(Ok(rb))) as RecordBatches;
+            vec![Ok(("in".into(), batches, 1000))]
+        };
+        let opts = InputOptions::new(64).id_column("id");
+        let conv = Converter::new(&schema, &opts, None).unwrap();
+        let batches: Vec<Batch<f32>> = mini_batches(input(None).into_iter(), conv.clone(), 64)
+            .collect::<Result<_>>()
+            .unwrap();
+        assert_eq!(batches.len(), 5);
+        for (i, b) in batches.iter().enumerate() {
+            let rows = (64 * i)..(64 * i + b.rows());
+            let want: Vec<i64> = rows.clone().map(|r| 7 * r as i64).collect();
+            assert_eq!(b.ids(), Some(&crate::matrix::RowIds::Int64(want)));
+            let x = b.view().to_dense();
+            let a: Vec<f32> = rows.clone().map(|r| r as f32).collect();
+            assert_eq!(x.column(0).to_vec(), a);
+            assert_eq!(x[[b.rows() - 1, 1]], -((rows.end - 1) as f32));
+            assert_eq!(b.origin().locate(0), Some(("in", 1000 + rows.start as u64)));
+        }
+        let err = mini_batches(input(Some(250)).into_iter(), conv, 64)
+            .find_map(|b: Result<Batch<f32>>| b.err())
+            .unwrap();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("in: row 1250, column 'a': null value"),
+            "{msg}"
+        );
     }
 }
