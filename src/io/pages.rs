@@ -343,8 +343,9 @@ fn gather<T: Plain>(
 }
 
 /// Appends to `out` the dictionary values of the `n` indices of `w` bits packed in
-/// `bytes` (a run's, at least `n * w` bits); returns the largest index (an index past the
-/// dictionary appends a default value: the caller makes that an error).
+/// `bytes` (a run's, at least `n * w` bits); returns an index past the dictionary if
+/// there is one (it appends a default value: the caller makes that an error), some index
+/// within it otherwise.
 fn packed<T: Plain>(bytes: &[u8], w: usize, n: usize, dict: &[T], out: &mut Vec<T>) -> u32 {
     // Whole groups of 8 values (`w` bytes each) through an unpacker of their width.
     let groups = (n / 8).min(bytes.len() / w.max(1));
@@ -378,7 +379,13 @@ fn packed<T: Plain>(bytes: &[u8], w: usize, n: usize, dict: &[T], out: &mut Vec<
     worst
 }
 
+/// Bytes from a group's start that [`unpack8_words`] reads: the last value's 8-byte word
+/// starts at most 28 bytes in (7 × 32 / 8).
+const WINDOW: usize = 36;
+
 /// [`packed`]'s first `groups` groups of 8 indices of `W` bits (`W` bytes a group).
+/// Returns the largest index of a group holding one past the dictionary, if any (0, or
+/// some index within it, otherwise).
 fn by_groups<const W: usize, T: Plain>(
     bytes: &[u8],
     groups: usize,
@@ -386,15 +393,134 @@ fn by_groups<const W: usize, T: Plain>(
     out: &mut Vec<T>,
 ) -> u32 {
     let mut worst = 0u32;
-    for g in bytes.chunks_exact(W).take(groups) {
+    let mut put = |idx: [u32; 8], out: &mut Vec<T>| {
+        let most = idx.iter().fold(0, |m, &i| m.max(i));
+        if (most as usize) < dict.len() {
+            // Straight into the spare capacity: through an array of 8 (`extend`, `map`),
+            // the values took a round trip through the stack.
+            out.reserve(8);
+            let spare = &mut out.spare_capacity_mut()[..8];
+            for (o, &i) in spare.iter_mut().zip(&idx) {
+                o.write(dict[i as usize]);
+            }
+            // SAFETY: the 8 values past the length were written above.
+            unsafe { out.set_len(out.len() + 8) };
+        } else {
+            worst = worst.max(most);
+            out.extend(idx.map(|i| dict.get(i as usize).copied().unwrap_or_default()));
+        }
+    };
+    // Groups with a whole window after their start are read a word a value; the last
+    // few, byte by byte.
+    let by_words = groups.min(bytes.len().saturating_sub(WINDOW - W) / W);
+    let mut seq: Option<Sequence<W>> = None;
+    // Dictionary values `from..to`: the groups of a sequence, copied when it ends.
+    let (mut from, mut to) = (0, 0);
+    for g in 0..by_words {
+        let Some(Ok(w)) = bytes
+            .get(g * W..g * W + WINDOW)
+            .map(<&[u8; WINDOW]>::try_from)
+        else {
+            break;
+        };
+        if let Some(s) = seq
+            .as_ref()
+            .filter(|s| s.holds(w) && s.start + 8 <= dict.len())
+        {
+            if to != s.start {
+                out.extend_from_slice(&dict[from..to]);
+                from = s.start;
+            }
+            to = s.start + 8;
+            seq = s.next();
+            continue;
+        }
+        out.extend_from_slice(&dict[from..to]);
+        (from, to) = (0, 0);
+        let idx = unpack8_words::<W>(w);
+        put(idx, out);
+        seq = Sequence::after(idx[7]);
+    }
+    out.extend_from_slice(&dict[from..to]);
+    for g in bytes[by_words * W..]
+        .chunks_exact(W)
+        .take(groups - by_words)
+    {
         let Ok(g) = <&[u8; W]>::try_from(g) else {
             continue;
         };
-        let idx = unpack8::<W>(g);
-        worst = worst.max(idx.iter().fold(0, |m, &i| m.max(i)));
-        out.extend(idx.map(|i| dict.get(i as usize).copied().unwrap_or_default()));
+        put(unpack8::<W>(g), out);
     }
     worst
+}
+
+/// The next group of indices of a run of consecutive ones (`start`, `start + 1`, …):
+/// what a dictionary in first-appearance order encodes where the values seldom repeat
+/// (floats). Where the 8 indices fit in 128 bits (`W` ≤ 16), such a group's bits are the
+/// last group's plus 8 in each field, so one comparison tells it (and its values are the
+/// dictionary's, copied in one piece) instead of 8 unpacked indices and 8 lookups.
+struct Sequence<const W: usize> {
+    start: usize,
+    /// The group's bits: `start + j` in field `j`.
+    bits: u128,
+}
+
+impl<const W: usize> Sequence<W> {
+    /// 8 in each of the 8 fields.
+    const STEP: u128 = {
+        let (mut step, mut j) = (0u128, 0);
+        while j < 8 && W * j < 128 {
+            step |= 8 << (W * j);
+            j += 1;
+        }
+        step
+    };
+    /// The group's 8 × `W` bits.
+    const MASK: u128 = if 8 * W >= 128 {
+        u128::MAX
+    } else {
+        (1 << (8 * W)) - 1
+    };
+
+    /// The sequence that continues a group ending in index `last`; `None` where its
+    /// indices would not fit in `W` bits or its group in 128.
+    fn after(last: u32) -> Option<Self> {
+        let start = last as usize + 1;
+        if W > 16 || start + 7 >= 1 << W {
+            return None;
+        }
+        let bits = (0..8).fold(0u128, |b, j| b | ((start + j) as u128) << (W * j));
+        Some(Self { start, bits })
+    }
+
+    /// Whether the group starting `w` holds this sequence's indices.
+    fn holds(&self, w: &[u8; WINDOW]) -> bool {
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&w[..16]);
+        u128::from_le_bytes(b) & Self::MASK == self.bits
+    }
+
+    /// The group after this one.
+    fn next(&self) -> Option<Self> {
+        let start = self.start + 8;
+        (start + 7 < 1 << W).then(|| Self {
+            start,
+            bits: self.bits + Self::STEP,
+        })
+    }
+}
+
+/// [`unpack8`] from a group's first [`WINDOW`] bytes: each value by one 8-byte load, a
+/// shift and a mask (the bytes past the group are the next groups').
+#[inline(always)]
+fn unpack8_words<const W: usize>(g: &[u8; WINDOW]) -> [u32; 8] {
+    let mask = u64::MAX >> (64 - W);
+    std::array::from_fn(|j| {
+        let bit = j * W;
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&g[bit / 8..bit / 8 + 8]);
+        ((u64::from_le_bytes(word) >> (bit % 8)) & mask) as u32
+    })
 }
 
 /// The 8 values of `W` bits packed in `W` bytes, least significant bit first.
@@ -632,14 +758,16 @@ mod tests {
         assert!(all_defined(&[20, 1], 10).unwrap());
         assert!(all_defined(&[5, 0xff, 0b0000_0111], 11).unwrap());
         assert!(!all_defined(&[5, 0xff, 0b0000_0101], 11).unwrap());
-        // Every width's groups unpack as the one-at-a-time path does.
-        for w in 1..=32usize {
-            let bytes: Vec<u8> = (0..w * 3).map(|i| (i * 37 + w) as u8).collect();
+        // Every width's groups unpack as the one-at-a-time path does, by words (the
+        // first groups) and byte by byte (the last few), with an index past the
+        // dictionary (from width 13) reported; the padded run is read by words whole.
+        for (w, pad) in (1..=32usize).flat_map(|w| [(w, 0), (w, 40)]) {
+            let bytes: Vec<u8> = (0..w * 12 + pad).map(|i| (i * 37 + w) as u8).collect();
             let dict: Vec<f32> = (0..1 << w.min(12)).map(|i| i as f32).collect();
             let (mut fast, mut slow) = (Vec::new(), Vec::new());
-            let wf = packed(&bytes, w, 24, &dict, &mut fast);
+            let wf = packed(&bytes, w, 92, &dict, &mut fast);
             let mut ws = 0;
-            for k in 0..24 {
+            for k in 0..92 {
                 let bit = k * w;
                 let mut v = 0u64;
                 for b in 0..w {
@@ -649,7 +777,67 @@ mod tests {
                 ws = ws.max(v as u32);
                 slow.push(dict.get(v as usize).copied().unwrap_or_default());
             }
-            assert_eq!((wf, fast), (ws, slow), "width {w}");
+            assert_eq!(fast, slow, "width {w}");
+            assert_eq!(
+                wf as usize >= dict.len(),
+                ws as usize >= dict.len(),
+                "width {w}"
+            );
+            assert_eq!(w > 12, ws as usize >= dict.len(), "width {w}");
+        }
+    }
+
+    /// Indices `idx` bit-packed `w` bits each, least significant bit first, with 40 bytes
+    /// of padding after them.
+    fn pack(idx: &[u32], w: usize) -> Vec<u8> {
+        let mut bytes = vec![0u8; (idx.len() * w).div_ceil(8) + 40];
+        for (k, &v) in idx.iter().enumerate() {
+            for b in 0..w {
+                if v >> b & 1 == 1 {
+                    bytes[(k * w + b) / 8] |= 1 << ((k * w + b) % 8);
+                }
+            }
+        }
+        bytes
+    }
+
+    /// Runs of consecutive indices (a dictionary in first-appearance order of values that
+    /// seldom repeat), read by groups whole, decode as their lookups do: with repeats
+    /// between them, from any start, up to the last index a width holds, and past the end
+    /// of a dictionary (an error, not its values).
+    #[test]
+    fn consecutive_indices_decode_as_their_lookups() {
+        for w in 1..=16usize {
+            let top = (1u32 << w) - 1;
+            let n = 200usize;
+            let patterns: Vec<Vec<u32>> = vec![
+                (0..n as u32).map(|i| i.min(top)).collect(),
+                (0..n as u32)
+                    .map(|i| {
+                        if i % 37 == 5 {
+                            1
+                        } else {
+                            (i + 3 - i / 37).min(top)
+                        }
+                    })
+                    .collect(),
+                (0..n as u32)
+                    .map(|i| (top.saturating_sub(150) + i).min(top))
+                    .collect(),
+            ];
+            for (p, idx) in patterns.iter().enumerate() {
+                let bytes = pack(idx, w);
+                let dict: Vec<f64> = (0..=top.min(1 << 12)).map(|i| f64::from(i) + 0.5).collect();
+                let mut got = Vec::new();
+                let worst = packed(&bytes, w, n, &dict, &mut got);
+                let want: Vec<f64> = idx
+                    .iter()
+                    .map(|&i| dict.get(i as usize).copied().unwrap_or_default())
+                    .collect();
+                assert_eq!(got, want, "width {w}, pattern {p}");
+                let past = idx.iter().any(|&i| i as usize >= dict.len());
+                assert_eq!(worst as usize >= dict.len(), past, "width {w}, pattern {p}");
+            }
         }
     }
 
