@@ -639,7 +639,8 @@ impl Converter {
     }
 
     /// Converts rows `offset..offset + len` of a record batch whose first row is row
-    /// `row0` of `source`, as [`Converter::convert`] converts that slice of it.
+    /// `row0` of `source`: the batch of that slice of it. Triplet rows may stay pending
+    /// until the next call or [`Converter::finish`].
     ///
     /// `ready` keeps the record batch's dense feature columns cast and checked, once for
     /// all its ranges (`None` for a record batch not seen yet): a wide file's record batch
