@@ -41,7 +41,7 @@ fn write_error(e: hound::Error) -> Error {
 }
 
 /// A WAV file's samples, mixed to mono, in [-1, 1] for integer formats: through `hound`
-/// (PCM of 8 to 32 bits, 32-bit float), or [`Float64Wav`] for 64-bit float samples.
+/// (PCM of 8 to 32 bits, 32-bit float), or a reader of its own for 64-bit float samples.
 ///
 /// ```no_run
 /// use streamnmf::audio::WavReader;

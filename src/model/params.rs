@@ -485,7 +485,7 @@ impl ValidParams {
             (init, _) => init,
         }
     }
-    /// Whether a batch size was set (else the defaults below, and [`dense_batch_rows`]
+    /// Whether a batch size was set (else the defaults below, and [`dense_batch_rows`](super::options::dense_batch_rows)
     /// for an in-memory `fit` of dense data under the Frobenius loss).
     pub fn batch_size_is_set(&self) -> bool {
         self.0.batch_size.is_some()
@@ -493,7 +493,8 @@ impl ValidParams {
     /// Rows per mini-batch.
     ///
     /// Unset, 1024 rows (an in-memory [`fit`](crate::OnlineNmf::fit) of dense data sets
-    /// [`dense_batch_rows`] under the Frobenius loss and [`DENSE_BETA_BATCH`] under the
+    /// [`dense_batch_rows`](super::options::dense_batch_rows) under the Frobenius loss and
+    /// [`DENSE_BETA_BATCH`](super::options::DENSE_BETA_BATCH) under the
     /// others instead), or [`IMPLICIT_BATCH`] for
     /// implicit feedback, whose every
     /// dictionary update solves every item's column (the shared `Σ w wᵀ` changes them

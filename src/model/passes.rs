@@ -71,7 +71,7 @@ impl<F: Float> OnlineNmf<F> {
     }
 
     /// [`fit`](Self::fit), checking `stop` before every batch: once it is set, the fit
-    /// returns [`Error::Interrupted`](crate::Error::Interrupted) with the batches before
+    /// returns [`Error::Interrupted`] with the batches before
     /// applied (a caller's Ctrl-C, a time limit).
     ///
     /// ```

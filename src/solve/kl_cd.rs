@@ -21,7 +21,7 @@ use crate::linalg::simd::{dispatch_avx2, divergence_terms, kl_ratio, Terms};
 use crate::matrix::MatRef;
 
 /// Sweeps between checks of the idle codes while the active ones still move (see
-/// [`solve`]).
+/// `solve`).
 const RECHECK_SWEEPS: usize = 4;
 
 /// Lanes of the reductions: fixed-order partial sums, as in `linalg::simd`.
@@ -147,7 +147,7 @@ struct RowWork<F> {
     /// Scratch of [`newton_sums`], one entry per stored value each.
     terms: (Vec<F>, Vec<F>),
     /// Codes at zero whose gradient was non-negative when last looked at: the sweeps
-    /// skip them until the active codes converge (see [`solve`]).
+    /// skip them until the active codes converge (see `solve`).
     idle: Vec<bool>,
 }
 
@@ -169,7 +169,7 @@ pub(crate) fn solve<F: Float>(
     solve_scored(x, h, hsum, w, pen, max_iter, tol, clip).0
 }
 
-/// [`solve`], also returning the divergence `D(x | w H)` of the rows at their codes,
+/// `solve`, also returning the divergence `D(x | w H)` of the rows at their codes,
 /// `Σ_{x>0} (x log(x / v) − x) + Σ_r w_r Σ_j h_rj`, from the solver's own `v` (no
 /// product `W H` over every entry, which with its pass over `b × p` values was a sixth of
 /// a KL pass on 20000 × 500 counts). Infinite where a positive entry has `v ≤ 0`.

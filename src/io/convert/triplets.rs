@@ -7,7 +7,8 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::RecordBatch;
 
-use super::{column, floats, ids_of, integer_values, vocabulary, ArrowFloat, Converter, Resolved};
+use super::columns::{column, floats, ids_of, integer_values};
+use super::{vocabulary, ArrowFloat, Converter, Resolved};
 use crate::error::{Error, Result};
 use crate::matrix::{Batch, CsrBuilder, Origin, RowIds};
 
