@@ -329,12 +329,19 @@ fn solve_prepared<F: Float>(
     }
 }
 
+/// Products of a dense chunk's `X Hᵀ` (rows · p · k) at least, up to [`CHUNK_ROWS`] rows:
+/// a narrower chunk is solved in less time than it takes to wake a helper for it. On
+/// 20000 × 50 at k 10 (100-row batches), two chunks of 64 and 36 rows woke a helper
+/// 200 times a pass for a few microseconds of work each.
+const MIN_CHUNK_WORK: usize = 1 << 18;
+
 /// The chunks of a batch solved for `k` components. Dense: [`CHUNK_ROWS`] rows, or for
 /// batches of fewer than `4 · CHUNK_ROWS` rows a quarter of the batch rounded up to the
 /// code solver's row block ([`ROW_BLOCK`] rows, at least one block), so that a small
 /// batch still spreads over the cores: a 256-row batch was one chunk, solved on one
 /// thread while the other core idled (KL codes on 20000 × 500 counts: a pass of
-/// 256-row batches took 0.45 s against 0.26 s with 1024 rows, for the same work). Sparse:
+/// 256-row batches took 0.45 s against 0.26 s with 1024 rows, for the same work). A
+/// dense chunk also takes the rows of [`MIN_CHUNK_WORK`] at least. Sparse:
 /// each chunk's statistics are a dense k × p block to sum, so a chunk takes enough rows
 /// (a multiple of [`CHUNK_ROWS`]) to hold at least k·p/4 stored entries, keeping that sum
 /// under a quarter of the chunk's own work; without per-chunk statistics (`blocks`
@@ -347,7 +354,13 @@ fn batch_chunks<F: Float>(x: MatRef<F>, k: usize, blocks: bool) -> Vec<Range<usi
             let want = (k * x.ncols()) as f64 / 4.0 / per_row;
             CHUNK_ROWS * ((want / CHUNK_ROWS as f64).ceil() as usize).max(1)
         }
-        _ => (n.div_ceil(4).div_ceil(ROW_BLOCK) * ROW_BLOCK).clamp(ROW_BLOCK, CHUNK_ROWS),
+        _ => {
+            let quarter = n.div_ceil(4).div_ceil(ROW_BLOCK) * ROW_BLOCK;
+            let work = MIN_CHUNK_WORK.div_ceil((k * x.ncols()).max(1));
+            quarter
+                .max(work.div_ceil(ROW_BLOCK) * ROW_BLOCK)
+                .clamp(ROW_BLOCK, CHUNK_ROWS)
+        }
     };
     chunks_of(n, rows).collect()
 }
@@ -434,16 +447,23 @@ mod tests {
     }
 
     /// Dense batches below 1024 rows still split into about four chunks of whole row
-    /// blocks; from 1024 rows on, chunks are 256 rows. Only the rows decide.
+    /// blocks; from 1024 rows on, chunks are 256 rows. Narrow data takes chunks of
+    /// `MIN_CHUNK_WORK` products at least. Only the shape decides.
     #[test]
     fn small_dense_batches_split_into_row_blocks() {
-        let lens = |n: usize| -> Vec<usize> {
-            let x = Array2::<f32>::ones((n, 3));
-            batch_chunks(MatRef::from(&x), 2, true)
+        let chunks = |n: usize, p: usize, k: usize| -> Vec<usize> {
+            let x = Array2::<f32>::ones((n, p));
+            batch_chunks(MatRef::from(&x), k, true)
                 .into_iter()
                 .map(|r| r.len())
                 .collect()
         };
+        // 20000 × 50 at k 10: one chunk for its 100-row batches, 256 rows at most.
+        assert_eq!(chunks(100, 50, 10), vec![100]);
+        assert_eq!(chunks(600, 50, 10), vec![256, 256, 88]);
+        // 200 columns at k 16: 82 rows of work, two row blocks.
+        assert_eq!(chunks(256, 200, 16), vec![128, 128]);
+        let lens = |n: usize| chunks(n, 1000, 20);
         assert_eq!(lens(1), vec![1]);
         assert_eq!(lens(64), vec![64]);
         assert_eq!(lens(120), vec![64, 56]);
