@@ -292,6 +292,24 @@ fn a_failing_output_leaves_no_other_output() {
     assert_eq!(files(d), listing);
 }
 
+/// An output named with a trailing separator (`h.parquet.d/`, a typo for a directory that
+/// does not exist) is refused before anything is written: its rename used to fail after
+/// the model had been renamed into place, leaving it behind with exit code 1.
+#[test]
+fn an_output_named_like_a_directory_leaves_no_other_output() {
+    let dir = setup(400);
+    let d = dir.path();
+    let listing = files(d);
+    for args in [
+        &["--out", "new.snmf", "--components-out", "h.parquet.d/"][..],
+        &["--out", "h.parquet.d/"][..],
+    ] {
+        let o = run(d, &fit_x(args));
+        failed(&o, 1, &["h.parquet.d/", "names a directory"]);
+        assert_eq!(files(d), listing, "{args:?}");
+    }
+}
+
 /// Temporary files of a run that was killed are removed by the next run writing there;
 /// another program's files (or a live run's) are not.
 #[test]

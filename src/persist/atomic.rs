@@ -82,9 +82,23 @@ fn process_alive(pid: u32) -> bool {
 /// let e = replaceable(std::path::Path::new("/dev/null")).unwrap_err();
 /// assert!(e.to_string().contains("not a regular file"), "{e}");
 /// assert!(replaceable(dir.path()).is_err());
+/// // A name with a trailing separator is a directory's, whether or not it exists.
+/// let e = replaceable(&dir.path().join("out.d/")).unwrap_err();
+/// assert!(e.to_string().contains("names a directory"), "{e}");
 /// # Ok(()) }
 /// ```
 pub fn replaceable(dest: &Path) -> Result<PathBuf> {
+    // `out.d/` or `..` names a directory even when none exists: its temporary file would
+    // be made in the parent and the rename onto it fail, after the run's other outputs
+    // were already renamed into place.
+    let raw = dest.as_os_str().to_string_lossy();
+    if dest.file_name().is_none() || raw.ends_with('/') || raw.ends_with(std::path::MAIN_SEPARATOR)
+    {
+        return Err(Error::Io(std::io::Error::other(
+            "names a directory (a trailing separator or no file name), not a file",
+        ))
+        .in_file(dest));
+    }
     let dest = resolve_links(dest)?;
     if let Ok(m) = std::fs::metadata(&dest) {
         if !m.is_file() {
