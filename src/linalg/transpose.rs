@@ -81,11 +81,12 @@ mod avx {
 
     /// Rows per strip. Within a strip the kernels go down each group of 8 (4) columns
     /// through all the strip's rows before the next group: each column's rows of the
-    /// strip are 1 KB in one or two 4 KB pages, read front to back. Strips of 16 rows
-    /// (one 64-byte line of each column) touched a page per column for every 16 rows: on
-    /// a 5000-column file more pages than the TLB holds, and the move was a fifth of the
-    /// reader's time there (`examples/decode_rate --reader-only` on p = 5000, 10 runs:
-    /// user 182 → 154 ms; base 65 → 56 ms). 256 rows also keep the output lines a group
+    /// strip are 1 KB (2 KB of f64) in one or two 4 KB pages, read front to back. Strips
+    /// of 16 rows (one 64-byte line of each column) touched a page per column for every
+    /// 16 rows: on a 5000-column file more pages than the TLB holds, and the move was a
+    /// fifth of the reader's time there (`examples/decode_rate --reader-only`, 12
+    /// alternating runs: p = 5000 309 → 249 ms, user 228 → 161 ms; base 108 → 96 ms,
+    /// 16 runs). 256 rows also keep the output lines a group
     /// leaves half written (its 32 or 16 bytes of each row) in L1 for the next group.
     /// The last strip may be shorter, by whole blocks.
     const STRIP: usize = 256;
