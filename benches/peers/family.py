@@ -271,8 +271,8 @@ def read_h(path, k, p):
     rows = np.asarray(t.column("component"), int)
     if "value" in t.column_names:  # long: component, feature (index or name), value
         feature = t.column("feature").to_pylist()
-        if feature and isinstance(feature[0], str):  # our columns are named f0, f1, ...
-            feature = [int(f[1:]) for f in feature]
+        if feature and isinstance(feature[0], str):  # f0, f1, ... (Parquet columns) or 0, 1, ...
+            feature = [int(f[1:]) if f.startswith("f") else int(f) for f in feature]
         h[rows, np.asarray(feature, int)] = np.asarray(t.column("value"))
     else:  # wide: component, then one column per feature, in order
         h[rows] = np.stack([np.asarray(c) for c in t.columns[1:]], axis=1)
