@@ -8,6 +8,7 @@
 //! rows (long format), of components (wide Arrow stream) or a column at a time (wide
 //! Parquet).
 
+use std::borrow::Cow;
 use std::io::{BufWriter, Write};
 use std::sync::Arc;
 
@@ -458,13 +459,23 @@ pub fn write_components<F: ArrowFloat, W: Write + Send>(
                 Field::new("value", F::Arrow::DATA_TYPE, false),
             ]));
             let mut table = Table::holding(out, &schema, format, Content::LongComponents)?;
-            // Each name made once, not once a component.
-            let names: Vec<String> = (0..p).map(name).collect();
+            // Names borrowed from `names`; the missing ones (their index) made once when
+            // they fit a record batch, else per cell (memory stays bounded by a batch).
+            let made: Vec<String> = match p <= LONG_ROWS {
+                true => (names.len()..p).map(|j| j.to_string()).collect(),
+                false => Vec::new(),
+            };
+            let label = |j: usize| -> Cow<'_, str> {
+                match names.get(j).or_else(|| made.get(j - names.len())) {
+                    Some(n) => Cow::Borrowed(n.as_str()),
+                    None => Cow::Owned(j.to_string()),
+                }
+            };
             let total = k * p;
             for start in (0..total).step_by(LONG_ROWS) {
                 let cells = start..(start + LONG_ROWS).min(total);
                 let comp = Int64Array::from_iter_values(cells.clone().map(|t| (t / p) as i64));
-                let feat = StringArray::from_iter_values(cells.clone().map(|t| &names[t % p]));
+                let feat = StringArray::from_iter_values(cells.clone().map(|t| label(t % p)));
                 let vals = float_column(cells.map(|t| h[[t / p, t % p]]).collect());
                 let cols: Vec<ArrayRef> = vec![Arc::new(comp), Arc::new(feat), vals];
                 table.write(&RecordBatch::try_new(schema.clone(), cols)?)?;
@@ -672,6 +683,32 @@ mod tests {
         });
         check(h32.clone());
         check(h32.mapv(|v| f64::from(v) * (1.0 + f64::EPSILON)));
+    }
+
+    /// Features without a name are named by their index in the long table, whether their
+    /// names fit one record batch (made once) or not (made per cell).
+    #[test]
+    fn long_table_names_unnamed_features_by_index() {
+        for (k, p, given) in [(2, 5, 2), (1, LONG_ROWS + 3, 0)] {
+            let h = ndarray::Array2::<f32>::zeros((k, p));
+            let names: Vec<String> = (0..given).map(|j| format!("n{j}")).collect();
+            let bytes = write_components(
+                Vec::new(),
+                TableFormat::Parquet,
+                ComponentsLayout::Long,
+                h.view(),
+                &names,
+            )
+            .unwrap();
+            let mut seen = Vec::new();
+            for rb in read_all(bytes, TableFormat::Parquet) {
+                let feat = rb.column(1).as_string::<i32>();
+                seen.extend(feat.iter().map(|f| f.unwrap().to_string()));
+            }
+            let want = |j: usize| names.get(j).cloned().unwrap_or_else(|| j.to_string());
+            let expected: Vec<String> = (0..k * p).map(|t| want(t % p)).collect();
+            assert_eq!(seen, expected, "k {k}, p {p}");
+        }
     }
 
     /// H's long Parquet table, over more rows than a record batch: every (component,
