@@ -685,6 +685,18 @@ mod tests {
         check(h32.mapv(|v| f64::from(v) * (1.0 + f64::EPSILON)));
     }
 
+    /// H as a long Parquet table, in memory.
+    fn long_parquet<F: ArrowFloat>(h: ArrayView2<F>, names: &[String]) -> Vec<u8> {
+        write_components(
+            Vec::new(),
+            TableFormat::Parquet,
+            ComponentsLayout::Long,
+            h,
+            names,
+        )
+        .unwrap()
+    }
+
     /// Features without a name are named by their index in the long table, whether their
     /// names fit one record batch (made once) or not (made per cell).
     #[test]
@@ -692,14 +704,7 @@ mod tests {
         for (k, p, given) in [(2, 5, 2), (1, LONG_ROWS + 3, 0)] {
             let h = ndarray::Array2::<f32>::zeros((k, p));
             let names: Vec<String> = (0..given).map(|j| format!("n{j}")).collect();
-            let bytes = write_components(
-                Vec::new(),
-                TableFormat::Parquet,
-                ComponentsLayout::Long,
-                h.view(),
-                &names,
-            )
-            .unwrap();
+            let bytes = long_parquet(h.view(), &names);
             let mut seen = Vec::new();
             for rb in read_all(bytes, TableFormat::Parquet) {
                 let feat = rb.column(1).as_string::<i32>();
@@ -727,14 +732,7 @@ mod tests {
             }
         });
         let names: Vec<String> = (0..p).map(|j| format!("word {j}")).collect();
-        let bytes = write_components(
-            Vec::new(),
-            TableFormat::Parquet,
-            ComponentsLayout::Long,
-            h.view(),
-            &names,
-        )
-        .unwrap();
+        let bytes = long_parquet(h.view(), &names);
         let meta = SerializedFileReader::new(bytes::Bytes::from(bytes.clone()))
             .unwrap()
             .metadata()
