@@ -608,13 +608,14 @@ mod tests {
         assert_eq!(ComponentsLayout::auto(1001), ComponentsLayout::Long);
     }
 
-    /// H written into `sink` as a wide Parquet table, through the public entry point.
-    fn wide_parquet_into<F: ArrowFloat, W: Write + Send>(
+    /// H written into `sink` as a Parquet table of `layout`, through the public entry point.
+    fn parquet_into<F: ArrowFloat, W: Write + Send>(
         sink: W,
+        layout: ComponentsLayout,
         h: ArrayView2<F>,
         names: &[String],
     ) -> W {
-        write_components(sink, TableFormat::Parquet, ComponentsLayout::Wide, h, names).unwrap()
+        write_components(sink, TableFormat::Parquet, layout, h, names).unwrap()
     }
 
     /// The wide table reaches its sink in a few large writes, not one per feature (the
@@ -642,7 +643,12 @@ mod tests {
         let (k, p) = (3, 400);
         let h = ndarray::Array2::from_shape_fn((k, p), |(i, j)| (i * p + j) as f32);
         let names: Vec<String> = (0..p).map(|j| format!("f{j}")).collect();
-        let sink = wide_parquet_into(Counting::default(), h.view(), &names);
+        let sink = parquet_into(
+            Counting::default(),
+            ComponentsLayout::Wide,
+            h.view(),
+            &names,
+        );
         assert!(sink.writes <= 2, "{} writes", sink.writes);
         assert_eq!(sink.flushes, 0);
         let rbs = read_all(sink.bytes, TableFormat::Parquet);
@@ -661,7 +667,7 @@ mod tests {
         fn check<F: ArrowFloat>(h: ndarray::Array2<F>) {
             let (k, p) = h.dim();
             let names: Vec<String> = (0..p).map(|j| format!("feature {j}")).collect();
-            let bytes = wide_parquet_into(Vec::new(), h.view(), &names);
+            let bytes = parquet_into(Vec::new(), ComponentsLayout::Wide, h.view(), &names);
             let rbs = read_all(bytes, TableFormat::Parquet);
             assert_eq!(rbs.len(), 1);
             let rb = &rbs[0];
@@ -685,18 +691,6 @@ mod tests {
         check(h32.mapv(|v| f64::from(v) * (1.0 + f64::EPSILON)));
     }
 
-    /// H as a long Parquet table, in memory.
-    fn long_parquet<F: ArrowFloat>(h: ArrayView2<F>, names: &[String]) -> Vec<u8> {
-        write_components(
-            Vec::new(),
-            TableFormat::Parquet,
-            ComponentsLayout::Long,
-            h,
-            names,
-        )
-        .unwrap()
-    }
-
     /// Features without a name are named by their index in the long table, whether their
     /// names fit one record batch (made once) or not (made per cell).
     #[test]
@@ -704,7 +698,7 @@ mod tests {
         for (k, p, given) in [(2, 5, 2), (1, LONG_ROWS + 3, 0)] {
             let h = ndarray::Array2::<f32>::zeros((k, p));
             let names: Vec<String> = (0..given).map(|j| format!("n{j}")).collect();
-            let bytes = long_parquet(h.view(), &names);
+            let bytes = parquet_into(Vec::new(), ComponentsLayout::Long, h.view(), &names);
             let mut seen = Vec::new();
             for rb in read_all(bytes, TableFormat::Parquet) {
                 let feat = rb.column(1).as_string::<i32>();
@@ -732,7 +726,7 @@ mod tests {
             }
         });
         let names: Vec<String> = (0..p).map(|j| format!("word {j}")).collect();
-        let bytes = long_parquet(h.view(), &names);
+        let bytes = parquet_into(Vec::new(), ComponentsLayout::Long, h.view(), &names);
         let meta = SerializedFileReader::new(bytes::Bytes::from(bytes.clone()))
             .unwrap()
             .metadata()

@@ -103,7 +103,6 @@ impl RecentIds {
     }
 }
 
-/// How many values at the start of `v` (not empty) equal its first.
 /// A record batch's row ids: integers as the column's own buffer (no copy: a copy of each
 /// record batch's ids was 1.2 % of a sparse fit's samples), strings owned.
 enum TripletIds {
@@ -125,6 +124,7 @@ impl TripletIds {
     }
 }
 
+/// How many values at the start of `v` (not empty) equal its first.
 fn run_length<T: PartialEq>(v: &[T]) -> usize {
     1 + v[1..].iter().take_while(|x| **x == v[0]).count()
 }
