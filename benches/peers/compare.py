@@ -209,6 +209,20 @@ def run_peer(case, data, method, target):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def one_blas_thread():
+    """Runs this process's own BLAS (SVD bounds, scoring) on one thread from now on.
+
+    A threaded OpenBLAS keeps its idle workers spinning for about 0.1 s after each call,
+    and in the parent process they took a core from the streamnmf process timed next:
+    p = 50 (20 000 x 50, one pass) took 49 ms right after a numpy GEMM in the parent and
+    28 ms after a 0.5 s rest or with the parent on one BLAS thread (medians of 10,
+    2026-12-07). The peers run in worker processes of their own, with their usual
+    threads; only the parent's untimed work goes single-threaded.
+    """
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(1)
+
+
 def batch_flag(c):
     """streamnmf's --batch-size for a case: its own (`ours`; None: the default) or the peers'."""
     b = c.get("ours", c["batch"])
@@ -306,6 +320,7 @@ def main():
     if args.worker:
         args.target = args.target or None
         return worker(args)
+    one_blas_thread()
     tmp = tempfile.mkdtemp(prefix="streamnmf-peers-")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; python {platform.python_version()}; "
           f"data in {tmp}\n")

@@ -48,7 +48,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from compare import svd_bound  # noqa: E402
+from compare import one_blas_thread, svd_bound  # noqa: E402
 
 BASE = dict(n=20_000, p=1_000, k=20, density=0.5, noise="halfnormal", level=0.05, order="iid")
 
@@ -380,6 +380,7 @@ def main():
     args = ap.parse_args()
     if args.worker:
         return worker(args)
+    one_blas_thread()
     binary_dir = os.environ.get("STREAMNMF_BIN", "target/release")
     binary = os.path.join(binary_dir, "streamnmf")
     members = {**planted_members(), **OTHER, **REAL}

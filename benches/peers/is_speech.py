@@ -53,6 +53,12 @@ def main():
             final = float(_beta_divergence(x, w, m.components_, 0))
         res[name] = (float(np.median(secs)), final)
         print(f"{name}: median {np.median(secs):.2f} s, final IS {final:.6g}", flush=True)
+    # The peers ran in this process: its idle OpenBLAS workers spin for about 0.1 s after
+    # each call and would take a core from the streamnmf processes timed next (see
+    # compare.one_blas_thread). One thread from here on, and a pause for the spin to end.
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(1)
+    time.sleep(0.5)
     extra = ["--batch-size", str(a.batch_size)]
     if a.code_max_iter:
         extra += ["--code-max-iter", str(a.code_max_iter)]

@@ -9,6 +9,7 @@ use ndarray::Array2;
 use super::csr::{CsrBuilder, CsrMatrix};
 use super::mat::{MatRef, Matrix};
 use super::spare;
+use super::validate::Screened;
 use crate::error::{Error, Result};
 use crate::float::Float;
 
@@ -169,12 +170,24 @@ impl Origin {
 /// assert_eq!(b.first_row(), 1000);
 /// assert_eq!(b.ids(), Some(&RowIds::Int64(vec![7, 8])));
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Batch<F> {
     data: Matrix<F>,
     ids: Option<RowIds>,
     first_row: u64,
     origin: Origin,
+    /// What the reader checked of the stored values (see [`Screened`]): a record of
+    /// work done, not part of the batch's content, so equality ignores it.
+    screened: Option<Screened>,
+}
+
+impl<F: PartialEq> PartialEq for Batch<F> {
+    fn eq(&self, other: &Self) -> bool {
+        self.data == other.data
+            && self.ids == other.ids
+            && self.first_row == other.first_row
+            && self.origin == other.origin
+    }
 }
 
 impl<F: Float> Batch<F> {
@@ -185,6 +198,7 @@ impl<F: Float> Batch<F> {
             ids: None,
             first_row: 0,
             origin: Origin::default(),
+            screened: None,
         }
     }
     /// A dense batch.
@@ -244,7 +258,17 @@ impl<F: Float> Batch<F> {
     pub fn origin(&self) -> &Origin {
         &self.origin
     }
-    /// The same rows (ids, origin) with their data changed by `f` (same rows).
+    /// Records that a reader checked every stored value (see [`Screened`]).
+    pub(crate) fn screened_as(mut self, screened: Screened) -> Self {
+        self.screened = Some(screened);
+        self
+    }
+    /// What a reader checked of the stored values, if it did.
+    pub(crate) fn screened(&self) -> Option<Screened> {
+        self.screened
+    }
+    /// The same rows (ids, origin) with their data changed by `f` (same rows), which keeps
+    /// the stored values or drops some (the reader's screening of them still holds).
     pub(crate) fn map_data(
         mut self,
         f: impl FnOnce(Matrix<F>) -> Result<Matrix<F>>,
@@ -267,6 +291,7 @@ impl<F: Float> Batch<F> {
     pub(crate) fn with_data(mut self, data: Matrix<F>) -> Self {
         debug_assert_eq!(data.view().nrows(), self.rows());
         self.data = data;
+        self.screened = None;
         self
     }
 }
@@ -295,6 +320,8 @@ pub(crate) struct BatchBuffer<F> {
     rows: usize,
     ids: Option<RowIds>,
     origin: Origin,
+    /// What holds of every stored row's values (see [`Screened::both`]).
+    screened: Option<Screened>,
     /// Rows the batches taken out usually have (0: unknown): a buffer that takes a batch's
     /// storage makes room for that many rows at once, so the pushes that follow do not
     /// grow it by reallocations (copies) of everything stored so far.
@@ -315,6 +342,7 @@ impl<F: Float> BatchBuffer<F> {
             rows: 0,
             ids: None,
             origin: Origin::default(),
+            screened: None,
             target,
         }
     }
@@ -344,6 +372,11 @@ impl<F: Float> BatchBuffer<F> {
             }
         }
         self.start = 0;
+        self.screened = if self.rows == 0 {
+            b.screened
+        } else {
+            Screened::both(self.screened, b.screened)
+        };
         self.origin.append(b.origin, self.rows);
         match (self.ids.as_mut(), b.ids) {
             (Some(a), Some(o)) => a.append(o),
@@ -475,6 +508,7 @@ impl<F: Float> BatchBuffer<F> {
             ids,
             first_row,
             origin,
+            screened: self.screened,
         }
     }
 }
@@ -527,6 +561,11 @@ pub(crate) fn gather_rows<F: Float>(
         ids,
         first_row,
         origin,
+        screened: batches
+            .iter()
+            .map(|b| b.screened)
+            .reduce(Screened::both)
+            .flatten(),
     }
 }
 
@@ -754,6 +793,49 @@ mod tests {
         assert!(matches!(a.view(), MatRef::Csr(_)));
         assert_eq!(a.view().to_dense().row(3), x.row(0));
         assert_eq!(b.view().to_dense(), x.slice(ndarray::s![1..3, ..]));
+    }
+
+    /// A reader's screening of the values (see [`Screened`]) travels with the rows: a
+    /// batch taken out of the buffer is screened as leniently as the most lenient batch
+    /// pushed since the buffer was last empty, and not at all once an unscreened batch
+    /// joined; a gathered batch likewise. Equality ignores it.
+    #[test]
+    fn screening_travels_with_the_rows() {
+        let x = array![[1.0f64, 0.0, 2.0], [0.0, 3.0, 0.5]];
+        let strict = Screened {
+            nan_allowed: false,
+            zero_allowed: false,
+        };
+        let zeros = Screened {
+            zero_allowed: true,
+            ..strict
+        };
+        let part = |s: Option<Screened>| {
+            let b = Batch::csr(CsrMatrix::from_dense(x.view()));
+            s.map_or(b.clone(), |s| b.screened_as(s))
+        };
+        let mut buf = BatchBuffer::new();
+        buf.push(part(Some(strict)));
+        buf.push(part(Some(zeros)));
+        assert_eq!(buf.take(1, 0).screened(), Some(zeros));
+        assert_eq!(buf.take(3, 1).screened(), Some(zeros));
+        // Empty again: the next rows start afresh.
+        buf.push(part(Some(strict)));
+        assert_eq!(buf.take(1, 4).screened(), Some(strict));
+        buf.push(part(None));
+        assert_eq!(buf.take(3, 5).screened(), None);
+        let gathered = gather_rows(
+            &[part(Some(strict)), part(Some(zeros))],
+            &[(0, 1), (1, 0)],
+            0,
+        );
+        assert_eq!(gathered.screened(), Some(zeros));
+        let gathered = gather_rows(&[part(Some(strict)), part(None)], &[(0, 1)], 0);
+        assert_eq!(gathered.screened(), None);
+        assert_eq!(part(Some(strict)), part(None));
+        // New data is not what the reader saw.
+        let replaced = part(Some(strict)).with_data(Matrix::Csr(CsrMatrix::from_dense(x.view())));
+        assert_eq!(replaced.screened(), None);
     }
 
     /// Rows of a growing catalogue: a wider batch widens the buffer, and the rows before

@@ -15,4 +15,4 @@ pub use mat::{MatRef, Matrix};
 pub(crate) use batch::gather_rows;
 pub(crate) use batch::BatchBuffer;
 pub(crate) use csr::CsrBuilder;
-pub(crate) use validate::{Observed, Reading, Valid, ValidBatch, ValueRule};
+pub(crate) use validate::{Observed, Reading, Screened, Valid, ValidBatch, ValueRule};

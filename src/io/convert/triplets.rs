@@ -11,7 +11,7 @@ use arrow_buffer::ScalarBuffer;
 use super::columns::{column, floats, ids_of, integer_values};
 use super::{vocabulary, ArrowFloat, Converter, Resolved};
 use crate::error::{Error, Result};
-use crate::matrix::{Batch, CsrBuilder, Origin, RowIds};
+use crate::matrix::{Batch, CsrBuilder, Origin, RowIds, Screened};
 
 #[derive(Clone, Debug)]
 pub(super) struct Pending {
@@ -384,7 +384,17 @@ impl Converter {
             }
             t = end;
         }
-        rows.finish(self.width)
+        Ok(rows
+            .finish(self.width)?
+            .map(|b| b.screened_as(self.screened())))
+    }
+
+    /// What [`check_triplet_values`] passed of every value of the batches made here.
+    fn screened(&self) -> Screened {
+        Screened {
+            nan_allowed: self.nulls_are_missing,
+            zero_allowed: self.zeros_refused.is_none(),
+        }
     }
 
     /// Appends the entries `run` of a record batch in one go when their columns are plain
@@ -460,7 +470,9 @@ impl Converter {
         let file = p.source.to_string();
         rows.end_pending(p, &mut self.recent, &col)
             .map_err(|e| e.in_file(file))?;
-        rows.finish(self.width)
+        Ok(rows
+            .finish(self.width)?
+            .map(|b| b.screened_as(self.screened())))
     }
 }
 
@@ -487,6 +499,45 @@ mod tests {
             ),
         ])
         .unwrap()
+    }
+
+    /// Every batch of triplet rows (the pending last row's too) records that its values
+    /// were checked here, under the options' reading of NaN and zero, so the pipeline
+    /// does not scan them again.
+    #[test]
+    fn triplet_batches_record_the_check_of_their_values() {
+        let src: Arc<str> = "t.parquet".into();
+        let first = [(7, 3, 1.0), (7, 1, 0.0), (9, 0, 3.0)];
+        let mut conv = test_triplets(8);
+        let a = conv.convert::<f32>(&records(&first), &src, 0).unwrap();
+        let b = conv.finish::<f32>().unwrap();
+        let plain = Screened {
+            nan_allowed: false,
+            zero_allowed: true,
+        };
+        for batch in [a, b] {
+            assert_eq!(batch.expect("one row each").screened(), Some(plain));
+        }
+        let schema = records(&first).schema();
+        let opts = crate::io::InputOptions::new(64)
+            .layout(crate::io::Layout::Triplets {
+                row: "r".into(),
+                col: "c".into(),
+                value: "v".into(),
+            })
+            .nulls_are_missing(true)
+            .zeros_refused(Some(0.0));
+        let mut conv = Converter::new(&schema, &opts, Some(8)).unwrap();
+        let nonzero = [(7, 3, 1.0), (7, 1, f32::NAN), (9, 0, 3.0)];
+        let a = conv.convert::<f32>(&records(&nonzero), &src, 0).unwrap();
+        let expected = Screened {
+            nan_allowed: true,
+            zero_allowed: false,
+        };
+        assert_eq!(a.expect("row 7").screened(), Some(expected));
+        // The zero of the first records is refused under these options.
+        let mut conv = Converter::new(&schema, &opts, Some(8)).unwrap();
+        assert!(conv.convert::<f32>(&records(&first), &src, 0).is_err());
     }
 
     /// Rows whose entries are out of column order, one that spans two record batches and
