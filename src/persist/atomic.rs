@@ -158,11 +158,8 @@ impl AtomicFile {
     /// stream instead.
     pub fn create(dest: &Path) -> Result<Self> {
         let dest = &replaceable(dest)?;
-        let dir = match dest.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let prefix = format!("{TEMP_PREFIX}{}-", std::process::id());
+        let dir = dir_of(dest);
+        let prefix = temp_prefix();
         let mut builder = tempfile::Builder::new();
         builder.prefix(&prefix);
         #[cfg(unix)]
@@ -171,7 +168,7 @@ impl AtomicFile {
             use std::os::unix::fs::PermissionsExt;
             builder.permissions(std::fs::Permissions::from_mode(0o666));
         }
-        let tmp = builder.tempfile_in(&dir).map_err(|e| {
+        let tmp = builder.tempfile_in(dir).map_err(|e| {
             // tempfile's own message names the temporary path, which the user never gave.
             let why = std::io::Error::new(
                 e.kind(),
@@ -230,6 +227,65 @@ impl AtomicFile {
     }
 }
 
+/// The directory holding `dest` (`.` for a bare file name).
+fn dir_of(dest: &Path) -> &Path {
+    match dest.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// The start of this process's temporary names (see [`clean_stale_temps`]).
+fn temp_prefix() -> String {
+    format!("{TEMP_PREFIX}{}-", std::process::id())
+}
+
+/// What a destination held before a joint commit renamed a file onto it.
+enum Previous {
+    /// Nothing: the name was new.
+    Nothing,
+    /// A file, kept under a temporary hard link beside it (removed when dropped).
+    Kept(NamedTempFile<()>),
+    /// A file that could not be linked (a file system without hard links).
+    Unkept,
+}
+
+impl Previous {
+    /// What `dest` holds now, kept where it is a file.
+    fn of(dest: &Path) -> Self {
+        if std::fs::symlink_metadata(dest).is_err() {
+            return Previous::Nothing;
+        }
+        let link = tempfile::Builder::new()
+            .prefix(&temp_prefix())
+            .make_in(dir_of(dest), |p| std::fs::hard_link(dest, p));
+        match link {
+            Ok(kept) => Previous::Kept(kept),
+            Err(e) => {
+                tracing::debug!(path = %dest.display(), error = %e, "cannot keep the old file for a roll-back");
+                Previous::Unkept
+            }
+        }
+    }
+
+    /// Puts `dest` back as it was before its rename.
+    fn restore(self, dest: &Path) {
+        let outcome = match self {
+            Previous::Nothing => std::fs::remove_file(dest),
+            Previous::Kept(kept) => kept.persist(dest).map(|_| ()).map_err(|e| e.error),
+            Previous::Unkept => Err(std::io::Error::other("the old file was not kept")),
+        };
+        match outcome {
+            Ok(()) => {
+                tracing::warn!(path = %dest.display(), "put back as it was before the failed commit")
+            }
+            Err(e) => {
+                tracing::warn!(path = %dest.display(), error = %e, "could not be put back after the failed commit")
+            }
+        }
+    }
+}
+
 /// A temporary file whose bytes are on disk, waiting to be renamed onto its destination.
 struct Synced {
     dest: PathBuf,
@@ -241,7 +297,11 @@ struct Synced {
 /// commit, so two outputs cost about one), and only when all of them are on disk are
 /// they renamed onto their destinations, in order, followed by one fsync of each
 /// directory involved. A file that fails to reach the disk leaves every destination as
-/// it was; the error names the first such file.
+/// it was; the error names the first such file. A rename that fails after others
+/// succeeded (the file system remounted read-only, a destination replaced by a directory
+/// meanwhile) puts the renamed ones back: each destination that held a file was first
+/// hard-linked under a temporary name beside it (on a file system without hard links,
+/// such a file cannot be put back, and a warning says so).
 ///
 /// ```
 /// # fn main() -> streamnmf::Result<()> {
@@ -282,15 +342,27 @@ pub fn commit_together(files: Vec<AtomicFile>) -> Result<()> {
     };
     // All or nothing: an error drops every temporary file, renaming none.
     let synced = synced.into_iter().collect::<Result<Vec<_>>>()?;
-    let mut dirs: Vec<PathBuf> = Vec::new();
+    let several = synced.len() > 1;
+    let mut renamed: Vec<(PathBuf, Previous)> = Vec::new();
     for f in synced {
-        f.tmp
-            .persist(&f.dest)
-            .map_err(|e| Error::Io(e.error).in_file(&f.dest))?;
-        let dir = match f.dest.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
+        let previous = if several {
+            Previous::of(&f.dest)
+        } else {
+            Previous::Nothing
         };
+        if let Err(e) = f.tmp.persist(&f.dest) {
+            let err = Error::Io(e.error).in_file(&f.dest);
+            for (dest, previous) in renamed.into_iter().rev() {
+                previous.restore(&dest);
+            }
+            return Err(err);
+        }
+        renamed.push((f.dest, previous));
+    }
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    // Dropping the kept links removes them.
+    for (dest, _) in renamed {
+        let dir = dir_of(&dest);
         if !dirs.iter().any(|d| d == dir) {
             dirs.push(dir.to_path_buf());
         }
@@ -340,6 +412,51 @@ fn pause_mid_write() -> Option<std::time::Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A rename that fails partway through a joint commit puts back what was renamed
+    /// before it (an old file restored, a new name removed), leaves no temporary file or
+    /// link behind, and names the file that failed; a commit that succeeds over old
+    /// files leaves no links either.
+    #[test]
+    fn a_failed_rename_puts_back_the_files_renamed_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |n: &str| dir.path().join(n);
+        let write = |n: &str, bytes: &[u8]| {
+            let mut f = AtomicFile::create(&path(n)).unwrap();
+            f.write_all(bytes).unwrap();
+            f
+        };
+        std::fs::write(path("a"), b"old a").unwrap();
+        let files = vec![
+            write("a", b"new a"),
+            write("c", b"new c"),
+            write("b", b"new b"),
+        ];
+        // `b` turns into a non-empty directory after its file was started: renaming a
+        // file onto it fails (EISDIR, even as root) after `a` and `c` were renamed.
+        std::fs::create_dir(path("b")).unwrap();
+        std::fs::write(path("b").join("x"), b"").unwrap();
+        let err = commit_together(files).unwrap_err().to_string();
+        assert!(err.contains(&path("b").display().to_string()), "{err}");
+        assert_eq!(std::fs::read(path("a")).unwrap(), b"old a");
+        assert!(!path("c").exists());
+        let names = || {
+            let mut v: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(), ["a", "b"]);
+        // Over old files, a commit that succeeds replaces them and keeps no link.
+        std::fs::remove_dir_all(path("b")).unwrap();
+        std::fs::write(path("c"), b"old c").unwrap();
+        commit_together(vec![write("a", b"new a"), write("c", b"new c")]).unwrap();
+        assert_eq!(std::fs::read(path("a")).unwrap(), b"new a");
+        assert_eq!(std::fs::read(path("c")).unwrap(), b"new c");
+        assert_eq!(names(), ["a", "c"]);
+    }
 
     /// A symbolic link is written through (its target replaced, the link kept); stale
     /// temporary files of dead processes are removed, live ones and others' kept.
