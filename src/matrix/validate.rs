@@ -2,7 +2,9 @@
 //! source: the in-memory API validates what it is given, and the pipeline validates every
 //! batch a source yields (files, streams, a user's own `BatchSource`) before a solver
 //! sees it. The types make that a property of the data path: solvers take [`Valid`]
-//! data, which only [`Valid::check`] and [`ValidBatch::check`] create.
+//! data, which only [`Valid::check`] and [`ValidBatch::check`] create. One scan is left
+//! to the reader where it already made it: a batch whose stored values its reader
+//! checked, naming their lines ([`Screened`]), is not scanned again.
 
 use std::ops::{Deref, Range};
 
