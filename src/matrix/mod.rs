@@ -2,6 +2,7 @@
 //! validator every batch passes before a solver sees it.
 
 mod batch;
+mod buffer;
 mod csr;
 mod mat;
 pub(crate) mod spare;
@@ -12,7 +13,7 @@ pub use csr::{CsrMatrix, CsrView};
 pub use mat::{MatRef, Matrix};
 
 #[cfg(feature = "arrow")]
-pub(crate) use batch::gather_rows;
-pub(crate) use batch::BatchBuffer;
+pub(crate) use buffer::gather_rows;
+pub(crate) use buffer::BatchBuffer;
 pub(crate) use csr::CsrBuilder;
 pub(crate) use validate::{Observed, Reading, Screened, Valid, ValidBatch, ValueRule};
