@@ -17,7 +17,7 @@ use streamnmf::{OnlineNmf, Unobserved};
 
 use crate::distributed::Ranks;
 use crate::fit_args::{ComponentsFormat, FitArgs, FloatType};
-use crate::output::{write_codes, Finished, Plan};
+use crate::output::{write_codes, Finished, Plan, Sink};
 use crate::progress::{peak_rss_bytes, Progress};
 use crate::resume::{
     checkpoint_dir, checkpoint_float, checkpointing, fingerprint, first_difference,
@@ -400,27 +400,46 @@ fn fit<F: ArrowFloat>(
     // An item catalogue grew as the input was read.
     let names = source.feature_names();
     let mut done = Finished::default();
-    let mut sink = plan.open("--out")?;
+    let sink = plan.open("--out")?;
     let meta = Metadata {
         spectrogram,
         ..Metadata::default()
             .with_feature_names(names.clone())
             .with_atom_labels(labels)
     };
-    persist::write_model(&mut sink, &model, &meta).with_context(|| sink.name().to_string())?;
-    done.push(sink)?;
-    if a.components_out.is_some() {
-        let sink = plan.open("--components-out")?;
-        let name = sink.name().to_string();
-        let h = model.components()?;
-        let layout = match a.components_format {
-            ComponentsFormat::Auto => ComponentsLayout::auto(h.ncols()),
-            ComponentsFormat::Wide => ComponentsLayout::Wide,
-            ComponentsFormat::Long => ComponentsLayout::Long,
-        };
-        let format = plan.format("--components-out")?;
-        let sink = write_components(sink, format, layout, h, &names).with_context(|| name)?;
-        done.push(sink)?;
+    let components = match a.components_out {
+        Some(_) => Some((
+            plan.open("--components-out")?,
+            plan.format("--components-out")?,
+        )),
+        None => None,
+    };
+    // The model and H are encoded at once, H on a thread of its own (the fit's threads
+    // are done): a sparse fit's long H (20 × 20 000) takes 18 ms, its model 4 ms.
+    let (sink, components) = std::thread::scope(|scope| {
+        let h_job = components.map(|(sink, format)| {
+            let (model, names) = (&model, &names);
+            scope.spawn(move || -> Result<Sink> {
+                let name = sink.name().to_string();
+                let h = model.components()?;
+                let layout = match a.components_format {
+                    ComponentsFormat::Auto => ComponentsLayout::auto(h.ncols()),
+                    ComponentsFormat::Wide => ComponentsLayout::Wide,
+                    ComponentsFormat::Long => ComponentsLayout::Long,
+                };
+                write_components(sink, format, layout, h, names).with_context(|| name)
+            })
+        });
+        let mut sink = sink;
+        let model_done = persist::write_model(&mut sink, &model, &meta)
+            .with_context(|| sink.name().to_string())
+            .map(|()| sink);
+        let h_done = h_job.map(|job| job.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        (model_done, h_done)
+    });
+    done.push(sink?)?;
+    if let Some(h_sink) = components {
+        done.push(h_sink?)?;
     }
     let codes_rows = match &a.codes_out {
         Some(_) if live => {
