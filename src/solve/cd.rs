@@ -8,6 +8,9 @@
 //! along coordinate j.
 //! Rows are solved 64 at a time, one lane per row: the same arithmetic as a row-by-row
 //! sweep, with each coordinate step applied to 64 rows by a few vector instructions.
+//! Where the CPU has fused multiply-adds, each step's gradient update is one (rounded
+//! once, so the codes differ in the last bits from a CPU without them), and two steps
+//! share a pass over the gradients: the loop was bound by the stores of that update.
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2};
@@ -64,9 +67,49 @@ pub(crate) fn solve<F: Float>(
     solve_rows(gs, starts, ws, max_iter, F::from_f64(tol * tol))
 }
 
-crate::linalg::simd::dispatch_avx2!(fn solve_rows<F>(
-    gs: &[F], starts: &[F], ws: &mut [F], max_iter: usize, tol2: F,
-) -> SolveStats => solve_rows_body);
+/// Dispatches to the sweep with fused multiply-adds where the CPU has them (AVX2 and FMA),
+/// else to separate products and differences.
+fn solve_rows<F: Float>(
+    gs: &[F],
+    starts: &[F],
+    ws: &mut [F],
+    max_iter: usize,
+    tol2: F,
+) -> SolveStats {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        fn fused<F: Float>(
+            gs: &[F],
+            starts: &[F],
+            ws: &mut [F],
+            max_iter: usize,
+            tol2: F,
+        ) -> SolveStats {
+            solve_rows_body::<F, true>(gs, starts, ws, max_iter, tol2)
+        }
+        #[target_feature(enable = "avx2")]
+        fn wide<F: Float>(
+            gs: &[F],
+            starts: &[F],
+            ws: &mut [F],
+            max_iter: usize,
+            tol2: F,
+        ) -> SolveStats {
+            solve_rows_body::<F, false>(gs, starts, ws, max_iter, tol2)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+            return unsafe { fused(gs, starts, ws, max_iter, tol2) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { wide(gs, starts, ws, max_iter, tol2) };
+        }
+    }
+    solve_rows_body::<F, false>(gs, starts, ws, max_iter, tol2)
+}
 
 /// The solver over row-major slices: `gs` (G', k × k), `starts` (each row's starting
 /// gradient) and `ws` (b × k).
@@ -79,7 +122,7 @@ crate::linalg::simd::dispatch_avx2!(fn solve_rows<F>(
 /// the same bits whatever rows share its lanes: a row's arithmetic never reads another
 /// lane. Empty lanes hold zeros, which stay zero.
 #[inline(always)]
-fn solve_rows_body<F: Float>(
+fn solve_rows_body<F: Float, const FMA: bool>(
     gs: &[F],
     starts: &[F],
     ws: &mut [F],
@@ -110,30 +153,16 @@ fn solve_rows_body<F: Float>(
     while active > 0 {
         let mut delta = [zero; ROWS];
         let mut norm = [zero; ROWS];
-        for (j, gj) in gs.chunks_exact(k).enumerate() {
-            let mut d = [zero; ROWS];
-            let old = wt[j];
-            let mut new = [zero; ROWS];
-            // A zero atom explains nothing: its code is irrelevant, keep it at 0.
-            if denom[j] > zero {
-                let (gr, den) = (grad[j], denom[j]);
-                for l in 0..ROWS {
-                    let t = old[l] + gr[l] / den;
-                    new[l] = if t > zero { t } else { zero };
-                }
-            }
-            let mut moved = false;
-            for l in 0..ROWS {
-                d[l] = new[l] - old[l];
-                moved |= d[l] != zero;
-                delta[l] += d[l] * d[l];
-                norm[l] += new[l] * new[l];
-            }
-            wt[j] = new;
-            if moved {
-                for (gm, &gjm) in grad.iter_mut().zip(gj) {
-                    for (g, &dl) in gm.iter_mut().zip(&d) {
-                        *g -= dl * gjm;
+        if FMA {
+            sweep_fused(gs, &denom, &mut wt, &mut grad, (&mut delta, &mut norm));
+        } else {
+            for (j, gj) in gs.chunks_exact(k).enumerate() {
+                let (d, moved) = step(j, &denom, &mut wt, &grad, (&mut delta, &mut norm));
+                if moved {
+                    for (gm, &gjm) in grad.iter_mut().zip(gj) {
+                        for (g, &dl) in gm.iter_mut().zip(&d) {
+                            *g -= dl * gjm;
+                        }
                     }
                 }
             }
@@ -161,6 +190,101 @@ fn solve_rows_body<F: Float>(
         }
     }
     stats
+}
+
+/// Coordinate `j`'s step in every lane: its new codes into `wt`, their squared step and
+/// squared value added to `delta` and `norm`; returns the steps and whether any lane
+/// moved.
+#[inline(always)]
+fn step<F: Float>(
+    j: usize,
+    denom: &[F],
+    wt: &mut [[F; ROWS]],
+    grad: &[[F; ROWS]],
+    (delta, norm): (&mut [F; ROWS], &mut [F; ROWS]),
+) -> ([F; ROWS], bool) {
+    let zero = F::zero();
+    let old = wt[j];
+    let mut new = [zero; ROWS];
+    // A zero atom explains nothing: its code is irrelevant, keep it at 0.
+    if denom[j] > zero {
+        let (gr, den) = (&grad[j], denom[j]);
+        for l in 0..ROWS {
+            let t = old[l] + gr[l] / den;
+            new[l] = if t > zero { t } else { zero };
+        }
+    }
+    let mut d = [zero; ROWS];
+    let mut moved = false;
+    for l in 0..ROWS {
+        d[l] = new[l] - old[l];
+        moved |= d[l] != zero;
+        delta[l] += d[l] * d[l];
+        norm[l] += new[l] * new[l];
+    }
+    wt[j] = new;
+    (d, moved)
+}
+
+/// A sweep whose gradient updates are fused multiply-adds, two coordinates a pass over
+/// the gradients: coordinate `j + 1`'s own gradient takes step `j` first, then one load
+/// and one store of every other gradient apply both steps, in the order a sweep one
+/// coordinate at a time applies them (the same bits; half the memory traffic, which
+/// bounded the loop).
+#[inline(always)]
+fn sweep_fused<F: Float>(
+    gs: &[F],
+    denom: &[F],
+    wt: &mut [[F; ROWS]],
+    grad: &mut [[F; ROWS]],
+    (delta, norm): (&mut [F; ROWS], &mut [F; ROWS]),
+) {
+    let k = denom.len();
+    let mut j = 0;
+    while j < k {
+        let (d0, moved0) = step(j, denom, wt, grad, (&mut *delta, &mut *norm));
+        let g0 = &gs[j * k..(j + 1) * k];
+        if j + 1 == k {
+            if moved0 {
+                for (gm, &gjm) in grad.iter_mut().zip(g0) {
+                    for (g, &dl) in gm.iter_mut().zip(&d0) {
+                        *g = (-dl).mul_add(gjm, *g);
+                    }
+                }
+            }
+            break;
+        }
+        if moved0 {
+            let gjm = g0[j + 1];
+            for (g, &dl) in grad[j + 1].iter_mut().zip(&d0) {
+                *g = (-dl).mul_add(gjm, *g);
+            }
+        }
+        let (d1, moved1) = step(j + 1, denom, wt, grad, (&mut *delta, &mut *norm));
+        let g1 = &gs[(j + 1) * k..(j + 2) * k];
+        for (m, gm) in grad.iter_mut().enumerate() {
+            match (moved0 && m != j + 1, moved1) {
+                (true, true) => {
+                    let (a, b) = (g0[m], g1[m]);
+                    for ((g, &x), &y) in gm.iter_mut().zip(&d0).zip(&d1) {
+                        *g = (-y).mul_add(b, (-x).mul_add(a, *g));
+                    }
+                }
+                (true, false) => {
+                    for (g, &x) in gm.iter_mut().zip(&d0) {
+                        *g = (-x).mul_add(g0[m], *g);
+                    }
+                }
+                (false, true) => {
+                    for (g, &y) in gm.iter_mut().zip(&d1) {
+                        *g = (-y).mul_add(g1[m], *g);
+                    }
+                }
+                (false, false) => {}
+            }
+        }
+        j += 2;
+    }
 }
 
 /// Puts row `*next` of `ws` (if any row is left) in lane `l`, with its starting gradient
@@ -339,6 +463,58 @@ mod tests {
         assert!(hi > 2 * lo, "sweeps {lo}..{hi}: rows should differ");
         assert_eq!(stats.iterations, hi, "sweeps {lo}..{hi}");
         assert!(stats.converged, "sweeps {lo}..{hi}");
+    }
+
+    /// The fused sweep, two coordinates a pass over the gradients, gives the bits of fused
+    /// steps one coordinate at a time (k odd and even, lanes with and without moves), and
+    /// both sweeps, fused or not, solve a batch to the same codes.
+    #[test]
+    fn fused_pairs_equal_fused_steps_one_at_a_time() {
+        for k in [1, 4, 7] {
+            let h =
+                Array2::from_shape_fn((k, 11), |(j, c)| 0.2 + ((j * 7 + c * 3) % 5) as f64 * 0.3);
+            let x = Array2::from_shape_fn((ROWS, 11), |(i, c)| ((i * 13 + c * 5) % 9) as f64);
+            let (r, g) = (x.dot(&h.t()), h.dot(&h.t()));
+            let (gs, denom) = (g.as_slice().unwrap(), g.diag().to_vec());
+            let mut grad = vec![[0.0; ROWS]; k];
+            for (l, row) in r.rows().into_iter().enumerate() {
+                for (j, &v) in row.iter().enumerate() {
+                    // Every other lane starts at its optimum's side of zero: no move.
+                    grad[j][l] = if l % 2 == 0 { v } else { -v };
+                }
+            }
+            let (mut wt_a, mut grad_a) = (vec![[0.0; ROWS]; k], grad.clone());
+            let (mut wt_b, mut grad_b) = (vec![[0.0; ROWS]; k], grad);
+            for _ in 0..3 {
+                let (mut da, mut na) = ([0.0; ROWS], [0.0; ROWS]);
+                sweep_fused(gs, &denom, &mut wt_a, &mut grad_a, (&mut da, &mut na));
+                let (mut db, mut nb) = ([0.0; ROWS], [0.0; ROWS]);
+                for (j, gj) in gs.chunks_exact(k).enumerate() {
+                    let (d, moved) = step(j, &denom, &mut wt_b, &grad_b, (&mut db, &mut nb));
+                    if moved {
+                        for (gm, &gjm) in grad_b.iter_mut().zip(gj) {
+                            for (gv, &dl) in gm.iter_mut().zip(&d) {
+                                *gv = (-dl).mul_add(gjm, *gv);
+                            }
+                        }
+                    }
+                }
+                assert_eq!(
+                    (wt_a.clone(), grad_a.clone()),
+                    (wt_b.clone(), grad_b.clone()),
+                    "k {k}"
+                );
+                assert_eq!((da, na), (db, nb), "k {k}");
+            }
+            let mut fused = Array2::zeros((ROWS, k));
+            let mut plain = Array2::zeros((ROWS, k));
+            let starts = r.as_slice().unwrap();
+            solve_rows_body::<f64, true>(gs, starts, fused.as_slice_mut().unwrap(), 500, 1e-24);
+            solve_rows_body::<f64, false>(gs, starts, plain.as_slice_mut().unwrap(), 500, 1e-24);
+            for (a, b) in fused.iter().zip(plain.iter()) {
+                assert!((a - b).abs() <= 1e-9 * (1.0 + b.abs()), "k {k}: {a} vs {b}");
+            }
+        }
     }
 
     /// Rows solved in one block give bitwise the same codes as each row solved alone:
