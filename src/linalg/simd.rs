@@ -4,7 +4,8 @@
 //!
 //! Only element-wise operations and fixed-order lane reductions live here, and nothing
 //! uses fused multiply-add, so both builds give bitwise identical results: the choice of
-//! build never changes a model.
+//! build never changes what these kernels compute. (The dispatch macro also serves the
+//! coordinate-descent sweep in `solve::cd`, which has a third build with FMA.)
 
 use crate::float::Float;
 
@@ -20,6 +21,33 @@ macro_rules! dispatch_avx2 {
                     $body($($arg),*)
                 }
                 if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2, checked just above.
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+    // With a second body for CPUs that also have FMA (its results may differ from
+    // `$body`'s in the last bits: see `solve::cd`).
+    (fn $name:ident<$F:ident>($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty
+        => $body:ident, fma => $fused:ident) => {
+        pub(crate) fn $name<$F: $crate::float::Float>($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                fn fused<$F: $crate::float::Float>($($arg: $ty),*) -> $ret {
+                    $fused($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                fn wide<$F: $crate::float::Float>($($arg: $ty),*) -> $ret {
+                    $body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    if std::arch::is_x86_feature_detected!("fma") {
+                        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+                        return unsafe { fused($($arg),*) };
+                    }
                     // SAFETY: the CPU supports AVX2, checked just above.
                     return unsafe { wide($($arg),*) };
                 }

@@ -67,48 +67,20 @@ pub(crate) fn solve<F: Float>(
     solve_rows(gs, starts, ws, max_iter, F::from_f64(tol * tol))
 }
 
-/// Dispatches to the sweep with fused multiply-adds where the CPU has them (AVX2 and FMA),
-/// else to separate products and differences.
-fn solve_rows<F: Float>(
-    gs: &[F],
-    starts: &[F],
-    ws: &mut [F],
-    max_iter: usize,
-    tol2: F,
-) -> SolveStats {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2,fma")]
-        fn fused<F: Float>(
-            gs: &[F],
-            starts: &[F],
-            ws: &mut [F],
-            max_iter: usize,
-            tol2: F,
-        ) -> SolveStats {
-            solve_rows_body::<F, true>(gs, starts, ws, max_iter, tol2)
-        }
-        #[target_feature(enable = "avx2")]
-        fn wide<F: Float>(
-            gs: &[F],
-            starts: &[F],
-            ws: &mut [F],
-            max_iter: usize,
-            tol2: F,
-        ) -> SolveStats {
-            solve_rows_body::<F, false>(gs, starts, ws, max_iter, tol2)
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-            return unsafe { fused(gs, starts, ws, max_iter, tol2) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { wide(gs, starts, ws, max_iter, tol2) };
-        }
-    }
-    solve_rows_body::<F, false>(gs, starts, ws, max_iter, tol2)
+// The sweep with fused multiply-adds where the CPU has them (AVX2 and FMA), else with
+// separate products and differences.
+crate::linalg::simd::dispatch_avx2!(fn solve_rows<F>(
+    gs: &[F], starts: &[F], ws: &mut [F], max_iter: usize, tol2: F,
+) -> SolveStats => solve_rows_plain, fma => solve_rows_fused);
+
+#[inline(always)]
+fn solve_rows_plain<F: Float>(gs: &[F], st: &[F], ws: &mut [F], it: usize, t: F) -> SolveStats {
+    solve_rows_body::<F, false>(gs, st, ws, it, t)
+}
+
+#[inline(always)]
+fn solve_rows_fused<F: Float>(gs: &[F], st: &[F], ws: &mut [F], it: usize, t: F) -> SolveStats {
+    solve_rows_body::<F, true>(gs, st, ws, it, t)
 }
 
 /// The solver over row-major slices: `gs` (G', k × k), `starts` (each row's starting
