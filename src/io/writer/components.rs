@@ -230,6 +230,8 @@ fn long_parquet<F: ArrowFloat, W: Write + Send>(
     let fields = schema.fields();
     let (k, p) = cells.h.dim();
     let per_group = (group_rows / p.max(1)).max(1);
+    // No cells, no row groups (an Arrow writer given no rows writes none either).
+    let k = if p == 0 { 0 } else { k };
     for (g, first) in (0..k).step_by(per_group).enumerate() {
         let batches = cells.batches(first..(first + per_group).min(k));
         let writers: [ArrowColumnWriter; 3] = factory
@@ -487,7 +489,9 @@ mod tests {
         use parquet::file::reader::{FileReader, SerializedFileReader};
         let cases = [(2, 5, 2, 1), (7, 30_000, 3, 1), (2, LONG_ROWS + 3, 1, 1)];
         // Over a row group's million rows: two components a group.
-        for (k, p, given, groups) in cases.into_iter().chain([(3, 400_000, 0, 2)]) {
+        // No features: no cells, no row groups.
+        let cases = cases.into_iter().chain([(3, 0, 0, 0)]);
+        for (k, p, given, groups) in cases.chain([(3, 400_000, 0, 2)]) {
             let h = ndarray::Array2::from_shape_fn((k, p), |(i, j)| (i * p + j) as f32);
             let names: Vec<String> = (0..given).map(|j| format!("n{j}")).collect();
             let bytes = parquet_into(Vec::new(), ComponentsLayout::Long, h.view(), &names);
