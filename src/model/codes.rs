@@ -17,6 +17,7 @@ use super::loss::{divergence, frobenius_from_products};
 use super::masked;
 use super::options::{Solver, Unobserved};
 use super::params::ValidParams;
+use super::statistics::Contribution;
 use crate::float::Float;
 use crate::linalg::parallel::{chunks_of, map_indexed, CHUNK_ROWS};
 use crate::matrix::{MatRef, Valid};
@@ -46,6 +47,9 @@ pub(crate) struct Prepared<F> {
     kl: Option<(Array2<F>, Vec<F>)>,
     /// Iterations of the code solver, at most (see [`Prepared::learning`]).
     max_iter: usize,
+    /// Whether the caller scores the codes of the multiplicative updates from the
+    /// reconstruction its statistics form (see [`Prepared::scored_with_statistics`]).
+    scored_with_statistics: bool,
 }
 
 /// Code iterations, at most, while a dictionary learns under a beta below 1 (see
@@ -100,6 +104,7 @@ impl<F: Float> Prepared<F> {
             g_inv,
             kl,
             max_iter,
+            scored_with_statistics: false,
         }
     }
     /// The same products for the codes a dictionary learns from. Below β = 1 (Itakura-Saito)
@@ -184,6 +189,16 @@ impl<F: Float> Prepared<F> {
                 .min(usize::try_from(grown).unwrap_or(usize::MAX));
         }
         prep
+    }
+    /// Leaves the divergence of the codes of `x` to the caller where the multiplicative
+    /// updates solve them and [`Contribution::scored`] forms their reconstruction: the
+    /// caller takes it from there (the codes' own loss is 0 until it does). Returns
+    /// whether it does.
+    pub(crate) fn scored_with_statistics(&mut self, params: &ValidParams, x: MatRef<F>) -> bool {
+        self.scored_with_statistics = params.solver() == Solver::Multiplicative
+            && !kl_by_coordinates(self, x)
+            && Contribution::<F>::forms_reconstruction(params.loss(), params.unobserved(), x);
+        self.scored_with_statistics
     }
     /// H (k × p), column-major.
     pub(crate) fn h(&self) -> ArrayView2<'_, F> {
@@ -322,6 +337,7 @@ fn solve_prepared<F: Float>(
             // rounding left at zero under a positive entry) is measured afresh.
             let loss = match scored {
                 Some(l) if l.is_finite() => l,
+                None if prep.scored_with_statistics => 0.0,
                 _ => divergence(x, w.view(), prep.h(), beta),
             };
             Codes { w, stats, loss }

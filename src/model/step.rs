@@ -86,7 +86,7 @@ pub(crate) fn solve_batch<F: Float>(
     } else {
         h
     };
-    let prep = Prepared::new(params, h).learning_after(params, learnt);
+    let mut prep = Prepared::new(params, h).learning_after(params, learnt);
     let (loss, mode) = (params.loss(), params.unobserved());
     if Contribution::<F>::spreads(loss, mode, x.view()) {
         let codes = solve_codes(params, &prep, x, threads);
@@ -96,13 +96,20 @@ pub(crate) fn solve_batch<F: Float>(
             contribution,
         };
     }
-    let (codes, parts) = solve_chunked(params, &prep, x, threads, None, |xc, w| {
-        Contribution::new(loss, mode, xc, w, prep.h())
+    let score = prep.scored_with_statistics(params, x.view());
+    let (mut codes, parts) = solve_chunked(params, &prep, x, threads, None, |xc, w| {
+        Contribution::scored(loss, mode, xc, w, prep.h(), score)
     });
     let mut parts = parts.into_iter();
-    let mut contribution = parts.next().expect("a batch has at least one chunk");
-    for part in parts {
+    let (mut contribution, first) = parts.next().expect("a batch has at least one chunk");
+    // The chunks' divergences in chunk order, as the solver sums its own.
+    let mut scored = first;
+    for (part, l) in parts {
         contribution.add(&part);
+        scored = scored.zip(l).map(|(a, b)| a + b);
+    }
+    if let Some(l) = scored {
+        codes.loss = l;
     }
     Solved {
         codes,
@@ -186,5 +193,71 @@ pub(crate) fn narrow_overflow<F: Float>(
             element: F::NAME,
         },
         None => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matrix::{CsrMatrix, MatRef, ValueRule};
+    use crate::model::loss::Loss;
+    use crate::model::options::Unobserved;
+    use crate::model::params::NmfParams;
+
+    /// Where the statistics score the codes (multiplicative updates whose contribution
+    /// forms `W H`: Itakura-Saito, β = ½ and KL on a dense batch with zeros in under a
+    /// tenth of it, dense and sparse, one chunk and several), a batch's loss has the bits
+    /// of each chunk's `divergence` summed, and its contribution is the one built alone.
+    #[test]
+    fn statistics_score_the_codes_as_divergence_does() {
+        let (k, p) = (4, 40);
+        let h = Array2::from_shape_fn((k, p), |(r, j)| ((r * 7 + j * 3) % 11) as f32 * 0.1 + 0.05);
+        let planted = |n: usize, zeros: bool| {
+            Array2::from_shape_fn((n, p), |(i, j)| {
+                let v = ((i * 5 + j * 11) % 13) as f32 * 0.25 + 0.1;
+                if zeros && (i + j) % 3 == 0 {
+                    0.0
+                } else {
+                    v
+                }
+            })
+        };
+        for (loss, zeros, sparse) in [
+            (Loss::ItakuraSaito, false, false),
+            (Loss::Beta(0.5), true, false),
+            (Loss::Beta(0.5), true, true),
+            (Loss::KullbackLeibler, false, false),
+        ] {
+            for n in [37, 300] {
+                let params = NmfParams::new(k).loss(loss).check().unwrap();
+                let dense = planted(n, zeros);
+                let csr = CsrMatrix::from_dense(dense.view());
+                let x: MatRef<f32> = if sparse {
+                    (&csr).into()
+                } else {
+                    (&dense).into()
+                };
+                let x = Valid::check(x, 0, ValueRule::for_beta(loss.beta()), 1).unwrap();
+                let learnt = Learnt::default();
+                let prepared = || Prepared::new(&params, h.view()).learning_after(&params, learnt);
+                let (mut prep, alone) = (prepared(), prepared());
+                assert!(prep.scored_with_statistics(&params, x.view()), "{loss:?}");
+                let got = solve_batch(&params, h.view(), x, 2, learnt);
+                let (want, parts) = solve_chunked(&params, &alone, x, 2, None, |xc, w| {
+                    Contribution::new(loss, Unobserved::Zero, xc, w, alone.h())
+                });
+                let case = format!("{loss:?} sparse {sparse} n {n}");
+                assert!(got.codes.loss > 0.0, "{case}");
+                assert_eq!(got.codes.loss.to_bits(), want.loss.to_bits(), "{case}");
+                assert_eq!(got.codes.w, want.w, "{case}");
+                let mut sum = parts[0].clone();
+                for part in &parts[1..] {
+                    sum.add(part);
+                }
+                assert_eq!(got.contribution.first, sum.first, "{case}");
+                assert_eq!(got.contribution.second, sum.second, "{case}");
+                assert_eq!(got.contribution.energy, sum.energy, "{case}");
+            }
+        }
     }
 }

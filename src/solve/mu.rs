@@ -47,7 +47,7 @@ pub(crate) fn descent_exponent(beta: f64) -> f64 {
 
 /// `v ← x / max(v, clip)` (the KL ratio), vectorized when both are contiguous.
 /// Either layout, as long as `v` and `x` share it.
-pub(crate) fn kl_ratio_into<F: Float>(v: &mut Array2<F>, x: &Array2<F>, clip: F) {
+pub(crate) fn kl_ratio_into<F: Float>(v: &mut Array2<F>, x: ArrayView2<F>, clip: F) {
     let same = v.strides() == x.strides();
     match (v.as_slice_memory_order_mut(), x.as_slice_memory_order()) {
         (Some(vs), Some(xs)) if same && vs.len() == xs.len() => simd::kl_ratio(vs, xs, clip),
@@ -61,7 +61,7 @@ pub(crate) fn kl_ratio_into<F: Float>(v: &mut Array2<F>, x: &Array2<F>, clip: F)
 pub(crate) fn beta_ratios_into<F: Float>(
     v: &mut Array2<F>,
     q: &mut Array2<F>,
-    x: &Array2<F>,
+    x: ArrayView2<F>,
     clip: F,
     beta: f64,
 ) {
@@ -189,33 +189,50 @@ pub(crate) fn solve<F: Float>(
             let h = h_rows.as_ref().expect("row-major H");
             ndarray::linalg::general_mat_mul(F::one(), &*w, h, F::zero(), v);
             if beta == 1.0 {
-                kl_ratio_into(v, xd, clip);
+                kl_ratio_into(v, xd.view(), clip);
                 let den = Array2::from_shape_fn(w.raw_dim(), |(_, j)| hsum[j]);
                 (v.dot(&ht), den)
             } else {
                 // q = V^(β−1); v ← V^(β−2) ⊙ X, as (X / V) ⊙ q: V^(β−2) alone
                 // overflows f32 where V is small (1e-20^-2) though the product does not.
                 let qb = q.get_or_insert_with(|| Array2::zeros(v.raw_dim().f()));
-                beta_ratios_into(v, qb, xd, clip, beta);
+                beta_ratios_into(v, qb, xd.view(), clip, beta);
                 (v.dot(&ht), qb.dot(&ht))
             }
         };
-        Zip::from(&mut den)
-            .and(&*w)
-            .for_each(|d, &wv| *d += l1 + l2 * wv);
-        let (mut delta, mut norm) = (0.0f64, 0.0f64);
-        Zip::from(&mut *w)
-            .and(&num)
-            .and(&den)
-            .for_each(|wv, &n, &d| {
-                let ratio = if d > F::zero() { n / d } else { F::zero() };
-                let ratio = pow(ratio, gamma.as_f64());
-                let new = *wv * ratio;
-                let diff = (new - *wv).as_f64();
-                delta += diff * diff;
-                norm += new.as_f64() * new.as_f64();
-                *wv = new;
-            });
+        // Without penalties `den + 0 + 0 · w` is `den` (up to the sign of a zero, which
+        // the step's `d > 0` does not see).
+        if l1 != F::zero() || l2 != F::zero() {
+            Zip::from(&mut den)
+                .and(&*w)
+                .for_each(|d, &wv| *d += l1 + l2 * wv);
+        }
+        let fast = gamma == F::one()
+            && w.is_standard_layout()
+            && num.is_standard_layout()
+            && den.is_standard_layout();
+        let (delta, norm) = if fast {
+            simd::mu_step(
+                w.as_slice_mut().expect("standard layout"),
+                num.as_slice().expect("standard layout"),
+                den.as_slice().expect("standard layout"),
+            )
+        } else {
+            let (mut delta, mut norm) = (0.0f64, 0.0f64);
+            Zip::from(&mut *w)
+                .and(&num)
+                .and(&den)
+                .for_each(|wv, &n, &d| {
+                    let ratio = if d > F::zero() { n / d } else { F::zero() };
+                    let ratio = pow(ratio, gamma.as_f64());
+                    let new = *wv * ratio;
+                    let diff = (new - *wv).as_f64();
+                    delta += diff * diff;
+                    norm += new.as_f64() * new.as_f64();
+                    *wv = new;
+                });
+            (delta, norm)
+        };
         if delta <= tol * tol * norm {
             stats.converged = true;
             break;
