@@ -10,6 +10,7 @@ use ndarray::{Array1, Array2, ArrayView2, ShapeBuilder, Zip};
 use super::cd::SolveStats;
 use crate::float::Float;
 use crate::linalg::simd;
+use crate::linalg::transpose::columns_to_rows;
 use crate::linalg::{pow, CLIP};
 use crate::matrix::MatRef;
 
@@ -133,9 +134,24 @@ pub(crate) fn kl_numerator_sparse<F: Float>(
     num
 }
 
-/// A dense copy of `x` in column-major layout.
+/// A dense copy of `x` in column-major layout. A row-major batch's rows are moved as the
+/// reader moves a record batch's columns into rows ([`columns_to_rows`]: register
+/// transposes), where an element-by-element copy was 3 % of an Itakura-Saito fit.
 fn column_major<F: Float>(x: MatRef<F>) -> Array2<F> {
-    let mut d = Array2::zeros((x.nrows(), x.ncols()).f());
+    let (b, p) = (x.nrows(), x.ncols());
+    if let MatRef::Dense(xd) = x {
+        if let Some(rows) = (0..b)
+            .map(|i| xd.row(i).to_slice())
+            .collect::<Option<Vec<_>>>()
+        {
+            let mut out = Vec::with_capacity(b * p);
+            columns_to_rows(&rows, p, &mut out.spare_capacity_mut()[..b * p]);
+            // SAFETY: `columns_to_rows` wrote all p × b values.
+            unsafe { out.set_len(b * p) };
+            return Array2::from_shape_vec((b, p).f(), out).expect("b × p values");
+        }
+    }
+    let mut d = Array2::zeros((b, p).f());
     match x {
         MatRef::Dense(xd) => d.assign(&xd),
         MatRef::Csr(_) => x.for_each_stored(|i, j, v| d[[i, j]] = v),
