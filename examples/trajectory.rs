@@ -5,6 +5,7 @@
 //!
 //! `cargo run --release --example trajectory -- FILE.parquet --rank 20 --passes 10`
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -185,8 +186,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     model.fit_each_pass(xv, |m, pass| {
         let fit_secs = start.elapsed().as_secs_f64() - eval_secs;
         if a.no_eval {
-            println!("{{\"pass\": {}, \"seconds\": {fit_secs:.4}}}", pass + 1);
-            return true;
+            return emit(&format!("{{\"pass\": {}, \"seconds\": {fit_secs:.4}}}", pass + 1));
         }
         let t = Instant::now();
         let l = match m.loss(xv) {
@@ -202,12 +202,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         } else {
             f64::NAN
         };
-        println!(
+        emit(&format!(
             "{{\"pass\": {}, \"seconds\": {fit_secs:.4}, \"rel_error\": {rel:.6e}, \"loss\": {:.8e}}}",
             pass + 1,
             l.loss
-        );
-        true
+        ))
     })?;
     if let Some(e) = failed {
         return Err(e.into());
@@ -220,6 +219,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         })
         .unwrap_or(0);
-    println!("{{\"peak_rss_bytes\": {}}}", rss * 1024);
+    emit(&format!("{{\"peak_rss_bytes\": {}}}", rss * 1024));
     Ok(())
+}
+
+/// Writes one line to stdout; false once stdout is gone (a reader such as `head` that
+/// has what it wanted), which ends the fit quietly instead of panicking in `println!`.
+fn emit(line: &str) -> bool {
+    writeln!(std::io::stdout().lock(), "{line}").is_ok()
 }
