@@ -46,7 +46,8 @@ pub const DENSE_BETA_BATCH: usize = 256;
 /// Rows per batch of a Frobenius fit on dense data of rank `rank` when no batch size is
 /// set, given the row count when it is known (an in-memory `fit`, Parquet files): enough
 /// batches for 200 dictionary updates a pass, and at least `6·rank` rows as long as that
-/// leaves 64 updates a pass, within 64..=256.
+/// leaves 64 updates a pass, within 64..=256, and at most as many rows as leave 2.5
+/// updates a pass per component (64 at least).
 ///
 /// What a pass achieves depends on how many updates it makes: on the benchmark family
 /// (`benches/peers/family.sh`, passes to 1.1× the SVD bound, or to 1.01× NMF(cd)'s
@@ -66,9 +67,19 @@ pub const DENSE_BETA_BATCH: usize = 256;
 /// rows a pass is cheap and its updates are what it lacks. Passes to 1.1× the SVD bound
 /// (family generator, whole process, median of 5): 5000 × 1000 at k 20, 2 passes in 120-row
 /// batches (0.126 s), 1 in 78-row ones (0.098 s); 3000 × 1000, 3 passes (0.117 s) against
-/// 1 (0.088 s); 10000 × 1000 at k 64, 3 passes in 256-row batches (0.38 s) against 2 in
-/// 156-row ones (0.35 s). Where 120 rows already made it in one pass (5000 rows with 20 %
+/// 1 (0.088 s). Where 120 rows already made it in one pass (5000 rows with 20 %
 /// Gaussian noise or 10 % dense factors) the smaller batches cost 8 % more.
+///
+/// Each component also gets [`DENSE_UPDATES_PER_ATOM`] updates a pass at least, where
+/// that leaves 64 rows a batch: at large k the `6·rank` floor made too few updates for
+/// the atoms to settle in one pass. Family generator at k 64 (2026-12-08, error of H with
+/// the best codes against 1.1× the SVD bound, one pass): 20000 × 1000 ends at 1.28× in
+/// 256-row batches (79 updates), 1.13× in 156-row ones (128), 1.03× in 128- or 125-row
+/// ones (156–160), so the rule's 125 rows take one pass (0.33–0.40 s) where 256 took
+/// two (0.46–0.65 s); 10000 × 1000 ends at 1.46× in the `6·rank` rule's 156-row batches,
+/// 0.99× in 128-row ones and 1.02× in the new rule's 64-row ones (0.26–0.30 s, against
+/// two passes of 156 rows, 0.31 s). Below rank 26 at 20 000 rows nothing changes; k 32
+/// and k 40 keep their 192- and 240-row batches (one pass to the target either way).
 ///
 /// ```
 /// use streamnmf::model::dense_batch_rows;
@@ -78,7 +89,10 @@ pub const DENSE_BETA_BATCH: usize = 256;
 /// assert_eq!(dense_batch_rows(20, None), 120);
 /// // Few rows: 64 updates a pass rather than 6·rank rows a batch.
 /// assert_eq!(dense_batch_rows(20, Some(5000)), 78);
-/// assert_eq!(dense_batch_rows(64, Some(10_000)), 156);
+/// // Large k: 2.5 updates a pass per component (64 rows at least).
+/// assert_eq!(dense_batch_rows(64, Some(20_000)), 125);
+/// assert_eq!(dense_batch_rows(64, Some(10_000)), 64);
+/// assert_eq!(dense_batch_rows(32, Some(20_000)), 192);
 /// assert_eq!(dense_batch_rows(20, Some(8000)), 120);
 /// ```
 pub fn dense_batch_rows(rank: usize, rows: Option<u64>) -> usize {
@@ -87,10 +101,14 @@ pub fn dense_batch_rows(rank: usize, rows: Option<u64>) -> usize {
     let floor = rank
         .saturating_mul(6)
         .min(usize::try_from(floor).unwrap_or(usize::MAX));
-    usize::try_from(by_rows)
+    let rows_a_batch = usize::try_from(by_rows)
         .unwrap_or(usize::MAX)
         .max(floor)
-        .clamp(64, 256)
+        .clamp(64, 256);
+    let per_atom = rows.map_or(usize::MAX, |n| {
+        (n as f64 / (DENSE_UPDATES_PER_ATOM * rank.max(1) as f64)) as usize
+    });
+    rows_a_batch.min(per_atom.max(64))
 }
 
 /// What is known of an input's matrix before it is read (from Parquet footers, or an
@@ -240,6 +258,9 @@ const DENSE_UPDATES_PER_PASS: u64 = 200;
 /// Dictionary updates a pass makes at least, unless its batches would hold fewer than 64
 /// rows (see [`dense_batch_rows`]).
 const DENSE_MIN_UPDATES_PER_PASS: u64 = 64;
+/// Dictionary updates a pass makes per component at least, unless its batches would hold
+/// fewer than 64 rows (see [`dense_batch_rows`]).
+const DENSE_UPDATES_PER_ATOM: f64 = 2.5;
 
 /// What an entry that is not stored means (sparse inputs; NaN in dense ones).
 ///

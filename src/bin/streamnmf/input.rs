@@ -32,7 +32,7 @@ pub struct InputArgs {
     pub width: Option<usize>,
     /// Rows per mini-batch [default for a new Frobenius fit of dense files: 6k rows, or
     /// more for 200 dictionary updates a pass when Parquet footers give the row count,
-    /// within 64..=256; 256 for a new fit of dense files under other losses; 1024 for
+    /// within 64..=256, and at most enough for 2.5 updates a pass per component; 256 for a new fit of dense files under other losses; 1024 for
     /// sparse files, 64 for a stream on stdin; a saved model's own with --model].
     #[arg(long)]
     pub batch_size: Option<usize>,
