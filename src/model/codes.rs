@@ -191,7 +191,7 @@ impl<F: Float> Prepared<F> {
         prep
     }
     /// Leaves the divergence of the codes of `x` to the caller where the multiplicative
-    /// updates solve them and [`Contribution::scored`] forms their reconstruction: the
+    /// updates solve them and [`Contribution::new_on`] forms their reconstruction: the
     /// caller takes it from there (the codes' own loss is 0 until it does). Returns
     /// whether it does.
     pub(crate) fn scored_with_statistics(&mut self, params: &ValidParams, x: MatRef<F>) -> bool {

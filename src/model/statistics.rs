@@ -72,7 +72,7 @@ impl<F: Float> Contribution<F> {
         w: ArrayView2<F>,
         h: ArrayView2<F>,
     ) -> Self {
-        Self::new_on(loss, mode, x, w, h, 1)
+        Self::new_on(loss, mode, x, w, h, 1, false).0
     }
 
     /// Whether [`new_on`](Self::new_on) spreads this batch's contribution over threads
@@ -84,45 +84,23 @@ impl<F: Float> Contribution<F> {
         matches!(x, MatRef::Csr(_)) && mode == Unobserved::Zero && loss.beta() == 2.0
     }
 
-    /// The contribution of a batch `x` with codes `w`, solved against `h`, on up to
-    /// `threads` threads where it [`spreads`](Self::spreads), with the same bits for
-    /// every thread count.
-    pub(crate) fn new_on(
-        loss: Loss,
-        mode: Unobserved,
-        x: Valid<F>,
-        w: ArrayView2<F>,
-        h: ArrayView2<F>,
-        threads: usize,
-    ) -> Self {
-        Self::build(loss, mode, x, w, h, threads, false).0
-    }
-
     /// Whether [`new_on`](Self::new_on) forms the reconstruction `V = W H` of the batch (every
     /// beta but Frobenius, except KL on a sparse batch and the observed-only modes), from
-    /// which [`scored`](Self::scored) also takes the codes' divergence.
+    /// which it can also take the codes' divergence.
     pub(crate) fn forms_reconstruction(loss: Loss, mode: Unobserved, x: MatRef<F>) -> bool {
         let (beta, sparse) = (loss.beta(), matches!(x, MatRef::Csr(_)));
         beta != 2.0 && !(sparse && (beta == 1.0 || mode != Unobserved::Zero))
     }
 
-    /// [`new_on`](Self::new_on) on one thread, and with `score` (where it
-    /// [`forms_reconstruction`](Self::forms_reconstruction)) the divergence `D_β(X | W H)` of the codes, taken from
-    /// the reconstruction the statistics are made of: the same bits as
-    /// [`divergence`](super::loss::divergence), without forming `W H` a second time (a
-    /// product and a pass over the batch: 7 % of an Itakura-Saito fit).
-    pub(crate) fn scored(
-        loss: Loss,
-        mode: Unobserved,
-        x: Valid<F>,
-        w: ArrayView2<F>,
-        h: ArrayView2<F>,
-        score: bool,
-    ) -> (Self, Option<f64>) {
-        Self::build(loss, mode, x, w, h, 1, score)
-    }
-
-    fn build(
+    /// The contribution of a batch `x` with codes `w`, solved against `h`, on up to
+    /// `threads` threads where it [`spreads`](Self::spreads), with the same bits for
+    /// every thread count; and with `score`, where it
+    /// [`forms_reconstruction`](Self::forms_reconstruction), the divergence
+    /// `D_β(X | W H)` of the codes, taken from the reconstruction the statistics are made
+    /// of: the same bits as [`divergence`](super::loss::divergence), without forming
+    /// `W H` a second time (a product and a pass over the batch: 7 % of an Itakura-Saito
+    /// fit).
+    pub(crate) fn new_on(
         loss: Loss,
         mode: Unobserved,
         x: Valid<F>,

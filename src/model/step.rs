@@ -90,7 +90,8 @@ pub(crate) fn solve_batch<F: Float>(
     let (loss, mode) = (params.loss(), params.unobserved());
     if Contribution::<F>::spreads(loss, mode, x.view()) {
         let codes = solve_codes(params, &prep, x, threads);
-        let contribution = Contribution::new_on(loss, mode, x, codes.w.view(), prep.h(), threads);
+        let (contribution, _) =
+            Contribution::new_on(loss, mode, x, codes.w.view(), prep.h(), threads, false);
         return Solved {
             codes,
             contribution,
@@ -98,7 +99,7 @@ pub(crate) fn solve_batch<F: Float>(
     }
     let score = prep.scored_with_statistics(params, x.view());
     let (mut codes, parts) = solve_chunked(params, &prep, x, threads, None, |xc, w| {
-        Contribution::scored(loss, mode, xc, w, prep.h(), score)
+        Contribution::new_on(loss, mode, xc, w, prep.h(), 1, score)
     });
     let mut parts = parts.into_iter();
     let (mut contribution, first) = parts.next().expect("a batch has at least one chunk");
