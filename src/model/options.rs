@@ -70,7 +70,7 @@ pub const DENSE_BETA_BATCH: usize = 256;
 /// 1 (0.088 s). Where 120 rows already made it in one pass (5000 rows with 20 %
 /// Gaussian noise or 10 % dense factors) the smaller batches cost 8 % more.
 ///
-/// Each component also gets [`DENSE_UPDATES_PER_ATOM`] updates a pass at least, where
+/// Each component also gets 2.5 updates a pass at least (`DENSE_UPDATES_PER_ATOM`), where
 /// that leaves 64 rows a batch: at large k the `6·rank` floor made too few updates for
 /// the atoms to settle in one pass. Family generator at k 64 (2026-12-08, error of H with
 /// the best codes against 1.1× the SVD bound, one pass): 20000 × 1000 ends at 1.28× in
