@@ -3,7 +3,8 @@
 
 use ndarray::{Array2, ArrayView2};
 
-use super::codes::{solve_chunked, Codes, Prepared};
+use super::chunks::solve_chunked;
+use super::codes::{Codes, Prepared};
 use super::loss::divergence;
 use super::online::{OnlineNmf, Wider};
 use super::options::Unobserved;

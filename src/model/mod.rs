@@ -3,6 +3,7 @@
 //! ties them together.
 
 mod apply;
+mod chunks;
 mod codes;
 pub(crate) mod convergence;
 mod dead_atoms;

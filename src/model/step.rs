@@ -4,7 +4,8 @@
 
 use ndarray::{Array2, ArrayView2};
 
-use super::codes::{solve_chunked, solve_codes, Codes, Learnt, Prepared};
+use super::chunks::{solve_chunked, solve_codes};
+use super::codes::{Codes, Learnt, Prepared};
 use super::dictionary::padded;
 use super::params::ValidParams;
 use super::statistics::Contribution;
