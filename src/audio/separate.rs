@@ -8,6 +8,7 @@ use ndarray::{Array2, ArrayView2, Axis};
 
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::linalg::gemm::product;
 use crate::model::OnlineNmf;
 
 /// The atoms of each source, from one label per atom (in order of first appearance).
@@ -102,7 +103,7 @@ impl<'m, F: Float> Separator<'m, F> {
             .map(|atoms| {
                 let ws = w.select(Axis(1), atoms);
                 let hs = h.select(Axis(0), atoms);
-                let mut v = ws.dot(&hs);
+                let mut v = product(&ws, &hs);
                 if q != 1.0 {
                     v.mapv_inplace(|e| F::from_f64(e.as_f64().max(0.0).powf(q)));
                 }

@@ -3,15 +3,19 @@
 //! ([`sparse`]), deterministic data parallelism over fixed chunks ([`parallel`]), and
 //! small numeric helpers.
 //!
-//! Dense products go through ndarray's own GEMM (the `matrixmultiply` crate) rather than a
-//! system BLAS: its results depend neither on the memory layout of the operands (OpenBLAS's
-//! `H Hᵀ` differs in the last bit between a row-major and a column-major H on AVX-512
-//! machines) nor on any thread count, and it keeps no process-wide state, so a model is
-//! the same whatever the host program does with its BLAS.
+//! Dense products ([`gemm`]) go through the `gemm` crate's blocked kernel, and through
+//! ndarray's own (the `matrixmultiply` crate) for the shapes where `gemm` takes layout-
+//! specific shortcuts, rather than a system BLAS: their results depend neither on the
+//! memory layout of the operands (OpenBLAS's `H Hᵀ` differs in the last bit between a
+//! row-major and a column-major H on AVX-512 machines) nor on any thread count, and they
+//! keep no process-wide state, so a model is the same whatever the host program does with
+//! its BLAS.
 
+pub(crate) mod gemm;
 pub(crate) mod parallel;
 pub(crate) mod simd;
 pub(crate) mod sparse;
+#[cfg(feature = "arrow")]
 pub(crate) mod transpose;
 
 use crate::float::Float;

@@ -4,11 +4,11 @@
 
 use std::ops::Range;
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, ShapeBuilder};
 
 use super::csr::{CsrMatrix, CsrView};
 use crate::float::Float;
+use crate::linalg::gemm::mat_mul;
 use crate::linalg::parallel::map_indexed;
 use crate::linalg::{simd, sparse, zeros_written};
 
@@ -188,7 +188,7 @@ impl<'a, F: Float> MatRef<'a, F> {
         match self {
             MatRef::Dense(x) => {
                 let mut out = Array2::<F>::zeros((self.nrows(), k));
-                general_mat_mul(F::one(), x, &ht, F::zero(), &mut out);
+                mat_mul(F::one(), x, &ht, F::zero(), &mut out);
                 out
             }
             MatRef::Csr(x) => {
@@ -230,7 +230,7 @@ impl<'a, F: Float> MatRef<'a, F> {
         let mut out = match self {
             MatRef::Dense(x) => {
                 let mut out = Array2::zeros((k, self.ncols()).f());
-                general_mat_mul(F::one(), &w.t(), x, F::zero(), &mut out);
+                mat_mul(F::one(), &w.t(), x, F::zero(), &mut out);
                 return out;
             }
             MatRef::Csr(_) => zeros_written((k, self.ncols()).f()),
@@ -246,7 +246,7 @@ impl<'a, F: Float> MatRef<'a, F> {
         let k = w.ncols();
         assert_eq!(out.dim(), (self.ncols(), k), "out is p × k");
         match self {
-            MatRef::Dense(x) => general_mat_mul(F::one(), &x.t(), &w, F::one(), &mut out),
+            MatRef::Dense(x) => mat_mul(F::one(), &x.t(), &w, F::one(), &mut out),
             MatRef::Csr(x) => {
                 let p = self.ncols();
                 if k == 0 {

@@ -12,6 +12,7 @@ use super::reports::LossReport;
 use super::step::transform_batch;
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::linalg::gemm::product;
 use crate::matrix::{MatRef, Valid};
 
 impl<F: Float> OnlineNmf<F> {
@@ -73,7 +74,7 @@ impl<F: Float> OnlineNmf<F> {
                 found: w.ncols(),
             });
         }
-        Ok(w.dot(&h))
+        Ok(product(&w, &h))
     }
 
     /// The loss over a whole data set, with each row's optimal codes for the current H.

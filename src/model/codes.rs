@@ -17,6 +17,7 @@ use super::options::{Solver, Unobserved};
 use super::params::ValidParams;
 use super::statistics::Contribution;
 use crate::float::Float;
+use crate::linalg::gemm::product;
 use crate::matrix::{MatRef, Valid};
 use crate::solve::{cd, gram_inverse, kl_cd, least_squares_start, mu, SolveStats};
 
@@ -87,7 +88,7 @@ impl<F: Float> Prepared<F> {
             (h, sums)
         });
         let (g, g_inv) = if needs_gram {
-            let g = ht.t().dot(&ht);
+            let g = product(&ht.t(), &ht);
             let g_inv = gram_inverse(g.view());
             (g, g_inv)
         } else {

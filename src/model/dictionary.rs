@@ -43,6 +43,7 @@ use super::replay::{add_scaled, Replay};
 use super::statistics::{past_scale, Contribution, Statistics};
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::linalg::gemm::product;
 use crate::linalg::parallel::{chunks_of, map_indexed, CHUNK_ROWS};
 use crate::linalg::{all_finite, pow, to_column_major};
 use crate::solve::cd;
@@ -493,8 +494,8 @@ fn hals_free_atoms<F: Float>(
     }
     let a_f = a.select(Axis(0), &free);
     let a_ff = a_f.select(Axis(1), &free);
-    let b_f =
-        &b.select(Axis(0), &free) - &a_f.select(Axis(1), fixed).dot(&h.select(Axis(0), fixed));
+    let b_f = &b.select(Axis(0), &free)
+        - &product(&a_f.select(Axis(1), fixed), &h.select(Axis(0), fixed));
     let mut h_f = h.select(Axis(0), &free);
     let sweeps = hals_dictionary(&mut h_f, a_ff.view(), b_f.view(), pen, limits, threads);
     for (i, &j) in free.iter().enumerate() {

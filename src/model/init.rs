@@ -14,6 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use super::options::{Init, Unobserved};
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::linalg::gemm::product;
 use crate::matrix::{CsrBuilder, CsrMatrix, MatRef, Valid};
 
 /// Power iterations of the randomized range finder. One is enough for an init: with two,
@@ -258,7 +259,7 @@ fn top_singular(
     // B = Qᵀ X (l × p), the SVD of which gives X's top singular triplets.
     x.tmul_into(&q, &mut pl);
     let (ub, s, vt) = wide_svd(pl.t(), k)?;
-    Ok((q.dot(&ub), s, vt))
+    Ok((product(&q, &ub), s, vt))
 }
 
 /// Eigenvalues below this share of the largest count as zero: singular values below
@@ -287,12 +288,12 @@ fn gram_eigen(g: Array2<f64>) -> Result<(Vec<f64>, Array2<f64>)> {
 fn orthonormal(y: Array2<f64>) -> Result<Array2<f64>> {
     let mut q = y;
     for _ in 0..2 {
-        let (lambda, v) = gram_eigen(q.t().dot(&q))?;
+        let (lambda, v) = gram_eigen(product(&q.t(), &q))?;
         if lambda.is_empty() {
             return Ok(q.qr().map_err(lapack)?.0);
         }
         let scale = ndarray::Array1::from_iter(lambda.iter().map(|l| 1.0 / l.sqrt()));
-        q = q.dot(&(v * &scale));
+        q = product(&q, &(v * &scale));
     }
     Ok(q)
 }
@@ -307,11 +308,11 @@ fn wide_svd(
     b: ArrayView2<f64>,
     keep: usize,
 ) -> Result<(Array2<f64>, ndarray::Array1<f64>, Array2<f64>)> {
-    let (mut lambda, u) = gram_eigen(b.dot(&b.t()))?;
+    let (mut lambda, u) = gram_eigen(product(&b, &b.t()))?;
     lambda.truncate(keep);
     let u = u.slice_move(s![.., ..lambda.len()]);
     let s = ndarray::Array1::from_iter(lambda.iter().map(|l| l.sqrt()));
-    let mut vt = u.t().dot(&b);
+    let mut vt = product(&u.t(), &b);
     for (mut row, &sv) in vt.rows_mut().into_iter().zip(&s) {
         row /= sv;
     }

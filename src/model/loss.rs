@@ -13,6 +13,7 @@ use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::float::Float;
+use crate::linalg::gemm::product;
 pub use crate::linalg::CLIP;
 use crate::matrix::MatRef;
 
@@ -199,14 +200,13 @@ pub(crate) fn dense_divergence<F: Float>(x: ArrayView2<F>, v: ArrayView2<F>, bet
 pub fn divergence<F: Float>(x: MatRef<F>, w: ArrayView2<F>, h: ArrayView2<F>, beta: f64) -> f64 {
     match x {
         MatRef::Dense(xd) => {
-            // H row-major: matrixmultiply packs it a panel at a time (same bits).
-            let v = w.dot(&h.as_standard_layout());
+            let v = product(&w, &h);
             dense_divergence(xd, v.view(), beta)
         }
         MatRef::Csr(_) if beta == 2.0 => {
             let ht = h.t().as_standard_layout().into_owned();
             let r = x.x_ht(ht.view());
-            let g = h.dot(&h.t());
+            let g = product(&h, &h.t());
             frobenius_from_products(x.squared_norm(), w, r.view(), g.view())
         }
         MatRef::Csr(xs) if beta == 1.0 => {
@@ -236,7 +236,7 @@ pub fn divergence<F: Float>(x: MatRef<F>, w: ArrayView2<F>, h: ArrayView2<F>, be
                 .sum::<f64>()
         }
         MatRef::Csr(xs) => {
-            let v: Array2<F> = w.dot(&h.as_standard_layout());
+            let v: Array2<F> = product(&w, &h);
             dense_divergence(xs.to_dense().view(), v.view(), beta)
         }
     }
@@ -254,7 +254,7 @@ pub(crate) fn frobenius_from_products<F: Float>(
     ndarray::Zip::from(w)
         .and(r)
         .for_each(|&a, &b| cross += a.as_f64() * b.as_f64());
-    let wtw = w.t().dot(&w);
+    let wtw = product(&w.t(), &w);
     let mut quad = 0.0;
     ndarray::Zip::from(&wtw)
         .and(g)

@@ -21,6 +21,7 @@ use ndarray::{Array2, ArrayView2};
 use super::options::Unobserved;
 use super::params::ValidParams;
 use crate::float::Float;
+use crate::linalg::gemm::product;
 use crate::linalg::CLIP;
 use crate::matrix::CsrView;
 use crate::solve::{cd, least_squares_start_one, SolveStats};
@@ -162,7 +163,7 @@ fn codes_by<F: Float>(
     // as products of its dense copy (unobserved cells at zero) instead of k products an
     // observed entry, each.
     let dense = subtract && !implicit && mostly_observed(x.nnz(), x.nrows() * p);
-    let xht = dense.then(|| x.to_dense().dot(&ht));
+    let xht = dense.then(|| product(&x.to_dense(), &ht));
     for (i, mut wi) in w.rows_mut().into_iter().enumerate() {
         let (cols, vals) = x.row(i);
         // Observed-only rows that observe most columns: H Hᵀ less the others.
@@ -235,7 +236,7 @@ fn codes_by<F: Float>(
         }
     }
     if xht.is_some() {
-        let fit = w.dot(&ht.t());
+        let fit = product(&w, &ht.t());
         for (i, fi) in fit.rows().into_iter().enumerate() {
             let (cols, vals) = x.row(i);
             let sq: f64 = (cols.iter().zip(vals))

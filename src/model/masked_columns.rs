@@ -15,6 +15,7 @@ use ndarray::{Array2, ArrayView2};
 use super::masked::{add_outer, mostly_observed, packed, unobserved, unpack_into, KEPT_MASS};
 use super::options::Unobserved;
 use crate::float::Float;
+use crate::linalg::gemm::product;
 use crate::linalg::{simd, zeros_written, CLIP};
 use crate::matrix::CsrView;
 use crate::solve::cd;
@@ -123,7 +124,7 @@ impl<F: Float> ColumnContribution<F> {
         }
         // `Σ x_ij w_i` of every column at once: Wᵀ X over the dense copy.
         let w = ArrayView2::from_shape((rows, k), ws).expect("rows × k codes");
-        let wtx = w.t().dot(&x.to_dense());
+        let wtx = product(&w.t(), &x.to_dense());
         out.b = Vec::with_capacity(out.cols.len() * k);
         for &j in &out.cols {
             out.b.extend(wtx.column(j as usize).iter());

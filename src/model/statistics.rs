@@ -16,6 +16,7 @@ use super::loss::{dense_divergence, Loss};
 use super::masked_columns::{kl_statistics, ColumnContribution, ColumnStats};
 use super::options::Unobserved;
 use crate::float::Float;
+use crate::linalg::gemm::product;
 use crate::linalg::{all_finite, zeros_written};
 use crate::matrix::{MatRef, Valid};
 use crate::solve::mu::{beta_ratios_into, kl_ratio_into, relative_clip};
@@ -122,7 +123,7 @@ impl<F: Float> Contribution<F> {
                 // `Σ_all w wᵀ` (the shared part of implicit feedback, and the code
                 // energy's), and the columns' own sums; no `Wᵀ X`.
                 let cols = ColumnContribution::new(mode, c, w);
-                (w.t().dot(&w), Array2::zeros((k, 0).f()), Some(cols))
+                (product(&w.t(), &w), Array2::zeros((k, 0).f()), Some(cols))
             };
             let c = Self {
                 rows: x.nrows(),
@@ -137,7 +138,7 @@ impl<F: Float> Contribution<F> {
         let mut scored = None;
         let (first, second) = if beta == 2.0 {
             // Column-major, like the statistics it is folded into (see `Statistics`).
-            (w.t().dot(&w), x.wt_x_on(w, threads))
+            (product(&w.t(), &w), x.wt_x_on(w, threads))
         } else {
             let wsum = w.sum_axis(Axis(0));
             let ones_den = || Array2::from_shape_fn((k, p), |(j, _)| wsum[j]);
@@ -160,20 +161,19 @@ impl<F: Float> Contribution<F> {
                         MatRef::Dense(d) => CowArray::from(d),
                         MatRef::Csr(c) => CowArray::from(c.to_dense()),
                     };
-                    // H row-major, as `divergence` forms it (the same bits in any layout).
-                    let mut v = w.dot(&h.as_standard_layout());
+                    let mut v = product(&w, &h);
                     if score {
                         scored = Some(dense_divergence(xd.view(), v.view(), beta));
                     }
                     let clip = relative_clip(x);
                     if beta == 1.0 {
                         kl_ratio_into(&mut v, xd.view(), clip);
-                        (w.t().dot(&v), ones_den())
+                        (product(&w.t(), &v), ones_den())
                     } else {
                         // (X / V) ⊙ V^(β−1): V^(β−2) alone overflows f32 for small V.
                         let mut q = Array2::zeros(v.raw_dim());
                         beta_ratios_into(&mut v, &mut q, xd.view(), clip, beta);
-                        (w.t().dot(&v), w.t().dot(&q))
+                        (product(&w.t(), &v), product(&w.t(), &q))
                     }
                 }
             }

@@ -13,6 +13,7 @@ pub use metrics::{Evaluation, Metrics};
 use ndarray::{s, ArrayView2};
 
 use crate::float::Float;
+use crate::linalg::gemm::product;
 use crate::linalg::parallel::{chunks_of, map_indexed};
 use crate::matrix::CsrView;
 
@@ -47,7 +48,7 @@ pub fn top_n<F: Float>(
     let blocks: Vec<_> = chunks_of(w.nrows(), BLOCK_ROWS).collect();
     let parts = map_indexed(blocks.len(), threads.max(1), |b| {
         let rows = blocks[b].clone();
-        let scores = w.slice(s![rows.clone(), ..]).dot(&h);
+        let scores = product(&w.slice(s![rows.clone(), ..]), &h);
         scores
             .rows()
             .into_iter()

@@ -12,10 +12,10 @@
 //! once, so the codes differ in the last bits from a CPU without them), and two steps
 //! share a pass over the gradients: the loop was bound by the stores of that update.
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2};
 
 use crate::float::Float;
+use crate::linalg::gemm::mat_mul;
 
 /// What a solve did: the most iterations any row needed, and whether all rows met the
 /// tolerance.
@@ -59,7 +59,7 @@ pub(crate) fn solve<F: Float>(
     let mut gp = g.as_standard_layout().into_owned();
     gp.diag_mut().mapv_inplace(|v| v + l2);
     let mut start = r.as_standard_layout().into_owned();
-    general_mat_mul(-F::one(), &*w, &gp, F::one(), &mut start);
+    mat_mul(-F::one(), &*w, &gp, F::one(), &mut start);
     start.mapv_inplace(|v| v - l1);
     let gs = gp.as_slice().expect("standard layout");
     let starts = start.as_slice().expect("standard layout");

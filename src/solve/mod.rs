@@ -11,6 +11,7 @@ pub(crate) use cd::SolveStats;
 use ndarray::{Array2, ArrayView2};
 
 use crate::float::Float;
+use crate::linalg::gemm::product;
 
 /// The inverse of a Gram matrix `G = H Hᵀ` (in f64, with a tiny ridge), or `None` when it
 /// is singular or LAPACK refuses it.
@@ -35,7 +36,7 @@ pub(crate) fn least_squares_start<F: Float>(
 ) -> Array2<F> {
     match g_inv {
         Some(inv) => {
-            let mut w = r.dot(inv);
+            let mut w = product(&r, inv);
             w.mapv_inplace(|v| v.max(F::zero()));
             w
         }

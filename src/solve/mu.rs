@@ -5,12 +5,12 @@
 //! sparse X its numerator visits only the non-zeros (cost nnz · k per iteration). Other
 //! betas form V densely.
 
-use ndarray::{Array1, Array2, ArrayView2, ShapeBuilder, Zip};
+use ndarray::{Array1, Array2, ArrayView2, CowArray, Zip};
 
 use super::cd::SolveStats;
 use crate::float::Float;
+use crate::linalg::gemm::{mat_mul, product};
 use crate::linalg::simd;
-use crate::linalg::transpose::columns_to_rows;
 use crate::linalg::{pow, CLIP};
 use crate::matrix::MatRef;
 
@@ -134,31 +134,6 @@ pub(crate) fn kl_numerator_sparse<F: Float>(
     num
 }
 
-/// A dense copy of `x` in column-major layout. A row-major batch's rows are moved as the
-/// reader moves a record batch's columns into rows ([`columns_to_rows`]: register
-/// transposes), where an element-by-element copy was 3 % of an Itakura-Saito fit.
-fn column_major<F: Float>(x: MatRef<F>) -> Array2<F> {
-    let (b, p) = (x.nrows(), x.ncols());
-    if let MatRef::Dense(xd) = x {
-        if let Some(rows) = (0..b)
-            .map(|i| xd.row(i).to_slice())
-            .collect::<Option<Vec<_>>>()
-        {
-            let mut out = Vec::with_capacity(b * p);
-            columns_to_rows(&rows, p, &mut out.spare_capacity_mut()[..b * p]);
-            // SAFETY: `columns_to_rows` wrote all p × b values.
-            unsafe { out.set_len(b * p) };
-            return Array2::from_shape_vec((b, p).f(), out).expect("b × p values");
-        }
-    }
-    let mut d = Array2::zeros((b, p).f());
-    match x {
-        MatRef::Dense(xd) => d.assign(&xd),
-        MatRef::Csr(_) => x.for_each_stored(|i, j, v| d[[i, j]] = v),
-    }
-    d
-}
-
 /// Runs the updates on `w` (b × k, a warm start from [`initial_codes`] or a previous
 /// solve). `ht` is `Hᵀ` in standard layout.
 #[allow(clippy::too_many_arguments)]
@@ -177,43 +152,42 @@ pub(crate) fn solve<F: Float>(
     let hsum: Array1<F> = h.sum_axis(ndarray::Axis(1));
     // Precomputed pieces, by case.
     let r = (beta == 2.0).then(|| x.x_ht(ht));
-    let g = (beta == 2.0).then(|| h.dot(&h.t()));
+    let g = (beta == 2.0).then(|| product(&h, &h.t()));
     let sparse_kl = beta == 1.0 && matches!(x, MatRef::Csr(_));
-    // The dense path's operands are laid out for matrixmultiply's packing, which copies a
-    // kernel panel at a time where the packed direction is contiguous and gathers one
-    // entry at a time elsewhere: H row-major for `W H`, and X, V and Q column-major, so
-    // that `V Hᵀ` and `Q Hᵀ` pack V and Q by columns. The products are the same bits in
-    // any layout; packing went from 18 % to 13 % of an Itakura-Saito fit's samples.
-    let dense_x = (r.is_none() && !sparse_kl).then(|| column_major(x));
-    let h_rows = dense_x.as_ref().map(|_| h.as_standard_layout());
-    let mut v = dense_x
-        .as_ref()
-        .map(|d| Array2::<F>::zeros(d.raw_dim().f()));
+    // The dense path's X in standard layout (borrowed when it is one), and V and Q alike,
+    // so that the ratios run in one vectorized pass. The products take any layout: the
+    // same bits, and under `gemm` the same speed (column-major X, V and Q, which
+    // matrixmultiply's packing preferred, measured equal on an Itakura-Saito fit).
+    let dense_x = (r.is_none() && !sparse_kl).then(|| match x {
+        MatRef::Dense(xd) if xd.is_standard_layout() => CowArray::from(xd),
+        MatRef::Dense(xd) => CowArray::from(xd.as_standard_layout().into_owned()),
+        MatRef::Csr(_) => CowArray::from(x.to_dense()),
+    });
+    let mut v = dense_x.as_ref().map(|d| Array2::<F>::zeros(d.raw_dim()));
     let mut q: Option<Array2<F>> = None;
 
     let mut stats = SolveStats::default();
     for it in 1..=max_iter {
         stats.iterations = it;
         let (num, mut den) = if let (Some(r), Some(g)) = (&r, &g) {
-            (r.clone(), w.dot(g))
+            (r.clone(), product(&*w, g))
         } else if sparse_kl {
             let den = Array2::from_shape_fn(w.raw_dim(), |(_, j)| hsum[j]);
             (kl_numerator_sparse(x, w.view(), ht, clip), den)
         } else {
             let xd = dense_x.as_ref().expect("dense copy");
             let v = v.as_mut().expect("buffer");
-            let h = h_rows.as_ref().expect("row-major H");
-            ndarray::linalg::general_mat_mul(F::one(), &*w, h, F::zero(), v);
+            mat_mul(F::one(), &*w, &h, F::zero(), v);
             if beta == 1.0 {
                 kl_ratio_into(v, xd.view(), clip);
                 let den = Array2::from_shape_fn(w.raw_dim(), |(_, j)| hsum[j]);
-                (v.dot(&ht), den)
+                (product(&*v, &ht), den)
             } else {
                 // q = V^(β−1); v ← V^(β−2) ⊙ X, as (X / V) ⊙ q: V^(β−2) alone
                 // overflows f32 where V is small (1e-20^-2) though the product does not.
-                let qb = q.get_or_insert_with(|| Array2::zeros(v.raw_dim().f()));
+                let qb = q.get_or_insert_with(|| Array2::zeros(v.raw_dim()));
                 beta_ratios_into(v, qb, xd.view(), clip, beta);
-                (v.dot(&ht), qb.dot(&ht))
+                (product(&*v, &ht), product(&*qb, &ht))
             }
         };
         // Without penalties `den + 0 + 0 · w` is `den` (up to the sign of a zero, which
@@ -263,8 +237,8 @@ mod tests {
 
     /// Below KL the updates' result does not depend on how X and H are laid out: row- or
     /// column-major dense X, CSR X, standard or transposed H give the same bits (the
-    /// solver lays its operands out for the product's packing itself), and the updates
-    /// lower the divergence.
+    /// products' bits do not depend on layouts, and the ratios run on a standard-layout
+    /// X), and the updates lower the divergence.
     #[test]
     fn codes_below_kl_do_not_depend_on_layouts() {
         use crate::matrix::CsrMatrix;
