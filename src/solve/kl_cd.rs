@@ -116,11 +116,23 @@ fn positive_entries<F: Float>(row: &[F], cols: &mut Vec<u32>, vals: &mut Vec<F>)
     vals.truncate(m);
 }
 
-/// `out[t] = src[idx[t]]`.
+/// `out[t] = src[idx[t]]`. The indices are checked once, by their largest (a vectorized
+/// pass), instead of one bounds check a load: the gathers were 16 % of a KL fit on
+/// counts, and the per-load check made them 1.6 times slower.
+///
+/// # Panics
+/// If an index is past `src` (the callers' indices are the columns of a row of `src`'s
+/// width: a bug, never an input).
 #[inline(always)]
 fn gather_body<F: Float>(src: &[F], idx: &[u32], out: &mut [F]) {
+    let top = idx.iter().fold(0u32, |m, &j| m.max(j));
+    assert!(
+        idx.is_empty() || (top as usize) < src.len(),
+        "gather index past its source"
+    );
     for (o, &j) in out.iter_mut().zip(idx) {
-        *o = src[j as usize];
+        // SAFETY: every index is below `src.len()`, checked just above.
+        *o = unsafe { *src.get_unchecked(j as usize) };
     }
 }
 
@@ -429,6 +441,17 @@ mod tests {
         let mut out = vec![0.0f32; 3];
         gather(&h, &[1, 3, 4], &mut out);
         assert_eq!(out, [0.5, 1.5, 2.0]);
+        gather(&h, &[6, 0, 6], &mut out);
+        assert_eq!(out, [3.0, 0.0, 3.0]);
+        gather(&h, &[], &mut out[..0]);
+    }
+
+    /// An index past the source is a panic, not a read out of bounds.
+    #[test]
+    #[should_panic(expected = "gather index past its source")]
+    fn gather_refuses_an_index_past_its_source() {
+        let mut out = [0.0f64; 2];
+        gather(&[1.0, 2.0, 3.0], &[0, 3], &mut out);
     }
 
     /// The Newton sums equal the single-loop form they replaced (eight lane sums of
