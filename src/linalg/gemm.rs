@@ -3,9 +3,10 @@
 //!
 //! Why two: the products of a fit are skinny (a 120 × 1000 batch times a 1000 × 20 `Hᵀ`,
 //! a 20 × 120 `Wᵀ` times the batch, `W H` of 256 × 20 by 20 × 513), where matrixmultiply
-//! packs more than it multiplies. On those shapes the `gemm` crate (AVX-512 kernels where
-//! the CPU has them) took 30 → 19 ms, 24 → 19 ms and 12.5 → 10.6 ms a pass over 20 000 rows
-//! (single thread, this machine).
+//! packs more than it multiplies. On those shapes, a pass over 20 000 rows on one thread
+//! of this machine, the `gemm` crate took `X Hᵀ` from 30 to 12.8 ms, `Wᵀ X` from 24 to
+//! 11.6 ms and `W H` from 12.5 to 6.0 ms with its AVX-512 kernels (18.5, 19.3 and 10.6 ms
+//! with its FMA ones, which CPUs without AVX-512 get).
 //!
 //! What must not change is that a product's bits depend only on its values, never on the
 //! memory layout of its operands (a column-major input gives the model a row-major one
